@@ -1,0 +1,22 @@
+//! mapwatch: attach to a live process and see which locks its goroutines wait
+//! on, which map keys are hot and where compare-and-swap fails.
+//!
+//! The pipeline, one module per stage:
+//! - [`host`]: privileges and kernel support, checked first.
+//! - [`target`]: the process and its executable (ELF, Go build info, symbols).
+//! - [`plan`]: which functions to probe and at which instruction.
+//! - [`loader`]: loads the embedded BPF object and attaches the plan.
+//! - [`intake`]: reads every CPU's perf ring buffer.
+//! - [`aggregate`]: turns events into per-lock statistics (the data model).
+//! - [`report`]: the report and its views (text, JSON).
+//! - [`session`]: ties them together for `mapwatch attach`.
+
+pub mod aggregate;
+pub mod duration;
+pub mod host;
+pub mod intake;
+pub mod loader;
+pub mod plan;
+pub mod report;
+pub mod session;
+pub mod target;

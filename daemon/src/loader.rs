@@ -1,0 +1,193 @@
+//! Loads the embedded BPF object, writes each planned site's configuration
+//! and attaches one uprobe per site to the target process.
+
+use std::{num::NonZeroU32, path::Path};
+
+use aya::{
+    maps::{Array, MapData, PerCpuArray, PerfEventArray},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        UProbe,
+    },
+    Ebpf,
+};
+use probe_common::{Counter, SiteConfig, COUNTER_SLOTS, MAX_SITES};
+use thiserror::Error;
+
+use crate::plan::ProbePlan;
+
+/// The probe object, built from `probe-ebpf` by the build script.
+static PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mapwatch-probes"));
+
+/// Name of the uprobe program for lock slow paths.
+const LOCK_SLOW_PROGRAM: &str = "lock_slow";
+
+/// Errors loading or attaching probes.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The kernel refused the BPF object or a map in it.
+    #[error("loading the BPF probes failed: {0}")]
+    Load(String),
+    /// The object lacks a map or program the daemon expects.
+    #[error("the embedded BPF object has no {0}")]
+    Missing(&'static str),
+    /// Too many sites for the `SITES` map.
+    #[error("{0} probe sites planned, at most {MAX_SITES} supported")]
+    TooManySites(usize),
+    /// Attaching a uprobe failed.
+    #[error("attaching a uprobe to {function} at file offset {file_offset:#x} of {exe}: {reason}")]
+    Attach {
+        /// The function.
+        function: String,
+        /// The file offset.
+        file_offset: u64,
+        /// The executable.
+        exe: String,
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+/// Probe counters summed over all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeCounters {
+    /// Hits that became events.
+    pub hits: u64,
+    /// Hits skipped because the stack-check branch was about to re-enter.
+    pub skipped_reentry: u64,
+    /// Hits at sites with no configuration (a bug if not zero).
+    pub unknown_site: u64,
+    /// Events the kernel could not write to the ring buffer.
+    pub output_errors: u64,
+}
+
+/// Loaded and attached probes. Dropping this detaches them.
+pub struct AttachedProbes {
+    ebpf: Ebpf,
+    /// Number of attached uprobes.
+    pub attached: usize,
+}
+
+impl AttachedProbes {
+    /// Loads the probe object and attaches every site of `plan` to process
+    /// `pid`, whose executable opens at `exe_path`.
+    pub fn attach(
+        plan: &ProbePlan,
+        pid: u32,
+        exe_path: &Path,
+        exe_display: &str,
+    ) -> Result<Self, LoadError> {
+        if plan.sites.len() > MAX_SITES as usize {
+            return Err(LoadError::TooManySites(plan.sites.len()));
+        }
+        let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(e.to_string()))?;
+
+        let mut sites: Array<_, SiteConfig> = Array::try_from(
+            ebpf.map_mut("SITES")
+                .ok_or(LoadError::Missing("SITES map"))?,
+        )
+        .map_err(|e| LoadError::Load(e.to_string()))?;
+        for (index, site) in plan.sites.iter().enumerate() {
+            let config = SiteConfig {
+                kind: site.kind as u32,
+                arg_register: site.arg_register as u32,
+                skip_when: site.skip_when as u32,
+                site_index: index as u32,
+            };
+            sites
+                .set(index as u32, config, 0)
+                .map_err(|e| LoadError::Load(format!("writing site {index}: {e}")))?;
+        }
+
+        let program: &mut UProbe = ebpf
+            .program_mut(LOCK_SLOW_PROGRAM)
+            .ok_or(LoadError::Missing("lock_slow program"))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
+        program.load().map_err(|e| {
+            LoadError::Load(format!("{LOCK_SLOW_PROGRAM}: {}", verifier_detail(&e)))
+        })?;
+        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        for (index, site) in plan.sites.iter().enumerate() {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                cookie: Some(index as u64),
+            };
+            program
+                .attach(point, exe_path, scope)
+                .map_err(|e| LoadError::Attach {
+                    function: site.function.clone(),
+                    file_offset: site.file_offset,
+                    exe: exe_display.to_string(),
+                    reason: error_chain(&e),
+                })?;
+        }
+        Ok(Self {
+            ebpf,
+            attached: plan.sites.len(),
+        })
+    }
+
+    /// Takes the per-CPU event ring buffers' map (once).
+    pub fn take_events(&mut self) -> Result<PerfEventArray<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(LoadError::Missing("EVENTS map"))?;
+        PerfEventArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))
+    }
+
+    /// Reads the probe counters, summed over CPUs.
+    pub fn counters(&self) -> Result<ProbeCounters, LoadError> {
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or(LoadError::Missing("COUNTERS map"))?;
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+        let mut sums = [0u64; COUNTER_SLOTS as usize];
+        for (slot, sum) in sums.iter_mut().enumerate() {
+            let values = counters
+                .get(&(slot as u32), 0)
+                .map_err(|e| LoadError::Load(format!("reading counter {slot}: {e}")))?;
+            *sum = values.iter().sum();
+        }
+        Ok(ProbeCounters {
+            hits: sums[Counter::Hits as usize],
+            skipped_reentry: sums[Counter::SkippedReentry as usize],
+            unknown_site: sums[Counter::UnknownSite as usize],
+            output_errors: sums[Counter::OutputErrors as usize],
+        })
+    }
+}
+
+/// The full source chain of an error, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A program load error, with the verifier's last lines when it has them.
+fn verifier_detail(error: &aya::programs::ProgramError) -> String {
+    match error {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            format!(
+                "{io_error}; verifier: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )
+        }
+        other => error_chain(other),
+    }
+}

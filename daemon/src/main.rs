@@ -1,0 +1,108 @@
+//! The `mapwatch` command.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use mapwatch::{
+    duration,
+    plan::SiteMode,
+    report::text,
+    session::{self, AttachOptions},
+};
+
+/// See which locks a live process waits on, which map keys are hot and where
+/// compare-and-swap fails — no restart, no code change.
+#[derive(Debug, Parser)]
+#[command(name = "mapwatch", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach to a running process and report when it exits, on Ctrl-C,
+    /// SIGTERM, or after --duration.
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AttachArgs {
+    /// The process to attach to.
+    #[arg(long, short)]
+    pid: u32,
+    /// Stop after this long (e.g. 10s, 500ms, 2m); default: until Ctrl-C,
+    /// SIGTERM or the target's exit.
+    #[arg(long, short, value_parser = duration::parse)]
+    duration: Option<Duration>,
+    /// Report format on stdout.
+    #[arg(long, short, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Where to probe each function: `auto` picks the first instruction the
+    /// kernel emulates (cheap); `entry` probes the first instruction, as
+    /// symbol-based tracers do.
+    #[arg(long, value_enum, default_value_t = SiteArg::Auto)]
+    probe_site: SiteArg,
+    /// Also treat this function as a lock slow path (Go ABI: lock address in
+    /// RAX); repeatable.
+    #[arg(long = "lock-slow-path", value_name = "SYMBOL")]
+    lock_slow_paths: Vec<String>,
+    /// Size of each CPU's ring buffer in pages (a power of two).
+    #[arg(long, default_value_t = 256, value_parser = power_of_two)]
+    buffer_pages: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SiteArg {
+    Auto,
+    Entry,
+}
+
+fn power_of_two(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n.is_power_of_two() => Ok(n),
+        _ => Err(format!("`{text}` is not a power of two")),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mapwatch: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let Command::Attach(args) = cli.command;
+    let options = AttachOptions {
+        pid: args.pid,
+        duration: args.duration,
+        site_mode: match args.probe_site {
+            SiteArg::Auto => SiteMode::Auto,
+            SiteArg::Entry => SiteMode::Entry,
+        },
+        extra_slow_paths: args.lock_slow_paths,
+        buffer_pages: args.buffer_pages,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(session::attach(&options))?;
+    match args.format {
+        Format::Text => print!("{}", text::render(&report)),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Probe planning: which functions of the target to probe, and at which
+//! instruction of each.
+//!
+//! The planner works on link-time addresses of the executable; the loader
+//! turns them into file offsets for the kernel, and the aggregator turns
+//! runtime addresses back into names.
+
+pub mod site;
+
+use probe_common::{ArgRegister, SiteKind, SkipWhen};
+use thiserror::Error;
+
+use crate::target::Target;
+use site::{choose_entry_site, EntrySite, SiteChoice};
+
+/// Where in a function to put an entry probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SiteMode {
+    /// The first instruction the kernel emulates, found by decoding (cheap).
+    #[default]
+    Auto,
+    /// The function's first instruction, as symbol-based tracers do
+    /// (single-stepped by the kernel, ~20× dearer; for comparison).
+    Entry,
+}
+
+/// One instruction to probe.
+#[derive(Debug, Clone)]
+pub struct PlannedSite {
+    /// The function probed, as its symbol names it.
+    pub function: String,
+    /// Link-time address of the function's entry.
+    pub function_address: u64,
+    /// Link-time address of the probed instruction.
+    pub address: u64,
+    /// File offset of the probed instruction (what the kernel attaches to).
+    pub file_offset: u64,
+    /// Why this instruction.
+    pub choice: SiteChoice,
+    /// When the probe must not count a hit.
+    pub skip_when: SkipWhen,
+    /// What a hit means.
+    pub kind: SiteKind,
+    /// Where the lock's address is at this instruction.
+    pub arg_register: ArgRegister,
+}
+
+/// All the sites to attach, in order; a site's index is its BPF cookie.
+#[derive(Debug, Clone, Default)]
+pub struct ProbePlan {
+    /// Sites to attach.
+    pub sites: Vec<PlannedSite>,
+    /// Functions looked for but not found (for the report).
+    pub missing: Vec<String>,
+}
+
+/// Errors planning probes.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// None of the functions mapwatch knows how to probe is in the binary.
+    #[error("nothing to probe in {exe}{go}: looked for {looked_for}", go = go_version.as_deref().map(|v| format!(" ({v})")).unwrap_or_else(|| " (not a Go binary)".into()), looked_for = looked_for.join(", "))]
+    NothingToProbe {
+        /// The executable.
+        exe: String,
+        /// Its Go version, if it is a Go binary.
+        go_version: Option<String>,
+        /// The symbols looked for.
+        looked_for: Vec<String>,
+    },
+    /// A function's code could not be read or decoded.
+    #[error("cannot choose a probe site in {function} at {address:#x}: {reason}")]
+    Site {
+        /// The function.
+        function: String,
+        /// Its address.
+        address: u64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The contended slow paths of Go's `sync.Mutex` for a Go version: from Go
+/// 1.24 `sync.Mutex` wraps `internal/sync.Mutex`. With an unknown version,
+/// both are looked for.
+pub fn go_mutex_slow_paths(version: Option<(u32, u32)>) -> Vec<&'static str> {
+    const OLD: &str = "sync.(*Mutex).lockSlow";
+    const NEW: &str = "internal/sync.(*Mutex).lockSlow";
+    match version {
+        Some((1, minor)) if minor < 24 => vec![OLD],
+        Some(_) => vec![NEW],
+        None => vec![NEW, OLD],
+    }
+}
+
+/// Plans the lock-contention probes for a target.
+///
+/// `extra_slow_paths` names further functions (Go ABI: lock address in RAX)
+/// whose every entry is one contention, such as a custom lock's slow path.
+pub fn plan_locks(
+    target: &Target,
+    mode: SiteMode,
+    extra_slow_paths: &[String],
+) -> Result<ProbePlan, PlanError> {
+    let go_version = target.go_version_number();
+    let mut wanted: Vec<String> = if target.go.is_some() {
+        go_mutex_slow_paths(go_version)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    wanted.extend(extra_slow_paths.iter().cloned());
+
+    let mut plan = ProbePlan::default();
+    for name in &wanted {
+        let Some(function) = target.symbols.function(name) else {
+            plan.missing.push(name.clone());
+            continue;
+        };
+        let site = entry_site(target, &function.name, function.start, function.end, mode)?;
+        let file_offset = target
+            .elf
+            .vaddr_to_file_offset(site.address)
+            .ok_or_else(|| PlanError::Site {
+                function: name.clone(),
+                address: site.address,
+                reason: "address is not backed by the file".into(),
+            })?;
+        plan.sites.push(PlannedSite {
+            function: name.clone(),
+            function_address: function.start,
+            address: site.address,
+            file_offset,
+            choice: site.choice,
+            skip_when: site.skip_when,
+            kind: SiteKind::LockSlowEntry,
+            arg_register: ArgRegister::Rax,
+        });
+    }
+    if plan.sites.is_empty() {
+        return Err(PlanError::NothingToProbe {
+            exe: target.process.exe_display.clone(),
+            go_version: target.go.as_ref().map(|go| go.version.clone()),
+            looked_for: if wanted.is_empty() {
+                go_mutex_slow_paths(None)
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            } else {
+                wanted
+            },
+        });
+    }
+    Ok(plan)
+}
+
+fn entry_site(
+    target: &Target,
+    name: &str,
+    start: u64,
+    end: u64,
+    mode: SiteMode,
+) -> Result<EntrySite, PlanError> {
+    let site_error = |reason: String| PlanError::Site {
+        function: name.to_string(),
+        address: start,
+        reason,
+    };
+    if mode == SiteMode::Entry {
+        return Ok(EntrySite {
+            address: start,
+            skip_when: SkipWhen::Never,
+            choice: SiteChoice::Entry,
+        });
+    }
+    let len = end.saturating_sub(start);
+    let code = target
+        .elf
+        .read_vaddr(start, len as usize)
+        .ok_or_else(|| site_error(format!("cannot read {len} bytes of code")))?;
+    choose_entry_site(
+        code,
+        start,
+        end,
+        &[iced_x86::Register::RAX, iced_x86::Register::R14],
+    )
+    .map_err(|e| site_error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutex_slow_path_moves_to_internal_sync_in_go_1_24() {
+        assert_eq!(
+            go_mutex_slow_paths(Some((1, 23))),
+            ["sync.(*Mutex).lockSlow"]
+        );
+        assert_eq!(
+            go_mutex_slow_paths(Some((1, 24))),
+            ["internal/sync.(*Mutex).lockSlow"]
+        );
+        assert_eq!(go_mutex_slow_paths(None).len(), 2);
+    }
+}

@@ -1,0 +1,156 @@
+//! `mapwatch attach`: resolve the target, plan and attach the probes, read
+//! events until told to stop, and build the report.
+
+use std::{
+    os::fd::{FromRawFd as _, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+
+use crate::{
+    aggregate::Aggregate,
+    host,
+    intake::Intake,
+    loader::AttachedProbes,
+    plan::{self, SiteMode},
+    report::Report,
+    target::Target,
+};
+
+/// What `mapwatch attach` was asked to do.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// The process to attach to.
+    pub pid: u32,
+    /// Stop after this long (else on Ctrl-C, SIGTERM or target exit).
+    pub duration: Option<Duration>,
+    /// Where in each function to probe.
+    pub site_mode: SiteMode,
+    /// Extra lock slow-path functions to probe.
+    pub extra_slow_paths: Vec<String>,
+    /// Pages per CPU ring buffer (a power of two).
+    pub buffer_pages: usize,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The target process exited.
+    TargetExited,
+    /// `--duration` elapsed.
+    Duration,
+    /// SIGINT (Ctrl-C) or SIGTERM.
+    Signal,
+}
+
+impl StopReason {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TargetExited => "target-exited",
+            Self::Duration => "duration",
+            Self::Signal => "signal",
+        }
+    }
+}
+
+/// Runs one attach session to completion and returns its report.
+pub async fn attach(options: &AttachOptions) -> Result<Report> {
+    let pid = options.pid;
+    host::check(&host::HostPaths::default())?;
+    let target = Target::open(pid)?;
+    let plan = plan::plan_locks(&target, options.site_mode, &options.extra_slow_paths)
+        .with_context(|| format!("PID {pid}"))?;
+    host::raise_memlock_limit();
+    let mut probes = AttachedProbes::attach(
+        &plan,
+        pid,
+        &target.process.exe_path,
+        &target.process.exe_display,
+    )
+    .with_context(|| format!("PID {pid}"))?;
+    let events = probes.take_events()?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let intake = Intake::start(events, options.buffer_pages, tx)?;
+    let aggregator = tokio::spawn(async move {
+        let mut aggregate = Aggregate::new();
+        while let Some(message) = rx.recv().await {
+            aggregate.apply(pid, message);
+        }
+        aggregate
+    });
+    let started = Instant::now();
+    eprintln!(
+        "mapwatch: attached {} probe(s) to PID {} ({}, {}), reading {} CPU(s); Ctrl-C to stop",
+        probes.attached,
+        pid,
+        target.process.exe_display,
+        target
+            .go
+            .as_ref()
+            .map_or("not Go", |go| go.version.as_str()),
+        intake.cpus.len(),
+    );
+
+    let stopped_by = wait_for_stop(&target, options.duration).await?;
+    let duration = started.elapsed().as_secs_f64();
+    intake.stop().await?;
+    let aggregate = aggregator.await.context("aggregator task failed")?;
+    let counters = probes.counters()?;
+    drop(probes);
+    Ok(Report::build(
+        &target,
+        &plan,
+        &aggregate,
+        counters,
+        duration,
+        stopped_by.as_str(),
+    ))
+}
+
+/// Waits for the first of: SIGINT, SIGTERM, the duration, the target's exit.
+async fn wait_for_stop(target: &Target, duration: Option<Duration>) -> Result<StopReason> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let exited = target_exit(target);
+    tokio::select! {
+        _ = sigint.recv() => Ok(StopReason::Signal),
+        _ = sigterm.recv() => Ok(StopReason::Signal),
+        () = deadline => Ok(StopReason::Duration),
+        () = exited => Ok(StopReason::TargetExited),
+    }
+}
+
+/// Resolves when the target process exits: through a pidfd where the kernel
+/// has them, else by polling `/proc`.
+async fn target_exit(target: &Target) {
+    let pid = target.process.pid;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw >= 0 {
+        // SAFETY: the syscall returned a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
+        if let Ok(fd) = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+            // A pidfd becomes readable when the process exits.
+            if fd.readable().await.is_ok() {
+                return;
+            }
+        }
+    }
+    while target.process.is_alive() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

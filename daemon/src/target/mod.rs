@@ -1,0 +1,121 @@
+//! The traced process and its executable: where it lives, whether it is Go
+//! (and which version), its functions and global variables, and how its
+//! link-time addresses relate to the addresses it runs at.
+
+pub mod buildinfo;
+pub mod elf;
+pub mod pclntab;
+pub mod process;
+pub mod symbols;
+
+use thiserror::Error;
+
+use buildinfo::GoBuildInfo;
+use elf::ElfImage;
+use process::{Process, ProcessError};
+use symbols::{FunctionSource, SymbolError, SymbolTable};
+
+/// Errors resolving a target.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// The process could not be found or read.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The executable could not be read or parsed.
+    #[error("PID {pid}: cannot read its executable {exe}: {reason}")]
+    Executable {
+        /// The process.
+        pid: u32,
+        /// The executable's path as the process sees it.
+        exe: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A process resolved down to its executable's symbols.
+#[derive(Debug)]
+pub struct Target {
+    /// The process.
+    pub process: Process,
+    /// Its executable.
+    pub elf: ElfImage,
+    /// Go build information, when the executable is a Go binary.
+    pub go: Option<GoBuildInfo>,
+    /// Functions and global variables.
+    pub symbols: SymbolTable,
+    /// Runtime address minus link-time address (0 unless position-independent).
+    pub load_bias: u64,
+}
+
+impl Target {
+    /// Resolves the process with the given PID.
+    pub fn open(pid: u32) -> Result<Self, TargetError> {
+        let process = Process::open(pid)?;
+        let exe_error = |reason: String| TargetError::Executable {
+            pid,
+            exe: process.exe_display.clone(),
+            reason,
+        };
+        let elf = ElfImage::open(&process.exe_path).map_err(|e| exe_error(e.to_string()))?;
+        let go = match elf.section(".go.buildinfo") {
+            Some(section) => {
+                let data = elf
+                    .section_data(&section)
+                    .map_err(|e| exe_error(e.to_string()))?;
+                match buildinfo::parse(&data) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        log::warn!("PID {pid}: unreadable Go build info: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let symbols = match SymbolTable::from_elf(&elf) {
+            Ok(symbols) => symbols,
+            // A stripped native binary: nothing to name, which the planner
+            // reports as "nothing to probe" with what it looked for.
+            Err(SymbolError::NoSymbols) => {
+                log::info!("PID {pid}: {} has no symbols", process.exe_display);
+                SymbolTable::new(Vec::new(), Vec::new(), FunctionSource::Symtab)
+            }
+            Err(e) => return Err(exe_error(e.to_string())),
+        };
+        let load_bias = if elf.is_pie() {
+            let base = process.exe_mapping_base()?.ok_or_else(|| {
+                exe_error("position-independent, but not found in /proc/PID/maps".into())
+            })?;
+            base.wrapping_sub(elf.first_load_vaddr().unwrap_or(0))
+        } else {
+            0
+        };
+        Ok(Self {
+            process,
+            elf,
+            go,
+            symbols,
+            load_bias,
+        })
+    }
+
+    /// The Go version as (major, minor), when known.
+    pub fn go_version_number(&self) -> Option<(u32, u32)> {
+        self.go
+            .as_ref()
+            .and_then(|go| buildinfo::parse_go_version(&go.version))
+    }
+
+    /// Names a runtime data address: the global variable it falls in
+    /// (`main.hotMu`, or `main.locks+16` inside one), when symbols allow.
+    pub fn global_name(&self, runtime_address: u64) -> Option<String> {
+        let address = runtime_address.wrapping_sub(self.load_bias);
+        let (global, offset) = self.symbols.global_at(address)?;
+        Some(if offset == 0 {
+            global.name.clone()
+        } else {
+            format!("{}+{offset}", global.name)
+        })
+    }
+}

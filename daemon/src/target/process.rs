@@ -1,0 +1,142 @@
+//! The traced process as `/proc` shows it: its executable, where that
+//! executable is mapped, and whether it is still alive.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+/// Errors reading a process from `/proc`.
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    /// `/proc/PID` does not exist.
+    #[error("no process with PID {0}")]
+    NoSuchProcess(u32),
+    /// The process exists but `/proc` refused to show it.
+    #[error("cannot read /proc/{pid}/{what}: {source}")]
+    Unreadable {
+        /// The process.
+        pid: u32,
+        /// The `/proc/PID` entry.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running process to attach to.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// Its PID (thread-group id).
+    pub pid: u32,
+    /// The executable's path as the process sees it (for display; may name a
+    /// file in another mount namespace or a deleted one).
+    pub exe_display: String,
+    /// A path that opens the executable from this process: the
+    /// `/proc/PID/exe` magic link, which works for containers and deleted files.
+    pub exe_path: PathBuf,
+    /// Device and inode of the executable, to find its mappings.
+    exe_dev_ino: (u64, u64),
+}
+
+impl Process {
+    /// Looks up a process by PID.
+    pub fn open(pid: u32) -> Result<Self, ProcessError> {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        if pid == 0 || !proc_dir.is_dir() {
+            return Err(ProcessError::NoSuchProcess(pid));
+        }
+        let exe_path = proc_dir.join("exe");
+        let link =
+            fs::read_link(&exe_path).map_err(|source| Self::unreadable(pid, "exe", source))?;
+        let meta =
+            fs::metadata(&exe_path).map_err(|source| Self::unreadable(pid, "exe", source))?;
+        Ok(Self {
+            pid,
+            exe_display: link.to_string_lossy().into_owned(),
+            exe_path,
+            exe_dev_ino: (meta.dev(), meta.ino()),
+        })
+    }
+
+    fn unreadable(pid: u32, what: &'static str, source: std::io::Error) -> ProcessError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ProcessError::NoSuchProcess(pid)
+        } else {
+            ProcessError::Unreadable { pid, what, source }
+        }
+    }
+
+    /// Whether the process still exists.
+    pub fn is_alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).is_dir()
+    }
+
+    /// The lowest address the executable's file offset 0 is mapped at, from
+    /// `/proc/PID/maps`, if it is mapped.
+    pub fn exe_mapping_base(&self) -> Result<Option<u64>, ProcessError> {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .map_err(|source| Self::unreadable(self.pid, "maps", source))?;
+        Ok(mapping_base(&maps, self.exe_dev_ino))
+    }
+}
+
+/// Parses `/proc/PID/maps` text for the start of the mapping of file offset 0
+/// of the file with the given device and inode.
+fn mapping_base(maps: &str, (dev, ino): (u64, u64)) -> Option<u64> {
+    let major = libc::major(dev) as u64;
+    let minor = libc::minor(dev) as u64;
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let _perms = fields.next()?;
+            let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+            let (maj, min) = fields.next()?.split_once(':')?;
+            let inode: u64 = fields.next()?.parse().ok()?;
+            let start = u64::from_str_radix(range.split_once('-')?.0, 16).ok()?;
+            let same_file = inode == ino
+                && u64::from_str_radix(maj, 16).ok()? == major
+                && u64::from_str_radix(min, 16).ok()? == minor;
+            (same_file && offset == 0).then_some(start)
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_offset_zero_mapping_of_the_right_inode() {
+        let dev = libc::makedev(0xfd, 0x01);
+        let maps = "\
+55d0c0000000-55d0c0001000 r--p 00000000 fd:01 1234 /usr/bin/other
+55d0c1000000-55d0c1002000 r--p 00000000 fd:01 999 /usr/bin/target
+55d0c1002000-55d0c1008000 r-xp 00002000 fd:01 999 /usr/bin/target
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0
+";
+        assert_eq!(mapping_base(maps, (dev, 999)), Some(0x55d0c1000000));
+        assert_eq!(mapping_base(maps, (dev, 1000)), None);
+    }
+
+    #[test]
+    fn own_process_is_alive_and_has_a_mapping() {
+        let me = Process::open(std::process::id()).expect("own process");
+        assert!(me.is_alive());
+        assert!(me.exe_mapping_base().expect("maps").is_some());
+    }
+
+    #[test]
+    fn missing_pid_is_reported_as_such() {
+        // PIDs are below 2^22 on Linux.
+        assert!(matches!(
+            Process::open(4_194_304 + 7),
+            Err(ProcessError::NoSuchProcess(_))
+        ));
+    }
+}

@@ -1,0 +1,78 @@
+//! `mapwatch attach` against real Go processes: real BPF programs, real
+//! uprobes, fixtures built with several Go versions, plain and stripped.
+
+mod common;
+
+use common::*;
+
+/// Runs the contend fixture under mapwatch and returns (truth, report).
+fn traced_run(go: &str, stripped: bool, args: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let binary = fixture(go, "contend", stripped);
+    let workload = Workload::start(&binary, &["-iterations", "20000"]);
+    let tracer = Tracer::attach(workload.pid, args);
+    let truth = workload.run_to_end();
+    let report = tracer.report();
+    (truth, report)
+}
+
+fn check_contended_and_uncontended(go: &str, stripped: bool) {
+    let (truth, report) = traced_run(go, stripped, &[]);
+    // The oracle for addresses: the binary itself when it has symbols, else
+    // its twin built with the same layout and a symbol table.
+    let oracle = if stripped {
+        symtab_twin(go, "contend")
+    } else {
+        fixture(go, "contend", false)
+    };
+    assert_eq!(report["target"]["go_version"], truth["go_version"]);
+    assert_eq!(report["target"]["pid"], truth["pid"]);
+    assert_eq!(report["stopped_by"], "target-exited");
+    assert_nothing_lost(&report);
+    let probe = &report["probes"][0];
+    assert_eq!(probe["site"], "emulated", "{report:#}");
+
+    let hot_addr = nm_address(&oracle, "main.hotMu");
+    let cold_addr = nm_address(&oracle, "main.coldMu");
+    let hot =
+        lock_at(&report, hot_addr).unwrap_or_else(|| panic!("main.hotMu not reported: {report:#}"));
+    assert!(hot["contentions"].as_u64().unwrap() > 0);
+    if stripped {
+        assert_eq!(hot["name"], serde_json::Value::Null);
+    } else {
+        assert_eq!(hot["name"], "main.hotMu");
+    }
+    if let Some(cold) = lock_at(&report, cold_addr) {
+        assert_eq!(
+            cold["contentions"], 0,
+            "main.coldMu is never contended: {report:#}"
+        );
+    }
+}
+
+#[test]
+fn reports_contended_global_mutex_by_name_for_every_go_version() {
+    for go in go_versions() {
+        check_contended_and_uncontended(&go, false);
+    }
+}
+
+#[test]
+fn reports_contended_mutex_by_address_in_stripped_binaries() {
+    for go in go_versions() {
+        check_contended_and_uncontended(&go, true);
+    }
+}
+
+#[test]
+fn entry_site_counts_too() {
+    let (_truth, report) = traced_run("1.27.3", false, &["--probe-site", "entry"]);
+    assert_eq!(report["probes"][0]["site"], "entry");
+    assert_eq!(report["probes"][0]["offset"], 0);
+    assert_nothing_lost(&report);
+    assert!(
+        lock_named(&report, "main.hotMu").expect("hotMu")["contentions"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}

@@ -1,0 +1,262 @@
+//! Helpers for integration tests that run the real thing: a Go fixture
+//! process, and the `mapwatch` binary attached to it as root.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Go versions the fixtures must be built with (by `cargo xtask test`).
+pub const REQUIRED_GO_VERSIONS: &[&str] = &["1.23.9", "1.27.3"];
+
+/// Where `cargo xtask fixtures` put the fixtures.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("MAPWATCH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
+}
+
+/// Every Go version fixtures were built with; panics if a required one is
+/// missing, because then the tests would prove nothing.
+pub fn go_versions() -> Vec<String> {
+    let dir = fixtures_dir();
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no fixtures in {} ({e}): run `cargo xtask test`",
+                dir.display()
+            )
+        })
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("go")
+                .map(String::from)
+        })
+        .collect();
+    versions.sort();
+    for required in REQUIRED_GO_VERSIONS {
+        assert!(
+            versions.iter().any(|v| v == required),
+            "fixtures for Go {required} missing in {}: run `cargo xtask test`",
+            dir.display()
+        );
+    }
+    versions
+}
+
+/// Path of a fixture binary.
+pub fn fixture(go_version: &str, name: &str, stripped: bool) -> PathBuf {
+    let file = if stripped {
+        format!("{name}.stripped")
+    } else {
+        name.to_string()
+    };
+    let path = fixtures_dir().join(format!("go{go_version}")).join(file);
+    assert!(
+        path.is_file(),
+        "fixture {} missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// The stripped fixture's twin: same flags length, so same data layout, but
+/// with a symbol table (see xtask's fixtures.rs).
+pub fn symtab_twin(go_version: &str, name: &str) -> PathBuf {
+    let path = fixtures_dir()
+        .join(format!("go{go_version}"))
+        .join(format!("{name}.symtab"));
+    assert!(
+        path.is_file(),
+        "fixture {} missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// Address of a symbol per `nm` (an oracle independent of mapwatch).
+pub fn nm_address(binary: &Path, symbol: &str) -> u64 {
+    let out = Command::new("nm").arg(binary).output().expect("nm runs");
+    assert!(out.status.success(), "nm {} failed", binary.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut f = line.split_whitespace();
+            let addr = f.next()?;
+            let _kind = f.next()?;
+            (f.next()? == symbol).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .unwrap_or_else(|| panic!("{symbol} not in {}", binary.display()))
+}
+
+/// A fixture process waiting on stdin for its start line.
+pub struct Workload {
+    pub child: Child,
+    pub pid: u32,
+}
+
+impl Workload {
+    /// Starts a fixture with `-wait-stdin` and waits until it is ready.
+    pub fn start(binary: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(binary)
+            .arg("-wait-stdin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("fixture stderr");
+        assert!(line.starts_with("ready"), "fixture said {line:?}");
+        let pid = child.id();
+        Self { child, pid }
+    }
+
+    /// Lets the workload run and returns its ground truth.
+    pub fn run_to_end(mut self) -> Value {
+        self.child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("start line");
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut stdout)
+            .expect("fixture stdout");
+        let status = self.child.wait().expect("fixture runs");
+        assert!(status.success(), "fixture failed: {status:?}");
+        serde_json::from_str(&stdout).expect("fixture prints JSON")
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `mapwatch attach`.
+pub struct Tracer {
+    pub child: Child,
+    stderr: BufReader<ChildStderr>,
+    pub stderr_text: String,
+}
+
+/// Path of the `mapwatch` binary under test.
+pub fn mapwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mapwatch"))
+}
+
+impl Tracer {
+    /// Starts `mapwatch attach --pid PID --format json ARGS` and waits until
+    /// its probes are attached.
+    pub fn attach(pid: u32, args: &[&str]) -> Self {
+        let mut child = mapwatch()
+            .args(["attach", "--pid", &pid.to_string(), "--format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mapwatch starts");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut stderr_text = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).expect("mapwatch stderr");
+            stderr_text.push_str(&line);
+            if n == 0 {
+                let status = child.wait().expect("wait");
+                panic!("mapwatch exited ({status}) before attaching:\n{stderr_text}");
+            }
+            if line.contains("attached") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mapwatch did not attach:\n{stderr_text}"
+            );
+        }
+        Self {
+            child,
+            stderr,
+            stderr_text,
+        }
+    }
+
+    /// Waits for mapwatch to finish; asserts exit status 0 and returns the
+    /// JSON report.
+    pub fn report(mut self) -> Value {
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut stdout)
+            .expect("mapwatch stdout");
+        let _ = self.stderr.read_to_string(&mut self.stderr_text);
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "mapwatch failed ({status}):\n{}",
+            self.stderr_text
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "mapwatch printed no JSON ({e}):\n{stdout}\n{}",
+                self.stderr_text
+            )
+        })
+    }
+}
+
+/// The lock entry of a report with this name, if any.
+pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
+    report["locks"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)
+}
+
+/// The lock entry of a report at this address, if any.
+pub fn lock_at(report: &Value, address: u64) -> Option<&Value> {
+    let hex = format!("{address:#x}");
+    report["locks"]
+        .as_array()?
+        .iter()
+        .find(|l| l["address"] == hex.as_str())
+}
+
+/// Asserts the kernel dropped nothing and every hit reached the report.
+pub fn assert_nothing_lost(report: &Value) {
+    assert_eq!(report["events_lost"], 0, "events lost: {report:#}");
+    let counters = &report["probe_counters"];
+    assert_eq!(counters["output_errors"], 0, "{report:#}");
+    assert_eq!(counters["unknown_site"], 0, "{report:#}");
+    let reported: u64 = report["locks"]
+        .as_array()
+        .expect("locks")
+        .iter()
+        .map(|l| l["contentions"].as_u64().expect("contentions"))
+        .sum();
+    assert_eq!(
+        Some(reported),
+        counters["hits"].as_u64(),
+        "every kernel-side hit must reach the report: {report:#}"
+    );
+}

@@ -1,0 +1,123 @@
+//! Types shared by the kernel-side probes (`probe-ebpf`) and the user-side daemon.
+//!
+//! Every type here is `#[repr(C)]`, has no padding the compiler could fill with
+//! garbage, and is plain old data: the kernel writes it byte for byte and the
+//! daemon reads it back. Keep field order and sizes in sync on both sides by
+//! only ever changing them here.
+#![no_std]
+
+/// What a probe site observes; stored per site in [`SiteConfig::kind`] and
+/// echoed in every [`LockEvent`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    /// Entry into a mutex's contended slow path (Go `lockSlow`, glibc
+    /// `__lll_lock_wait`, …). The lock's address is the first argument.
+    LockSlowEntry = 1,
+}
+
+impl SiteKind {
+    /// Converts the raw value the kernel side stores, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::LockSlowEntry),
+            _ => None,
+        }
+    }
+}
+
+/// Which register holds the argument a site reads (the lock's address).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgRegister {
+    /// RAX: first integer argument of Go's register ABI (ABIInternal) on amd64.
+    Rax = 0,
+    /// RDI: first integer argument of the System V ABI (C, C++, Rust).
+    Rdi = 1,
+}
+
+/// A condition evaluated on the saved flags before the probed instruction
+/// runs. When it holds, the hit is not counted.
+///
+/// Probing the stack-check branch of a Go prologue instead of the entry is
+/// ~20× cheaper, but when that branch is taken the goroutine grows its stack
+/// and re-enters the function from the top, so the same call would hit the
+/// probe twice. Skipping hits where the branch is about to be taken makes the
+/// count exact: only the pass that falls through into the body counts.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipWhen {
+    /// Count every hit.
+    Never = 0,
+    /// Skip when `jbe`/`jna` would be taken (CF=1 or ZF=1).
+    BelowOrEqual = 1,
+    /// Skip when `jb`/`jc` would be taken (CF=1).
+    Below = 2,
+}
+
+/// Per-site configuration the daemon writes into the `SITES` map, keyed by the
+/// probed instruction's virtual address in the target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteConfig {
+    /// A [`SiteKind`] value.
+    pub kind: u32,
+    /// An [`ArgRegister`] value.
+    pub arg_register: u32,
+    /// A [`SkipWhen`] value.
+    pub skip_when: u32,
+    /// Index of this site in the daemon's probe plan, echoed in events.
+    pub site_index: u32,
+}
+
+/// One contended lock acquisition, pushed by the kernel through the per-CPU
+/// perf ring buffers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockEvent {
+    /// `bpf_ktime_get_ns()` when the probe fired.
+    pub timestamp_ns: u64,
+    /// Address of the lock (the slow path's first argument).
+    pub lock_addr: u64,
+    /// Goroutine (`g` pointer, R14 on Go amd64) or 0 for native code.
+    pub goroutine: u64,
+    /// Thread-group id (process id) of the target.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU the probe fired on.
+    pub cpu: u32,
+    /// A [`SiteKind`] value.
+    pub kind: u32,
+    /// [`SiteConfig::site_index`] of the site that fired.
+    pub site_index: u32,
+    /// Explicit padding so the struct has no implicit holes.
+    pub _pad: u32,
+}
+
+/// Per-CPU probe counters, indexed by [`Counter`] in the `COUNTERS` map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Probe hits that were counted and emitted.
+    Hits = 0,
+    /// Hits skipped because the stack-check branch was about to be taken.
+    SkippedReentry = 1,
+    /// Hits at an address with no [`SiteConfig`] (should stay zero).
+    UnknownSite = 2,
+    /// Events the kernel failed to write to the perf buffer.
+    OutputErrors = 3,
+}
+
+/// Number of [`Counter`] slots.
+pub const COUNTER_SLOTS: u32 = 4;
+
+/// Maximum number of probe sites one daemon can configure.
+pub const MAX_SITES: u32 = 4096;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are `#[repr(C)]`, made only of integers, with no padding.
+    unsafe impl aya::Pod for super::SiteConfig {}
+    unsafe impl aya::Pod for super::LockEvent {}
+}

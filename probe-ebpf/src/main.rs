@@ -1,0 +1,130 @@
+//! mapwatch's kernel-side programs.
+//!
+//! One uprobe program, [`lock_slow`], is attached at every site the daemon's
+//! probe planner chose. Each attachment carries a BPF cookie: the index of its
+//! [`SiteConfig`] in the `SITES` array, which says which register holds the
+//! lock's address and whether the hit must be skipped (see
+//! [`probe_common::SkipWhen`]). Events go to the per-CPU perf ring buffers
+//! of `EVENTS`; per-CPU counters in `COUNTERS` record what did not become an
+//! event, so nothing is lost silently.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::BPF_F_CURRENT_CPU,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::{bpf_get_attach_cookie, bpf_perf_event_output},
+    },
+    macros::{map, uprobe},
+    maps::{Array, PerCpuArray, PerfEventArray},
+    programs::ProbeContext,
+    EbpfContext,
+};
+use probe_common::{
+    ArgRegister, Counter, LockEvent, SiteConfig, SkipWhen, COUNTER_SLOTS, MAX_SITES,
+};
+
+/// Per-site configuration, indexed by the attachment's cookie.
+#[map]
+static SITES: Array<SiteConfig> = Array::with_max_entries(MAX_SITES, 0);
+
+/// One perf ring buffer per CPU; the daemon reads each from its own task.
+#[map]
+static EVENTS: PerfEventArray<LockEvent> = PerfEventArray::new(0);
+
+/// Per-CPU counters, indexed by [`Counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// x86 EFLAGS carry flag.
+const FLAG_CF: u64 = 1 << 0;
+/// x86 EFLAGS zero flag.
+const FLAG_ZF: u64 = 1 << 6;
+
+#[inline(always)]
+fn bump(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // Per-CPU slot: no other CPU writes it, and uprobe programs are not
+        // preempted by themselves on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Entry into a lock's contended slow path.
+#[uprobe]
+pub fn lock_slow(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let Some(site) = SITES.get(cookie as u32) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    // The verifier only allows context reads at constant offsets: read every
+    // register this program may need, unconditionally, before selecting.
+    let regs = ctx.regs;
+    let (flags, rax, rdi, r14) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*regs).eflags),
+            core::ptr::read_volatile(&raw const (*regs).rax),
+            core::ptr::read_volatile(&raw const (*regs).rdi),
+            core::ptr::read_volatile(&raw const (*regs).r14),
+        )
+    };
+    let skip = match site.skip_when {
+        x if x == SkipWhen::BelowOrEqual as u32 => flags & (FLAG_CF | FLAG_ZF) != 0,
+        x if x == SkipWhen::Below as u32 => flags & FLAG_CF != 0,
+        _ => false,
+    };
+    if skip {
+        bump(Counter::SkippedReentry);
+        return 0;
+    }
+    let lock_addr = if site.arg_register == ArgRegister::Rdi as u32 {
+        rdi
+    } else {
+        rax
+    };
+    let goroutine = if site.arg_register == ArgRegister::Rax as u32 {
+        r14
+    } else {
+        0
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let event = LockEvent {
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        lock_addr,
+        goroutine,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: site.kind,
+        site_index: site.site_index,
+        _pad: 0,
+    };
+    let rc = unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            &EVENTS as *const _ as *mut _,
+            BPF_F_CURRENT_CPU,
+            &event as *const LockEvent as *mut _,
+            core::mem::size_of::<LockEvent>() as u64,
+        )
+    };
+    if rc == 0 {
+        bump(Counter::Hits);
+    } else {
+        bump(Counter::OutputErrors);
+    }
+    0
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

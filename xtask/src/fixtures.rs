@@ -1,0 +1,67 @@
+//! Builds the Go fixtures (`fixtures/go/*`) with every Go version of
+//! [`GO_VERSIONS`](crate::setup::GO_VERSIONS), plain, stripped, and the
+//! stripped build's twin with symbols (see [`build`]).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{exec, setup};
+
+/// Fixture programs, one directory each under `fixtures/go/`.
+pub const GO_FIXTURES: &[&str] = &["contend"];
+
+/// Where fixtures are built: `target/fixtures/go<VERSION>/<NAME>[.stripped]`.
+pub fn fixtures_dir(root: &Path) -> PathBuf {
+    root.join("target/fixtures")
+}
+
+/// Builds every fixture with every Go version; returns the built paths.
+pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut built = Vec::new();
+    for version in setup::GO_VERSIONS {
+        for fixture in GO_FIXTURES {
+            built.extend(build(root, version, fixture)?);
+        }
+    }
+    Ok(built)
+}
+
+/// Builds one fixture with one Go version, three ways:
+/// - `NAME`: a default build (symbol table and DWARF);
+/// - `NAME.stripped`: `-ldflags='-s -w'`, no symbol table, no DWARF;
+/// - `NAME.symtab`: the stripped build's twin with a symbol table. Go
+///   records `-ldflags` in the binary's build info, which moves the data
+///   segment, so only a build with flags of the same length (`-w -w`: no
+///   DWARF, symbol table kept) has its globals at the same addresses. Tests
+///   use it as the oracle for addresses in the stripped build.
+pub fn build(root: &Path, version: &str, fixture: &str) -> Result<Vec<PathBuf>> {
+    let goroot = setup::goroot(root, version);
+    let out_dir = fixtures_dir(root).join(format!("go{version}"));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let plain = out_dir.join(fixture);
+    let stripped = out_dir.join(format!("{fixture}.stripped"));
+    let twin = out_dir.join(format!("{fixture}.symtab"));
+    for (output, ldflags) in [(&plain, ""), (&stripped, "-s -w"), (&twin, "-w -w")] {
+        exec(
+            Command::new(goroot.join("bin/go"))
+                .current_dir(root.join("fixtures/go"))
+                .env("GOROOT", &goroot)
+                .env("GOCACHE", root.join("target/go-cache").join(version))
+                .env("GOPATH", root.join("target/go-path"))
+                .env("GOTOOLCHAIN", "local")
+                .env("GOPROXY", "off")
+                .env("GOFLAGS", "-mod=mod")
+                .env("CGO_ENABLED", "0")
+                .args(["build", "-o"])
+                .arg(output)
+                .arg(format!("-ldflags={ldflags}"))
+                .arg(format!("./{fixture}")),
+        )
+        .with_context(|| format!("building fixture {fixture} with Go {version}"))?;
+    }
+    Ok(vec![plain, stripped, twin])
+}
