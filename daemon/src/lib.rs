@@ -18,5 +18,6 @@ pub mod intake;
 pub mod loader;
 pub mod plan;
 pub mod report;
+pub mod ring;
 pub mod session;
 pub mod target;

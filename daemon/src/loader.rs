@@ -4,7 +4,7 @@
 use std::{num::NonZeroU32, path::Path};
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, PerfEventArray},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
         UProbe,
@@ -130,12 +130,12 @@ impl AttachedProbes {
     }
 
     /// Takes the per-CPU event ring buffers' map (once).
-    pub fn take_events(&mut self) -> Result<PerfEventArray<MapData>, LoadError> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or(LoadError::Missing("EVENTS map"))?;
-        PerfEventArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))
+    pub fn take_events(&mut self) -> Result<MapData, LoadError> {
+        match self.ebpf.take_map("EVENTS") {
+            Some(Map::PerfEventArray(data)) => Ok(data),
+            Some(_) => Err(LoadError::Load("EVENTS is not a perf event array".into())),
+            None => Err(LoadError::Missing("EVENTS map")),
+        }
     }
 
     /// Reads the probe counters, summed over CPUs.

@@ -49,7 +49,7 @@ struct AttachArgs {
     #[arg(long = "lock-slow-path", value_name = "SYMBOL")]
     lock_slow_paths: Vec<String>,
     /// Size of each CPU's ring buffer in pages (a power of two).
-    #[arg(long, default_value_t = 256, value_parser = power_of_two)]
+    #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
 }
 

@@ -41,10 +41,32 @@ fn check_contended_and_uncontended(go: &str, stripped: bool) {
     } else {
         assert_eq!(hot["name"], "main.hotMu");
     }
-    if let Some(cold) = lock_at(&report, cold_addr) {
+    if stripped {
+        // No symbols, no DWARF: an uncontended lock is invisible, and must
+        // not show up with contentions.
+        if let Some(cold) = lock_at(&report, cold_addr) {
+            assert_eq!(
+                cold["contentions"], 0,
+                "main.coldMu is never contended: {report:#}"
+            );
+        }
+    } else {
+        // DWARF lists every global lock, contended or not.
+        let cold = lock_at(&report, cold_addr)
+            .unwrap_or_else(|| panic!("main.coldMu not listed: {report:#}"));
+        assert_eq!(cold["name"], "main.coldMu");
         assert_eq!(
             cold["contentions"], 0,
             "main.coldMu is never contended: {report:#}"
+        );
+        assert_eq!(cold["kind"], "mutex");
+        assert_eq!(hot["kind"], "mutex");
+        let rw = lock_named(&report, "main.hotRW")
+            .unwrap_or_else(|| panic!("main.hotRW not listed: {report:#}"));
+        assert_eq!(rw["kind"], "rwmutex");
+        assert_eq!(
+            rw["address"],
+            format!("{:#x}", nm_address(&oracle, "main.hotRW")).as_str()
         );
     }
 }

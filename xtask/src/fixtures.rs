@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use crate::{exec, setup};
 
 /// Fixture programs, one directory each under `fixtures/go/`.
-pub const GO_FIXTURES: &[&str] = &["contend"];
+pub const GO_FIXTURES: &[&str] = &["contend", "slowpath"];
 
 /// Where fixtures are built: `target/fixtures/go<VERSION>/<NAME>[.stripped]`.
 pub fn fixtures_dir(root: &Path) -> PathBuf {

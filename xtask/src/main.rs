@@ -9,7 +9,9 @@
 //!   stripped, into `target/fixtures/go<VERSION>/`.
 //! - `test`: setup, fixtures, format and lint checks, then every test.
 //! - `demo`: runs mapwatch on the bundled contended workload and prints the report.
+//! - `bench`: per-hit cost of the lock probe at the entry vs the chosen site.
 
+mod bench;
 mod demo;
 mod fixtures;
 mod setup;
@@ -47,6 +49,8 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Measure the lock probe's per-hit cost at the entry vs the chosen site.
+    Bench,
     /// Run mapwatch on the bundled contended Go workload and print its report.
     Demo {
         /// Report format: text or json.
@@ -69,6 +73,11 @@ fn main() -> Result<()> {
             fixtures::build_all(&root).map(|_| ())
         }
         Task::Test { cargo_args } => test(&root, &cargo_args),
+        Task::Bench => {
+            setup::run(&root)?;
+            build(&root, true)?;
+            bench::run(&root)
+        }
         Task::Demo { format } => {
             setup::run(&root)?;
             build(&root, true)?;

@@ -5,6 +5,7 @@
 //! turns them into file offsets for the kernel, and the aggregator turns
 //! runtime addresses back into names.
 
+pub mod cas;
 pub mod site;
 
 use probe_common::{ArgRegister, SiteKind, SkipWhen};

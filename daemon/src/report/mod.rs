@@ -1,7 +1,10 @@
 //! The report: a serializable summary of a session built from the
 //! [`Aggregate`](crate::aggregate::Aggregate), and its views (text, JSON).
 
+pub mod heatmap;
 pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -9,7 +12,7 @@ use crate::{
     aggregate::Aggregate,
     loader::ProbeCounters,
     plan::{site::SiteChoice, ProbePlan},
-    target::Target,
+    target::{dwarf::LockKind, Target},
 };
 
 /// The whole report; `--format json` prints exactly this.
@@ -64,7 +67,8 @@ pub struct LockReport {
     pub name: Option<String>,
     /// Its runtime address (hex).
     pub address: String,
-    /// `mutex` (slow-path entries of a Mutex, including an RWMutex's writer lock).
+    /// `mutex`, or `rwmutex` for a global RWMutex (whose count is then its
+    /// writer lock's contention); unknown locks are reported as `mutex`.
     pub kind: &'static str,
     /// Entries into its contended slow path.
     pub contentions: u64,
@@ -100,15 +104,29 @@ impl Report {
                 },
             })
             .collect();
-        let mut locks: Vec<LockReport> = aggregate
-            .locks
+        // Every lock seen, plus every global lock DWARF knows of (with zero
+        // contentions when never seen).
+        let kinds: BTreeMap<u64, LockKind> = target
+            .global_locks
             .iter()
-            .map(|(&address, stats)| LockReport {
-                name: target.global_name(address),
-                address: format!("{address:#x}"),
-                kind: "mutex",
-                contentions: stats.contentions,
-                per_cpu: stats.per_cpu.clone(),
+            .map(|lock| (lock.address.wrapping_add(target.load_bias), lock.kind))
+            .collect();
+        let mut addresses: BTreeSet<u64> = aggregate.locks.keys().copied().collect();
+        addresses.extend(kinds.keys().copied());
+        let mut locks: Vec<LockReport> = addresses
+            .into_iter()
+            .map(|address| {
+                let stats = aggregate.locks.get(&address);
+                LockReport {
+                    name: target.global_name(address),
+                    address: format!("{address:#x}"),
+                    kind: match kinds.get(&address) {
+                        Some(LockKind::RwMutex) => "rwmutex",
+                        _ => "mutex",
+                    },
+                    contentions: stats.map_or(0, |s| s.contentions),
+                    per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
+                }
             })
             .collect();
         locks.sort_by(|a, b| {

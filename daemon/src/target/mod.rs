@@ -3,6 +3,7 @@
 //! link-time addresses relate to the addresses it runs at.
 
 pub mod buildinfo;
+pub mod dwarf;
 pub mod elf;
 pub mod pclntab;
 pub mod process;
@@ -46,6 +47,8 @@ pub struct Target {
     pub symbols: SymbolTable,
     /// Runtime address minus link-time address (0 unless position-independent).
     pub load_bias: u64,
+    /// Global variables of a lock type, from DWARF (empty without DWARF).
+    pub global_locks: Vec<dwarf::GlobalLock>,
 }
 
 impl Target {
@@ -91,12 +94,19 @@ impl Target {
         } else {
             0
         };
+        let global_locks = dwarf::global_locks(&elf).unwrap_or_else(|e| {
+            log::warn!(
+                "PID {pid}: cannot read DWARF, global locks are named only when contended: {e}"
+            );
+            Vec::new()
+        });
         Ok(Self {
             process,
             elf,
             go,
             symbols,
             load_bias,
+            global_locks,
         })
     }
 
