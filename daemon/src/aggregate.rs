@@ -1,6 +1,8 @@
 //! Aggregation: the data model every view reads. Events go in; per-lock
 //! statistics, per-CPU counts and loss figures come out.
 
+pub mod cas;
+
 use std::collections::BTreeMap;
 
 use probe_common::{LockEvent, SiteKind};

@@ -11,10 +11,13 @@ use aya::{
     },
     Ebpf,
 };
-use probe_common::{Counter, SiteConfig, COUNTER_SLOTS, MAX_SITES};
+use probe_common::{
+    CasCounts, Counter, GeneralRegister, OutcomeSource, SiteConfig, SiteKind, COUNTER_SLOTS,
+    MAX_SITES,
+};
 use thiserror::Error;
 
-use crate::plan::ProbePlan;
+use crate::plan::{cas::Outcome, PlannedSite, ProbePlan};
 
 /// The probe object, built from `probe-ebpf` by the build script.
 static PROBE_OBJECT: &[u8] =
@@ -22,6 +25,8 @@ static PROBE_OBJECT: &[u8] =
 
 /// Name of the uprobe program for lock slow paths.
 const LOCK_SLOW_PROGRAM: &str = "lock_slow";
+/// Name of the uprobe program for CAS outcomes.
+const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
 
 /// Errors loading or attaching probes.
 #[derive(Debug, Error)]
@@ -60,6 +65,8 @@ pub struct ProbeCounters {
     pub unknown_site: u64,
     /// Events the kernel could not write to the ring buffer.
     pub output_errors: u64,
+    /// CAS outcome probe hits.
+    pub cas_hits: u64,
 }
 
 /// Loaded and attached probes. Dropping this detaches them.
@@ -89,39 +96,55 @@ impl AttachedProbes {
         )
         .map_err(|e| LoadError::Load(e.to_string()))?;
         for (index, site) in plan.sites.iter().enumerate() {
+            let (outcome, outcome_register) = outcome_config(site);
             let config = SiteConfig {
                 kind: site.kind as u32,
                 arg_register: site.arg_register as u32,
                 skip_when: site.skip_when as u32,
                 site_index: index as u32,
+                outcome: outcome as u32,
+                outcome_register: outcome_register as u32,
             };
             sites
                 .set(index as u32, config, 0)
                 .map_err(|e| LoadError::Load(format!("writing site {index}: {e}")))?;
         }
 
-        let program: &mut UProbe = ebpf
-            .program_mut(LOCK_SLOW_PROGRAM)
-            .ok_or(LoadError::Missing("lock_slow program"))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
-        program.load().map_err(|e| {
-            LoadError::Load(format!("{LOCK_SLOW_PROGRAM}: {}", verifier_detail(&e)))
-        })?;
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-        for (index, site) in plan.sites.iter().enumerate() {
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                cookie: Some(index as u64),
-            };
+        for (kind, name) in [
+            (SiteKind::LockSlowEntry, LOCK_SLOW_PROGRAM),
+            (SiteKind::CasOutcome, CAS_OUTCOME_PROGRAM),
+        ] {
+            if !plan.sites.iter().any(|site| site.kind == kind) {
+                continue;
+            }
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Missing("a uprobe program"))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
             program
-                .attach(point, exe_path, scope)
-                .map_err(|e| LoadError::Attach {
-                    function: site.function.clone(),
-                    file_offset: site.file_offset,
-                    exe: exe_display.to_string(),
-                    reason: error_chain(&e),
-                })?;
+                .load()
+                .map_err(|e| LoadError::Load(format!("{name}: {}", verifier_detail(&e))))?;
+            for (index, site) in plan
+                .sites
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind == kind)
+            {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                    cookie: Some(index as u64),
+                };
+                program
+                    .attach(point, exe_path, scope)
+                    .map_err(|e| LoadError::Attach {
+                        function: site.function.clone(),
+                        file_offset: site.file_offset,
+                        exe: exe_display.to_string(),
+                        reason: error_chain(&e),
+                    })?;
+            }
         }
         Ok(Self {
             ebpf,
@@ -136,6 +159,25 @@ impl AttachedProbes {
             Some(_) => Err(LoadError::Load("EVENTS is not a perf event array".into())),
             None => Err(LoadError::Missing("EVENTS map")),
         }
+    }
+
+    /// Reads every site's CAS counts per CPU: `result[site][cpu]` (sites
+    /// that are not CAS sites read as zeros).
+    pub fn cas_counts(&self, sites: usize) -> Result<Vec<Vec<CasCounts>>, LoadError> {
+        let map = self
+            .ebpf
+            .map("CAS_COUNTS")
+            .ok_or(LoadError::Missing("CAS_COUNTS map"))?;
+        let counts: PerCpuArray<_, CasCounts> =
+            PerCpuArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+        (0..sites)
+            .map(|site| {
+                counts
+                    .get(&(site as u32), 0)
+                    .map(|values| values.iter().copied().collect())
+                    .map_err(|e| LoadError::Load(format!("reading CAS counts of site {site}: {e}")))
+            })
+            .collect()
     }
 
     /// Reads the probe counters, summed over CPUs.
@@ -158,7 +200,51 @@ impl AttachedProbes {
             skipped_reentry: sums[Counter::SkippedReentry as usize],
             unknown_site: sums[Counter::UnknownSite as usize],
             output_errors: sums[Counter::OutputErrors as usize],
+            cas_hits: sums[Counter::CasHits as usize],
         })
+    }
+}
+
+/// How the BPF side reads a site's CAS outcome (unused for other sites).
+fn outcome_config(site: &PlannedSite) -> (OutcomeSource, GeneralRegister) {
+    match site.cas.as_ref().map(|cas| cas.outcome) {
+        Some(Outcome::Zf {
+            success_when_set: false,
+        }) => (OutcomeSource::ZfClear, GeneralRegister::Rax),
+        Some(Outcome::Register {
+            reg,
+            success_when_nonzero,
+        }) => (
+            if success_when_nonzero {
+                OutcomeSource::RegisterNonZero
+            } else {
+                OutcomeSource::RegisterZero
+            },
+            general_register(reg),
+        ),
+        _ => (OutcomeSource::ZfSet, GeneralRegister::Rax),
+    }
+}
+
+/// The shared numbering of a 64-bit general register.
+fn general_register(reg: iced_x86::Register) -> GeneralRegister {
+    use iced_x86::Register as X;
+    match reg.full_register() {
+        X::RBX => GeneralRegister::Rbx,
+        X::RCX => GeneralRegister::Rcx,
+        X::RDX => GeneralRegister::Rdx,
+        X::RSI => GeneralRegister::Rsi,
+        X::RDI => GeneralRegister::Rdi,
+        X::RBP => GeneralRegister::Rbp,
+        X::R8 => GeneralRegister::R8,
+        X::R9 => GeneralRegister::R9,
+        X::R10 => GeneralRegister::R10,
+        X::R11 => GeneralRegister::R11,
+        X::R12 => GeneralRegister::R12,
+        X::R13 => GeneralRegister::R13,
+        X::R14 => GeneralRegister::R14,
+        X::R15 => GeneralRegister::R15,
+        _ => GeneralRegister::Rax,
     }
 }
 

@@ -1,13 +1,13 @@
 //! The `mapwatch` command.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mapwatch::{
     duration,
     plan::SiteMode,
-    report::text,
+    report::{heatmap, text},
     session::{self, AttachOptions},
 };
 
@@ -48,6 +48,14 @@ struct AttachArgs {
     /// RAX); repeatable.
     #[arg(long = "lock-slow-path", value_name = "SYMBOL")]
     lock_slow_paths: Vec<String>,
+    /// Watch every compare-and-swap (`LOCK CMPXCHG`) in the functions matching
+    /// this pattern (`*` and `?` globs, else an exact symbol name): attempts,
+    /// failures, per CPU and over time. Repeatable; works on Go and native code.
+    #[arg(long = "cas", value_name = "FUNC_PATTERN")]
+    cas_patterns: Vec<String>,
+    /// Write each heatmap as an SVG file into this directory.
+    #[arg(long, value_name = "DIR")]
+    heatmap_dir: Option<PathBuf>,
     /// Size of each CPU's ring buffer in pages (a power of two).
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
@@ -94,12 +102,20 @@ fn run(cli: Cli) -> Result<()> {
             SiteArg::Entry => SiteMode::Entry,
         },
         extra_slow_paths: args.lock_slow_paths,
+        cas_patterns: args.cas_patterns,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let report = runtime.block_on(session::attach(&options))?;
+    if let Some(dir) = &args.heatmap_dir {
+        let written = heatmap::write_svgs(dir, &report.heatmaps)
+            .with_context(|| format!("writing heatmaps to {}", dir.display()))?;
+        for path in written {
+            eprintln!("mapwatch: wrote {}", path.display());
+        }
+    }
     match args.format {
         Format::Text => print!("{}", text::render(&report)),
         Format::Json => println!("{}", report.to_json()),

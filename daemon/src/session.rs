@@ -13,12 +13,17 @@ use tokio::{
     sync::mpsc,
 };
 
+use probe_common::SiteKind;
+
 use crate::{
-    aggregate::Aggregate,
+    aggregate::{
+        cas::{self, CasTimeline},
+        Aggregate,
+    },
     host,
     intake::Intake,
     loader::AttachedProbes,
-    plan::{self, SiteMode},
+    plan::{self, PlanRequest, PlannedSite, SiteMode},
     report::Report,
     target::Target,
 };
@@ -34,6 +39,8 @@ pub struct AttachOptions {
     pub site_mode: SiteMode,
     /// Extra lock slow-path functions to probe.
     pub extra_slow_paths: Vec<String>,
+    /// Function patterns whose compare-and-swaps to watch.
+    pub cas_patterns: Vec<String>,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -65,8 +72,12 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     let pid = options.pid;
     host::check(&host::HostPaths::default())?;
     let target = Target::open(pid)?;
-    let plan = plan::plan_locks(&target, options.site_mode, &options.extra_slow_paths)
-        .with_context(|| format!("PID {pid}"))?;
+    let request = PlanRequest {
+        mode: options.site_mode,
+        extra_slow_paths: options.extra_slow_paths.clone(),
+        cas_patterns: options.cas_patterns.clone(),
+    };
+    let plan = plan::plan(&target, &request).with_context(|| format!("PID {pid}"))?;
     host::raise_memlock_limit();
     let mut probes = AttachedProbes::attach(
         &plan,
@@ -98,7 +109,36 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         intake.cpus.len(),
     );
 
-    let stopped_by = wait_for_stop(&target, options.duration).await?;
+    let cas_sites: Vec<(usize, String)> = plan
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(_, site)| site.kind == SiteKind::CasOutcome)
+        .map(|(index, site)| (index, site_label(site)))
+        .collect();
+    let mut cas = (!cas_sites.is_empty()).then(|| CasTimeline::new(cas_sites, possible_cpus()));
+
+    // Sample the kernel's CAS counters once per time column until told to stop.
+    let stop = wait_for_stop(&target, options.duration);
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(cas::COLUMN_SECONDS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    let mut column = 0;
+    let stopped_by = loop {
+        tokio::select! {
+            reason = &mut stop => break reason?,
+            _ = tick.tick() => {
+                if let Some(cas) = cas.as_mut() {
+                    cas.sample(column, &probes.cas_counts(plan.sites.len())?);
+                }
+                column += 1;
+            }
+        }
+    };
+    if let Some(cas) = cas.as_mut() {
+        cas.sample(column, &probes.cas_counts(plan.sites.len())?);
+    }
     let duration = started.elapsed().as_secs_f64();
     intake.stop().await?;
     let aggregate = aggregator.await.context("aggregator task failed")?;
@@ -108,10 +148,26 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         &target,
         &plan,
         &aggregate,
+        cas.as_ref(),
         counters,
         duration,
         stopped_by.as_str(),
     ))
+}
+
+/// How reports name a probe site: `function+0xOFFSET`, the offset of the
+/// compare-and-swap itself for CAS sites, else of the probed instruction.
+pub fn site_label(site: &PlannedSite) -> String {
+    let address = site
+        .cas
+        .as_ref()
+        .map_or(site.address, |cas| cas.cmpxchg_address);
+    format!("{}+{:#x}", site.function, address - site.function_address)
+}
+
+/// Number of possible CPUs (the per-CPU maps' width).
+fn possible_cpus() -> usize {
+    aya::util::nr_cpus().unwrap_or(1)
 }
 
 /// Waits for the first of: SIGINT, SIGTERM, the duration, the target's exit.

@@ -14,6 +14,10 @@ pub enum SiteKind {
     /// Entry into a mutex's contended slow path (Go `lockSlow`, glibc
     /// `__lll_lock_wait`, …). The lock's address is the first argument.
     LockSlowEntry = 1,
+    /// Just after a `LOCK CMPXCHG`: the compare-and-swap's outcome is in
+    /// the flags or a register ([`SiteConfig::outcome`]). Counted in
+    /// `CAS_COUNTS`, no event.
+    CasOutcome = 2,
 }
 
 impl SiteKind {
@@ -21,6 +25,7 @@ impl SiteKind {
     pub fn from_raw(raw: u32) -> Option<Self> {
         match raw {
             1 => Some(Self::LockSlowEntry),
+            2 => Some(Self::CasOutcome),
             _ => None,
         }
     }
@@ -55,8 +60,59 @@ pub enum SkipWhen {
     Below = 2,
 }
 
-/// Per-site configuration the daemon writes into the `SITES` map, keyed by the
-/// probed instruction's virtual address in the target.
+/// Where a CAS site finds the compare-and-swap's outcome.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeSource {
+    /// Success iff ZF == 1.
+    ZfSet = 0,
+    /// Success iff ZF == 0 (after `test r8, r8` of a SETE result).
+    ZfClear = 1,
+    /// Success iff the low byte of [`SiteConfig::outcome_register`] is non-zero.
+    RegisterNonZero = 2,
+    /// Success iff the low byte of [`SiteConfig::outcome_register`] is zero.
+    RegisterZero = 3,
+}
+
+/// General registers a CAS outcome can be read from, numbered as in
+/// [`SiteConfig::outcome_register`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneralRegister {
+    /// RAX.
+    Rax = 0,
+    /// RBX.
+    Rbx = 1,
+    /// RCX.
+    Rcx = 2,
+    /// RDX.
+    Rdx = 3,
+    /// RSI.
+    Rsi = 4,
+    /// RDI.
+    Rdi = 5,
+    /// RBP.
+    Rbp = 6,
+    /// R8.
+    R8 = 7,
+    /// R9.
+    R9 = 8,
+    /// R10.
+    R10 = 9,
+    /// R11.
+    R11 = 10,
+    /// R12.
+    R12 = 11,
+    /// R13.
+    R13 = 12,
+    /// R14.
+    R14 = 13,
+    /// R15.
+    R15 = 14,
+}
+
+/// Per-site configuration the daemon writes into the `SITES` array, indexed
+/// by the attachment's BPF cookie.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SiteConfig {
@@ -68,6 +124,21 @@ pub struct SiteConfig {
     pub skip_when: u32,
     /// Index of this site in the daemon's probe plan, echoed in events.
     pub site_index: u32,
+    /// An [`OutcomeSource`] value (CAS sites).
+    pub outcome: u32,
+    /// A [`GeneralRegister`] value (CAS sites reading a register).
+    pub outcome_register: u32,
+}
+
+/// Attempts and failures of one CAS site on one CPU: the value type of the
+/// per-CPU `CAS_COUNTS` array, indexed by site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CasCounts {
+    /// Compare-and-swaps executed.
+    pub attempts: u64,
+    /// Those that failed.
+    pub failures: u64,
 }
 
 /// One contended lock acquisition, pushed by the kernel through the per-CPU
@@ -99,7 +170,7 @@ pub struct LockEvent {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Probe hits that were counted and emitted.
+    /// Lock probe hits that were counted and emitted as events.
     Hits = 0,
     /// Hits skipped because the stack-check branch was about to be taken.
     SkippedReentry = 1,
@@ -107,10 +178,12 @@ pub enum Counter {
     UnknownSite = 2,
     /// Events the kernel failed to write to the perf buffer.
     OutputErrors = 3,
+    /// CAS outcome probe hits (counted in `CAS_COUNTS`, no events).
+    CasHits = 4,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 4;
+pub const COUNTER_SLOTS: u32 = 5;
 
 /// Maximum number of probe sites one daemon can configure.
 pub const MAX_SITES: u32 = 4096;
@@ -120,4 +193,5 @@ mod user {
     // SAFETY: both are `#[repr(C)]`, made only of integers, with no padding.
     unsafe impl aya::Pod for super::SiteConfig {}
     unsafe impl aya::Pod for super::LockEvent {}
+    unsafe impl aya::Pod for super::CasCounts {}
 }

@@ -22,7 +22,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    ArgRegister, Counter, LockEvent, SiteConfig, SkipWhen, COUNTER_SLOTS, MAX_SITES,
+    ArgRegister, CasCounts, Counter, GeneralRegister as R, LockEvent, OutcomeSource, SiteConfig,
+    SkipWhen, COUNTER_SLOTS, MAX_SITES,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -36,6 +37,10 @@ static EVENTS: PerfEventArray<LockEvent> = PerfEventArray::new(0);
 /// Per-CPU counters, indexed by [`Counter`].
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Per-CPU attempts and failures of each CAS site, indexed by site.
+#[map]
+static CAS_COUNTS: PerCpuArray<CasCounts> = PerCpuArray::with_max_entries(MAX_SITES, 0);
 
 /// x86 EFLAGS carry flag.
 const FLAG_CF: u64 = 1 << 0;
@@ -115,6 +120,80 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     } else {
         bump(Counter::OutputErrors);
     }
+    0
+}
+
+/// Just after a compare-and-swap: counts the attempt, and the failure when
+/// the outcome says so. No event: counts in a per-CPU array cannot be lost.
+#[uprobe]
+pub fn cas_outcome(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let Some(site) = SITES.get(cookie) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    let regs = ctx.regs;
+    // Constant-offset context reads only (see `lock_slow`): read them all,
+    // then select the value.
+    let (flags, rax, rbx, rcx, rdx, rsi, rdi, rbp) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*regs).eflags),
+            core::ptr::read_volatile(&raw const (*regs).rax),
+            core::ptr::read_volatile(&raw const (*regs).rbx),
+            core::ptr::read_volatile(&raw const (*regs).rcx),
+            core::ptr::read_volatile(&raw const (*regs).rdx),
+            core::ptr::read_volatile(&raw const (*regs).rsi),
+            core::ptr::read_volatile(&raw const (*regs).rdi),
+            core::ptr::read_volatile(&raw const (*regs).rbp),
+        )
+    };
+    let (r8, r9, r10, r11, r12, r13, r14, r15) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*regs).r8),
+            core::ptr::read_volatile(&raw const (*regs).r9),
+            core::ptr::read_volatile(&raw const (*regs).r10),
+            core::ptr::read_volatile(&raw const (*regs).r11),
+            core::ptr::read_volatile(&raw const (*regs).r12),
+            core::ptr::read_volatile(&raw const (*regs).r13),
+            core::ptr::read_volatile(&raw const (*regs).r14),
+            core::ptr::read_volatile(&raw const (*regs).r15),
+        )
+    };
+    let register = match site.outcome_register {
+        x if x == R::Rax as u32 => rax,
+        x if x == R::Rbx as u32 => rbx,
+        x if x == R::Rcx as u32 => rcx,
+        x if x == R::Rdx as u32 => rdx,
+        x if x == R::Rsi as u32 => rsi,
+        x if x == R::Rdi as u32 => rdi,
+        x if x == R::Rbp as u32 => rbp,
+        x if x == R::R8 as u32 => r8,
+        x if x == R::R9 as u32 => r9,
+        x if x == R::R10 as u32 => r10,
+        x if x == R::R11 as u32 => r11,
+        x if x == R::R12 as u32 => r12,
+        x if x == R::R13 as u32 => r13,
+        x if x == R::R14 as u32 => r14,
+        _ => r15,
+    };
+    let zf = flags & FLAG_ZF != 0;
+    let low_byte_set = register & 0xff != 0;
+    let success = match site.outcome {
+        x if x == OutcomeSource::ZfSet as u32 => zf,
+        x if x == OutcomeSource::ZfClear as u32 => !zf,
+        x if x == OutcomeSource::RegisterNonZero as u32 => low_byte_set,
+        _ => !low_byte_set,
+    };
+    if let Some(counts) = CAS_COUNTS.get_ptr_mut(cookie) {
+        // Per-CPU slot: only this CPU writes it.
+        unsafe {
+            (*counts).attempts += 1;
+            if !success {
+                (*counts).failures += 1;
+            }
+        }
+    }
+    bump(Counter::CasHits);
     0
 }
 

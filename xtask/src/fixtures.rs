@@ -12,16 +12,24 @@ use anyhow::{Context as _, Result};
 use crate::{exec, setup};
 
 /// Fixture programs, one directory each under `fixtures/go/`.
-pub const GO_FIXTURES: &[&str] = &["contend", "slowpath"];
+pub const GO_FIXTURES: &[&str] = &["contend", "slowpath", "casloop"];
+
+/// C fixture programs, one file each under `fixtures/c/`, built with gcc
+/// into `target/fixtures/c/<NAME>`.
+pub const C_FIXTURES: &[&str] = &["casloop"];
 
 /// Where fixtures are built: `target/fixtures/go<VERSION>/<NAME>[.stripped]`.
 pub fn fixtures_dir(root: &Path) -> PathBuf {
     root.join("target/fixtures")
 }
 
-/// Builds every fixture with every Go version; returns the built paths.
+/// Builds every fixture with every Go version, and the C fixtures; returns
+/// the built paths.
 pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
+    for fixture in C_FIXTURES {
+        built.push(build_c(root, fixture)?);
+    }
     for version in setup::GO_VERSIONS {
         for fixture in GO_FIXTURES {
             built.extend(build(root, version, fixture)?);
@@ -64,4 +72,20 @@ pub fn build(root: &Path, version: &str, fixture: &str) -> Result<Vec<PathBuf>> 
         .with_context(|| format!("building fixture {fixture} with Go {version}"))?;
     }
     Ok(vec![plain, stripped, twin])
+}
+
+/// Builds one C fixture with gcc (`-O2 -g`, position-independent as Debian's
+/// gcc does by default).
+pub fn build_c(root: &Path, fixture: &str) -> Result<PathBuf> {
+    let out_dir = fixtures_dir(root).join("c");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let output = out_dir.join(fixture);
+    exec(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&output)
+            .arg(root.join("fixtures/c").join(format!("{fixture}.c"))),
+    )
+    .with_context(|| format!("building C fixture {fixture} (gcc is needed)"))?;
+    Ok(output)
 }

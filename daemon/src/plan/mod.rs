@@ -44,6 +44,8 @@ pub struct PlannedSite {
     pub kind: SiteKind,
     /// Where the lock's address is at this instruction.
     pub arg_register: ArgRegister,
+    /// For CAS outcome sites: which compare-and-swap and how to read it.
+    pub cas: Option<cas::CasSite>,
 }
 
 /// All the sites to attach, in order; a site's index is its BPF cookie.
@@ -67,6 +69,22 @@ pub enum PlanError {
         go_version: Option<String>,
         /// The symbols looked for.
         looked_for: Vec<String>,
+    },
+    /// A `--cas` pattern matched no function.
+    #[error("--cas {pattern}: no function in {exe} matches")]
+    NoMatch {
+        /// The pattern.
+        pattern: String,
+        /// The executable.
+        exe: String,
+    },
+    /// A `--cas` pattern matched functions without any compare-and-swap.
+    #[error("--cas {pattern}: no LOCK CMPXCHG in {functions}")]
+    NoCas {
+        /// The pattern.
+        pattern: String,
+        /// The functions it matched (the first few).
+        functions: String,
     },
     /// A function's code could not be read or decoded.
     #[error("cannot choose a probe site in {function} at {address:#x}: {reason}")]
@@ -93,51 +111,58 @@ pub fn go_mutex_slow_paths(version: Option<(u32, u32)>) -> Vec<&'static str> {
     }
 }
 
-/// Plans the lock-contention probes for a target.
-///
-/// `extra_slow_paths` names further functions (Go ABI: lock address in RAX)
-/// whose every entry is one contention, such as a custom lock's slow path.
-pub fn plan_locks(
-    target: &Target,
-    mode: SiteMode,
-    extra_slow_paths: &[String],
-) -> Result<ProbePlan, PlanError> {
-    let go_version = target.go_version_number();
+/// What to probe.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// Where to put entry probes.
+    pub mode: SiteMode,
+    /// Extra lock slow paths (Go ABI: lock address in RAX): functions whose
+    /// every entry is one contention, such as a custom lock's slow path.
+    pub extra_slow_paths: Vec<String>,
+    /// Function patterns (`*` and `?` globs, else exact names) whose
+    /// compare-and-swaps to watch.
+    pub cas_patterns: Vec<String>,
+}
+
+/// Plans every probe for a target: Go's lock slow paths (for Go binaries),
+/// extra slow paths, and CAS outcome sites.
+pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
+    let mut plan = ProbePlan::default();
     let mut wanted: Vec<String> = if target.go.is_some() {
-        go_mutex_slow_paths(go_version)
+        go_mutex_slow_paths(target.go_version_number())
             .into_iter()
             .map(String::from)
             .collect()
     } else {
         Vec::new()
     };
-    wanted.extend(extra_slow_paths.iter().cloned());
-
-    let mut plan = ProbePlan::default();
+    wanted.extend(request.extra_slow_paths.iter().cloned());
     for name in &wanted {
         let Some(function) = target.symbols.function(name) else {
             plan.missing.push(name.clone());
             continue;
         };
-        let site = entry_site(target, &function.name, function.start, function.end, mode)?;
-        let file_offset = target
-            .elf
-            .vaddr_to_file_offset(site.address)
-            .ok_or_else(|| PlanError::Site {
-                function: name.clone(),
-                address: site.address,
-                reason: "address is not backed by the file".into(),
-            })?;
+        let site = entry_site(
+            target,
+            &function.name,
+            function.start,
+            function.end,
+            request.mode,
+        )?;
         plan.sites.push(PlannedSite {
             function: name.clone(),
             function_address: function.start,
             address: site.address,
-            file_offset,
+            file_offset: file_offset(target, name, site.address)?,
             choice: site.choice,
             skip_when: site.skip_when,
             kind: SiteKind::LockSlowEntry,
             arg_register: ArgRegister::Rax,
+            cas: None,
         });
+    }
+    for pattern in &request.cas_patterns {
+        plan.sites.extend(cas_sites(target, pattern)?);
     }
     if plan.sites.is_empty() {
         return Err(PlanError::NothingToProbe {
@@ -154,6 +179,110 @@ pub fn plan_locks(
         });
     }
     Ok(plan)
+}
+
+fn file_offset(target: &Target, function: &str, address: u64) -> Result<u64, PlanError> {
+    target
+        .elf
+        .vaddr_to_file_offset(address)
+        .ok_or_else(|| PlanError::Site {
+            function: function.to_string(),
+            address,
+            reason: "address is not backed by the file".into(),
+        })
+}
+
+/// CAS outcome sites of every function matching `pattern`.
+fn cas_sites(target: &Target, pattern: &str) -> Result<Vec<PlannedSite>, PlanError> {
+    let functions: Vec<_> = target
+        .symbols
+        .functions()
+        .iter()
+        .filter(|f| glob_match(pattern, &f.name))
+        .collect();
+    if functions.is_empty() {
+        return Err(PlanError::NoMatch {
+            pattern: pattern.to_string(),
+            exe: target.process.exe_display.clone(),
+        });
+    }
+    let mut sites = Vec::new();
+    for function in &functions {
+        let len = function.end.saturating_sub(function.start);
+        let code = target
+            .elf
+            .read_vaddr(function.start, len as usize)
+            .ok_or_else(|| PlanError::Site {
+                function: function.name.clone(),
+                address: function.start,
+                reason: format!("cannot read {len} bytes of code"),
+            })?;
+        let found = cas::plan_cas_sites(code, function.start).map_err(|e| PlanError::Site {
+            function: function.name.clone(),
+            address: function.start,
+            reason: e.to_string(),
+        })?;
+        for site in found {
+            sites.push(PlannedSite {
+                function: function.name.clone(),
+                function_address: function.start,
+                address: site.probe_address,
+                file_offset: file_offset(target, &function.name, site.probe_address)?,
+                choice: if site.emulated {
+                    SiteChoice::Emulated {
+                        offset: site.probe_address - function.start,
+                        mnemonic: site.mnemonic.clone(),
+                    }
+                } else {
+                    SiteChoice::SingleStepped {
+                        offset: site.probe_address - function.start,
+                        mnemonic: site.mnemonic.clone(),
+                    }
+                },
+                skip_when: SkipWhen::Never,
+                kind: SiteKind::CasOutcome,
+                arg_register: ArgRegister::Rax,
+                cas: Some(site),
+            });
+        }
+    }
+    if sites.is_empty() {
+        let mut names: Vec<&str> = functions.iter().take(5).map(|f| f.name.as_str()).collect();
+        if functions.len() > names.len() {
+            names.push("…");
+        }
+        return Err(PlanError::NoCas {
+            pattern: pattern.to_string(),
+            functions: names.join(", "),
+        });
+    }
+    Ok(sites)
+}
+
+/// Matches `text` against a glob with `*` (any run) and `?` (any one
+/// character); without wildcards, equality.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Classic two-pointer match with backtracking to the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((star_p, star_t)) = star {
+            pi = star_p + 1;
+            ti = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 fn entry_site(
@@ -192,6 +321,20 @@ fn entry_site(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob_match("main.casIncrement", "main.casIncrement"));
+        assert!(!glob_match("main.casIncrement", "main.casIncrement2"));
+        assert!(glob_match("main.cas*", "main.casIncrement"));
+        assert!(glob_match("*Increment", "main.casIncrement"));
+        assert!(glob_match("sync.(*Map).*", "sync.(*Map).Load"));
+        assert!(glob_match("m?in.*", "main.x"));
+        assert!(!glob_match("main.?", "main.xy"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "acbd"));
+        assert!(glob_match("a*b*", "acbd"));
+    }
 
     #[test]
     fn mutex_slow_path_moves_to_internal_sync_in_go_1_24() {

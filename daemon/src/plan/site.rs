@@ -74,6 +74,15 @@ pub enum SiteChoice {
         /// Its lower-case Intel mnemonic, e.g. `jbe`, `push`, `call`.
         mnemonic: String,
     },
+    /// An instruction inside the function the kernel single-steps, chosen
+    /// because nothing cheaper still has what the probe reads (e.g. the
+    /// `sete` right after a compare-and-swap whose result is returned).
+    SingleStepped {
+        /// Byte offset of the instruction from the function's entry.
+        offset: u64,
+        /// Its lower-case Intel mnemonic.
+        mnemonic: String,
+    },
 }
 
 /// One compare-and-swap instruction found by [`find_cmpxchg`].

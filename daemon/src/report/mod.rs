@@ -9,11 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::{
+    aggregate::cas::CasTimeline,
     aggregate::Aggregate,
     loader::ProbeCounters,
+    plan::cas::describe,
     plan::{site::SiteChoice, ProbePlan},
+    session::site_label,
     target::{dwarf::LockKind, Target},
 };
+use heatmap::Heatmap;
 
 /// The whole report; `--format json` prints exactly this.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +36,33 @@ pub struct Report {
     pub probe_counters: ProbeCounters,
     /// Locks, most contended first.
     pub locks: Vec<LockReport>,
+    /// Compare-and-swap sites watched with `--cas`, most failures first.
+    pub cas: Vec<CasReport>,
+    /// Heatmaps (time × CPU, time × site, …) for the views and `--heatmap-dir`.
+    pub heatmaps: Vec<Heatmap>,
+}
+
+/// One compare-and-swap instruction watched with `--cas`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CasReport {
+    /// `function+0xOFFSET` of the `LOCK CMPXCHG`.
+    pub site: String,
+    /// The function.
+    pub function: String,
+    /// Source `file:line`, when known (not yet resolved: null).
+    pub source: Option<String>,
+    /// Link-time address of the `LOCK CMPXCHG` (hex).
+    pub address: String,
+    /// Where its outcome is read: the probed instruction.
+    pub probe: String,
+    /// Compare-and-swaps executed.
+    pub attempts: u64,
+    /// Those that failed.
+    pub failures: u64,
+    /// failures / attempts (0 when there were no attempts).
+    pub failure_ratio: f64,
+    /// Failures per CPU (index = CPU number, every CPU of the host).
+    pub per_cpu_failures: Vec<u64>,
 }
 
 /// The traced process.
@@ -82,6 +113,7 @@ impl Report {
         target: &Target,
         plan: &ProbePlan,
         aggregate: &Aggregate,
+        cas: Option<&CasTimeline>,
         counters: ProbeCounters,
         duration_seconds: f64,
         stopped_by: &str,
@@ -96,6 +128,7 @@ impl Report {
                 site: match site.choice {
                     SiteChoice::Entry => "entry",
                     SiteChoice::Emulated { .. } => "emulated",
+                    SiteChoice::SingleStepped { .. } => "single-stepped",
                 },
                 skip_when: match site.skip_when {
                     probe_common::SkipWhen::Never => "never",
@@ -134,6 +167,16 @@ impl Report {
                 .cmp(&a.contentions)
                 .then_with(|| a.address.cmp(&b.address))
         });
+        let (cas, heatmaps) = match cas {
+            Some(timeline) => (
+                cas_reports(plan, timeline),
+                vec![
+                    timeline.failures_by_cpu.clone(),
+                    timeline.failures_by_site.clone(),
+                ],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         Self {
             target: TargetInfo {
                 pid: target.process.pid,
@@ -146,6 +189,8 @@ impl Report {
             probes,
             probe_counters: counters,
             locks,
+            cas,
+            heatmaps,
         }
     }
 
@@ -154,4 +199,39 @@ impl Report {
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+}
+
+/// The CAS section of the report, most failures first.
+fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline) -> Vec<CasReport> {
+    let mut reports: Vec<CasReport> = timeline
+        .sites
+        .iter()
+        .enumerate()
+        .filter_map(|(row, &index)| {
+            let site = plan.sites.get(index)?;
+            let cas = site.cas.as_ref()?;
+            let (attempts, failures, per_cpu_failures) = timeline.site_totals(row);
+            Some(CasReport {
+                site: site_label(site),
+                function: site.function.clone(),
+                source: None,
+                address: format!("{:#x}", cas.cmpxchg_address),
+                probe: describe(cas),
+                attempts,
+                failures,
+                failure_ratio: if attempts == 0 {
+                    0.0
+                } else {
+                    failures as f64 / attempts as f64
+                },
+                per_cpu_failures,
+            })
+        })
+        .collect();
+    reports.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then_with(|| a.site.cmp(&b.site))
+    });
+    reports
 }

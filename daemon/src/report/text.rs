@@ -2,10 +2,13 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
+use super::{heatmap, Report};
 
 /// How many locks the text view lists.
 pub const TOP_LOCKS: usize = 20;
+
+/// Width of the heatmaps' time axis, in characters.
+pub const HEATMAP_WIDTH: usize = 60;
 
 /// Renders the report for a terminal or a log.
 pub fn render(report: &Report) -> String {
@@ -23,7 +26,7 @@ pub fn render(report: &Report) -> String {
     for probe in &report.probes {
         let _ = writeln!(
             out,
-            "  probe {} +{} ({} site, skip when {})",
+            "  probe {} +{:#x} ({} site, skip when {})",
             probe.function, probe.offset, probe.site, probe.skip_when
         );
     }
@@ -46,12 +49,40 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "  … and {} more", report.locks.len() - TOP_LOCKS);
         }
     }
+    if !report.cas.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "COMPARE-AND-SWAP OUTCOMES");
+        let _ = writeln!(
+            out,
+            "  {:>12}  {:>12}  {:>7}  SITE",
+            "FAILURES", "ATTEMPTS", "RATIO"
+        );
+        for cas in &report.cas {
+            let _ = writeln!(
+                out,
+                "  {:>12}  {:>12}  {:>6.1}%  {}",
+                cas.failures,
+                cas.attempts,
+                cas.failure_ratio * 100.0,
+                cas.site
+            );
+            let _ = writeln!(
+                out,
+                "  {:>12}  {:>12}  {:>7}  probe: {}",
+                "", "", "", cas.probe
+            );
+        }
+    }
+    for map in &report.heatmaps {
+        let _ = writeln!(out);
+        out.push_str(&heatmap::render_terminal(map, HEATMAP_WIDTH, false));
+    }
     let _ = writeln!(out);
     let c = &report.probe_counters;
     let _ = writeln!(
         out,
-        "events lost: {}   probe hits: {}   skipped re-entries: {}",
-        report.events_lost, c.hits, c.skipped_reentry
+        "events lost: {}   lock probe hits: {}   skipped re-entries: {}   CAS probe hits: {}",
+        report.events_lost, c.hits, c.skipped_reentry, c.cas_hits
     );
     if c.output_errors > 0 || c.unknown_site > 0 {
         let _ = writeln!(

@@ -1,0 +1,154 @@
+//! `--cas`: compare-and-swap outcomes read right after each `LOCK CMPXCHG`,
+//! against fixtures that count their own failed attempts, per CPU.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs a casloop fixture under `mapwatch --cas PATTERN` and checks the
+/// report against its ground truth, exactly.
+fn check_exact(binary: &Path, pattern: &str, function: &str) {
+    let heatmap_dir = std::env::temp_dir().join(format!(
+        "mapwatch-cas-{}-{}",
+        std::process::id(),
+        binary.to_string_lossy().replace('/', "_")
+    ));
+    let _ = std::fs::remove_dir_all(&heatmap_dir);
+    let workload = Workload::start(binary, &["-workers", "4", "-calls", "20000"]);
+    let tracer = Tracer::attach(
+        workload.pid,
+        &[
+            "--cas",
+            pattern,
+            "--heatmap-dir",
+            heatmap_dir.to_str().unwrap(),
+        ],
+    );
+    let truth = workload.run_to_end();
+    let report = tracer.report();
+    let context = format!("{}: {report:#}\ntruth: {truth}", binary.display());
+
+    assert_eq!(report["events_lost"], 0, "{context}");
+    let sites = report["cas"].as_array().expect("cas array");
+    assert_eq!(sites.len(), 1, "one LOCK CMPXCHG in {function}: {context}");
+    let site = &sites[0];
+    assert_eq!(site["function"], function, "{context}");
+    assert!(
+        site["probe"].as_str().unwrap().contains("emulated"),
+        "{context}"
+    );
+    assert!(
+        truth["failures"].as_u64().unwrap() > 0,
+        "the fixture forces failures"
+    );
+    assert_eq!(site["attempts"], truth["attempts"], "{context}");
+    assert_eq!(site["failures"], truth["failures"], "{context}");
+    assert_eq!(
+        report["probe_counters"]["cas_hits"], truth["attempts"],
+        "{context}"
+    );
+
+    // Per CPU, exactly: each fixture worker is pinned to one CPU.
+    let ours: Vec<u64> = site["per_cpu_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let theirs: Vec<u64> = truth["per_cpu_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(ours[..theirs.len()], theirs[..], "{context}");
+    assert!(ours[theirs.len()..].iter().all(|&n| n == 0), "{context}");
+
+    // The CPU heatmap: a row per CPU of the host; every CPU that ran the
+    // loop shows its failures; the cells add up.
+    let by_cpu = heatmap(&report, "CAS failures by CPU");
+    let rows = by_cpu["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), ours.len(), "{context}");
+    for (cpu, cells) in by_cpu["cells"].as_array().unwrap().iter().enumerate() {
+        let sum: u64 = cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, ours[cpu], "CPU {cpu} row: {context}");
+        if theirs.get(cpu).copied().unwrap_or(0) > 0 {
+            assert!(sum > 0);
+        }
+    }
+    let svg =
+        std::fs::read_to_string(heatmap_dir.join("cas-failures-by-cpu.svg")).expect("SVG written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(heatmap_dir.join("cas-failures-by-site.svg").is_file());
+    let _ = std::fs::remove_dir_all(&heatmap_dir);
+}
+
+fn heatmap<'a>(report: &'a Value, title: &str) -> &'a Value {
+    report["heatmaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["title"] == title)
+        .unwrap_or_else(|| panic!("no heatmap {title}: {report:#}"))
+}
+
+#[test]
+fn go_cas_failures_are_counted_exactly_per_cpu() {
+    for go in go_versions() {
+        check_exact(
+            &fixture(&go, "casloop", false),
+            "main.casIncrement",
+            "main.casIncrement",
+        );
+    }
+}
+
+#[test]
+fn go_cas_in_stripped_binaries_via_pclntab() {
+    check_exact(
+        &fixture("1.27.3", "casloop", true),
+        "main.cas*",
+        "main.casIncrement",
+    );
+}
+
+#[test]
+fn c_cas_failures_are_counted_exactly_per_cpu() {
+    let binary = fixtures_dir().join("c/casloop");
+    assert!(
+        binary.is_file(),
+        "{} missing: run `cargo xtask test`",
+        binary.display()
+    );
+    check_exact(&binary, "cas_increment", "cas_increment");
+}
+
+#[test]
+fn a_pattern_that_matches_nothing_is_one_clear_line() {
+    let workload = Workload::start(&fixture("1.27.3", "casloop", false), &[]);
+    let out = mapwatch()
+        .args([
+            "attach",
+            "--pid",
+            &workload.pid.to_string(),
+            "--cas",
+            "main.noSuchFunction*",
+        ])
+        .output()
+        .expect("mapwatch runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--cas main.noSuchFunction*: no function"),
+        "{stderr}"
+    );
+}
