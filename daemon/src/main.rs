@@ -53,6 +53,10 @@ struct AttachArgs {
     /// failures, per CPU and over time. Repeatable; works on Go and native code.
     #[arg(long = "cas", value_name = "FUNC_PATTERN")]
     cas_patterns: Vec<String>,
+    /// Do not watch the compare-and-swaps inside Go's sync.Map (watched by
+    /// default in Go targets).
+    #[arg(long)]
+    no_builtin_cas: bool,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -103,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         extra_slow_paths: args.lock_slow_paths,
         cas_patterns: args.cas_patterns,
+        builtin_cas: !args.no_builtin_cas,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

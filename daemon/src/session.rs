@@ -41,6 +41,8 @@ pub struct AttachOptions {
     pub extra_slow_paths: Vec<String>,
     /// Function patterns whose compare-and-swaps to watch.
     pub cas_patterns: Vec<String>,
+    /// Watch the compare-and-swaps inside Go's `sync.Map` too.
+    pub builtin_cas: bool,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -76,6 +78,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         mode: options.site_mode,
         extra_slow_paths: options.extra_slow_paths.clone(),
         cas_patterns: options.cas_patterns.clone(),
+        builtin_cas: options.builtin_cas,
     };
     let plan = plan::plan(&target, &request).with_context(|| format!("PID {pid}"))?;
     host::raise_memlock_limit();

@@ -23,6 +23,7 @@ fn check_exact(binary: &Path, pattern: &str, function: &str) {
         &[
             "--cas",
             pattern,
+            "--no-builtin-cas",
             "--heatmap-dir",
             heatmap_dir.to_str().unwrap(),
         ],
@@ -32,9 +33,15 @@ fn check_exact(binary: &Path, pattern: &str, function: &str) {
     let context = format!("{}: {report:#}\ntruth: {truth}", binary.display());
 
     assert_eq!(report["events_lost"], 0, "{context}");
-    let sites = report["cas"].as_array().expect("cas array");
+    // Built-in sync.Map sources may be there too; exactly one site is ours.
+    let sites: Vec<&Value> = report["cas"]
+        .as_array()
+        .expect("cas array")
+        .iter()
+        .filter(|s| s["builtin"].is_null())
+        .collect();
     assert_eq!(sites.len(), 1, "one LOCK CMPXCHG in {function}: {context}");
-    let site = &sites[0];
+    let site = sites[0];
     assert_eq!(site["function"], function, "{context}");
     assert!(
         site["probe"].as_str().unwrap().contains("emulated"),
@@ -151,4 +158,36 @@ fn a_pattern_that_matches_nothing_is_one_clear_line() {
         stderr.contains("--cas main.noSuchFunction*: no function"),
         "{stderr}"
     );
+}
+
+#[test]
+fn sync_map_cas_sources_are_watched_without_any_pattern() {
+    for go in go_versions() {
+        let workload = Workload::start(&fixture(&go, "contend", false), &["-iterations", "20000"]);
+        let tracer = Tracer::attach(workload.pid, &[]);
+        let truth = workload.run_to_end();
+        let report = tracer.report();
+        let builtin: Vec<&Value> = report["cas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["builtin"] == "sync.Map")
+            .collect();
+        assert!(!builtin.is_empty(), "Go {go}: {report:#}");
+        // Every Store of the fixture goes through at least one CAS of the
+        // sync.Map implementation (an entry swap, a trie slot, or the
+        // inlined fast path of its mutex).
+        let attempts: u64 = builtin
+            .iter()
+            .map(|s| s["attempts"].as_u64().unwrap())
+            .sum();
+        let stores = truth["maps"]["main.syncMap"]["ops"]["store"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            attempts >= stores,
+            "Go {go}: {attempts} < {stores}: {report:#}"
+        );
+        assert_eq!(report["events_lost"], 0);
+    }
 }

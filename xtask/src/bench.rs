@@ -1,10 +1,11 @@
-//! `cargo xtask bench`: the per-hit cost of mapwatch's lock probe at the
-//! function entry versus at the site chosen by decoding, on this machine.
+//! `cargo xtask bench`: the per-hit cost of mapwatch's probes at the naive
+//! site (a function's entry; the instruction right after a CAS) versus at
+//! the site chosen by decoding, on this machine.
 //!
-//! The slowpath fixture calls `Mutex.Lock` in a loop where every call enters
-//! the slow path once (see fixtures/go/slowpath); it times its own loop. The
-//! loop runs unprobed, with the probe at the entry, and at the chosen site;
-//! the extra time per call is the cost of one hit. Ratios come from one run.
+//! Each fixture times its own loop, in which every call hits the probe once
+//! (see fixtures/go/slowpath and casloop). The loop runs unprobed, with the
+//! naive site (`--probe-site entry`) and the chosen one; the extra time per
+//! call is the cost of one hit. Ratios come from one run.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -19,52 +20,85 @@ use crate::{fixtures, setup};
 const CALLS: &str = "300000";
 const ROUNDS: usize = 5;
 
-/// Runs the benchmark with the newest Go version and prints a table.
+/// One benchmark: a fixture that times its own calls, and how to probe it.
+struct Case {
+    title: &'static str,
+    fixture: &'static str,
+    fixture_args: &'static [&'static str],
+    mapwatch_args: &'static [&'static str],
+    /// The ground-truth field holding ns per call.
+    ns_field: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        title: "lock slow-path probe (every Lock enters lockSlow once)",
+        fixture: "slowpath",
+        fixture_args: &["-calls", CALLS, "-growth", "0"],
+        mapwatch_args: &[],
+        ns_field: "loop_ns_per_call",
+    },
+    Case {
+        title: "CAS outcome probe (one uncontended CompareAndSwap per call)",
+        fixture: "casloop",
+        fixture_args: &["-workers", "1", "-calls", CALLS, "-yield-every", "0"],
+        mapwatch_args: &["--cas", "main.casIncrement"],
+        ns_field: "ns_per_call",
+    },
+];
+
+/// Runs the benchmarks with the newest Go version and prints a table each.
 pub fn run(root: &Path) -> Result<()> {
     let version = setup::GO_VERSIONS.last().context("no Go versions")?;
-    let built = fixtures::build(root, version, "slowpath")?;
-    let workload = built.first().context("fixture not built")?;
     let mapwatch = root.join("target/release/mapwatch");
-
-    let modes: [(&str, Option<&str>); 3] = [
-        ("unprobed", None),
-        ("entry", Some("entry")),
-        ("auto", Some("auto")),
-    ];
-    let mut medians = Vec::new();
-    for (label, site) in modes {
-        let mut samples = Vec::new();
-        for _ in 0..ROUNDS {
-            samples.push(one_run(workload, &mapwatch, site)?);
+    for case in CASES {
+        let built = fixtures::build(root, version, case.fixture)?;
+        let workload = built.first().context("fixture not built")?;
+        let modes: [(&str, Option<&str>); 3] = [
+            ("unprobed", None),
+            ("entry", Some("entry")),
+            ("auto", Some("auto")),
+        ];
+        let mut medians = Vec::new();
+        for (label, site) in modes {
+            let mut samples = Vec::new();
+            for _ in 0..ROUNDS {
+                samples.push(one_run(workload, &mapwatch, case, site)?);
+            }
+            samples.sort_by(f64::total_cmp);
+            let median = samples[ROUNDS / 2];
+            eprintln!("xtask: {label}: {samples:.1?} ns/call");
+            medians.push((label, median));
         }
-        samples.sort_by(f64::total_cmp);
-        let median = samples[ROUNDS / 2];
-        eprintln!("xtask: {label}: {samples:.1?} ns/call");
-        medians.push((label, median));
-    }
-    let base = medians[0].1;
-    println!("lock slow-path probe cost, Go {version}, {CALLS} calls, median of {ROUNDS} runs");
-    println!(
-        "{:<10} {:>12} {:>16} {:>10}",
-        "site", "ns/call", "ns/hit (probe)", "vs auto"
-    );
-    let auto_cost = medians[2].1 - base;
-    for (label, ns) in &medians {
-        let cost = ns - base;
-        let ratio = if *label == "unprobed" {
-            String::from("-")
-        } else {
-            format!("{:.1}x", cost / auto_cost)
-        };
-        println!("{label:<10} {ns:>12.1} {cost:>16.1} {ratio:>10}");
+        let base = medians[0].1;
+        println!();
+        println!(
+            "{}, Go {version}, {CALLS} calls, median of {ROUNDS} runs",
+            case.title
+        );
+        println!(
+            "{:<10} {:>12} {:>16} {:>10}",
+            "site", "ns/call", "ns/hit (probe)", "vs auto"
+        );
+        let auto_cost = medians[2].1 - base;
+        for (label, ns) in &medians {
+            let cost = ns - base;
+            let ratio = if *label == "unprobed" {
+                String::from("-")
+            } else {
+                format!("{:.1}x", cost / auto_cost)
+            };
+            println!("{label:<10} {ns:>12.1} {cost:>16.1} {ratio:>10}");
+        }
     }
     Ok(())
 }
 
 /// One run of the fixture, optionally under mapwatch; returns ns per call.
-fn one_run(workload: &Path, mapwatch: &Path, site: Option<&str>) -> Result<f64> {
+fn one_run(workload: &Path, mapwatch: &Path, case: &Case, site: Option<&str>) -> Result<f64> {
     let mut target = Command::new(workload)
-        .args(["-wait-stdin", "-calls", CALLS, "-growth", "0"])
+        .arg("-wait-stdin")
+        .args(case.fixture_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -85,6 +119,7 @@ fn one_run(workload: &Path, mapwatch: &Path, site: Option<&str>) -> Result<f64> 
                     "--probe-site",
                     site,
                 ])
+                .args(case.mapwatch_args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -121,7 +156,5 @@ fn one_run(workload: &Path, mapwatch: &Path, site: Option<&str>) -> Result<f64> 
             bail!("mapwatch lost events: {}", report["events_lost"]);
         }
     }
-    truth["loop_ns_per_call"]
-        .as_f64()
-        .context("loop_ns_per_call")
+    truth[case.ns_field].as_f64().context("ns per call")
 }

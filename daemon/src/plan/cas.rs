@@ -79,6 +79,10 @@ pub struct CasSite {
     /// not emit this in practice (it would take a loop head right after the
     /// CAS); only direct branches are known, see [`plan_cas_sites`].
     pub ambiguous: bool,
+    /// The CAS is a call to a function that performs it and returns whether
+    /// it succeeded (Go's `sync/atomic.CompareAndSwapPointer`, …):
+    /// `cmpxchg_address` is then the call's address.
+    pub via_call: bool,
 }
 
 /// Chooses a probe site for every lock-prefixed `CMPXCHG`, `CMPXCHG8B` and
@@ -111,6 +115,17 @@ pub struct CasSite {
 /// targets are unknown). Failing that, the site is the instruction right
 /// after the CAS, reading ZF, whatever it costs.
 pub fn plan_cas_sites(code: &[u8], function_address: u64) -> Result<Vec<CasSite>, SiteError> {
+    plan(code, function_address, true)
+}
+
+/// Like [`plan_cas_sites`], but always probes the instruction right after
+/// each CAS, reading ZF, as a tracer that does not decode further would (for
+/// comparison: `--probe-site entry`).
+pub fn plan_cas_sites_next(code: &[u8], function_address: u64) -> Result<Vec<CasSite>, SiteError> {
+    plan(code, function_address, false)
+}
+
+fn plan(code: &[u8], function_address: u64, search: bool) -> Result<Vec<CasSite>, SiteError> {
     let cas_list = find_cmpxchg(code, function_address)?;
     let listing = Listing::decode(code, function_address);
     let mut factory = InstructionInfoFactory::new();
@@ -135,12 +150,21 @@ pub fn plan_cas_sites(code: &[u8], function_address: u64) -> Result<Vec<CasSite>
                 emulated: emulated(instr, bytes),
                 mnemonic: mnemonic(instr),
                 ambiguous,
+                via_call: false,
             }
         };
         let site = match &listing.targets {
             Some(targets) if targets.contains(&cas.next_address) => fallback(true),
-            Some(targets) => walk(&listing, targets, first, cas.address, &mut factory)
-                .unwrap_or_else(|| fallback(false)),
+            Some(_) if !search => fallback(false),
+            Some(targets) => walk(
+                &listing,
+                targets,
+                first,
+                cas.address,
+                &mut factory,
+                State::after_cas(),
+            )
+            .unwrap_or_else(|| fallback(false)),
             // Targets unknown: only the instruction right after the CAS is
             // sure to follow it, and whether it is a target is unknown too.
             None => fallback(false),
@@ -148,6 +172,67 @@ pub fn plan_cas_sites(code: &[u8], function_address: u64) -> Result<Vec<CasSite>
         sites.push(site);
     }
     Ok(sites)
+}
+
+/// Sites for every direct call in the function to a CAS function (one for
+/// which `is_cas_function(target)` holds) that returns its success as a
+/// boolean in AL, as Go's `sync/atomic.CompareAndSwapPointer` and the
+/// runtime's `Cas*` do: the outcome is tracked from the return site like a
+/// `LOCK CMPXCHG`'s, starting in AL instead of ZF. `search` as in
+/// [`plan_cas_sites`] (true) or [`plan_cas_sites_next`] (false).
+pub fn plan_cas_call_sites(
+    code: &[u8],
+    function_address: u64,
+    is_cas_function: impl Fn(u64) -> bool,
+    search: bool,
+) -> Vec<CasSite> {
+    let listing = Listing::decode(code, function_address);
+    let mut factory = InstructionInfoFactory::new();
+    let mut sites = Vec::new();
+    for (index, call) in listing.instructions.iter().enumerate() {
+        let direct_call = call.flow_control() == FlowControl::Call
+            && call.op_count() > 0
+            && call.op0_kind() == OpKind::NearBranch64;
+        if !direct_call || !is_cas_function(call.near_branch_target()) {
+            continue;
+        }
+        let first = index + 1;
+        if first >= listing.instructions.len() {
+            continue;
+        }
+        let (next, next_bytes) = listing.get(first);
+        let fallback = |ambiguous: bool| CasSite {
+            cmpxchg_address: call.ip(),
+            probe_address: next.ip(),
+            outcome: Outcome::Register {
+                reg: Register::RAX,
+                success_when_nonzero: true,
+            },
+            emulated: emulated(next, next_bytes),
+            mnemonic: mnemonic(next),
+            ambiguous,
+            via_call: true,
+        };
+        let site = match &listing.targets {
+            Some(targets) if targets.contains(&next.ip()) => fallback(true),
+            Some(targets) if search => walk(
+                &listing,
+                targets,
+                first,
+                call.ip(),
+                &mut factory,
+                State::after_cas_call(),
+            )
+            .map(|site| CasSite {
+                via_call: true,
+                ..site
+            })
+            .unwrap_or_else(|| fallback(false)),
+            _ => fallback(false),
+        };
+        sites.push(site);
+    }
+    sites
 }
 
 /// One line for a report, e.g. `je at 0x48f6dd (+0xa after lock cmpxchg at
@@ -165,8 +250,13 @@ pub fn describe(site: &CasSite) -> String {
         }
     };
     format!(
-        "{mnemonic} at {probe:#x} (+{delta:#x} after lock cmpxchg at {cas:#x}), {cost}: \
+        "{mnemonic} at {probe:#x} (+{delta:#x} after {what} at {cas:#x}), {cost}: \
          success iff {condition}{ambiguous}",
+        what = if site.via_call {
+            "CAS call"
+        } else {
+            "lock cmpxchg"
+        },
         mnemonic = site.mnemonic,
         probe = site.probe_address,
         delta = site.probe_address.wrapping_sub(site.cmpxchg_address),
@@ -193,8 +283,8 @@ fn walk(
     first: usize,
     cas_address: u64,
     factory: &mut InstructionInfoFactory,
+    mut state: State,
 ) -> Option<CasSite> {
-    let mut state = State::after_cas();
     for index in first..listing.instructions.len().min(first + MAX_OUTCOME_WALK) {
         let (instr, bytes) = listing.get(index);
         if index > first && targets.contains(&instr.ip()) {
@@ -211,6 +301,7 @@ fn walk(
                     emulated: true,
                     mnemonic: mnemonic(instr),
                     ambiguous: false,
+                    via_call: false,
                 });
             }
         }
@@ -249,6 +340,18 @@ impl State {
         State {
             zf: Some(true),
             held: Vec::new(),
+        }
+    }
+
+    /// After a call to a CAS function: its boolean result in AL.
+    fn after_cas_call() -> State {
+        State {
+            zf: None,
+            held: vec![Held {
+                full: Register::RAX,
+                success_when_nonzero: true,
+                clean: false,
+            }],
         }
     }
 
@@ -541,7 +644,51 @@ mod tests {
             emulated,
             mnemonic: mnemonic.to_string(),
             ambiguous: false,
+            via_call: false,
         }
+    }
+
+    /// Go 1.23.9's `sync.(*entry).trySwap` (start, at its real address): the
+    /// CAS is a call to `sync/atomic.CompareAndSwapPointer` (0x4614e0) whose
+    /// result is tested and branched on.
+    #[test]
+    fn go_1_23_entry_try_swap_calls_compare_and_swap_pointer() {
+        let code: &[u8] = &[
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x5d, 0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x20,
+            0x48, 0x89, 0x44, 0x24, 0x30, 0x48, 0x89, 0x5c, 0x24, 0x38, 0xeb, 0x0a, 0x48, 0x8b,
+            0x44, 0x24, 0x30, 0x48, 0x8b, 0x5c, 0x24, 0x38, 0x48, 0x8b, 0x10, 0x48, 0x8b, 0x35,
+            0x52, 0x9d, 0x13, 0x00, 0x48, 0x39, 0xf2, 0x74, 0x26, 0x48, 0x89, 0x54, 0x24, 0x18,
+            0x48, 0x89, 0xd9, 0x48, 0x89, 0xd3, 0x66, 0x90, 0xe8, 0x1b, 0xee, 0xfe, 0xff, 0x84,
+            0xc0, 0x74, 0xd1, 0xc3,
+        ];
+        let start = 0x47_2680;
+        let sites = plan_cas_call_sites(code, start, |callee| callee == 0x46_14e0, true);
+        assert_eq!(sites.len(), 1, "{sites:?}");
+        let site = &sites[0];
+        assert_eq!(site.cmpxchg_address, 0x47_26c0);
+        assert_eq!(site.probe_address, 0x47_26c7);
+        assert_eq!(site.mnemonic, "je");
+        assert!(site.emulated && site.via_call && !site.ambiguous);
+        assert_eq!(
+            site.outcome,
+            Outcome::Zf {
+                success_when_set: false
+            }
+        );
+        assert!(describe(site).contains("CAS call"));
+
+        // Without the search: right after the call, reading AL.
+        let naive = plan_cas_call_sites(code, start, |callee| callee == 0x46_14e0, false);
+        assert_eq!(naive[0].probe_address, 0x47_26c5);
+        assert_eq!(
+            naive[0].outcome,
+            Outcome::Register {
+                reg: Register::RAX,
+                success_when_nonzero: true
+            }
+        );
+        // Calls to anything else are not CAS sites.
+        assert!(plan_cas_call_sites(code, start, |_| false, true).is_empty());
     }
 
     /// The one site of a function with one CAS at `BASE`.

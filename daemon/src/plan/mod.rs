@@ -8,6 +8,8 @@
 pub mod cas;
 pub mod site;
 
+use std::collections::BTreeSet;
+
 use probe_common::{ArgRegister, SiteKind, SkipWhen};
 use thiserror::Error;
 
@@ -21,7 +23,8 @@ pub enum SiteMode {
     #[default]
     Auto,
     /// The function's first instruction, as symbol-based tracers do
-    /// (single-stepped by the kernel, ~20× dearer; for comparison).
+    /// (single-stepped by the kernel, ~20× dearer; for comparison); for CAS
+    /// sites, the instruction right after the compare-and-swap.
     Entry,
 }
 
@@ -46,6 +49,9 @@ pub struct PlannedSite {
     pub arg_register: ArgRegister,
     /// For CAS outcome sites: which compare-and-swap and how to read it.
     pub cas: Option<cas::CasSite>,
+    /// For built-in CAS sources: what they belong to (`sync.Map`); `None`
+    /// for sites the user asked for.
+    pub builtin: Option<&'static str>,
 }
 
 /// All the sites to attach, in order; a site's index is its BPF cookie.
@@ -122,6 +128,22 @@ pub struct PlanRequest {
     /// Function patterns (`*` and `?` globs, else exact names) whose
     /// compare-and-swaps to watch.
     pub cas_patterns: Vec<String>,
+    /// Also watch the compare-and-swaps inside Go's `sync.Map`
+    /// implementation (see [`go_builtin_cas_patterns`]).
+    pub builtin_cas: bool,
+}
+
+/// Functions of Go's `sync.Map` whose internal compare-and-swap retry loops
+/// are watched without any `--cas` pattern: the read-map entry CASes up to
+/// Go 1.23, the `HashTrieMap` (and its entries) from Go 1.24.
+pub fn go_builtin_cas_patterns(version: Option<(u32, u32)>) -> Vec<&'static str> {
+    const OLD: [&str; 2] = ["sync.(*Map).*", "sync.(*entry).*"];
+    const NEW: [&str; 2] = ["internal/sync.(*HashTrieMap[*", "internal/sync.(*entry[*"];
+    match version {
+        Some((1, minor)) if minor < 24 => OLD.to_vec(),
+        Some(_) => NEW.to_vec(),
+        None => OLD.iter().chain(NEW.iter()).copied().collect(),
+    }
 }
 
 /// Plans every probe for a target: Go's lock slow paths (for Go binaries),
@@ -159,10 +181,24 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             kind: SiteKind::LockSlowEntry,
             arg_register: ArgRegister::Rax,
             cas: None,
+            builtin: None,
         });
     }
+    if target.go.is_some() && request.builtin_cas {
+        for pattern in go_builtin_cas_patterns(target.go_version_number()) {
+            // A program that never uses sync.Map may lack these functions.
+            match cas_sites(target, pattern, request.mode) {
+                Ok(sites) => plan.sites.extend(sites.into_iter().map(|site| PlannedSite {
+                    builtin: Some("sync.Map"),
+                    ..site
+                })),
+                Err(PlanError::NoMatch { .. } | PlanError::NoCas { .. }) => {}
+                Err(e) => log::warn!("built-in CAS sources {pattern}: {e}"),
+            }
+        }
+    }
     for pattern in &request.cas_patterns {
-        plan.sites.extend(cas_sites(target, pattern)?);
+        plan.sites.extend(cas_sites(target, pattern, request.mode)?);
     }
     if plan.sites.is_empty() {
         return Err(PlanError::NothingToProbe {
@@ -192,8 +228,23 @@ fn file_offset(target: &Target, function: &str, address: u64) -> Result<u64, Pla
         })
 }
 
-/// CAS outcome sites of every function matching `pattern`.
-fn cas_sites(target: &Target, pattern: &str) -> Result<Vec<PlannedSite>, PlanError> {
+/// Go functions that perform a compare-and-swap and return its success as a
+/// boolean: calls to them count as CAS attempts at the call site.
+pub const GO_CAS_FUNCTIONS: &[&str] = &[
+    "sync/atomic.CompareAndSwap*",
+    "sync/atomic.(*).CompareAndSwap",
+    "runtime/internal/atomic.Cas*",
+    "internal/runtime/atomic.Cas*",
+];
+
+/// CAS outcome sites of every function matching `pattern`: each `LOCK
+/// CMPXCHG` in it, and in Go binaries each call to one of
+/// [`GO_CAS_FUNCTIONS`] (unless it is one of them itself).
+fn cas_sites(
+    target: &Target,
+    pattern: &str,
+    mode: SiteMode,
+) -> Result<Vec<PlannedSite>, PlanError> {
     let functions: Vec<_> = target
         .symbols
         .functions()
@@ -206,6 +257,17 @@ fn cas_sites(target: &Target, pattern: &str) -> Result<Vec<PlannedSite>, PlanErr
             exe: target.process.exe_display.clone(),
         });
     }
+    let cas_functions: BTreeSet<u64> = if target.go.is_some() {
+        target
+            .symbols
+            .functions()
+            .iter()
+            .filter(|f| GO_CAS_FUNCTIONS.iter().any(|p| glob_match(p, &f.name)))
+            .map(|f| f.start)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut sites = Vec::new();
     for function in &functions {
         let len = function.end.saturating_sub(function.start);
@@ -217,12 +279,26 @@ fn cas_sites(target: &Target, pattern: &str) -> Result<Vec<PlannedSite>, PlanErr
                 address: function.start,
                 reason: format!("cannot read {len} bytes of code"),
             })?;
-        let found = cas::plan_cas_sites(code, function.start).map_err(|e| PlanError::Site {
+        let found = match mode {
+            SiteMode::Auto => cas::plan_cas_sites(code, function.start),
+            SiteMode::Entry => cas::plan_cas_sites_next(code, function.start),
+        }
+        .map_err(|e| PlanError::Site {
             function: function.name.clone(),
             address: function.start,
             reason: e.to_string(),
         })?;
-        for site in found {
+        let calls = if cas_functions.contains(&function.start) {
+            Vec::new()
+        } else {
+            cas::plan_cas_call_sites(
+                code,
+                function.start,
+                |callee| cas_functions.contains(&callee),
+                mode == SiteMode::Auto,
+            )
+        };
+        for site in found.into_iter().chain(calls) {
             sites.push(PlannedSite {
                 function: function.name.clone(),
                 function_address: function.start,
@@ -243,6 +319,7 @@ fn cas_sites(target: &Target, pattern: &str) -> Result<Vec<PlannedSite>, PlanErr
                 kind: SiteKind::CasOutcome,
                 arg_register: ArgRegister::Rax,
                 cas: Some(site),
+                builtin: None,
             });
         }
     }

@@ -49,6 +49,9 @@ pub struct CasReport {
     pub site: String,
     /// The function.
     pub function: String,
+    /// What a built-in CAS source belongs to (`sync.Map`); null for sites
+    /// chosen with `--cas`.
+    pub builtin: Option<&'static str>,
     /// Source `file:line`, when known (not yet resolved: null).
     pub source: Option<String>,
     /// Link-time address of the `LOCK CMPXCHG` (hex).
@@ -214,6 +217,7 @@ fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline) -> Vec<CasReport> {
             Some(CasReport {
                 site: site_label(site),
                 function: site.function.clone(),
+                builtin: site.builtin,
                 source: None,
                 address: format!("{:#x}", cas.cmpxchg_address),
                 probe: describe(cas),

@@ -5,6 +5,7 @@
 pub mod buildinfo;
 pub mod dwarf;
 pub mod elf;
+pub mod lines;
 pub mod pclntab;
 pub mod process;
 pub mod symbols;

@@ -19,9 +19,20 @@
 //!   nfunc × { entryOff u32 (relative to textStart), funcOff u32 (relative
 //!   to the function table) }, then one u32: the end pc offset of the last
 //!   function
-//! _func at funcOff:
+//! _func at funcOff (runtime._func):
 //!   entryOff u32 (same as in the table), nameOff i32 (into the name table,
-//!   NUL-terminated), ...
+//!   NUL-terminated), args i32, deferreturn u32, pcsp u32, pcfile u32,
+//!   pcln u32, npcdata u32, cuOffset u32, startLine i32 (Go 1.20+; padding
+//!   before), funcID u8, flag u8, pad u8, nfuncdata u8, then the pcdata and
+//!   funcdata offsets
+//! pc-value tables (pcsp, pcfile, pcln, pcdata) at pctabOffset + offset:
+//!   pairs { value delta: zigzag uvarint, pc delta: uvarint × minLC },
+//!   starting from value -1 at the function's entry; a value delta byte of
+//!   0 (other than the first) ends the table. Each pair gives the value for
+//!   the pcs from the previous pc up to (not including) the new pc.
+//! file names: pcfile gives an index into the function's compilation unit;
+//!   the u32 at cuOffset + 4 × (_func.cuOffset + index) is an offset into
+//!   the file table (NUL-terminated names), or 0xffffffff if absent.
 //! ```
 
 use thiserror::Error;
@@ -40,6 +51,14 @@ pub const TEXT_START_OFFSET: u64 = 8 + 2 * 8;
 
 /// Number of pointer-sized words after the 8-byte header prefix.
 const HEADER_WORDS: usize = 8;
+
+/// Offsets of `_func` fields used for line lookups.
+const FUNC_PCFILE: usize = 20;
+const FUNC_PCLN: usize = 24;
+const FUNC_CU_OFFSET: usize = 32;
+
+/// A compilation unit's file table entry for a file that has none.
+const NO_FILE: u32 = u32::MAX;
 
 /// Errors parsing a pclntab.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -95,7 +114,11 @@ pub struct Pclntab<'a> {
     nfunc: usize,
     header_text_start: u64,
     text_start: u64,
+    min_lc: u8,
     funcname_offset: usize,
+    cu_offset: usize,
+    filetab_offset: usize,
+    pctab_offset: usize,
     functab_offset: usize,
 }
 
@@ -189,7 +212,11 @@ impl<'a> Pclntab<'a> {
             nfunc: to_usize(nfunc)?,
             header_text_start: text_start,
             text_start,
+            min_lc,
             funcname_offset: to_usize(funcname_offset)?,
+            cu_offset: to_usize(cu_offset)?,
+            filetab_offset: to_usize(filetab_offset)?,
+            pctab_offset: to_usize(pctab_offset)?,
             functab_offset: to_usize(functab_offset)?,
         })
     }
@@ -250,10 +277,7 @@ impl<'a> Pclntab<'a> {
         }
         let entry_off = self.entry_offset(index)?;
         let end_off = self.entry_offset(index + 1)?;
-        let func_off = read_u32(self.data, self.functab_offset + index * 8 + 4)?;
-        let func = self
-            .functab_offset
-            .checked_add(usize::try_from(func_off).ok()?)?;
+        let func = self.func_record(index)?;
         // The _func repeats the entry offset: a cheap consistency check.
         if read_u32(self.data, func)? != entry_off {
             return None;
@@ -285,6 +309,68 @@ impl<'a> Pclntab<'a> {
 
     /// The function whose code contains link-time address `pc`.
     pub fn function_at(&self, pc: u64) -> Option<GoFunction<'a>> {
+        self.function_index_at(pc).map(|(_, f)| f)
+    }
+
+    /// The source file and line of the instruction at link-time address
+    /// `pc`, from the pc-file and pc-line tables of the function containing
+    /// it. `None` outside the table's functions or when the tables are
+    /// missing or corrupt.
+    pub fn source_line(&self, pc: u64) -> Option<(String, u32)> {
+        let (index, function) = self.function_index_at(pc)?;
+        let func = self.func_record(index)?;
+        let pcfile = read_u32(self.data, func.checked_add(FUNC_PCFILE)?)?;
+        let pcln = read_u32(self.data, func.checked_add(FUNC_PCLN)?)?;
+        let cu = read_u32(self.data, func.checked_add(FUNC_CU_OFFSET)?)?;
+        let line = self.pc_value(pcln, function.entry, pc)?;
+        let file_index = self.pc_value(pcfile, function.entry, pc)?;
+        let line = u32::try_from(line).ok()?;
+        let file = self.cu_file(cu, u32::try_from(file_index).ok()?)?;
+        Some((file.to_string(), line))
+    }
+
+    /// The value the pc-value table at `table` (an offset into the pc
+    /// table) gives for `pc`, in the function entered at `entry`. `None`
+    /// for the absent table (offset 0), a pc the table does not cover, or a
+    /// corrupt table.
+    pub fn pc_value(&self, table: u32, entry: u64, pc: u64) -> Option<i32> {
+        if table == 0 {
+            return None;
+        }
+        let start = self
+            .pctab_offset
+            .checked_add(usize::try_from(table).ok()?)?;
+        let bytes = self.data.get(start..)?;
+        PcValues::new(bytes, entry, self.min_lc)
+            .find(|r| r.as_ref().map_or(true, |r| pc < r.end))?
+            .ok()
+            .filter(|r| r.start <= pc)
+            .map(|r| r.value)
+    }
+
+    /// The name of file `index` of the compilation unit at `cu` in the
+    /// compilation unit table.
+    fn cu_file(&self, cu: u32, index: u32) -> Option<&'a str> {
+        let slot = usize::try_from(cu.checked_add(index)?).ok()?;
+        let at = self.cu_offset.checked_add(slot.checked_mul(4)?)?;
+        // The cu table ends where the file table starts.
+        if at.checked_add(4)? > self.filetab_offset {
+            return None;
+        }
+        let offset = read_u32(self.data, at)?;
+        if offset == NO_FILE {
+            return None;
+        }
+        let start = self
+            .filetab_offset
+            .checked_add(usize::try_from(offset).ok()?)?;
+        let bytes = self.data.get(start..self.pctab_offset)?;
+        let len = bytes.iter().position(|&b| b == 0)?;
+        std::str::from_utf8(bytes.get(..len)?).ok()
+    }
+
+    /// The table index and function containing `pc`.
+    fn function_index_at(&self, pc: u64) -> Option<(usize, GoFunction<'a>)> {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
         if self.is_empty() || off < self.entry_offset(0)? || off >= self.entry_offset(self.nfunc)? {
             return None;
@@ -299,7 +385,18 @@ impl<'a> Pclntab<'a> {
                 hi = mid;
             }
         }
-        self.function(lo).filter(|f| pc < f.end)
+        let function = self.function(lo).filter(|f| pc < f.end)?;
+        Some((lo, function))
+    }
+
+    /// Offset in the data of the `_func` record of table slot `index`.
+    fn func_record(&self, index: usize) -> Option<usize> {
+        let slot = self
+            .functab_offset
+            .checked_add(index.checked_mul(8)?.checked_add(4)?)?;
+        let func_off = read_u32(self.data, slot)?;
+        self.functab_offset
+            .checked_add(usize::try_from(func_off).ok()?)
     }
 
     /// Entry offset (relative to textStart) of table slot `index`; slot
@@ -317,6 +414,122 @@ impl<'a> Pclntab<'a> {
         let bytes = self.data.get(start..)?;
         let len = bytes.iter().position(|&b| b == 0)?;
         std::str::from_utf8(bytes.get(..len)?).ok()
+    }
+}
+
+/// One row of a decoded pc-value table: `value` holds for the link-time
+/// addresses `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcValue {
+    /// First address of the range.
+    pub start: u64,
+    /// Address just past the range.
+    pub end: u64,
+    /// The table's value there (a line, a file index, an sp delta...).
+    pub value: i32,
+}
+
+/// Why a pc-value table could not be decoded further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcValueError {
+    /// The data ends inside a pair, before the end marker.
+    Truncated,
+    /// A varint longer than 32 bits.
+    BadVarint,
+    /// The pc or the value leaves its range.
+    Overflow,
+}
+
+/// Decoder of a pc-value table: yields its rows in order, then `None` at the
+/// end marker, or one error and then `None` if the data is corrupt.
+#[derive(Debug, Clone)]
+pub struct PcValues<'a> {
+    data: &'a [u8],
+    pc: u64,
+    value: i32,
+    quantum: u8,
+    first: bool,
+    done: bool,
+}
+
+impl<'a> PcValues<'a> {
+    /// Decodes the table starting at `data[0]` for the function entered at
+    /// `entry`; `quantum` is the header's minLC (pc deltas are multiples of
+    /// it).
+    pub fn new(data: &'a [u8], entry: u64, quantum: u8) -> PcValues<'a> {
+        PcValues {
+            data,
+            pc: entry,
+            value: -1,
+            quantum,
+            first: true,
+            done: false,
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<PcValue>, PcValueError> {
+        match self.data.first() {
+            None => return Err(PcValueError::Truncated),
+            Some(0) if !self.first => return Ok(None),
+            Some(_) => {}
+        }
+        self.first = false;
+        let (n, value_delta) = read_uvarint(self.data)?;
+        self.data = self.data.get(n..).ok_or(PcValueError::Truncated)?;
+        let (n, pc_delta) = read_uvarint(self.data)?;
+        self.data = self.data.get(n..).ok_or(PcValueError::Truncated)?;
+        // Zigzag: the low bit is the sign.
+        let delta = ((value_delta >> 1) as i32) ^ -((value_delta & 1) as i32);
+        self.value = self
+            .value
+            .checked_add(delta)
+            .ok_or(PcValueError::Overflow)?;
+        let start = self.pc;
+        self.pc = u64::from(pc_delta)
+            .checked_mul(u64::from(self.quantum))
+            .and_then(|d| self.pc.checked_add(d))
+            .ok_or(PcValueError::Overflow)?;
+        Ok(Some(PcValue {
+            start,
+            end: self.pc,
+            value: self.value,
+        }))
+    }
+}
+
+impl Iterator for PcValues<'_> {
+    type Item = Result<PcValue, PcValueError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let row = self.step().transpose();
+        if !matches!(row, Some(Ok(_))) {
+            self.done = true;
+        }
+        row
+    }
+}
+
+/// Reads an unsigned LEB128 varint of at most 32 bits: (bytes read, value).
+fn read_uvarint(data: &[u8]) -> Result<(usize, u32), PcValueError> {
+    let mut value = 0u32;
+    for (i, &byte) in data.iter().enumerate().take(5) {
+        let bits = u32::from(byte & 0x7f);
+        let shift = 7 * i as u32;
+        if shift == 28 && bits > 0xf {
+            return Err(PcValueError::BadVarint);
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Ok((i + 1, value));
+        }
+    }
+    if data.len() < 5 {
+        Err(PcValueError::Truncated)
+    } else {
+        Err(PcValueError::BadVarint)
     }
 }
 
@@ -568,6 +781,297 @@ pub(crate) mod tests {
         data[first_func + 4..first_func + 8].copy_from_slice(&i32::MAX.to_le_bytes());
         let tab = Pclntab::parse(&data).unwrap();
         assert_eq!(tab.functions().count(), 2);
+    }
+
+    /// Encodes a pc-value table from (value, pc delta) pairs.
+    fn encode_pcvalues(pairs: &[(i32, u32)]) -> Vec<u8> {
+        fn uvarint(out: &mut Vec<u8>, mut v: u32) {
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+        let mut out = Vec::new();
+        let mut prev = -1i32;
+        for &(value, pc_delta) in pairs {
+            let delta = value - prev;
+            uvarint(&mut out, ((delta << 1) ^ (delta >> 31)) as u32);
+            uvarint(&mut out, pc_delta);
+            prev = value;
+        }
+        out.push(0);
+        out
+    }
+
+    #[test]
+    fn decodes_pc_value_tables() {
+        // Values -1 -> 10 (+11), 9 (-1), 200 (+191, a two-byte varint),
+        // with a two-byte pc delta.
+        let table = encode_pcvalues(&[(10, 4), (9, 0x90), (200, 2)]);
+        let rows: Vec<_> = PcValues::new(&table, 0x1000, 1).collect();
+        assert_eq!(
+            rows,
+            vec![
+                Ok(PcValue {
+                    start: 0x1000,
+                    end: 0x1004,
+                    value: 10
+                }),
+                Ok(PcValue {
+                    start: 0x1004,
+                    end: 0x1094,
+                    value: 9
+                }),
+                Ok(PcValue {
+                    start: 0x1094,
+                    end: 0x1096,
+                    value: 200
+                }),
+            ]
+        );
+        // Quantum scales the pc deltas.
+        let rows: Vec<_> = PcValues::new(&table, 0, 4)
+            .map(|r| r.unwrap().end)
+            .collect();
+        assert_eq!(rows, vec![16, 16 + 0x240, 16 + 0x240 + 8]);
+        // A first pair with value delta 0 (value stays -1) is not the end.
+        let table = [0u8, 3, 2, 5, 0];
+        let rows: Vec<_> = PcValues::new(&table, 0, 1).map(Result::unwrap).collect();
+        assert_eq!(
+            rows,
+            vec![
+                PcValue {
+                    start: 0,
+                    end: 3,
+                    value: -1
+                },
+                PcValue {
+                    start: 3,
+                    end: 8,
+                    value: 0
+                },
+            ]
+        );
+        // Negative deltas (zigzag 3 = -2) and a multi-byte zero delta
+        // (0x80 0x00), which is not the end marker.
+        let table = [3u8, 1, 0x80, 0x00, 1, 0];
+        let rows: Vec<_> = PcValues::new(&table, 0, 1)
+            .map(|r| r.unwrap().value)
+            .collect();
+        assert_eq!(rows, vec![-3, -3]);
+    }
+
+    #[test]
+    fn corrupt_pc_value_tables_end_with_an_error() {
+        let table = encode_pcvalues(&[(10, 4), (300, 0x1234)]);
+        // Every truncation before the end marker is an error, never a panic.
+        for len in 0..table.len() - 1 {
+            let rows: Vec<_> = PcValues::new(&table[..len], 0, 1).collect();
+            assert_eq!(
+                rows.last(),
+                Some(&Err(PcValueError::Truncated)),
+                "len {len}"
+            );
+            assert!(rows[..rows.len() - 1].iter().all(Result::is_ok));
+        }
+        // Over-long varints.
+        let rows: Vec<_> = PcValues::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 0, 1).collect();
+        assert_eq!(rows, vec![Err(PcValueError::BadVarint)]);
+        let rows: Vec<_> = PcValues::new(&[0xff, 0xff, 0xff, 0xff, 0x7f], 0, 1).collect();
+        assert_eq!(rows, vec![Err(PcValueError::BadVarint)]);
+        // pc overflow.
+        let rows: Vec<_> =
+            PcValues::new(&[2, 0xff, 0xff, 0xff, 0xff, 0x0f], u64::MAX - 5, 4).collect();
+        assert_eq!(rows, vec![Err(PcValueError::Overflow)]);
+        // value overflow: +i32::MAX from -1 is fine, then +1 overflows.
+        let mut table = vec![0xfe, 0xff, 0xff, 0xff, 0x0f, 1];
+        table.extend([0xfe, 0xff, 0xff, 0xff, 0x0f, 1]);
+        let rows: Vec<_> = PcValues::new(&table, 0, 1).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].unwrap().value, i32::MAX - 1);
+        assert_eq!(rows[1], Err(PcValueError::Overflow));
+    }
+
+    /// A pclntab with line tables: functions as (name, offset, size, cu
+    /// offset, pcfile pairs, pcln pairs); `cutab` and `files` as stored.
+    struct LineFunc<'a> {
+        name: &'a str,
+        off: u32,
+        size: u32,
+        cu: u32,
+        pcfile: Vec<(i32, u32)>,
+        pcln: Vec<(i32, u32)>,
+    }
+
+    fn synth_with_lines(
+        text_start: u64,
+        funcs: &[LineFunc<'_>],
+        cutab: &[u32],
+        files: &[u8],
+    ) -> Vec<u8> {
+        let header_len = 8 + 8 * 8;
+        let mut names = Vec::new();
+        let mut pctab = vec![0u8]; // offset 0 means "no table"
+        let mut tables = Vec::new();
+        for f in funcs {
+            let name_off = names.len() as i32;
+            names.extend_from_slice(f.name.as_bytes());
+            names.push(0);
+            let pcfile = pctab.len() as u32;
+            pctab.extend(encode_pcvalues(&f.pcfile));
+            let pcln = pctab.len() as u32;
+            pctab.extend(encode_pcvalues(&f.pcln));
+            tables.push((name_off, pcfile, pcln));
+        }
+        let cu_bytes: Vec<u8> = cutab.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let funcname_offset = header_len;
+        let cu_offset = funcname_offset + names.len();
+        let filetab_offset = cu_offset + cu_bytes.len();
+        let pctab_offset = filetab_offset + files.len();
+        let functab_offset = pctab_offset + pctab.len();
+        let table_len = funcs.len() * 8 + 4;
+        let mut table = Vec::new();
+        let mut records = Vec::new();
+        for (i, f) in funcs.iter().enumerate() {
+            table.extend(f.off.to_le_bytes());
+            table.extend(((table_len + i * 44) as u32).to_le_bytes());
+            let (name_off, pcfile, pcln) = tables[i];
+            let mut rec = Vec::new();
+            rec.extend(f.off.to_le_bytes());
+            rec.extend(name_off.to_le_bytes());
+            rec.extend([0u8; 12]); // args, deferreturn, pcsp
+            rec.extend(pcfile.to_le_bytes());
+            rec.extend(pcln.to_le_bytes());
+            rec.extend(0u32.to_le_bytes()); // npcdata
+            rec.extend(f.cu.to_le_bytes());
+            rec.resize(44, 0);
+            records.extend(rec);
+        }
+        let last = funcs.last().map_or(0, |f| f.off + f.size);
+        table.extend(last.to_le_bytes());
+        let mut out = Vec::new();
+        out.extend(MAGIC_GO120.to_le_bytes());
+        out.extend([0, 0, 1, 8]);
+        for v in [
+            funcs.len(),
+            cutab.len(),
+            text_start as usize,
+            funcname_offset,
+            cu_offset,
+            filetab_offset,
+            pctab_offset,
+            functab_offset,
+        ] {
+            out.extend((v as u64).to_le_bytes());
+        }
+        out.extend(names);
+        out.extend(cu_bytes);
+        out.extend(files);
+        out.extend(pctab);
+        out.extend(table);
+        out.extend(records);
+        out
+    }
+
+    fn line_funcs() -> Vec<LineFunc<'static>> {
+        vec![
+            LineFunc {
+                name: "main.f",
+                off: 0,
+                size: 0x20,
+                cu: 0,
+                pcfile: vec![(0, 0x20)],
+                pcln: vec![(7, 4), (8, 0xc), (7, 0x10)],
+            },
+            LineFunc {
+                name: "sync.(*Mutex).Lock",
+                off: 0x20,
+                size: 0x30,
+                cu: 2,
+                // An inlined call from file 1 in the middle.
+                pcfile: vec![(0, 0x10), (1, 0x10), (0, 0x10)],
+                pcln: vec![(40, 0x10), (99, 0x10), (45, 0x10)],
+            },
+            LineFunc {
+                name: "main.nofile",
+                off: 0x50,
+                size: 0x10,
+                cu: 0,
+                // File index 1 of cu 0 is absent (0xffffffff).
+                pcfile: vec![(1, 0x10)],
+                pcln: vec![(3, 0x10)],
+            },
+        ]
+    }
+
+    const FILES: &[u8] = b"/src/main.go\0/go/src/sync/mutex.go\0/go/src/sync/atomic.go\0";
+
+    #[test]
+    fn source_lines_from_synthesized_tables() {
+        let cutab = [0, u32::MAX, 13, 35];
+        let data = synth_with_lines(0x401000, &line_funcs(), &cutab, FILES);
+        let tab = Pclntab::parse(&data).unwrap();
+        let at = |pc| tab.source_line(pc);
+        let main = |l| Some(("/src/main.go".to_string(), l));
+        let mutex = |l| Some(("/go/src/sync/mutex.go".to_string(), l));
+        assert_eq!(at(0x400fff), None);
+        assert_eq!(at(0x401000), main(7));
+        assert_eq!(at(0x401003), main(7));
+        assert_eq!(at(0x401004), main(8));
+        assert_eq!(at(0x40100f), main(8));
+        assert_eq!(at(0x401010), main(7));
+        assert_eq!(at(0x40101f), main(7));
+        assert_eq!(at(0x401020), mutex(40));
+        assert_eq!(
+            at(0x401030),
+            Some(("/go/src/sync/atomic.go".to_string(), 99))
+        );
+        assert_eq!(at(0x401040), mutex(45));
+        assert_eq!(at(0x40104f), mutex(45));
+        assert_eq!(at(0x401050), None, "absent file");
+        assert_eq!(at(0x401060), None);
+        assert_eq!(
+            tab.function_at(0x401030).unwrap().name,
+            "sync.(*Mutex).Lock"
+        );
+    }
+
+    #[test]
+    fn hostile_line_tables_do_not_panic() {
+        let cutab = [0, u32::MAX, 13, 35];
+        let data = synth_with_lines(0x401000, &line_funcs(), &cutab, FILES);
+        // Every truncation, and every single-byte corruption, of the whole
+        // table: lookups return something or None, never panic.
+        let pcs: Vec<u64> = (0x400ff0..0x401070).collect();
+        for len in 0..data.len() {
+            if let Ok(tab) = Pclntab::parse(&data[..len]) {
+                for &pc in &pcs {
+                    let _ = tab.source_line(pc);
+                }
+            }
+        }
+        for i in 72..data.len() {
+            for byte in [0x00, 0x7f, 0x80, 0xff] {
+                let mut bad = data.clone();
+                bad[i] = byte;
+                if let Ok(tab) = Pclntab::parse(&bad) {
+                    for &pc in pcs.iter().step_by(3) {
+                        let _ = tab.source_line(pc);
+                    }
+                }
+            }
+        }
+        // A file index past the cu table, and a cu table entry past the file
+        // table.
+        let mut funcs = line_funcs();
+        funcs[0].pcfile = vec![(1000, 0x20)];
+        funcs[1].cu = 3;
+        let cutab = [0, u32::MAX, 13, 5000];
+        let data = synth_with_lines(0x401000, &funcs, &cutab, FILES);
+        let tab = Pclntab::parse(&data).unwrap();
+        assert_eq!(tab.source_line(0x401000), None);
+        assert_eq!(tab.source_line(0x401020), None);
     }
 
     #[test]
