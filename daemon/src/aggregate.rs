@@ -10,7 +10,7 @@ use probe_common::{LockEvent, SiteKind};
 use crate::intake::IntakeMessage;
 
 /// Statistics of one lock, keyed by its runtime address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockStats {
     /// Entries into the lock's contended slow path.
     pub contentions: u64,
@@ -20,11 +20,59 @@ pub struct LockStats {
     pub first_ns: u64,
     /// See `first_ns`.
     pub last_ns: u64,
+    /// Slow-path returns seen: contended acquisitions whose wait is known.
+    pub acquisitions: u64,
+    /// Sum of their waits, ns.
+    pub wait_total_ns: u64,
+    /// Longest wait, ns.
+    pub wait_max_ns: u64,
+    /// Waits by log2 bucket: `wait_histogram[b]` counts waits in
+    /// `[2^b, 2^(b+1))` ns (bucket 0 also holds 0 ns).
+    pub wait_histogram: [u64; WAIT_BUCKETS],
+}
+
+impl Default for LockStats {
+    fn default() -> Self {
+        Self {
+            contentions: 0,
+            per_cpu: Vec::new(),
+            first_ns: 0,
+            last_ns: 0,
+            acquisitions: 0,
+            wait_total_ns: 0,
+            wait_max_ns: 0,
+            wait_histogram: [0; WAIT_BUCKETS],
+        }
+    }
+}
+
+/// Number of log2 wait buckets (2^63 ns is centuries).
+pub const WAIT_BUCKETS: usize = 64;
+
+/// The log2 bucket of a wait in ns.
+pub fn wait_bucket(wait_ns: u64) -> usize {
+    (63 - wait_ns.max(1).leading_zeros()) as usize
+}
+
+/// A human label for a log2 bucket: its lower bound, `512ns`, `1µs`, `2ms`…
+pub fn bucket_label(bucket: usize) -> String {
+    let ns = 1u128 << bucket.min(127);
+    let (value, unit) = match ns {
+        n if n >= 1_000_000_000 => (n as f64 / 1e9, "s"),
+        n if n >= 1_000_000 => (n as f64 / 1e6, "ms"),
+        n if n >= 1_000 => (n as f64 / 1e3, "µs"),
+        n => (n as f64, "ns"),
+    };
+    format!("≥{value:.0}{unit}")
 }
 
 /// Everything observed so far.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Aggregate {
+    /// `CLOCK_MONOTONIC` ns when the session began (time column 0).
+    pub start_ns: u64,
+    /// Lock waits by time column (1 s) and log2 bucket: `wait_timeline[column][bucket]`.
+    pub wait_timeline: Vec<[u64; WAIT_BUCKETS]>,
     /// Per-lock statistics by lock address.
     pub locks: BTreeMap<u64, LockStats>,
     /// Events the kernel dropped, per CPU.
@@ -39,9 +87,18 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// An empty aggregate.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty aggregate for a session that began at `start_ns`
+    /// (`CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`).
+    pub fn new(start_ns: u64) -> Self {
+        Self {
+            start_ns,
+            wait_timeline: Vec::new(),
+            locks: BTreeMap::new(),
+            lost_per_cpu: BTreeMap::new(),
+            malformed: 0,
+            events: 0,
+            foreign: 0,
+        }
     }
 
     /// Folds one intake message in. Events from a process other than `tgid`
@@ -66,10 +123,30 @@ impl Aggregate {
             self.foreign += 1;
             return;
         }
-        if SiteKind::from_raw(event.kind) != Some(SiteKind::LockSlowEntry) {
-            self.malformed += 1;
-            return;
+        match SiteKind::from_raw(event.kind) {
+            Some(SiteKind::LockSlowEntry) => self.add_entry(event),
+            Some(SiteKind::LockSlowReturn) => self.add_return(event),
+            _ => self.malformed += 1,
         }
+    }
+
+    fn add_return(&mut self, event: &LockEvent) {
+        let stats = self.locks.entry(event.lock_addr).or_default();
+        stats.acquisitions += 1;
+        stats.wait_total_ns = stats.wait_total_ns.saturating_add(event.wait_ns);
+        stats.wait_max_ns = stats.wait_max_ns.max(event.wait_ns);
+        let bucket = wait_bucket(event.wait_ns);
+        stats.wait_histogram[bucket] += 1;
+        let column = (event.timestamp_ns.saturating_sub(self.start_ns) / 1_000_000_000) as usize;
+        // A bogus timestamp must not allocate the world: cap at a day.
+        let column = column.min(86_400);
+        if self.wait_timeline.len() <= column {
+            self.wait_timeline.resize(column + 1, [0; WAIT_BUCKETS]);
+        }
+        self.wait_timeline[column][bucket] += 1;
+    }
+
+    fn add_entry(&mut self, event: &LockEvent) {
         let stats = self.locks.entry(event.lock_addr).or_default();
         if stats.contentions == 0 {
             stats.first_ns = event.timestamp_ns;
@@ -99,6 +176,7 @@ mod tests {
             timestamp_ns: t,
             lock_addr,
             goroutine: 0,
+            wait_ns: 0,
             tgid,
             tid: tgid,
             cpu,
@@ -110,7 +188,7 @@ mod tests {
 
     #[test]
     fn counts_per_lock_and_cpu_and_ignores_other_processes() {
-        let mut agg = Aggregate::new();
+        let mut agg = Aggregate::new(0);
         agg.apply(
             7,
             IntakeMessage::Events(vec![
@@ -130,5 +208,47 @@ mod tests {
         assert_eq!(agg.foreign, 1);
         assert_eq!(agg.events, 4);
         assert_eq!(agg.events_lost(), 5);
+    }
+
+    #[test]
+    fn returns_carry_waits_into_histograms_and_the_timeline() {
+        let mut agg = Aggregate::new(1_000_000_000);
+        let ret = |wait_ns: u64, t: u64| LockEvent {
+            wait_ns,
+            kind: SiteKind::LockSlowReturn as u32,
+            ..event(0x10, 0, 7, t)
+        };
+        agg.apply(
+            7,
+            IntakeMessage::Events(vec![
+                ret(1_000, 1_500_000_000),
+                ret(1_500, 1_600_000_000),
+                ret(3_000_000, 3_200_000_000),
+            ]),
+        );
+        let lock = &agg.locks[&0x10];
+        assert_eq!(lock.acquisitions, 3);
+        assert_eq!(lock.contentions, 0);
+        assert_eq!(lock.wait_total_ns, 3_002_500);
+        assert_eq!(lock.wait_max_ns, 3_000_000);
+        assert_eq!(lock.wait_histogram[9], 1); // 1000 ns in [512, 1024)
+        assert_eq!(lock.wait_histogram[10], 1); // 1500 ns in [1024, 2048)
+        assert_eq!(lock.wait_histogram[21], 1); // 3 ms in [2^21, 2^22)
+        assert_eq!(agg.wait_timeline.len(), 3);
+        assert_eq!(agg.wait_timeline[0][9] + agg.wait_timeline[0][10], 2);
+        assert_eq!(agg.wait_timeline[2][21], 1);
+    }
+
+    #[test]
+    fn buckets_and_labels() {
+        assert_eq!(wait_bucket(0), 0);
+        assert_eq!(wait_bucket(1), 0);
+        assert_eq!(wait_bucket(2), 1);
+        assert_eq!(wait_bucket(1023), 9);
+        assert_eq!(wait_bucket(1024), 10);
+        assert_eq!(wait_bucket(u64::MAX), 63);
+        assert_eq!(bucket_label(10), "≥1µs");
+        assert_eq!(bucket_label(20), "≥1ms");
+        assert_eq!(bucket_label(0), "≥1ns");
     }
 }

@@ -212,6 +212,7 @@ mod tests {
             timestamp_ns: 1,
             lock_addr: 0xdead_beef,
             goroutine: 0xc000_0001,
+            wait_ns: 1234,
             tgid: 42,
             tid: 43,
             cpu: 1,

@@ -25,6 +25,8 @@ static PROBE_OBJECT: &[u8] =
 
 /// Name of the uprobe program for lock slow paths.
 const LOCK_SLOW_PROGRAM: &str = "lock_slow";
+/// Name of the uprobe program for lock slow paths' returns.
+const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
 /// Name of the uprobe program for CAS outcomes.
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
 
@@ -57,7 +59,7 @@ pub enum LoadError {
 /// Probe counters summed over all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeCounters {
-    /// Hits that became events.
+    /// Lock probe hits that became events (entries and returns).
     pub hits: u64,
     /// Hits skipped because the stack-check branch was about to re-enter.
     pub skipped_reentry: u64,
@@ -67,6 +69,10 @@ pub struct ProbeCounters {
     pub output_errors: u64,
     /// CAS outcome probe hits.
     pub cas_hits: u64,
+    /// Slow-path returns with no recorded entry (waits begun before attach).
+    pub unmatched_returns: u64,
+    /// Slow-path entries the in-flight map could not take.
+    pub inflight_errors: u64,
 }
 
 /// Loaded and attached probes. Dropping this detaches them.
@@ -113,6 +119,7 @@ impl AttachedProbes {
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         for (kind, name) in [
             (SiteKind::LockSlowEntry, LOCK_SLOW_PROGRAM),
+            (SiteKind::LockSlowReturn, LOCK_SLOW_RET_PROGRAM),
             (SiteKind::CasOutcome, CAS_OUTCOME_PROGRAM),
         ] {
             if !plan.sites.iter().any(|site| site.kind == kind) {
@@ -201,6 +208,8 @@ impl AttachedProbes {
             unknown_site: sums[Counter::UnknownSite as usize],
             output_errors: sums[Counter::OutputErrors as usize],
             cas_hits: sums[Counter::CasHits as usize],
+            unmatched_returns: sums[Counter::UnmatchedReturns as usize],
+            inflight_errors: sums[Counter::InflightErrors as usize],
         })
     }
 }

@@ -57,6 +57,10 @@ struct AttachArgs {
     /// default in Go targets).
     #[arg(long)]
     no_builtin_cas: bool,
+    /// Count contentions only: do not probe the slow paths' returns, so no
+    /// wait times (halves the cost of a contention).
+    #[arg(long)]
+    no_wait_times: bool,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -108,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
         extra_slow_paths: args.lock_slow_paths,
         cas_patterns: args.cas_patterns,
         builtin_cas: !args.no_builtin_cas,
+        wait_times: !args.no_wait_times,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

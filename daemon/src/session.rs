@@ -43,6 +43,8 @@ pub struct AttachOptions {
     pub cas_patterns: Vec<String>,
     /// Watch the compare-and-swaps inside Go's `sync.Map` too.
     pub builtin_cas: bool,
+    /// Measure lock wait times (probe the slow paths' returns).
+    pub wait_times: bool,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -79,21 +81,28 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         extra_slow_paths: options.extra_slow_paths.clone(),
         cas_patterns: options.cas_patterns.clone(),
         builtin_cas: options.builtin_cas,
+        wait_times: options.wait_times,
     };
     let plan = plan::plan(&target, &request).with_context(|| format!("PID {pid}"))?;
     host::raise_memlock_limit();
-    let mut probes = AttachedProbes::attach(
+    let mut probes = match AttachedProbes::attach(
         &plan,
         pid,
         &target.process.exe_path,
         &target.process.exe_display,
-    )
-    .with_context(|| format!("PID {pid}"))?;
+    ) {
+        Ok(probes) => probes,
+        Err(_) if !target.process.is_alive() => {
+            anyhow::bail!("PID {pid} exited while mapwatch was attaching")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("PID {pid}"))),
+    };
     let events = probes.take_events()?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let intake = Intake::start(events, options.buffer_pages, tx)?;
+    let session_start_ns = monotonic_ns();
     let aggregator = tokio::spawn(async move {
-        let mut aggregate = Aggregate::new();
+        let mut aggregate = Aggregate::new(session_start_ns);
         while let Some(message) = rx.recv().await {
             aggregate.apply(pid, message);
         }
@@ -166,6 +175,17 @@ pub fn site_label(site: &PlannedSite) -> String {
         .as_ref()
         .map_or(site.address, |cas| cas.cmpxchg_address);
     format!("{}+{:#x}", site.function, address - site.function_address)
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock of the kernel's `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// Number of possible CPUs (the per-CPU maps' width).

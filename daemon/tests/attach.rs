@@ -36,6 +36,34 @@ fn check_contended_and_uncontended(go: &str, stripped: bool) {
     let hot =
         lock_at(&report, hot_addr).unwrap_or_else(|| panic!("main.hotMu not reported: {report:#}"));
     assert!(hot["contentions"].as_u64().unwrap() > 0);
+    // Waits were measured: slow-path returns, matched by goroutine.
+    assert!(hot["acquisitions"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        hot["wait_seconds_total"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert!(
+        hot["wait_seconds_max"].as_f64().unwrap() <= hot["wait_seconds_total"].as_f64().unwrap()
+    );
+    let waits = report["heatmaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["title"] == "Lock wait time")
+        .unwrap_or_else(|| panic!("no lock wait heatmap: {report:#}"));
+    let heatmap_total: u64 = waits["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
+        .sum();
+    let acquisitions: u64 = report["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["acquisitions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(heatmap_total, acquisitions, "{report:#}");
     if stripped {
         assert_eq!(hot["name"], serde_json::Value::Null);
     } else {

@@ -37,6 +37,23 @@ fn every_slow_path_entry_is_counted_exactly_once() {
                 lock["contentions"], truth["lock_calls"],
                 "Go {go}, stripped {stripped}: {report:#}"
             );
+            // Every entry returns once: the RET probes see each acquisition,
+            // matched to its entry by goroutine.
+            assert_eq!(
+                lock["acquisitions"], truth["lock_calls"],
+                "Go {go}, stripped {stripped}: {report:#}"
+            );
+            assert_eq!(
+                report["probe_counters"]["unmatched_returns"], 0,
+                "{report:#}"
+            );
+            let histogram_total: u64 = lock["wait_histogram"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["count"].as_u64().unwrap())
+                .sum();
+            assert_eq!(Some(histogram_total), lock["acquisitions"].as_u64());
             if !stripped {
                 assert_eq!(lock["name"], "main.slowMu");
             }

@@ -18,6 +18,9 @@ pub enum SiteKind {
     /// the flags or a register ([`SiteConfig::outcome`]). Counted in
     /// `CAS_COUNTS`, no event.
     CasOutcome = 2,
+    /// A `RET` of a lock's slow path: the waiter holds the lock now. Matched
+    /// to its entry by goroutine; the event carries the wait.
+    LockSlowReturn = 3,
 }
 
 impl SiteKind {
@@ -26,6 +29,7 @@ impl SiteKind {
         match raw {
             1 => Some(Self::LockSlowEntry),
             2 => Some(Self::CasOutcome),
+            3 => Some(Self::LockSlowReturn),
             _ => None,
         }
     }
@@ -141,17 +145,20 @@ pub struct CasCounts {
     pub failures: u64,
 }
 
-/// One contended lock acquisition, pushed by the kernel through the per-CPU
-/// perf ring buffers.
+/// One contended lock acquisition (entry into the slow path, or its return
+/// with the wait), pushed by the kernel through the per-CPU perf ring buffers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockEvent {
-    /// `bpf_ktime_get_ns()` when the probe fired.
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the probe fired.
     pub timestamp_ns: u64,
     /// Address of the lock (the slow path's first argument).
     pub lock_addr: u64,
     /// Goroutine (`g` pointer, R14 on Go amd64) or 0 for native code.
     pub goroutine: u64,
+    /// For [`SiteKind::LockSlowReturn`]: ns from the slow path's entry to
+    /// this return; else 0.
+    pub wait_ns: u64,
     /// Thread-group id (process id) of the target.
     pub tgid: u32,
     /// Thread id.
@@ -180,10 +187,43 @@ pub enum Counter {
     OutputErrors = 3,
     /// CAS outcome probe hits (counted in `CAS_COUNTS`, no events).
     CasHits = 4,
+    /// Slow-path returns with no recorded entry (the wait began before
+    /// attach, or its entry was evicted from the in-flight map).
+    UnmatchedReturns = 5,
+    /// Slow-path entries that could not be recorded in the in-flight map.
+    InflightErrors = 6,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 5;
+pub const COUNTER_SLOTS: u32 = 7;
+
+/// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
+/// goroutine, not thread: a goroutine parked in the slow path can resume on
+/// another OS thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InflightKey {
+    /// Process.
+    pub tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Goroutine (`g` pointer).
+    pub goroutine: u64,
+}
+
+/// Value of the in-flight map: when and on which lock the wait began.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inflight {
+    /// `bpf_ktime_get_ns()` at the slow path's entry.
+    pub start_ns: u64,
+    /// The lock.
+    pub lock_addr: u64,
+}
+
+/// Capacity of the in-flight map (an LRU: stale waiters are evicted, never
+/// leaked). One entry per goroutine waiting at once.
+pub const MAX_INFLIGHT: u32 = 65536;
 
 /// Maximum number of probe sites one daemon can configure.
 pub const MAX_SITES: u32 = 4096;

@@ -17,13 +17,13 @@ use aya_ebpf::{
         generated::{bpf_get_attach_cookie, bpf_perf_event_output},
     },
     macros::{map, uprobe},
-    maps::{Array, PerCpuArray, PerfEventArray},
+    maps::{Array, LruHashMap, PerCpuArray, PerfEventArray},
     programs::ProbeContext,
     EbpfContext,
 };
 use probe_common::{
-    ArgRegister, CasCounts, Counter, GeneralRegister as R, LockEvent, OutcomeSource, SiteConfig,
-    SkipWhen, COUNTER_SLOTS, MAX_SITES,
+    ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, LockEvent,
+    OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, MAX_INFLIGHT, MAX_SITES,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -37,6 +37,10 @@ static EVENTS: PerfEventArray<LockEvent> = PerfEventArray::new(0);
 /// Per-CPU counters, indexed by [`Counter`].
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Waiters in a lock's slow path, by goroutine, for the wait time at return.
+#[map]
+static INFLIGHT: LruHashMap<InflightKey, Inflight> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
 /// Per-CPU attempts and failures of each CAS site, indexed by site.
 #[map]
@@ -95,23 +99,47 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         0
     };
     let pid_tgid = bpf_get_current_pid_tgid();
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tgid = (pid_tgid >> 32) as u32;
+    if goroutine != 0 {
+        let key = InflightKey {
+            tgid,
+            _pad: 0,
+            goroutine,
+        };
+        let value = Inflight {
+            start_ns: now,
+            lock_addr,
+        };
+        if INFLIGHT.insert(key, value, 0).is_err() {
+            bump(Counter::InflightErrors);
+        }
+    }
     let event = LockEvent {
-        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        timestamp_ns: now,
         lock_addr,
         goroutine,
-        tgid: (pid_tgid >> 32) as u32,
+        wait_ns: 0,
+        tgid,
         tid: pid_tgid as u32,
         cpu: unsafe { bpf_get_smp_processor_id() },
         kind: site.kind,
         site_index: site.site_index,
         _pad: 0,
     };
+    emit(&ctx, &event);
+    0
+}
+
+/// Writes an event to this CPU's ring, counting the outcome.
+#[inline(always)]
+fn emit(ctx: &ProbeContext, event: &LockEvent) {
     let rc = unsafe {
         bpf_perf_event_output(
             ctx.as_ptr(),
             &EVENTS as *const _ as *mut _,
             BPF_F_CURRENT_CPU,
-            &event as *const LockEvent as *mut _,
+            event as *const LockEvent as *mut _,
             core::mem::size_of::<LockEvent>() as u64,
         )
     };
@@ -120,6 +148,44 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     } else {
         bump(Counter::OutputErrors);
     }
+}
+
+/// A `RET` of a lock's slow path (Go): the goroutine in R14 now holds the
+/// lock; emits the acquisition with its wait since the matching entry.
+#[uprobe]
+pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let Some(site) = SITES.get(cookie as u32) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    let goroutine = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).r14) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let key = InflightKey {
+        tgid,
+        _pad: 0,
+        goroutine,
+    };
+    let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
+        bump(Counter::UnmatchedReturns);
+        return 0;
+    };
+    let _ = INFLIGHT.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let event = LockEvent {
+        timestamp_ns: now,
+        lock_addr: inflight.lock_addr,
+        goroutine,
+        wait_ns: now.saturating_sub(inflight.start_ns),
+        tgid,
+        tid: pid_tgid as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: SiteKind::LockSlowReturn as u32,
+        site_index: site.site_index,
+        _pad: 0,
+    };
+    emit(&ctx, &event);
     0
 }
 

@@ -20,12 +20,14 @@ use crate::{fixtures, setup};
 const CALLS: &str = "300000";
 const ROUNDS: usize = 5;
 
-/// One benchmark: a fixture that times its own calls, and how to probe it.
+/// One benchmark: a fixture that times its own calls, and the ways to probe
+/// it (label, mapwatch arguments; `None` runs it unprobed). The row labelled
+/// `auto` is the reference for the ratios.
 struct Case {
     title: &'static str,
     fixture: &'static str,
     fixture_args: &'static [&'static str],
-    mapwatch_args: &'static [&'static str],
+    modes: &'static [(&'static str, Option<&'static [&'static str]>)],
     /// The ground-truth field holding ns per call.
     ns_field: &'static str,
 }
@@ -35,14 +37,35 @@ const CASES: &[Case] = &[
         title: "lock slow-path probe (every Lock enters lockSlow once)",
         fixture: "slowpath",
         fixture_args: &["-calls", CALLS, "-growth", "0"],
-        mapwatch_args: &[],
+        modes: &[
+            ("unprobed", None),
+            ("entry", Some(&["--probe-site", "entry", "--no-wait-times"])),
+            ("auto", Some(&["--no-wait-times"])),
+            ("auto+ret", Some(&[])),
+        ],
         ns_field: "loop_ns_per_call",
     },
     Case {
         title: "CAS outcome probe (one uncontended CompareAndSwap per call)",
         fixture: "casloop",
         fixture_args: &["-workers", "1", "-calls", CALLS, "-yield-every", "0"],
-        mapwatch_args: &["--cas", "main.casIncrement"],
+        modes: &[
+            ("unprobed", None),
+            (
+                "entry",
+                Some(&[
+                    "--cas",
+                    "main.casIncrement",
+                    "--no-builtin-cas",
+                    "--probe-site",
+                    "entry",
+                ]),
+            ),
+            (
+                "auto",
+                Some(&["--cas", "main.casIncrement", "--no-builtin-cas"]),
+            ),
+        ],
         ns_field: "ns_per_call",
     },
 ];
@@ -54,16 +77,11 @@ pub fn run(root: &Path) -> Result<()> {
     for case in CASES {
         let built = fixtures::build(root, version, case.fixture)?;
         let workload = built.first().context("fixture not built")?;
-        let modes: [(&str, Option<&str>); 3] = [
-            ("unprobed", None),
-            ("entry", Some("entry")),
-            ("auto", Some("auto")),
-        ];
         let mut medians = Vec::new();
-        for (label, site) in modes {
+        for &(label, args) in case.modes {
             let mut samples = Vec::new();
             for _ in 0..ROUNDS {
-                samples.push(one_run(workload, &mapwatch, case, site)?);
+                samples.push(one_run(workload, &mapwatch, case, args)?);
             }
             samples.sort_by(f64::total_cmp);
             let median = samples[ROUNDS / 2];
@@ -80,7 +98,10 @@ pub fn run(root: &Path) -> Result<()> {
             "{:<10} {:>12} {:>16} {:>10}",
             "site", "ns/call", "ns/hit (probe)", "vs auto"
         );
-        let auto_cost = medians[2].1 - base;
+        let auto_cost = medians
+            .iter()
+            .find(|(label, _)| *label == "auto")
+            .map_or(f64::NAN, |(_, ns)| ns - base);
         for (label, ns) in &medians {
             let cost = ns - base;
             let ratio = if *label == "unprobed" {
@@ -95,7 +116,7 @@ pub fn run(root: &Path) -> Result<()> {
 }
 
 /// One run of the fixture, optionally under mapwatch; returns ns per call.
-fn one_run(workload: &Path, mapwatch: &Path, case: &Case, site: Option<&str>) -> Result<f64> {
+fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Option<&[&str]>) -> Result<f64> {
     let mut target = Command::new(workload)
         .arg("-wait-stdin")
         .args(case.fixture_args)
@@ -106,9 +127,9 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, site: Option<&str>) ->
         .with_context(|| format!("starting {}", workload.display()))?;
     let mut line = String::new();
     BufReader::new(target.stderr.take().context("stderr")?).read_line(&mut line)?;
-    let tracer = match site {
+    let tracer = match args {
         None => None,
-        Some(site) => {
+        Some(args) => {
             let mut tracer = Command::new(mapwatch)
                 .args([
                     "attach",
@@ -116,10 +137,8 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, site: Option<&str>) ->
                     &target.id().to_string(),
                     "--format",
                     "json",
-                    "--probe-site",
-                    site,
                 ])
-                .args(case.mapwatch_args)
+                .args(args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

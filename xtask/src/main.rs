@@ -144,6 +144,9 @@ fn test(root: &Path, cargo_args: &[String]) -> Result<()> {
             // The default members: every crate but the BPF one, which the
             // daemon's build script compiles for its own target.
             .arg("test")
-            .args(cargo_args),
+            .args(cargo_args)
+            // One test at a time: each runs a real workload and tracer, and
+            // on a 2-core machine parallel ones starve each other's readers.
+            .args(["--", "--test-threads=1"]),
     )
 }

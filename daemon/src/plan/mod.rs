@@ -128,6 +128,8 @@ pub struct PlanRequest {
     /// Function patterns (`*` and `?` globs, else exact names) whose
     /// compare-and-swaps to watch.
     pub cas_patterns: Vec<String>,
+    /// Measure wait times: also probe every `RET` of the slow paths.
+    pub wait_times: bool,
     /// Also watch the compare-and-swaps inside Go's `sync.Map`
     /// implementation (see [`go_builtin_cas_patterns`]).
     pub builtin_cas: bool,
@@ -171,6 +173,11 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             function.end,
             request.mode,
         )?;
+        let returns = if request.wait_times {
+            return_sites(target, &function.name, function.start, function.end)?
+        } else {
+            Vec::new()
+        };
         plan.sites.push(PlannedSite {
             function: name.clone(),
             function_address: function.start,
@@ -183,6 +190,23 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             cas: None,
             builtin: None,
         });
+        for address in returns {
+            plan.sites.push(PlannedSite {
+                function: name.clone(),
+                function_address: function.start,
+                address,
+                file_offset: file_offset(target, name, address)?,
+                choice: SiteChoice::SingleStepped {
+                    offset: address - function.start,
+                    mnemonic: "ret".into(),
+                },
+                skip_when: SkipWhen::Never,
+                kind: SiteKind::LockSlowReturn,
+                arg_register: ArgRegister::Rax,
+                cas: None,
+                builtin: None,
+            });
+        }
     }
     if target.go.is_some() && request.builtin_cas {
         for pattern in go_builtin_cas_patterns(target.go_version_number()) {
@@ -360,6 +384,27 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Every `RET` of a slow path, found by decoding: where the waiter holds
+/// the lock. (Never a uretprobe on Go code: it rewrites return addresses on
+/// goroutine stacks, which Go moves.)
+fn return_sites(target: &Target, name: &str, start: u64, end: u64) -> Result<Vec<u64>, PlanError> {
+    let site_error = |reason: String| PlanError::Site {
+        function: name.to_string(),
+        address: start,
+        reason,
+    };
+    let len = end.saturating_sub(start);
+    let code = target
+        .elf
+        .read_vaddr(start, len as usize)
+        .ok_or_else(|| site_error(format!("cannot read {len} bytes of code")))?;
+    let returns = site::find_returns(code, start).map_err(|e| site_error(e.to_string()))?;
+    if returns.is_empty() {
+        return Err(site_error("no RET instruction found".into()));
+    }
+    Ok(returns)
 }
 
 fn entry_site(

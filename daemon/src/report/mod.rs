@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     aggregate::cas::CasTimeline,
-    aggregate::Aggregate,
+    aggregate::{bucket_label, Aggregate, LockStats, WAIT_BUCKETS},
     loader::ProbeCounters,
     plan::cas::describe,
     plan::{site::SiteChoice, ProbePlan},
@@ -28,7 +28,8 @@ pub struct Report {
     pub duration_seconds: f64,
     /// What ended the session: `target-exited`, `duration`, `signal`.
     pub stopped_by: String,
-    /// Events the kernel dropped because a ring buffer was full.
+    /// Events the kernel dropped because a ring buffer was full (the larger
+    /// of the rings' LOST records and the probes' failed writes).
     pub events_lost: u64,
     /// The probes attached.
     pub probes: Vec<ProbeInfo>,
@@ -82,6 +83,8 @@ pub struct TargetInfo {
 /// One attached probe.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeInfo {
+    /// `lock-entry`, `lock-return` or `cas`.
+    pub kind: &'static str,
     /// The function probed.
     pub function: String,
     /// The probed instruction's link-time address (hex).
@@ -108,6 +111,25 @@ pub struct LockReport {
     pub contentions: u64,
     /// Contentions per CPU (index = CPU number).
     pub per_cpu: Vec<u64>,
+    /// Contended acquisitions whose wait was measured (slow-path returns).
+    pub acquisitions: u64,
+    /// Sum of their waits (slow-path entry to return), seconds.
+    pub wait_seconds_total: f64,
+    /// Longest of them, seconds.
+    pub wait_seconds_max: f64,
+    /// Their waits by log2 bucket (non-empty buckets only).
+    pub wait_histogram: Vec<WaitBucket>,
+}
+
+/// One log2 bucket of a wait histogram: waits in `[ns_min, ns_max)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitBucket {
+    /// Lower bound, ns (inclusive).
+    pub ns_min: u64,
+    /// Upper bound, ns (exclusive).
+    pub ns_max: u64,
+    /// Waits in the bucket.
+    pub count: u64,
 }
 
 impl Report {
@@ -125,6 +147,11 @@ impl Report {
             .sites
             .iter()
             .map(|site| ProbeInfo {
+                kind: match site.kind {
+                    probe_common::SiteKind::LockSlowEntry => "lock-entry",
+                    probe_common::SiteKind::LockSlowReturn => "lock-return",
+                    probe_common::SiteKind::CasOutcome => "cas",
+                },
                 function: site.function.clone(),
                 address: format!("{:#x}", site.address),
                 offset: site.address - site.function_address,
@@ -162,6 +189,10 @@ impl Report {
                     },
                     contentions: stats.map_or(0, |s| s.contentions),
                     per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
+                    acquisitions: stats.map_or(0, |s| s.acquisitions),
+                    wait_seconds_total: stats.map_or(0.0, |s| s.wait_total_ns as f64 / 1e9),
+                    wait_seconds_max: stats.map_or(0.0, |s| s.wait_max_ns as f64 / 1e9),
+                    wait_histogram: stats.map(wait_buckets).unwrap_or_default(),
                 }
             })
             .collect();
@@ -170,15 +201,17 @@ impl Report {
                 .cmp(&a.contentions)
                 .then_with(|| a.address.cmp(&b.address))
         });
-        let (cas, heatmaps) = match cas {
-            Some(timeline) => (
-                cas_reports(plan, timeline),
-                vec![
-                    timeline.failures_by_cpu.clone(),
-                    timeline.failures_by_site.clone(),
-                ],
-            ),
-            None => (Vec::new(), Vec::new()),
+        let mut heatmaps = Vec::new();
+        if let Some(waits) = wait_heatmap(aggregate) {
+            heatmaps.push(waits);
+        }
+        let cas = match cas {
+            Some(timeline) => {
+                heatmaps.push(timeline.failures_by_cpu.clone());
+                heatmaps.push(timeline.failures_by_site.clone());
+                cas_reports(plan, timeline)
+            }
+            None => Vec::new(),
         };
         Self {
             target: TargetInfo {
@@ -188,7 +221,9 @@ impl Report {
             },
             duration_seconds,
             stopped_by: stopped_by.to_string(),
-            events_lost: aggregate.events_lost(),
+            // The kernel reports a full ring as a LOST record only when a
+            // later write succeeds; the probes count every failed write.
+            events_lost: aggregate.events_lost().max(counters.output_errors),
             probes,
             probe_counters: counters,
             locks,
@@ -202,6 +237,43 @@ impl Report {
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+}
+
+/// The non-empty log2 buckets of a lock's waits.
+fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
+    stats
+        .wait_histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .map(|(bucket, &count)| WaitBucket {
+            ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
+            ns_max: 1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX),
+            count,
+        })
+        .collect()
+}
+
+/// Lock waits over time: rows = log2 wait buckets (longest on top), columns
+/// = seconds, cells = acquisitions. `None` when no wait was measured.
+fn wait_heatmap(aggregate: &Aggregate) -> Option<Heatmap> {
+    let used = |bucket: usize| aggregate.wait_timeline.iter().any(|col| col[bucket] > 0);
+    let lowest = (0..WAIT_BUCKETS).find(|&b| used(b))?;
+    let highest = (0..WAIT_BUCKETS).rev().find(|&b| used(b))?;
+    let buckets: Vec<usize> = (lowest..=highest).rev().collect();
+    let mut map = Heatmap::new(
+        "Lock wait time",
+        "wait",
+        1.0,
+        buckets.iter().map(|&b| bucket_label(b)).collect(),
+        aggregate.wait_timeline.len(),
+    );
+    for (column, counts) in aggregate.wait_timeline.iter().enumerate() {
+        for (row, &bucket) in buckets.iter().enumerate() {
+            map.add(row, column, counts[bucket]);
+        }
+    }
+    Some(map)
 }
 
 /// The CAS section of the report, most failures first.

@@ -7,6 +7,20 @@ use super::{heatmap, Report};
 /// How many locks the text view lists.
 pub const TOP_LOCKS: usize = 20;
 
+/// How many locks get a wait histogram in the text view.
+pub const HISTOGRAM_LOCKS: usize = 3;
+
+/// A duration for humans: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
+fn seconds(s: f64) -> String {
+    match s {
+        0.0 => "0".into(),
+        s if s < 1e-6 => format!("{:.0}ns", s * 1e9),
+        s if s < 1e-3 => format!("{:.1}µs", s * 1e6),
+        s if s < 1.0 => format!("{:.2}ms", s * 1e3),
+        s => format!("{s:.2}s"),
+    }
+}
+
 /// Width of the heatmaps' time axis, in characters.
 pub const HEATMAP_WIDTH: usize = 60;
 
@@ -23,7 +37,18 @@ pub fn render(report: &Report) -> String {
         report.duration_seconds,
         report.stopped_by
     );
-    for probe in &report.probes {
+    let returns = report
+        .probes
+        .iter()
+        .filter(|p| p.kind == "lock-return")
+        .count();
+    if returns > 0 {
+        let _ = writeln!(
+            out,
+            "  probe {returns} RET instruction(s) of the lock slow paths (wait times)"
+        );
+    }
+    for probe in report.probes.iter().filter(|p| p.kind != "lock-return") {
         let _ = writeln!(
             out,
             "  probe {} +{:#x} ({} site, skip when {})",
@@ -35,15 +60,57 @@ pub fn render(report: &Report) -> String {
     if report.locks.is_empty() {
         let _ = writeln!(out, "  no contended locks seen");
     } else {
-        let _ = writeln!(out, "  {:>12}  {:<18}  NAME", "CONTENTIONS", "ADDRESS");
+        let _ = writeln!(
+            out,
+            "  {:>12}  {:>12}  {:>10}  {:<18}  NAME",
+            "CONTENTIONS", "WAIT TOTAL", "WAIT MAX", "ADDRESS"
+        );
         for lock in report.locks.iter().take(TOP_LOCKS) {
             let _ = writeln!(
                 out,
-                "  {:>12}  {:<18}  {}",
+                "  {:>12}  {:>12}  {:>10}  {:<18}  {}{}",
                 lock.contentions,
+                seconds(lock.wait_seconds_total),
+                seconds(lock.wait_seconds_max),
                 lock.address,
-                lock.name.as_deref().unwrap_or("(not a global)")
+                lock.name.as_deref().unwrap_or("(not a global)"),
+                if lock.kind == "rwmutex" {
+                    " (RWMutex, writers)"
+                } else {
+                    ""
+                }
             );
+        }
+        // Wait histograms of the most contended locks.
+        for lock in report
+            .locks
+            .iter()
+            .filter(|l| l.acquisitions > 0)
+            .take(HISTOGRAM_LOCKS)
+        {
+            let _ = writeln!(
+                out,
+                "\n  waits of {} ({} acquisitions):",
+                lock.name.as_deref().unwrap_or(&lock.address),
+                lock.acquisitions
+            );
+            let peak = lock
+                .wait_histogram
+                .iter()
+                .map(|b| b.count)
+                .max()
+                .unwrap_or(1);
+            for bucket in &lock.wait_histogram {
+                let bar = (bucket.count * 40).div_ceil(peak) as usize;
+                let _ = writeln!(
+                    out,
+                    "    {:>10} … {:<10} {:>10}  {}",
+                    seconds(bucket.ns_min as f64 / 1e9),
+                    seconds(bucket.ns_max as f64 / 1e9),
+                    bucket.count,
+                    "█".repeat(bar)
+                );
+            }
         }
         if report.locks.len() > TOP_LOCKS {
             let _ = writeln!(out, "  … and {} more", report.locks.len() - TOP_LOCKS);

@@ -251,8 +251,8 @@ impl DwarfLines {
                 }
             }
         }
-        // Stable: at equal addresses a sequence's end comes before the next
-        // sequence's start only if it was read first, so put ends first.
+        // At equal addresses, a sequence's end sorts before the start of the
+        // sequence that follows it, so the lookup finds the start.
         lines.rows.sort_by_key(|r| (r.address, r.line != 0));
         Ok(lines)
     }
@@ -418,20 +418,5 @@ mod tests {
         assert_eq!(join("/src", "a.c"), "/src/a.c");
         assert_eq!(join("/src/", "a.c"), "/src/a.c");
         assert_eq!(join("", "a.c"), "a.c");
-    }
-}
-
-#[cfg(test)]
-mod tmp_check {
-    #[test]
-    #[ignore]
-    fn tmp_dump() {
-        let bin = std::env::var("TMP_BIN").unwrap();
-        let elf = super::ElfImage::open(std::path::Path::new(&bin)).unwrap();
-        let lines = super::SourceLines::new(&elf);
-        for a in std::env::var("TMP_ADDRS").unwrap().split_whitespace() {
-            let a = u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap();
-            println!("RES {a:#x} {:?}", lines.line(a));
-        }
     }
 }

@@ -248,11 +248,16 @@ pub fn assert_nothing_lost(report: &Value) {
     let counters = &report["probe_counters"];
     assert_eq!(counters["output_errors"], 0, "{report:#}");
     assert_eq!(counters["unknown_site"], 0, "{report:#}");
+    // Each lock event is an entry (a contention) or a return (an
+    // acquisition with its wait).
     let reported: u64 = report["locks"]
         .as_array()
         .expect("locks")
         .iter()
-        .map(|l| l["contentions"].as_u64().expect("contentions"))
+        .map(|l| {
+            l["contentions"].as_u64().expect("contentions")
+                + l["acquisitions"].as_u64().expect("acquisitions")
+        })
         .sum();
     assert_eq!(
         Some(reported),
