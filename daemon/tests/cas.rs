@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Runs a casloop fixture under `mapwatch --cas PATTERN` and checks the
 /// report against its ground truth, exactly.
-fn check_exact(binary: &Path, pattern: &str, function: &str) {
+fn check_exact(binary: &Path, pattern: &str, function: &str, source: &str) {
     let heatmap_dir = std::env::temp_dir().join(format!(
         "mapwatch-cas-{}-{}",
         std::process::id(),
@@ -110,10 +110,12 @@ fn heatmap<'a>(report: &'a Value, title: &str) -> &'a Value {
 #[test]
 fn go_cas_failures_are_counted_exactly_per_cpu() {
     for go in go_versions() {
+        // Go's line tables give the innermost inlined function's line.
         check_exact(
             &fixture(&go, "casloop", false),
             "main.casIncrement",
             "main.casIncrement",
+            "sync/atomic/type.go:",
         );
     }
 }
@@ -124,6 +126,7 @@ fn go_cas_in_stripped_binaries_via_pclntab() {
         &fixture("1.27.3", "casloop", true),
         "main.cas*",
         "main.casIncrement",
+        "sync/atomic/type.go:",
     );
 }
 
@@ -135,7 +138,12 @@ fn c_cas_failures_are_counted_exactly_per_cpu() {
         "{} missing: run `cargo xtask test`",
         binary.display()
     );
-    check_exact(&binary, "cas_increment", "cas_increment");
+    check_exact(
+        &binary,
+        "cas_increment",
+        "cas_increment",
+        "fixtures/c/casloop.c:",
+    );
 }
 
 #[test]

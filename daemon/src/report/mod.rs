@@ -15,7 +15,7 @@ use crate::{
     plan::cas::describe,
     plan::{site::SiteChoice, ProbePlan},
     session::site_label,
-    target::{dwarf::LockKind, Target},
+    target::{dwarf::LockKind, lines::SourceLines, Target},
 };
 use heatmap::Heatmap;
 
@@ -53,7 +53,10 @@ pub struct CasReport {
     /// What a built-in CAS source belongs to (`sync.Map`); null for sites
     /// chosen with `--cas`.
     pub builtin: Option<&'static str>,
-    /// Source `file:line`, when known (not yet resolved: null).
+    /// Source `file:line` of the CAS, when the binary has line information
+    /// (Go pclntab, else DWARF). For Go this is the innermost inlined
+    /// function's line, e.g. `sync/atomic/type.go:124` for an inlined
+    /// `atomic.Int64.CompareAndSwap`, as `go tool addr2line` says.
     pub source: Option<String>,
     /// Link-time address of the `LOCK CMPXCHG` (hex).
     pub address: String,
@@ -209,7 +212,7 @@ impl Report {
             Some(timeline) => {
                 heatmaps.push(timeline.failures_by_cpu.clone());
                 heatmaps.push(timeline.failures_by_site.clone());
-                cas_reports(plan, timeline)
+                cas_reports(plan, timeline, &SourceLines::new(&target.elf))
             }
             None => Vec::new(),
         };
@@ -277,7 +280,7 @@ fn wait_heatmap(aggregate: &Aggregate) -> Option<Heatmap> {
 }
 
 /// The CAS section of the report, most failures first.
-fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline) -> Vec<CasReport> {
+fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline, lines: &SourceLines) -> Vec<CasReport> {
     let mut reports: Vec<CasReport> = timeline
         .sites
         .iter()
@@ -290,7 +293,7 @@ fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline) -> Vec<CasReport> {
                 site: site_label(site),
                 function: site.function.clone(),
                 builtin: site.builtin,
-                source: None,
+                source: lines.line(cas.cmpxchg_address),
                 address: format!("{:#x}", cas.cmpxchg_address),
                 probe: describe(cas),
                 attempts,
