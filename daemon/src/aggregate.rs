@@ -5,7 +5,7 @@ pub mod cas;
 
 use std::collections::BTreeMap;
 
-use probe_common::{LockEvent, SiteKind};
+use probe_common::{LockEvent, LockRole, SiteKind};
 
 use crate::intake::IntakeMessage;
 
@@ -29,6 +29,13 @@ pub struct LockStats {
     /// Waits by log2 bucket: `wait_histogram[b]` counts waits in
     /// `[2^b, 2^(b+1))` ns (bucket 0 also holds 0 ns).
     pub wait_histogram: [u64; WAIT_BUCKETS],
+    /// Of the waits, those of RWMutex readers (`RLock`), ns.
+    pub reader_wait_total_ns: u64,
+    /// Of the contentions, those of RWMutex readers.
+    pub reader_contentions: u64,
+    /// Whether an RWMutex semaphore wait was seen on this lock (it is then
+    /// an RWMutex whatever DWARF says).
+    pub rwmutex: bool,
 }
 
 impl Default for LockStats {
@@ -42,7 +49,18 @@ impl Default for LockStats {
             wait_total_ns: 0,
             wait_max_ns: 0,
             wait_histogram: [0; WAIT_BUCKETS],
+            reader_wait_total_ns: 0,
+            reader_contentions: 0,
+            rwmutex: false,
         }
+    }
+}
+
+impl LockStats {
+    /// Waits of writers, ns: everything but the readers' (for an RWMutex,
+    /// its inner mutex plus waiting for readers to leave; for a Mutex, all).
+    pub fn writer_wait_total_ns(&self) -> u64 {
+        self.wait_total_ns - self.reader_wait_total_ns
     }
 }
 
@@ -132,6 +150,11 @@ impl Aggregate {
 
     fn add_return(&mut self, event: &LockEvent) {
         let stats = self.locks.entry(event.lock_addr).or_default();
+        let role = LockRole::from_raw(event.role);
+        if role == Some(LockRole::RwReader) {
+            stats.reader_wait_total_ns = stats.reader_wait_total_ns.saturating_add(event.wait_ns);
+        }
+        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
         stats.acquisitions += 1;
         stats.wait_total_ns = stats.wait_total_ns.saturating_add(event.wait_ns);
         stats.wait_max_ns = stats.wait_max_ns.max(event.wait_ns);
@@ -148,6 +171,11 @@ impl Aggregate {
 
     fn add_entry(&mut self, event: &LockEvent) {
         let stats = self.locks.entry(event.lock_addr).or_default();
+        let role = LockRole::from_raw(event.role);
+        if role == Some(LockRole::RwReader) {
+            stats.reader_contentions += 1;
+        }
+        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
         if stats.contentions == 0 {
             stats.first_ns = event.timestamp_ns;
         }
@@ -182,7 +210,7 @@ mod tests {
             cpu,
             kind: SiteKind::LockSlowEntry as u32,
             site_index: 0,
-            _pad: 0,
+            role: 0,
         }
     }
 

@@ -218,7 +218,7 @@ mod tests {
             cpu: 1,
             kind: 1,
             site_index: 0,
-            _pad: 0,
+            role: 0,
         }
     }
 

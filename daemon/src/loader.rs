@@ -110,6 +110,8 @@ impl AttachedProbes {
                 site_index: index as u32,
                 outcome: outcome as u32,
                 outcome_register: outcome_register as u32,
+                addr_adjust: site.addr_adjust,
+                role: site.role as u32,
             };
             sites
                 .set(index as u32, config, 0)

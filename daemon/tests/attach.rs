@@ -64,6 +64,17 @@ fn check_contended_and_uncontended(go: &str, stripped: bool) {
         .map(|l| l["acquisitions"].as_u64().unwrap())
         .sum();
     assert_eq!(heatmap_total, acquisitions, "{report:#}");
+    // The RWMutex: readers wait for writers, writers for readers; both are
+    // attributed to the RWMutex itself, in stripped builds too.
+    let rw = lock_at(&report, nm_address(&oracle, "main.hotRW"))
+        .unwrap_or_else(|| panic!("main.hotRW not reported: {report:#}"));
+    assert_eq!(rw["kind"], "rwmutex", "{report:#}");
+    let reader = rw["reader_wait_seconds_total"].as_f64().unwrap();
+    let writer = rw["writer_wait_seconds_total"].as_f64().unwrap();
+    assert!(reader > 0.0 && writer > 0.0, "{rw:#}");
+    let total = rw["wait_seconds_total"].as_f64().unwrap();
+    assert!((reader + writer - total).abs() < 1e-6, "{rw:#}");
+    assert!(rw["reader_contentions"].as_u64().unwrap() > 0, "{rw:#}");
     if stripped {
         assert_eq!(hot["name"], serde_json::Value::Null);
     } else {

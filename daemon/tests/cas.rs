@@ -50,7 +50,10 @@ fn check_exact(binary: &Path, pattern: &str, function: &str, source: &str) {
     let line = site["source"]
         .as_str()
         .unwrap_or_else(|| panic!("no source line: {context}"));
-    assert!(line.contains(source), "{line} is not in {source}: {context}");
+    assert!(
+        line.contains(source),
+        "{line} is not in {source}: {context}"
+    );
     assert!(
         truth["failures"].as_u64().unwrap() > 0,
         "the fixture forces failures"

@@ -132,6 +132,35 @@ pub struct SiteConfig {
     pub outcome: u32,
     /// A [`GeneralRegister`] value (CAS sites reading a register).
     pub outcome_register: u32,
+    /// Lock sites: bytes to subtract from the argument to get the lock's
+    /// address (the argument may point at a field: an RWMutex's semaphores).
+    pub addr_adjust: u32,
+    /// Lock sites: a [`LockRole`] value.
+    pub role: u32,
+}
+
+/// What kind of wait a lock site observes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockRole {
+    /// A mutex's slow path (also an RWMutex's writer lock).
+    Mutex = 0,
+    /// An RWMutex reader waiting for a writer (`RLock`'s semaphore).
+    RwReader = 1,
+    /// An RWMutex writer waiting for readers to leave (`Lock`'s semaphore).
+    RwWriter = 2,
+}
+
+impl LockRole {
+    /// Converts the raw value the kernel side stores, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Mutex),
+            1 => Some(Self::RwReader),
+            2 => Some(Self::RwWriter),
+            _ => None,
+        }
+    }
 }
 
 /// Attempts and failures of one CAS site on one CPU: the value type of the
@@ -169,8 +198,8 @@ pub struct LockEvent {
     pub kind: u32,
     /// [`SiteConfig::site_index`] of the site that fired.
     pub site_index: u32,
-    /// Explicit padding so the struct has no implicit holes.
-    pub _pad: u32,
+    /// A [`LockRole`] value.
+    pub role: u32,
 }
 
 /// Per-CPU probe counters, indexed by [`Counter`] in the `COUNTERS` map.
@@ -219,6 +248,10 @@ pub struct Inflight {
     pub start_ns: u64,
     /// The lock.
     pub lock_addr: u64,
+    /// A [`LockRole`] value.
+    pub role: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// Capacity of the in-flight map (an LRU: stale waiters are evicted, never

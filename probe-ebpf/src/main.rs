@@ -92,7 +92,8 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         rdi
     } else {
         rax
-    };
+    }
+    .wrapping_sub(site.addr_adjust as u64);
     let goroutine = if site.arg_register == ArgRegister::Rax as u32 {
         r14
     } else {
@@ -110,6 +111,8 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         let value = Inflight {
             start_ns: now,
             lock_addr,
+            role: site.role,
+            _pad: 0,
         };
         if INFLIGHT.insert(key, value, 0).is_err() {
             bump(Counter::InflightErrors);
@@ -125,7 +128,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         cpu: unsafe { bpf_get_smp_processor_id() },
         kind: site.kind,
         site_index: site.site_index,
-        _pad: 0,
+        role: site.role,
     };
     emit(&ctx, &event);
     0
@@ -183,7 +186,7 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
         cpu: unsafe { bpf_get_smp_processor_id() },
         kind: SiteKind::LockSlowReturn as u32,
         site_index: site.site_index,
-        _pad: 0,
+        role: inflight.role,
     };
     emit(&ctx, &event);
     0

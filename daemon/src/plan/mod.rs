@@ -10,7 +10,7 @@ pub mod site;
 
 use std::collections::BTreeSet;
 
-use probe_common::{ArgRegister, SiteKind, SkipWhen};
+use probe_common::{ArgRegister, LockRole, SiteKind, SkipWhen};
 use thiserror::Error;
 
 use crate::target::Target;
@@ -47,6 +47,10 @@ pub struct PlannedSite {
     pub kind: SiteKind,
     /// Where the lock's address is at this instruction.
     pub arg_register: ArgRegister,
+    /// Bytes to subtract from the argument to get the lock's address.
+    pub addr_adjust: u32,
+    /// What kind of wait the site observes.
+    pub role: LockRole,
     /// For CAS outcome sites: which compare-and-swap and how to read it.
     pub cas: Option<cas::CasSite>,
     /// For built-in CAS sources: what they belong to (`sync.Map`); `None`
@@ -117,6 +121,17 @@ pub fn go_mutex_slow_paths(version: Option<(u32, u32)>) -> Vec<&'static str> {
     }
 }
 
+/// The semaphore waits of Go's `sync.RWMutex`: (function, offset of the
+/// semaphore its argument points at, role). `RLock` waits for a writer on
+/// `readerSem`; `Lock`, once it holds the inner mutex (probed as the mutex
+/// slow path at the RWMutex's own address, offset 0), waits for readers on
+/// `writerSem`. The layout `{w Mutex (8 bytes); writerSem uint32; readerSem
+/// uint32; …}` is the same from Go 1.18 to 1.27.
+pub const GO_RWMUTEX_WAITS: [(&str, u32, LockRole); 2] = [
+    ("sync.runtime_SemacquireRWMutexR", 12, LockRole::RwReader),
+    ("sync.runtime_SemacquireRWMutex", 8, LockRole::RwWriter),
+];
+
 /// What to probe.
 #[derive(Debug, Clone, Default)]
 pub struct PlanRequest {
@@ -152,16 +167,19 @@ pub fn go_builtin_cas_patterns(version: Option<(u32, u32)>) -> Vec<&'static str>
 /// extra slow paths, and CAS outcome sites.
 pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
     let mut plan = ProbePlan::default();
-    let mut wanted: Vec<String> = if target.go.is_some() {
-        go_mutex_slow_paths(target.go_version_number())
-            .into_iter()
-            .map(String::from)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    wanted.extend(request.extra_slow_paths.iter().cloned());
-    for name in &wanted {
+    let mut wanted: Vec<(String, u32, LockRole)> = Vec::new();
+    if target.go.is_some() {
+        for name in go_mutex_slow_paths(target.go_version_number()) {
+            wanted.push((name.to_string(), 0, LockRole::Mutex));
+        }
+        for (name, adjust, role) in GO_RWMUTEX_WAITS {
+            wanted.push((name.to_string(), adjust, role));
+        }
+    }
+    for name in &request.extra_slow_paths {
+        wanted.push((name.clone(), 0, LockRole::Mutex));
+    }
+    for (name, addr_adjust, role) in &wanted {
         let Some(function) = target.symbols.function(name) else {
             plan.missing.push(name.clone());
             continue;
@@ -187,6 +205,8 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             skip_when: site.skip_when,
             kind: SiteKind::LockSlowEntry,
             arg_register: ArgRegister::Rax,
+            addr_adjust: *addr_adjust,
+            role: *role,
             cas: None,
             builtin: None,
         });
@@ -203,11 +223,18 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
                 skip_when: SkipWhen::Never,
                 kind: SiteKind::LockSlowReturn,
                 arg_register: ArgRegister::Rax,
+                addr_adjust: *addr_adjust,
+                role: *role,
                 cas: None,
                 builtin: None,
             });
         }
     }
+    let wanted: Vec<String> = wanted
+        .into_iter()
+        .filter(|(_, _, role)| *role == LockRole::Mutex)
+        .map(|(name, _, _)| name)
+        .collect();
     if target.go.is_some() && request.builtin_cas {
         for pattern in go_builtin_cas_patterns(target.go_version_number()) {
             // A program that never uses sync.Map may lack these functions.
@@ -342,6 +369,8 @@ fn cas_sites(
                 skip_when: SkipWhen::Never,
                 kind: SiteKind::CasOutcome,
                 arg_register: ArgRegister::Rax,
+                addr_adjust: 0,
+                role: LockRole::Mutex,
                 cas: Some(site),
                 builtin: None,
             });

@@ -107,8 +107,8 @@ pub struct LockReport {
     pub name: Option<String>,
     /// Its runtime address (hex).
     pub address: String,
-    /// `mutex`, or `rwmutex` for a global RWMutex (whose count is then its
-    /// writer lock's contention); unknown locks are reported as `mutex`.
+    /// `mutex` or `rwmutex` (known from DWARF, or from a reader or writer
+    /// semaphore wait seen on it).
     pub kind: &'static str,
     /// Entries into its contended slow path.
     pub contentions: u64,
@@ -122,6 +122,16 @@ pub struct LockReport {
     pub wait_seconds_max: f64,
     /// Their waits by log2 bucket (non-empty buckets only).
     pub wait_histogram: Vec<WaitBucket>,
+    /// For an RWMutex: readers' waits for writers (`RLock`), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_wait_seconds_total: Option<f64>,
+    /// For an RWMutex: writers' waits (its inner mutex, then the readers to
+    /// leave), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_wait_seconds_total: Option<f64>,
+    /// For an RWMutex: contentions of readers (included in `contentions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_contentions: Option<u64>,
 }
 
 /// One log2 bucket of a wait histogram: waits in `[ns_min, ns_max)`.
@@ -183,13 +193,16 @@ impl Report {
             .into_iter()
             .map(|address| {
                 let stats = aggregate.locks.get(&address);
+                let rwmutex = kinds.get(&address) == Some(&LockKind::RwMutex)
+                    || stats.is_some_and(|s| s.rwmutex);
+                let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));
                 LockReport {
                     name: target.global_name(address),
                     address: format!("{address:#x}"),
-                    kind: match kinds.get(&address) {
-                        Some(LockKind::RwMutex) => "rwmutex",
-                        _ => "mutex",
-                    },
+                    kind: if rwmutex { "rwmutex" } else { "mutex" },
+                    reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
+                    writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
+                    reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),
                     contentions: stats.map_or(0, |s| s.contentions),
                     per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
                     acquisitions: stats.map_or(0, |s| s.acquisitions),
