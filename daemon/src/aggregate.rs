@@ -36,6 +36,8 @@ pub struct LockStats {
     /// Whether an RWMutex semaphore wait was seen on this lock (it is then
     /// an RWMutex whatever DWARF says).
     pub rwmutex: bool,
+    /// Whether its waits were futex waits (a native lock or other futex).
+    pub futex: bool,
 }
 
 impl Default for LockStats {
@@ -52,6 +54,7 @@ impl Default for LockStats {
             reader_wait_total_ns: 0,
             reader_contentions: 0,
             rwmutex: false,
+            futex: false,
         }
     }
 }
@@ -155,6 +158,7 @@ impl Aggregate {
             stats.reader_wait_total_ns = stats.reader_wait_total_ns.saturating_add(event.wait_ns);
         }
         stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        stats.futex |= role == Some(LockRole::Futex);
         stats.acquisitions += 1;
         stats.wait_total_ns = stats.wait_total_ns.saturating_add(event.wait_ns);
         stats.wait_max_ns = stats.wait_max_ns.max(event.wait_ns);
@@ -176,6 +180,7 @@ impl Aggregate {
             stats.reader_contentions += 1;
         }
         stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        stats.futex |= role == Some(LockRole::Futex);
         if stats.contentions == 0 {
             stats.first_ns = event.timestamp_ns;
         }

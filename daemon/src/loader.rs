@@ -7,7 +7,7 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        UProbe,
+        TracePoint, UProbe,
     },
     Ebpf,
 };
@@ -155,9 +155,12 @@ impl AttachedProbes {
                     })?;
             }
         }
+        if plan.futex {
+            attach_futex_tracepoints(&mut ebpf, pid)?;
+        }
         Ok(Self {
             ebpf,
-            attached: plan.sites.len(),
+            attached: plan.sites.len() + if plan.futex { 2 } else { 0 },
         })
     }
 
@@ -214,6 +217,75 @@ impl AttachedProbes {
             inflight_errors: sums[Counter::InflightErrors as usize],
         })
     }
+}
+
+/// Where tracefs is mounted when nothing mounted it yet.
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Attaches the futex tracepoints, filtered to process `pid`.
+fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> {
+    let mut target: Array<_, u32> = Array::try_from(
+        ebpf.map_mut("TARGET")
+            .ok_or(LoadError::Missing("TARGET map"))?,
+    )
+    .map_err(|e| LoadError::Load(e.to_string()))?;
+    target
+        .set(0, pid, 0)
+        .map_err(|e| LoadError::Load(format!("writing the target PID: {e}")))?;
+    ensure_tracefs()?;
+    for (program, event) in [
+        ("futex_enter", "sys_enter_futex"),
+        ("futex_exit", "sys_exit_futex"),
+    ] {
+        let tracepoint: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::Missing("a futex tracepoint program"))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
+        tracepoint
+            .load()
+            .map_err(|e| LoadError::Load(format!("{program}: {}", verifier_detail(&e))))?;
+        tracepoint.attach("syscalls", event).map_err(|e| {
+            LoadError::Load(format!(
+                "attaching to syscalls/{event}: {}",
+                error_chain(&e)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Mounts tracefs at its usual place if no tracefs is mounted: the kernel
+/// names tracepoints there.
+fn ensure_tracefs() -> Result<(), LoadError> {
+    let mounted = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).is_dir());
+    if mounted {
+        return Ok(());
+    }
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|e| LoadError::Load(e.to_string()));
+    let (source, target, fstype) = (c("tracefs")?, c(TRACEFS)?, c("tracefs")?);
+    // SAFETY: mount reads the NUL-terminated strings we pass.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoadError::Load(format!(
+            "tracefs is not mounted and mounting it at {TRACEFS} failed: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }
 
 /// How the BPF side reads a site's CAS outcome (unused for other sites).

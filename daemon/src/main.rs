@@ -61,6 +61,11 @@ struct AttachArgs {
     /// wait times (halves the cost of a contention).
     #[arg(long)]
     no_wait_times: bool,
+    /// Trace the process's futex waits (syscall tracepoints): native locks
+    /// such as glibc pthread mutexes and Rust's std Mutex, per futex word,
+    /// with wait times.
+    #[arg(long)]
+    futex: bool,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -113,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
         cas_patterns: args.cas_patterns,
         builtin_cas: !args.no_builtin_cas,
         wait_times: !args.no_wait_times,
+        futex: args.futex,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -45,6 +45,8 @@ pub struct AttachOptions {
     pub builtin_cas: bool,
     /// Measure lock wait times (probe the slow paths' returns).
     pub wait_times: bool,
+    /// Trace futex waits (native locks).
+    pub futex: bool,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -82,6 +84,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         cas_patterns: options.cas_patterns.clone(),
         builtin_cas: options.builtin_cas,
         wait_times: options.wait_times,
+        futex: options.futex,
     };
     let plan = plan::plan(&target, &request).with_context(|| format!("PID {pid}"))?;
     host::raise_memlock_limit();

@@ -149,6 +149,9 @@ pub enum LockRole {
     RwReader = 1,
     /// An RWMutex writer waiting for readers to leave (`Lock`'s semaphore).
     RwWriter = 2,
+    /// A thread blocked in a futex wait (native locks: glibc pthread
+    /// mutexes, Rust's std Mutex, …), seen through the syscall tracepoints.
+    Futex = 3,
 }
 
 impl LockRole {
@@ -158,6 +161,7 @@ impl LockRole {
             0 => Some(Self::Mutex),
             1 => Some(Self::RwReader),
             2 => Some(Self::RwWriter),
+            3 => Some(Self::Futex),
             _ => None,
         }
     }
@@ -253,6 +257,13 @@ pub struct Inflight {
     /// Explicit padding.
     pub _pad: u32,
 }
+
+/// Flag set in [`InflightKey::goroutine`] when the key is a thread id (futex
+/// waits of native code), so it never collides with a goroutine pointer.
+pub const THREAD_KEY: u64 = 1 << 63;
+
+/// [`LockEvent::site_index`] of events from the futex tracepoints.
+pub const FUTEX_SITE: u32 = u32::MAX;
 
 /// Capacity of the in-flight map (an LRU: stale waiters are evicted, never
 /// leaked). One entry per goroutine waiting at once.

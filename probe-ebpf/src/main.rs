@@ -16,14 +16,15 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         generated::{bpf_get_attach_cookie, bpf_perf_event_output},
     },
-    macros::{map, uprobe},
+    macros::{map, tracepoint, uprobe},
     maps::{Array, LruHashMap, PerCpuArray, PerfEventArray},
-    programs::ProbeContext,
+    programs::{ProbeContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{
     ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, LockEvent,
-    OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, MAX_INFLIGHT, MAX_SITES,
+    LockRole, OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE,
+    MAX_INFLIGHT, MAX_SITES, THREAD_KEY,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -41,6 +42,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 /// Waiters in a lock's slow path, by goroutine, for the wait time at return.
 #[map]
 static INFLIGHT: LruHashMap<InflightKey, Inflight> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// The traced process (index 0), for the system-wide futex tracepoints.
+#[map]
+static TARGET: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU attempts and failures of each CAS site, indexed by site.
 #[map]
@@ -136,7 +141,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
 
 /// Writes an event to this CPU's ring, counting the outcome.
 #[inline(always)]
-fn emit(ctx: &ProbeContext, event: &LockEvent) {
+fn emit<C: EbpfContext>(ctx: &C, event: &LockEvent) {
     let rc = unsafe {
         bpf_perf_event_output(
             ctx.as_ptr(),
@@ -263,6 +268,115 @@ pub fn cas_outcome(ctx: ProbeContext) -> u32 {
         }
     }
     bump(Counter::CasHits);
+    0
+}
+
+/// Offsets in the `syscalls/sys_enter_futex` record (see its format file).
+const FUTEX_UADDR_OFFSET: usize = 16;
+const FUTEX_OP_OFFSET: usize = 24;
+/// Futex commands that block until the word changes or the lock is taken:
+/// FUTEX_WAIT, FUTEX_LOCK_PI, FUTEX_WAIT_BITSET, FUTEX_LOCK_PI2.
+const FUTEX_WAIT: u32 = 0;
+const FUTEX_LOCK_PI: u32 = 6;
+const FUTEX_WAIT_BITSET: u32 = 9;
+const FUTEX_LOCK_PI2: u32 = 13;
+/// Strips FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME from an op.
+const FUTEX_CMD_MASK: u32 = 0x7f;
+
+/// The target's tgid and this thread's id, if this thread is the target's.
+#[inline(always)]
+fn target_thread() -> Option<(u32, u32)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    match TARGET.get(0) {
+        Some(&target) if target == tgid && target != 0 => Some((tgid, pid_tgid as u32)),
+        _ => None,
+    }
+}
+
+/// A thread of the target enters a futex wait: one contention on the
+/// futex word's address; the wait is measured until the syscall returns.
+#[tracepoint]
+pub fn futex_enter(ctx: TracePointContext) -> u32 {
+    let Some((tgid, tid)) = target_thread() else {
+        return 0;
+    };
+    let Ok(op) = (unsafe { ctx.read_at::<u64>(FUTEX_OP_OFFSET) }) else {
+        return 0;
+    };
+    let cmd = op as u32 & FUTEX_CMD_MASK;
+    if cmd != FUTEX_WAIT
+        && cmd != FUTEX_WAIT_BITSET
+        && cmd != FUTEX_LOCK_PI
+        && cmd != FUTEX_LOCK_PI2
+    {
+        return 0;
+    }
+    let Ok(uaddr) = (unsafe { ctx.read_at::<u64>(FUTEX_UADDR_OFFSET) }) else {
+        return 0;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = InflightKey {
+        tgid,
+        _pad: 0,
+        goroutine: THREAD_KEY | tid as u64,
+    };
+    let value = Inflight {
+        start_ns: now,
+        lock_addr: uaddr,
+        role: LockRole::Futex as u32,
+        _pad: 0,
+    };
+    if INFLIGHT.insert(key, value, 0).is_err() {
+        bump(Counter::InflightErrors);
+    }
+    let event = LockEvent {
+        timestamp_ns: now,
+        lock_addr: uaddr,
+        goroutine: 0,
+        wait_ns: 0,
+        tgid,
+        tid,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: SiteKind::LockSlowEntry as u32,
+        site_index: FUTEX_SITE,
+        role: LockRole::Futex as u32,
+    };
+    emit(&ctx, &event);
+    0
+}
+
+/// A thread of the target returns from a futex syscall: if it was a wait,
+/// the acquisition (or wake-up) with its wait.
+#[tracepoint]
+pub fn futex_exit(ctx: TracePointContext) -> u32 {
+    let Some((tgid, tid)) = target_thread() else {
+        return 0;
+    };
+    let key = InflightKey {
+        tgid,
+        _pad: 0,
+        goroutine: THREAD_KEY | tid as u64,
+    };
+    // Wakes and other commands have no entry: not a wait.
+    let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = INFLIGHT.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let event = LockEvent {
+        timestamp_ns: now,
+        lock_addr: inflight.lock_addr,
+        goroutine: 0,
+        wait_ns: now.saturating_sub(inflight.start_ns),
+        tgid,
+        tid,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: SiteKind::LockSlowReturn as u32,
+        site_index: FUTEX_SITE,
+        role: inflight.role,
+    };
+    emit(&ctx, &event);
     0
 }
 

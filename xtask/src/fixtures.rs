@@ -16,7 +16,11 @@ pub const GO_FIXTURES: &[&str] = &["contend", "slowpath", "casloop"];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc
 /// into `target/fixtures/c/<NAME>`.
-pub const C_FIXTURES: &[&str] = &["casloop"];
+pub const C_FIXTURES: &[&str] = &["casloop", "lockloop"];
+
+/// Rust fixture programs, one file each under `fixtures/rust/`, built with
+/// rustc into `target/fixtures/rust/<NAME>`.
+pub const RUST_FIXTURES: &[&str] = &["lockloop"];
 
 /// Where fixtures are built: `target/fixtures/go<VERSION>/<NAME>[.stripped]`.
 pub fn fixtures_dir(root: &Path) -> PathBuf {
@@ -29,6 +33,9 @@ pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
     for fixture in C_FIXTURES {
         built.push(build_c(root, fixture)?);
+    }
+    for fixture in RUST_FIXTURES {
+        built.push(build_rust(root, fixture)?);
     }
     for version in setup::GO_VERSIONS {
         for fixture in GO_FIXTURES {
@@ -87,5 +94,20 @@ pub fn build_c(root: &Path, fixture: &str) -> Result<PathBuf> {
             .arg(root.join("fixtures/c").join(format!("{fixture}.c"))),
     )
     .with_context(|| format!("building C fixture {fixture} (gcc is needed)"))?;
+    Ok(output)
+}
+
+/// Builds one Rust fixture with rustc (`-O -g`, edition 2021).
+pub fn build_rust(root: &Path, fixture: &str) -> Result<PathBuf> {
+    let out_dir = fixtures_dir(root).join("rust");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let output = out_dir.join(fixture);
+    exec(
+        Command::new("rustc")
+            .args(["-O", "-g", "--edition", "2021", "-o"])
+            .arg(&output)
+            .arg(root.join("fixtures/rust").join(format!("{fixture}.rs"))),
+    )
+    .with_context(|| format!("building Rust fixture {fixture}"))?;
     Ok(output)
 }

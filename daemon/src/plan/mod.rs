@@ -65,13 +65,15 @@ pub struct ProbePlan {
     pub sites: Vec<PlannedSite>,
     /// Functions looked for but not found (for the report).
     pub missing: Vec<String>,
+    /// Trace the target's futex waits (syscall tracepoints, no sites).
+    pub futex: bool,
 }
 
 /// Errors planning probes.
 #[derive(Debug, Error)]
 pub enum PlanError {
     /// None of the functions mapwatch knows how to probe is in the binary.
-    #[error("nothing to probe in {exe}{go}: looked for {looked_for}", go = go_version.as_deref().map(|v| format!(" ({v})")).unwrap_or_else(|| " (not a Go binary)".into()), looked_for = looked_for.join(", "))]
+    #[error("nothing to probe in {exe}{go}: looked for {looked_for}{hint}", go = go_version.as_deref().map(|v| format!(" ({v})")).unwrap_or_else(|| " (not a Go binary)".into()), looked_for = looked_for.join(", "), hint = if go_version.is_none() { "; for native code use --futex (futex waits) or --cas FUNC" } else { "" })]
     NothingToProbe {
         /// The executable.
         exe: String,
@@ -145,6 +147,9 @@ pub struct PlanRequest {
     pub cas_patterns: Vec<String>,
     /// Measure wait times: also probe every `RET` of the slow paths.
     pub wait_times: bool,
+    /// Trace futex waits: native locks (glibc pthread mutexes, Rust's std
+    /// Mutex, …) through the futex syscall tracepoints.
+    pub futex: bool,
     /// Also watch the compare-and-swaps inside Go's `sync.Map`
     /// implementation (see [`go_builtin_cas_patterns`]).
     pub builtin_cas: bool,
@@ -166,7 +171,10 @@ pub fn go_builtin_cas_patterns(version: Option<(u32, u32)>) -> Vec<&'static str>
 /// Plans every probe for a target: Go's lock slow paths (for Go binaries),
 /// extra slow paths, and CAS outcome sites.
 pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
-    let mut plan = ProbePlan::default();
+    let mut plan = ProbePlan {
+        futex: request.futex,
+        ..ProbePlan::default()
+    };
     let mut wanted: Vec<(String, u32, LockRole)> = Vec::new();
     if target.go.is_some() {
         for name in go_mutex_slow_paths(target.go_version_number()) {
@@ -251,7 +259,7 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
     for pattern in &request.cas_patterns {
         plan.sites.extend(cas_sites(target, pattern, request.mode)?);
     }
-    if plan.sites.is_empty() {
+    if plan.sites.is_empty() && !plan.futex {
         return Err(PlanError::NothingToProbe {
             exe: target.process.exe_display.clone(),
             go_version: target.go.as_ref().map(|go| go.version.clone()),

@@ -108,7 +108,9 @@ pub struct LockReport {
     /// Its runtime address (hex).
     pub address: String,
     /// `mutex` or `rwmutex` (known from DWARF, or from a reader or writer
-    /// semaphore wait seen on it).
+    /// semaphore wait seen on it), or `futex` for a futex word waited on
+    /// (`--futex`: a native mutex, or another futex user such as a
+    /// condition variable).
     pub kind: &'static str,
     /// Entries into its contended slow path.
     pub contentions: u64,
@@ -199,7 +201,13 @@ impl Report {
                 LockReport {
                     name: target.global_name(address),
                     address: format!("{address:#x}"),
-                    kind: if rwmutex { "rwmutex" } else { "mutex" },
+                    kind: if rwmutex {
+                        "rwmutex"
+                    } else if stats.is_some_and(|s| s.futex) {
+                        "futex"
+                    } else {
+                        "mutex"
+                    },
                     reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
                     writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
                     reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),

@@ -123,10 +123,63 @@ impl Target {
     pub fn global_name(&self, runtime_address: u64) -> Option<String> {
         let address = runtime_address.wrapping_sub(self.load_bias);
         let (global, offset) = self.symbols.global_at(address)?;
+        let name = demangle(&global.name);
         Some(if offset == 0 {
-            global.name.clone()
+            name
         } else {
-            format!("{}+{offset}", global.name)
+            format!("{name}+{offset}")
         })
+    }
+}
+
+/// Readable form of an Itanium-style nested name (`_ZN...E`, as Rust's
+/// legacy mangling and C++ use for plain paths): `_ZN8lockloop8HOT_LOCK17h…E`
+/// becomes `lockloop::HOT_LOCK` (Rust's trailing hash dropped). Anything
+/// else is returned as it is.
+pub fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    while !rest.starts_with('E') {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let Ok(len) = rest[..digits].parse::<usize>() else {
+            return symbol.to_string();
+        };
+        let Some(part) = rest.get(digits..digits + len) else {
+            return symbol.to_string();
+        };
+        parts.push(part);
+        rest = &rest[digits + len..];
+    }
+    // Rust's legacy mangling ends with a hash segment `h` + 16 hex digits.
+    if let Some(last) = parts.last() {
+        if last.len() == 17
+            && last.starts_with('h')
+            && last[1..].chars().all(|c| c.is_ascii_hexdigit())
+        {
+            parts.pop();
+        }
+    }
+    parts.join("::")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::demangle;
+
+    #[test]
+    fn demangles_nested_names() {
+        assert_eq!(
+            demangle("_ZN8lockloop8HOT_LOCK17hb806066b21a008c0E"),
+            "lockloop::HOT_LOCK"
+        );
+        assert_eq!(demangle("_ZN3foo3barE"), "foo::bar");
+        assert_eq!(demangle("main.hotMu"), "main.hotMu");
+        assert_eq!(demangle("hot_lock"), "hot_lock");
+        assert_eq!(demangle("_ZN3fooE"), "foo");
+        // Malformed: left as it is.
+        assert_eq!(demangle("_ZN99fooE"), "_ZN99fooE");
+        assert_eq!(demangle("_ZNxE"), "_ZNxE");
     }
 }
