@@ -3,7 +3,7 @@
 
 pub mod cas;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use probe_common::{LockEvent, LockRole, SiteKind};
 
@@ -38,6 +38,8 @@ pub struct LockStats {
     pub rwmutex: bool,
     /// Whether its waits were futex waits (a native lock or other futex).
     pub futex: bool,
+    /// Waits by call site: (acquisitions, total wait ns).
+    pub call_sites: HashMap<CallSiteKey, (u64, u64)>,
 }
 
 impl Default for LockStats {
@@ -55,6 +57,7 @@ impl Default for LockStats {
             reader_contentions: 0,
             rwmutex: false,
             futex: false,
+            call_sites: HashMap::new(),
         }
     }
 }
@@ -66,6 +69,10 @@ impl LockStats {
         self.wait_total_ns - self.reader_wait_total_ns
     }
 }
+
+/// A waiting call site: (return address into the slow path's caller, user
+/// stack id or -1).
+pub type CallSiteKey = (u64, i64);
 
 /// Number of log2 wait buckets (2^63 ns is centuries).
 pub const WAIT_BUCKETS: usize = 64;
@@ -159,6 +166,12 @@ impl Aggregate {
         }
         stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
         stats.futex |= role == Some(LockRole::Futex);
+        let site = stats
+            .call_sites
+            .entry((event.caller_ip, event.stack_id))
+            .or_default();
+        site.0 += 1;
+        site.1 = site.1.saturating_add(event.wait_ns);
         stats.acquisitions += 1;
         stats.wait_total_ns = stats.wait_total_ns.saturating_add(event.wait_ns);
         stats.wait_max_ns = stats.wait_max_ns.max(event.wait_ns);
@@ -194,6 +207,20 @@ impl Aggregate {
         stats.per_cpu[cpu] += 1;
     }
 
+    /// The user stack ids waits were recorded with (to read from the
+    /// kernel before the report).
+    pub fn stack_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .locks
+            .values()
+            .flat_map(|stats| stats.call_sites.keys().map(|&(_, id)| id))
+            .filter(|&id| id >= 0)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Events lost in total.
     pub fn events_lost(&self) -> u64 {
         self.lost_per_cpu.values().sum()
@@ -210,6 +237,8 @@ mod tests {
             lock_addr,
             goroutine: 0,
             wait_ns: 0,
+            caller_ip: 0,
+            stack_id: -1,
             tgid,
             tid: tgid,
             cpu,
@@ -270,6 +299,9 @@ mod tests {
         assert_eq!(agg.wait_timeline.len(), 3);
         assert_eq!(agg.wait_timeline[0][9] + agg.wait_timeline[0][10], 2);
         assert_eq!(agg.wait_timeline[2][21], 1);
+        // All three came from the same (unknown) call site.
+        assert_eq!(lock.call_sites.len(), 1);
+        assert_eq!(lock.call_sites[&(0, -1)], (3, 3_002_500));
     }
 
     #[test]

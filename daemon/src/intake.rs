@@ -213,6 +213,8 @@ mod tests {
             lock_addr: 0xdead_beef,
             goroutine: 0xc000_0001,
             wait_ns: 1234,
+            caller_ip: 0x4000,
+            stack_id: 7,
             tgid: 42,
             tid: 43,
             cpu: 1,

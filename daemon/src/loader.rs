@@ -1,10 +1,10 @@
 //! Loads the embedded BPF object, writes each planned site's configuration
 //! and attaches one uprobe per site to the target process.
 
-use std::{num::NonZeroU32, path::Path};
+use std::{collections::HashMap, num::NonZeroU32, path::Path};
 
 use aya::{
-    maps::{Array, Map, MapData, PerCpuArray},
+    maps::{Array, Map, MapData, PerCpuArray, StackTraceMap},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
         TracePoint, UProbe,
@@ -190,6 +190,23 @@ impl AttachedProbes {
                     .map_err(|e| LoadError::Load(format!("reading CAS counts of site {site}: {e}")))
             })
             .collect()
+    }
+
+    /// Reads user stacks by id: instruction pointers, innermost first.
+    /// Stacks the kernel no longer has are left out.
+    pub fn stacks(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<u64>>, LoadError> {
+        let map = self
+            .ebpf
+            .map("STACKS")
+            .ok_or(LoadError::Missing("STACKS map"))?;
+        let stacks = StackTraceMap::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+        Ok(ids
+            .iter()
+            .filter_map(|&id| {
+                let trace = stacks.get(&u32::try_from(id).ok()?, 0).ok()?;
+                Some((id, trace.frames().iter().map(|f| f.ip).collect()))
+            })
+            .collect())
     }
 
     /// Reads the probe counters, summed over CPUs.

@@ -158,11 +158,13 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     intake.stop().await?;
     let aggregate = aggregator.await.context("aggregator task failed")?;
     let counters = probes.counters()?;
+    let stacks = probes.stacks(&aggregate.stack_ids())?;
     drop(probes);
     Ok(Report::build(
         &target,
         &plan,
         &aggregate,
+        &stacks,
         cas.as_ref(),
         counters,
         duration,

@@ -64,6 +64,18 @@ fn check_contended_and_uncontended(go: &str, stripped: bool) {
         .map(|l| l["acquisitions"].as_u64().unwrap())
         .sum();
     assert_eq!(heatmap_total, acquisitions, "{report:#}");
+    // Call sites: every worker locks main.hotMu from the same closure in
+    // main.main; its frame comes first (the slow path's caller), symbolized
+    // from the pclntab, stripped or not.
+    let sites = hot["top_call_sites"].as_array().unwrap();
+    assert!(!sites.is_empty(), "{report:#}");
+    let top = &sites[0];
+    let first = top["frames"][0].as_str().unwrap();
+    assert!(first.starts_with("main.main.func"), "{first}: {report:#}");
+    assert!(top["share"].as_f64().unwrap() > 0.5, "{report:#}");
+    let attributed: u64 = sites.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+    assert!(attributed <= hot["acquisitions"].as_u64().unwrap());
+
     // The RWMutex: readers wait for writers, writers for readers; both are
     // attributed to the RWMutex itself, in stripped builds too.
     let rw = lock_at(&report, nm_address(&oracle, "main.hotRW"))

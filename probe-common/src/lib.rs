@@ -192,6 +192,11 @@ pub struct LockEvent {
     /// For [`SiteKind::LockSlowReturn`]: ns from the slow path's entry to
     /// this return; else 0.
     pub wait_ns: u64,
+    /// Return address into the slow path's caller (read at the entry from
+    /// the top of the stack: the frame-pointer walk starts above it), or 0.
+    pub caller_ip: u64,
+    /// Id of the user stack in the `STACKS` map (from the entry), or -1.
+    pub stack_id: i64,
     /// Thread-group id (process id) of the target.
     pub tgid: u32,
     /// Thread id.
@@ -256,7 +261,14 @@ pub struct Inflight {
     pub role: u32,
     /// Explicit padding.
     pub _pad: u32,
+    /// See [`LockEvent::caller_ip`].
+    pub caller_ip: u64,
+    /// See [`LockEvent::stack_id`].
+    pub stack_id: i64,
 }
+
+/// Capacity of the `STACKS` map: distinct waiting stacks kept.
+pub const MAX_STACKS: u32 = 16384;
 
 /// Flag set in [`InflightKey::goroutine`] when the key is a thread id (futex
 /// waits of native code), so it never collides with a goroutine pointer.

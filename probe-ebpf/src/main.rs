@@ -12,19 +12,21 @@
 
 use aya_ebpf::{
     bindings::BPF_F_CURRENT_CPU,
+    bindings::BPF_F_USER_STACK,
+    helpers::bpf_probe_read_user,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         generated::{bpf_get_attach_cookie, bpf_perf_event_output},
     },
     macros::{map, tracepoint, uprobe},
-    maps::{Array, LruHashMap, PerCpuArray, PerfEventArray},
-    programs::{ProbeContext, TracePointContext},
+    maps::{Array, LruHashMap, PerCpuArray, PerfEventArray, StackTrace},
+    programs::{tracing::StackIdContext as _, ProbeContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{
     ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, LockEvent,
     LockRole, OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE,
-    MAX_INFLIGHT, MAX_SITES, THREAD_KEY,
+    MAX_INFLIGHT, MAX_SITES, MAX_STACKS, THREAD_KEY,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -42,6 +44,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 /// Waiters in a lock's slow path, by goroutine, for the wait time at return.
 #[map]
 static INFLIGHT: LruHashMap<InflightKey, Inflight> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// User stacks of waiters, by id.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 
 /// The traced process (index 0), for the system-wide futex tracepoints.
 #[map]
@@ -76,12 +82,13 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     // The verifier only allows context reads at constant offsets: read every
     // register this program may need, unconditionally, before selecting.
     let regs = ctx.regs;
-    let (flags, rax, rdi, r14) = unsafe {
+    let (flags, rax, rdi, r14, rsp) = unsafe {
         (
             core::ptr::read_volatile(&raw const (*regs).eflags),
             core::ptr::read_volatile(&raw const (*regs).rax),
             core::ptr::read_volatile(&raw const (*regs).rdi),
             core::ptr::read_volatile(&raw const (*regs).r14),
+            core::ptr::read_volatile(&raw const (*regs).rsp),
         )
     };
     let skip = match site.skip_when {
@@ -105,8 +112,15 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         0
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let now = unsafe { bpf_ktime_get_ns() };
     let tgid = (pid_tgid >> 32) as u32;
+    // Where the waiter is: the return address on top of the stack (the
+    // probe fires before the prologue pushes a frame), and the frame-pointer
+    // walk of the frames above it.
+    let caller_ip = unsafe { bpf_probe_read_user(rsp as *const u64) }.unwrap_or(0);
+    let stack_id = ctx
+        .get_stackid(&STACKS, BPF_F_USER_STACK as u64)
+        .unwrap_or(-1);
+    let now = unsafe { bpf_ktime_get_ns() };
     if goroutine != 0 {
         let key = InflightKey {
             tgid,
@@ -118,6 +132,8 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
             lock_addr,
             role: site.role,
             _pad: 0,
+            caller_ip,
+            stack_id,
         };
         if INFLIGHT.insert(key, value, 0).is_err() {
             bump(Counter::InflightErrors);
@@ -128,6 +144,8 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         lock_addr,
         goroutine,
         wait_ns: 0,
+        caller_ip,
+        stack_id,
         tgid,
         tid: pid_tgid as u32,
         cpu: unsafe { bpf_get_smp_processor_id() },
@@ -186,6 +204,8 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
         lock_addr: inflight.lock_addr,
         goroutine,
         wait_ns: now.saturating_sub(inflight.start_ns),
+        caller_ip: inflight.caller_ip,
+        stack_id: inflight.stack_id,
         tgid,
         tid: pid_tgid as u32,
         cpu: unsafe { bpf_get_smp_processor_id() },
@@ -326,6 +346,8 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         lock_addr: uaddr,
         role: LockRole::Futex as u32,
         _pad: 0,
+        caller_ip: 0,
+        stack_id: -1,
     };
     if INFLIGHT.insert(key, value, 0).is_err() {
         bump(Counter::InflightErrors);
@@ -335,6 +357,8 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         lock_addr: uaddr,
         goroutine: 0,
         wait_ns: 0,
+        caller_ip: 0,
+        stack_id: -1,
         tgid,
         tid,
         cpu: unsafe { bpf_get_smp_processor_id() },
@@ -369,6 +393,8 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
         lock_addr: inflight.lock_addr,
         goroutine: 0,
         wait_ns: now.saturating_sub(inflight.start_ns),
+        caller_ip: 0,
+        stack_id: -1,
         tgid,
         tid,
         cpu: unsafe { bpf_get_smp_processor_id() },

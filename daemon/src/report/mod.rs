@@ -4,18 +4,18 @@
 pub mod heatmap;
 pub mod text;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use crate::{
     aggregate::cas::CasTimeline,
-    aggregate::{bucket_label, Aggregate, LockStats, WAIT_BUCKETS},
+    aggregate::{bucket_label, Aggregate, CallSiteKey, LockStats, WAIT_BUCKETS},
     loader::ProbeCounters,
     plan::cas::describe,
     plan::{site::SiteChoice, ProbePlan},
     session::site_label,
-    target::{dwarf::LockKind, lines::SourceLines, Target},
+    target::{demangle, dwarf::LockKind, lines::SourceLines, Target},
 };
 use heatmap::Heatmap;
 
@@ -134,6 +134,30 @@ pub struct LockReport {
     /// For an RWMutex: contentions of readers (included in `contentions`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reader_contentions: Option<u64>,
+    /// Where the waiters were, most wait first (at most
+    /// [`TOP_CALL_SITES`]).
+    pub top_call_sites: Vec<CallSite>,
+}
+
+/// How many call sites a lock's report lists.
+pub const TOP_CALL_SITES: usize = 5;
+
+/// How many frames a call site shows.
+pub const CALL_SITE_FRAMES: usize = 8;
+
+/// One waiting call site: a user stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSite {
+    /// Frames, innermost first, from the slow path's caller outwards:
+    /// `function+0xOFFSET (file:line)`. Go's line is the innermost inlined
+    /// function's (for the caller of a slow path, usually `Mutex.Lock`'s).
+    pub frames: Vec<String>,
+    /// Total wait of the acquisitions from here, seconds.
+    pub wait_seconds: f64,
+    /// Acquisitions from here.
+    pub count: u64,
+    /// Share of the lock's total wait, 0 to 1.
+    pub share: f64,
 }
 
 /// One log2 bucket of a wait histogram: waits in `[ns_min, ns_max)`.
@@ -149,10 +173,12 @@ pub struct WaitBucket {
 
 impl Report {
     /// Builds the report from a session's parts.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         target: &Target,
         plan: &ProbePlan,
         aggregate: &Aggregate,
+        stacks: &HashMap<i64, Vec<u64>>,
         cas: Option<&CasTimeline>,
         counters: ProbeCounters,
         duration_seconds: f64,
@@ -182,6 +208,7 @@ impl Report {
                 },
             })
             .collect();
+        let lines = SourceLines::new(&target.elf);
         // Every lock seen, plus every global lock DWARF knows of (with zero
         // contentions when never seen).
         let kinds: BTreeMap<u64, LockKind> = target
@@ -211,6 +238,9 @@ impl Report {
                     reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
                     writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
                     reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),
+                    top_call_sites: stats
+                        .map(|s| call_sites(target, &lines, stacks, s))
+                        .unwrap_or_default(),
                     contentions: stats.map_or(0, |s| s.contentions),
                     per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
                     acquisitions: stats.map_or(0, |s| s.acquisitions),
@@ -233,7 +263,7 @@ impl Report {
             Some(timeline) => {
                 heatmaps.push(timeline.failures_by_cpu.clone());
                 heatmaps.push(timeline.failures_by_site.clone());
-                cas_reports(plan, timeline, &SourceLines::new(&target.elf))
+                cas_reports(plan, timeline, &lines)
             }
             None => Vec::new(),
         };
@@ -260,6 +290,54 @@ impl Report {
     pub fn to_json(&self) -> String {
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// A lock's waiting call sites, most wait first, symbolized.
+fn call_sites(
+    target: &Target,
+    lines: &SourceLines,
+    stacks: &HashMap<i64, Vec<u64>>,
+    stats: &LockStats,
+) -> Vec<CallSite> {
+    let mut sites: Vec<(&CallSiteKey, &(u64, u64))> = stats.call_sites.iter().collect();
+    sites.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(b.0)));
+    let total = stats.wait_total_ns.max(1) as f64;
+    sites
+        .into_iter()
+        .take(TOP_CALL_SITES)
+        .map(|(&(caller_ip, stack_id), &(count, wait_ns))| {
+            // Frame 0 of the walked stack is the slow path itself; the
+            // caller's return address comes first, then the rest outwards.
+            let walked = stacks.get(&stack_id).map(|s| s.get(1..).unwrap_or(&[]));
+            let frames = std::iter::once(caller_ip)
+                .filter(|&ip| ip != 0)
+                .chain(walked.into_iter().flatten().copied())
+                .take(CALL_SITE_FRAMES)
+                .map(|ip| symbolize(target, lines, ip))
+                .collect();
+            CallSite {
+                frames,
+                wait_seconds: wait_ns as f64 / 1e9,
+                count,
+                share: wait_ns as f64 / total,
+            }
+        })
+        .collect()
+}
+
+/// `function+0xOFFSET (file:line)` for a return address in the target.
+fn symbolize(target: &Target, lines: &SourceLines, runtime_ip: u64) -> String {
+    let ip = runtime_ip.wrapping_sub(target.load_bias);
+    // A return address: the call is the instruction before it.
+    let line = lines.line(ip.saturating_sub(1));
+    let name = match target.symbols.function_at(ip) {
+        Some(f) => format!("{}+{:#x}", demangle(&f.name), ip - f.start),
+        None => format!("{runtime_ip:#x}"),
+    };
+    match line {
+        Some(line) => format!("{name} ({line})"),
+        None => name,
     }
 }
 

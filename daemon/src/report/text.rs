@@ -100,6 +100,18 @@ pub fn render(report: &Report) -> String {
                 .map(|b| b.count)
                 .max()
                 .unwrap_or(1);
+            for site in lock.top_call_sites.iter().take(3) {
+                let _ = writeln!(
+                    out,
+                    "    {:>5.1}% of the wait, {} acquisitions, at {}",
+                    site.share * 100.0,
+                    site.count,
+                    site.frames.first().map_or("(unknown)", String::as_str)
+                );
+                for frame in site.frames.iter().skip(1).take(2) {
+                    let _ = writeln!(out, "{:>32}{frame}", "from ");
+                }
+            }
             for bucket in &lock.wait_histogram {
                 let bar = (bucket.count * 40).div_ceil(peak) as usize;
                 let _ = writeln!(
