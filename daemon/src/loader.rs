@@ -112,6 +112,7 @@ impl AttachedProbes {
                 outcome_register: outcome_register as u32,
                 addr_adjust: site.addr_adjust,
                 role: site.role as u32,
+                capture_stack: u32::from(site.capture_stack),
             };
             sites
                 .set(index as u32, config, 0)

@@ -137,6 +137,9 @@ pub struct SiteConfig {
     pub addr_adjust: u32,
     /// Lock sites: a [`LockRole`] value.
     pub role: u32,
+    /// Lock entry sites: 1 to record the waiter's call site (the caller's
+    /// return address and the user stack), 0 not to (counts only).
+    pub capture_stack: u32,
 }
 
 /// What kind of wait a lock site observes.

@@ -116,10 +116,15 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     // Where the waiter is: the return address on top of the stack (the
     // probe fires before the prologue pushes a frame), and the frame-pointer
     // walk of the frames above it.
-    let caller_ip = unsafe { bpf_probe_read_user(rsp as *const u64) }.unwrap_or(0);
-    let stack_id = ctx
-        .get_stackid(&STACKS, BPF_F_USER_STACK as u64)
-        .unwrap_or(-1);
+    let (caller_ip, stack_id) = if site.capture_stack != 0 {
+        (
+            unsafe { bpf_probe_read_user(rsp as *const u64) }.unwrap_or(0),
+            ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64)
+                .unwrap_or(-1),
+        )
+    } else {
+        (0, -1)
+    };
     let now = unsafe { bpf_ktime_get_ns() };
     if goroutine != 0 {
         let key = InflightKey {

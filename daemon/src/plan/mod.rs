@@ -51,6 +51,8 @@ pub struct PlannedSite {
     pub addr_adjust: u32,
     /// What kind of wait the site observes.
     pub role: LockRole,
+    /// Whether the entry records the waiter's call site (with wait times).
+    pub capture_stack: bool,
     /// For CAS outcome sites: which compare-and-swap and how to read it.
     pub cas: Option<cas::CasSite>,
     /// For built-in CAS sources: what they belong to (`sync.Map`); `None`
@@ -215,6 +217,7 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             arg_register: ArgRegister::Rax,
             addr_adjust: *addr_adjust,
             role: *role,
+            capture_stack: request.wait_times,
             cas: None,
             builtin: None,
         });
@@ -233,6 +236,7 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
                 arg_register: ArgRegister::Rax,
                 addr_adjust: *addr_adjust,
                 role: *role,
+                capture_stack: false,
                 cas: None,
                 builtin: None,
             });
@@ -379,6 +383,7 @@ fn cas_sites(
                 arg_register: ArgRegister::Rax,
                 addr_adjust: 0,
                 role: LockRole::Mutex,
+                capture_stack: false,
                 cas: Some(site),
                 builtin: None,
             });
