@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod duration;
+pub mod export;
 pub mod host;
 pub mod intake;
 pub mod loader;

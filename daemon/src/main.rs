@@ -66,6 +66,10 @@ struct AttachArgs {
     /// with wait times.
     #[arg(long)]
     futex: bool,
+    /// Serve Prometheus metrics (OpenMetrics text at /metrics) on this
+    /// address while attached, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -119,6 +123,7 @@ fn run(cli: Cli) -> Result<()> {
         builtin_cas: !args.no_builtin_cas,
         wait_times: !args.no_wait_times,
         futex: args.futex,
+        metrics: args.metrics,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

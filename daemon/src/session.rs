@@ -3,6 +3,7 @@
 
 use std::{
     os::fd::{FromRawFd as _, OwnedFd},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -20,6 +21,7 @@ use crate::{
         cas::{self, CasTimeline},
         Aggregate,
     },
+    export::metrics::{self, CasMetric, LockMetric, MetricsServer, MetricsSnapshot},
     host,
     intake::Intake,
     loader::AttachedProbes,
@@ -47,6 +49,8 @@ pub struct AttachOptions {
     pub wait_times: bool,
     /// Trace futex waits (native locks).
     pub futex: bool,
+    /// Serve Prometheus metrics on this address while attached.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -104,13 +108,31 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let intake = Intake::start(events, options.buffer_pages, tx)?;
     let session_start_ns = monotonic_ns();
-    let aggregator = tokio::spawn(async move {
-        let mut aggregate = Aggregate::new(session_start_ns);
-        while let Some(message) = rx.recv().await {
-            aggregate.apply(pid, message);
+    // The data model, shared by the aggregator task (writer) and the live
+    // exports (readers, once a second).
+    let shared = Arc::new(Mutex::new(Aggregate::new(session_start_ns)));
+    let aggregator = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply(pid, message);
+            }
+        })
+    };
+    let metrics = match options.metrics {
+        Some(addr) => {
+            let server = MetricsServer::bind(addr).await?;
+            eprintln!(
+                "mapwatch: serving Prometheus metrics on http://{}/metrics",
+                server.local_addr
+            );
+            Some(server)
         }
-        aggregate
-    });
+        None => None,
+    };
     let started = Instant::now();
     eprintln!(
         "mapwatch: attached {} probe(s) to PID {} ({}, {}), reading {} CPU(s); Ctrl-C to stop",
@@ -147,6 +169,10 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
                 if let Some(cas) = cas.as_mut() {
                     cas.sample(column, &probes.cas_counts(plan.sites.len())?);
                 }
+                if let Some(metrics) = &metrics {
+                    let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    metrics.update(metrics_snapshot(&target, &aggregate, cas.as_ref(), probes.counters()?));
+                }
                 column += 1;
             }
         }
@@ -156,7 +182,12 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     }
     let duration = started.elapsed().as_secs_f64();
     intake.stop().await?;
-    let aggregate = aggregator.await.context("aggregator task failed")?;
+    aggregator.await.context("aggregator task failed")?;
+    drop(metrics);
+    let aggregate = std::mem::replace(
+        &mut *shared.lock().unwrap_or_else(PoisonError::into_inner),
+        Aggregate::new(session_start_ns),
+    );
     let counters = probes.counters()?;
     let stacks = probes.stacks(&aggregate.stack_ids())?;
     drop(probes);
@@ -170,6 +201,67 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         duration,
         stopped_by.as_str(),
     ))
+}
+
+/// The figures `/metrics` shows, from the live aggregate: the busiest locks
+/// and CAS sites, bounded.
+fn metrics_snapshot(
+    target: &Target,
+    aggregate: &Aggregate,
+    cas: Option<&CasTimeline>,
+    counters: crate::loader::ProbeCounters,
+) -> MetricsSnapshot {
+    let mut locks: Vec<LockMetric> = aggregate
+        .locks
+        .iter()
+        .map(|(&address, stats)| LockMetric {
+            lock: target
+                .global_name(address)
+                .unwrap_or_else(|| format!("{address:#x}")),
+            kind: if stats.rwmutex {
+                "rwmutex"
+            } else if stats.futex {
+                "futex"
+            } else {
+                "mutex"
+            },
+            contentions: stats.contentions,
+            acquisitions: stats.acquisitions,
+            wait_seconds: stats.wait_total_ns as f64 / 1e9,
+            histogram: stats.wait_histogram.to_vec(),
+        })
+        .collect();
+    locks.sort_by_key(|lock| std::cmp::Reverse(lock.contentions));
+    locks.truncate(metrics::MAX_LOCKS);
+    let mut cas_sites: Vec<CasMetric> = cas
+        .map(|timeline| {
+            (0..timeline.sites.len())
+                .map(|row| {
+                    let (attempts, failures, _) = timeline.site_totals(row);
+                    CasMetric {
+                        site: timeline.failures_by_site.rows[row].clone(),
+                        attempts,
+                        failures,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    cas_sites.sort_by_key(|site| std::cmp::Reverse(site.failures));
+    cas_sites.truncate(metrics::MAX_CAS_SITES);
+    MetricsSnapshot {
+        pid: target.process.pid,
+        exe: target.process.exe_display.clone(),
+        go_version: target
+            .go
+            .as_ref()
+            .map(|go| go.version.clone())
+            .unwrap_or_default(),
+        locks,
+        cas: cas_sites,
+        events_lost: aggregate.events_lost().max(counters.output_errors),
+        probe_hits: vec![("lock", counters.hits), ("cas", counters.cas_hits)],
+    }
 }
 
 /// How reports name a probe site: `function+0xOFFSET`, the offset of the

@@ -19,8 +19,19 @@ const BPF_LINKER_VERSION: &str = "0.10.0";
 /// `internal/sync` came with Go 1.24).
 pub const GO_VERSIONS: &[&str] = &["1.21.13", "1.23.9", "1.24.11", "1.27.3"];
 
+/// Debian packages the tests use: (a file the package installs, package).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    // The real Prometheus server the metrics test scrapes mapwatch with.
+    ("/usr/bin/prometheus", "prometheus"),
+    // nm, the tests' independent oracle for symbol addresses.
+    ("/usr/bin/nm", "binutils"),
+    // The C fixtures.
+    ("/usr/bin/gcc", "gcc"),
+];
+
 /// Runs every setup step.
 pub fn run(root: &Path) -> Result<()> {
+    debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
     for version in GO_VERSIONS {
@@ -34,6 +45,25 @@ fn output(cmd: &mut Command) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(file, _)| !Path::new(file).exists())
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages {}", missing.join(" "));
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn nightly_rust_src() -> Result<()> {

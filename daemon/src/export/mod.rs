@@ -1,0 +1,2 @@
+//! Exports of the live data model for other tools.
+pub mod metrics;
