@@ -70,6 +70,10 @@ struct AttachArgs {
     /// address while attached, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Write one JSON snapshot of the figures per second to this file, one
+    /// object per line (for scripts and log shippers).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<()> {
         wait_times: !args.no_wait_times,
         futex: args.futex,
         metrics: args.metrics,
+        jsonl: args.jsonl,
         buffer_pages: args.buffer_pages,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -51,6 +51,8 @@ pub struct AttachOptions {
     pub futex: bool,
     /// Serve Prometheus metrics on this address while attached.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Write one JSON snapshot per second to this file.
+    pub jsonl: Option<std::path::PathBuf>,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
 }
@@ -122,6 +124,13 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
             }
         })
     };
+    let mut jsonl = match &options.jsonl {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let metrics = match options.metrics {
         Some(addr) => {
             let server = MetricsServer::bind(addr).await?;
@@ -169,9 +178,19 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
                 if let Some(cas) = cas.as_mut() {
                     cas.sample(column, &probes.cas_counts(plan.sites.len())?);
                 }
-                if let Some(metrics) = &metrics {
-                    let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    metrics.update(metrics_snapshot(&target, &aggregate, cas.as_ref(), probes.counters()?));
+                if metrics.is_some() || jsonl.is_some() {
+                    let mut snapshot = {
+                        let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        metrics_snapshot(&target, &aggregate, cas.as_ref(), probes.counters()?)
+                    };
+                    snapshot.elapsed_seconds = started.elapsed().as_secs_f64();
+                    if let Some((path, file)) = jsonl.as_mut() {
+                        write_jsonl(file, &snapshot)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                    if let Some(metrics) = &metrics {
+                        metrics.update(snapshot);
+                    }
                 }
                 column += 1;
             }
@@ -201,6 +220,15 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         duration,
         stopped_by.as_str(),
     ))
+}
+
+/// Appends one snapshot as a JSON line and flushes it, so a reader (a log
+/// shipper, `tail -f`) sees it at once.
+fn write_jsonl(file: &mut std::fs::File, snapshot: &MetricsSnapshot) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let line = serde_json::to_string(snapshot).map_err(std::io::Error::other)?;
+    writeln!(file, "{line}")?;
+    file.flush()
 }
 
 /// The figures `/metrics` shows, from the live aggregate: the busiest locks
@@ -257,6 +285,7 @@ fn metrics_snapshot(
             .as_ref()
             .map(|go| go.version.clone())
             .unwrap_or_default(),
+        elapsed_seconds: 0.0,
         locks,
         cas: cas_sites,
         events_lost: aggregate.events_lost().max(counters.output_errors),

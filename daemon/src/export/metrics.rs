@@ -37,7 +37,7 @@ const FIRST_BUCKET: usize = 9;
 const LAST_BUCKET: usize = 33;
 
 /// One lock's figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LockMetric {
     /// Global name, else the address.
     pub lock: String,
@@ -50,11 +50,12 @@ pub struct LockMetric {
     /// Their sum, seconds.
     pub wait_seconds: f64,
     /// Their log2 histogram (ns buckets).
+    #[serde(skip)]
     pub histogram: Vec<u64>,
 }
 
 /// One CAS site's figures.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CasMetric {
     /// `function+0xOFFSET`.
     pub site: String,
@@ -64,9 +65,12 @@ pub struct CasMetric {
     pub failures: u64,
 }
 
-/// What a scrape shows.
-#[derive(Debug, Clone, Default)]
+/// What a scrape shows, and what `--jsonl` writes once per second (one JSON
+/// object per line).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct MetricsSnapshot {
+    /// Seconds since attach.
+    pub elapsed_seconds: f64,
     /// Target PID.
     pub pid: u32,
     /// Target executable.
@@ -341,6 +345,7 @@ mod tests {
             .await
             .unwrap();
         server.update(MetricsSnapshot {
+            elapsed_seconds: 1.0,
             pid: 42,
             exe: "/bin/x".into(),
             go_version: "go1.27.3".into(),
