@@ -18,7 +18,7 @@ pub fn run(root: &Path, format: &str) -> Result<()> {
     let workload = built.first().context("fixture not built")?;
 
     let mut target = Command::new(workload)
-        .args(["-wait-stdin", "-iterations", "200000"])
+        .args(["-wait-stdin", "-iterations", "50000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -74,10 +74,10 @@ pub fn render(report: &Report) -> String {
                 seconds(lock.wait_seconds_max),
                 lock.address,
                 lock.name.as_deref().unwrap_or("(not a global)"),
-                if lock.kind == "rwmutex" {
-                    " (RWMutex, writers)"
-                } else {
-                    ""
+                match lock.kind {
+                    "rwmutex" => " (RWMutex)",
+                    "futex" => " (futex)",
+                    _ => "",
                 }
             );
         }
