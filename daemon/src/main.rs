@@ -39,9 +39,10 @@ struct AttachArgs {
     /// Report format on stdout.
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Where to probe each function: `auto` picks the first instruction the
-    /// kernel emulates (cheap); `entry` probes the first instruction, as
-    /// symbol-based tracers do.
+    /// Where to probe: `auto` picks the first instruction the kernel
+    /// emulates (cheap), found by decoding; `entry` probes a function's first
+    /// instruction, as symbol-based tracers do (and, for CAS sites, the
+    /// instruction right after the compare-and-swap).
     #[arg(long, value_enum, default_value_t = SiteArg::Auto)]
     probe_site: SiteArg,
     /// Also treat this function as a lock slow path (Go ABI: lock address in
@@ -57,8 +58,9 @@ struct AttachArgs {
     /// default in Go targets).
     #[arg(long)]
     no_builtin_cas: bool,
-    /// Count contentions only: do not probe the slow paths' returns, so no
-    /// wait times (halves the cost of a contention).
+    /// Count contentions only: no wait times and no call sites (no probes on
+    /// the slow paths' returns, no stacks): about an eighth of the cost per
+    /// contention.
     #[arg(long)]
     no_wait_times: bool,
     /// Trace the process's futex waits (syscall tracepoints): native locks

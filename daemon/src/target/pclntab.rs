@@ -33,6 +33,17 @@
 //! file names: pcfile gives an index into the function's compilation unit;
 //!   the u32 at cuOffset + 4 × (_func.cuOffset + index) is an offset into
 //!   the file table (NUL-terminated names), or 0xffffffff if absent.
+//! pcdata and funcdata (after the fixed _func fields, 44 bytes in Go 1.20+,
+//!   40 before startLine existed): npcdata u32 offsets into the pc table (0:
+//!   none), then nfuncdata u32 offsets from moduledata.gofunc (the
+//!   `go:func.*` symbol; `go.func.*` before Go 1.20), 0xffffffff for none.
+//! inline tree (funcdata 3, outside the pclntab): an array of
+//!   runtime.inlinedCall, indexed by the value of pcdata 2 (-1: not
+//!   inlined). Go 1.20+: { funcID u8, pad [3]u8, nameOff i32, parentPc i32,
+//!   startLine i32 } (16 bytes); Go 1.18/1.19: { parent i16, funcID u8,
+//!   pad u8, file i32, line i32, func i32 (name offset), parentPc i32 }
+//!   (20 bytes). parentPc is an offset from the entry of a pc whose position
+//!   is the call site of the inlined function.
 //! ```
 
 use thiserror::Error;
@@ -57,8 +68,29 @@ const FUNC_PCFILE: usize = 20;
 const FUNC_PCLN: usize = 24;
 const FUNC_CU_OFFSET: usize = 32;
 
+/// Offset of `_func.npcdata`.
+const FUNC_NPCDATA: usize = 28;
+/// Size of the fixed `_func` fields (up to and including nfuncdata, its last
+/// byte) in Go 1.20+ and in Go 1.18/1.19 (no startLine).
+const FUNC_FIXED_GO120: usize = 44;
+const FUNC_FIXED_GO118: usize = 40;
+
+/// `abi.PCDATA_InlTreeIndex`: the pcdata table giving the inline tree index.
+const PCDATA_INL_TREE_INDEX: u32 = 2;
+/// `abi.FUNCDATA_InlTree`: the funcdata slot of the inline tree.
+const FUNCDATA_INL_TREE: u32 = 3;
+/// A funcdata offset meaning "no data".
+const NO_FUNCDATA: u32 = u32::MAX;
+
+/// Stop walking an inline tree after this many frames (a corrupt tree could
+/// loop).
+const MAX_INLINE_DEPTH: usize = 128;
+
 /// A compilation unit's file table entry for a file that has none.
 const NO_FILE: u32 = u32::MAX;
+
+/// Placeholder for an unknown function or file name, as Go's runtime prints.
+const UNKNOWN: &str = "?";
 
 /// Errors parsing a pclntab.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -103,6 +135,19 @@ pub struct GoFunction<'a> {
     /// Link-time address just past the function: the next function's entry,
     /// or the table's end pc for the last one.
     pub end: u64,
+}
+
+/// One logical frame at a pc: an inlined call or the function holding the
+/// code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFrame {
+    /// Go symbol name of the (possibly inlined) function, `?` if unreadable.
+    pub function: String,
+    /// Source file of the position in this frame, `?` if unknown.
+    pub file: String,
+    /// Line of the position in this frame (the pc for the innermost frame,
+    /// the call site for the others), 0 if unknown.
+    pub line: u32,
 }
 
 /// A parsed pclntab, borrowing its bytes.
@@ -319,14 +364,164 @@ impl<'a> Pclntab<'a> {
     pub fn source_line(&self, pc: u64) -> Option<(String, u32)> {
         let (index, function) = self.function_index_at(pc)?;
         let func = self.func_record(index)?;
+        let (file, line) = self.position(func, function.entry, pc)?;
+        Some((file.to_string(), line))
+    }
+
+    /// The logical frames at link-time address `pc`, innermost first: one
+    /// per inlined call (the inlined function, at the position of `pc` for
+    /// the innermost and of the call into the next inner one for the
+    /// others), then the function holding the code. Follows the runtime's
+    /// `inlineUnwinder` (`runtime/symtabinl.go`).
+    ///
+    /// The inline tree lies outside the pclntab, at `gofunc` (the address of
+    /// the `go:func.*` symbol, moduledata.gofunc) plus the function's
+    /// funcdata offset; `read(address, len)` returns the `len` bytes at a
+    /// link-time address, or `None` if unavailable.
+    ///
+    /// Empty when `pc` is in no function. An unreadable inline tree entry
+    /// ends the walk with a `?` function at the position of `pc` and then
+    /// the holding function at an unknown (`?`, 0) position; unreadable
+    /// names and positions are `?` and 0, as in Go's tracebacks.
+    pub fn inline_frames<'r>(
+        &self,
+        pc: u64,
+        gofunc: u64,
+        read: impl Fn(u64, usize) -> Option<&'r [u8]>,
+    ) -> Vec<InlineFrame> {
+        let Some((index, function)) = self.function_index_at(pc) else {
+            return Vec::new();
+        };
+        let Some(func) = self.func_record(index) else {
+            return Vec::new();
+        };
+        let entry = function.entry;
+        let index_table = self.pcdata(func, PCDATA_INL_TREE_INDEX);
+        let tree = self
+            .funcdata(func, FUNCDATA_INL_TREE)
+            .and_then(|off| gofunc.checked_add(u64::from(off)));
+        // Like pcdatavalue1 (non-strict): any failure means "not inlined".
+        let tree_index = |pc: u64| {
+            index_table
+                .and_then(|table| self.pc_value(table, entry, pc))
+                .unwrap_or(-1)
+        };
+        let frame = |name: &str, pc: u64| {
+            let (file, line) = self.position(func, entry, pc).unwrap_or((UNKNOWN, 0));
+            InlineFrame {
+                function: name.to_string(),
+                file: file.to_string(),
+                line,
+            }
+        };
+
+        let mut frames = Vec::new();
+        let mut pc = pc;
+        let mut ix = if tree.is_some() { tree_index(pc) } else { -1 };
+        while ix >= 0 && frames.len() < MAX_INLINE_DEPTH {
+            let Some(call) = tree.and_then(|t| self.inlined_call(t, ix, &read)) else {
+                frames.push(frame(UNKNOWN, pc));
+                frames.push(InlineFrame {
+                    function: function.name.to_string(),
+                    file: UNKNOWN.to_string(),
+                    line: 0,
+                });
+                return frames;
+            };
+            let name = usize::try_from(call.name_off)
+                .ok()
+                .and_then(|off| self.name_at(off))
+                .unwrap_or(UNKNOWN);
+            frames.push(frame(name, pc));
+            // The call site must be code of this function; anything else is
+            // corrupt, and the walk ends at the function itself.
+            match entry
+                .checked_add_signed(i64::from(call.parent_pc))
+                .filter(|&p| p >= entry && p < function.end)
+            {
+                Some(parent) => {
+                    pc = parent;
+                    ix = tree_index(pc);
+                }
+                None => break,
+            }
+        }
+        frames.push(frame(function.name, pc));
+        frames
+    }
+
+    /// File and line at `pc` from the pc-file and pc-line tables of the
+    /// `_func` at `func`, entered at `entry`.
+    fn position(&self, func: usize, entry: u64, pc: u64) -> Option<(&'a str, u32)> {
         let pcfile = read_u32(self.data, func.checked_add(FUNC_PCFILE)?)?;
         let pcln = read_u32(self.data, func.checked_add(FUNC_PCLN)?)?;
         let cu = read_u32(self.data, func.checked_add(FUNC_CU_OFFSET)?)?;
-        let line = self.pc_value(pcln, function.entry, pc)?;
-        let file_index = self.pc_value(pcfile, function.entry, pc)?;
+        let line = self.pc_value(pcln, entry, pc)?;
+        let file_index = self.pc_value(pcfile, entry, pc)?;
         let line = u32::try_from(line).ok()?;
         let file = self.cu_file(cu, u32::try_from(file_index).ok()?)?;
-        Some((file.to_string(), line))
+        Some((file, line))
+    }
+
+    /// Size of the fixed `_func` fields, after which the pcdata offsets
+    /// follow.
+    fn func_fixed_len(&self) -> usize {
+        match self.version {
+            PclntabVersion::Go118 => FUNC_FIXED_GO118,
+            PclntabVersion::Go120 => FUNC_FIXED_GO120,
+        }
+    }
+
+    /// The pc table offset of pcdata table `table` of the `_func` at
+    /// `func`; `None` if the function has no such table.
+    fn pcdata(&self, func: usize, table: u32) -> Option<u32> {
+        let npcdata = read_u32(self.data, func.checked_add(FUNC_NPCDATA)?)?;
+        if table >= npcdata {
+            return None;
+        }
+        let at = func
+            .checked_add(self.func_fixed_len())?
+            .checked_add(usize::try_from(table).ok()?.checked_mul(4)?)?;
+        read_u32(self.data, at).filter(|&off| off != 0)
+    }
+
+    /// The offset from moduledata.gofunc of funcdata `slot` of the `_func`
+    /// at `func`; `None` if the function has none.
+    fn funcdata(&self, func: usize, slot: u32) -> Option<u32> {
+        let fixed = self.func_fixed_len();
+        let nfuncdata = *self.data.get(func.checked_add(fixed - 1)?)?;
+        if slot >= u32::from(nfuncdata) {
+            return None;
+        }
+        let npcdata = read_u32(self.data, func.checked_add(FUNC_NPCDATA)?)?;
+        let index = usize::try_from(npcdata.checked_add(slot)?).ok()?;
+        let at = func
+            .checked_add(fixed)?
+            .checked_add(index.checked_mul(4)?)?;
+        read_u32(self.data, at).filter(|&off| off != NO_FUNCDATA)
+    }
+
+    /// Entry `index` of the inline tree at link-time address `tree`.
+    fn inlined_call<'r>(
+        &self,
+        tree: u64,
+        index: i32,
+        read: &impl Fn(u64, usize) -> Option<&'r [u8]>,
+    ) -> Option<InlinedCall> {
+        // (entry size, nameOff offset, parentPc offset)
+        let (size, name_at, parent_at) = match self.version {
+            PclntabVersion::Go118 => (20, 12, 16),
+            PclntabVersion::Go120 => (16, 4, 8),
+        };
+        let at = u64::try_from(index)
+            .ok()?
+            .checked_mul(size as u64)
+            .and_then(|off| tree.checked_add(off))?;
+        let bytes = read(at, size)?;
+        Some(InlinedCall {
+            name_off: read_i32(bytes, name_at)?,
+            parent_pc: read_i32(bytes, parent_at)?,
+        })
     }
 
     /// The value the pc-value table at `table` (an offset into the pc
@@ -415,6 +610,15 @@ impl<'a> Pclntab<'a> {
         let len = bytes.iter().position(|&b| b == 0)?;
         std::str::from_utf8(bytes.get(..len)?).ok()
     }
+}
+
+/// The fields of a runtime.inlinedCall used to walk the inline tree.
+#[derive(Debug, Clone, Copy)]
+struct InlinedCall {
+    /// Offset of the inlined function's name in the name table.
+    name_off: i32,
+    /// Offset from the function's entry of a pc at the call site.
+    parent_pc: i32,
 }
 
 /// One row of a decoded pc-value table: `value` holds for the link-time
