@@ -70,8 +70,26 @@ fn check_contended_and_uncontended(go: &str, stripped: bool) {
     let sites = hot["top_call_sites"].as_array().unwrap();
     assert!(!sites.is_empty(), "{report:#}");
     let top = &sites[0];
-    let first = top["frames"][0].as_str().unwrap();
+    // Inlined Lock frames (from the inline tree) come first when the binary
+    // has a symbol table; the first frame of the fixture's own code is the
+    // worker closure.
+    let frames: Vec<&str> = top["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let first = frames
+        .iter()
+        .find(|f| f.starts_with("main."))
+        .unwrap_or_else(|| panic!("no frame in main: {frames:?}"));
     assert!(first.starts_with("main.main.func"), "{first}: {report:#}");
+    if !stripped {
+        assert!(
+            frames[0].contains("Mutex).Lock ("),
+            "inlined Lock frame: {frames:?}"
+        );
+    }
     assert!(top["share"].as_f64().unwrap() > 0.5, "{report:#}");
     let attributed: u64 = sites.iter().map(|s| s["count"].as_u64().unwrap()).sum();
     assert!(attributed <= hot["acquisitions"].as_u64().unwrap());

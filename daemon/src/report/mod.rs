@@ -54,9 +54,10 @@ pub struct CasReport {
     /// chosen with `--cas`.
     pub builtin: Option<&'static str>,
     /// Source `file:line` of the CAS, when the binary has line information
-    /// (Go pclntab, else DWARF). For Go this is the innermost inlined
-    /// function's line, e.g. `sync/atomic/type.go:124` for an inlined
-    /// `atomic.Int64.CompareAndSwap`, as `go tool addr2line` says.
+    /// (Go pclntab, else DWARF): in your function's code, through Go's inline
+    /// tree (`main.go:36` for an inlined `atomic.Int64.CompareAndSwap` there);
+    /// without a symbol table, the innermost inlined function's line
+    /// (`sync/atomic/type.go:124`).
     pub source: Option<String>,
     /// Link-time address of the `LOCK CMPXCHG` (hex).
     pub address: String,
@@ -149,8 +150,9 @@ pub const CALL_SITE_FRAMES: usize = 8;
 #[derive(Debug, Clone, Serialize)]
 pub struct CallSite {
     /// Frames, innermost first, from the slow path's caller outwards:
-    /// `function+0xOFFSET (file:line)`. Go's line is the innermost inlined
-    /// function's (for the caller of a slow path, usually `Mutex.Lock`'s).
+    /// functions inlined at a call as `function (file:line)` (Go's inline
+    /// tree: e.g. `sync.(*Mutex).Lock`), each real function as
+    /// `function+0xOFFSET (file:line)`.
     pub frames: Vec<String>,
     /// Total wait of the acquisitions from here, seconds.
     pub wait_seconds: f64,
@@ -313,8 +315,8 @@ fn call_sites(
             let frames = std::iter::once(caller_ip)
                 .filter(|&ip| ip != 0)
                 .chain(walked.into_iter().flatten().copied())
+                .flat_map(|ip| symbolize(target, lines, ip))
                 .take(CALL_SITE_FRAMES)
-                .map(|ip| symbolize(target, lines, ip))
                 .collect();
             CallSite {
                 frames,
@@ -326,19 +328,46 @@ fn call_sites(
         .collect()
 }
 
-/// `function+0xOFFSET (file:line)` for a return address in the target.
-fn symbolize(target: &Target, lines: &SourceLines, runtime_ip: u64) -> String {
+/// The logical frames at a return address in the target, innermost first:
+/// functions inlined at the call (`function (file:line)`, from Go's inline
+/// tree when the binary has one), then the real function as
+/// `function+0xOFFSET (file:line)`.
+fn symbolize(target: &Target, lines: &SourceLines, runtime_ip: u64) -> Vec<String> {
     let ip = runtime_ip.wrapping_sub(target.load_bias);
     // A return address: the call is the instruction before it.
-    let line = lines.line(ip.saturating_sub(1));
-    let name = match target.symbols.function_at(ip) {
+    let call = ip.saturating_sub(1);
+    let function = target.symbols.function_at(ip);
+    let name = match function {
         Some(f) => format!("{}+{:#x}", demangle(&f.name), ip - f.start),
         None => format!("{runtime_ip:#x}"),
     };
-    match line {
+    let mut logical = lines.frames(call);
+    if logical.len() > 1 {
+        // The last logical frame is the real function: give it its offset.
+        if let Some(last) = logical.last_mut() {
+            if let Some((_, position)) = last.split_once(" (") {
+                *last = format!("{name} ({position}");
+            }
+        }
+        return logical;
+    }
+    vec![match lines.line(call) {
         Some(line) => format!("{name} ({line})"),
         None => name,
+    }]
+}
+
+/// The source line of an instruction in the caller's own code: the
+/// outermost logical frame's, so an inlined `atomic.CompareAndSwap` is
+/// placed at its call in your function; else the innermost line.
+fn user_line(lines: &SourceLines, address: u64) -> Option<String> {
+    let frames = lines.frames(address);
+    if frames.len() > 1 {
+        let last = frames.last()?;
+        let (_, position) = last.split_once(" (")?;
+        return position.strip_suffix(')').map(str::to_string);
     }
+    lines.line(address)
 }
 
 /// The non-empty log2 buckets of a lock's waits.
@@ -392,7 +421,7 @@ fn cas_reports(plan: &ProbePlan, timeline: &CasTimeline, lines: &SourceLines) ->
                 site: site_label(site),
                 function: site.function.clone(),
                 builtin: site.builtin,
-                source: lines.line(cas.cmpxchg_address),
+                source: user_line(lines, cas.cmpxchg_address),
                 address: format!("{:#x}", cas.cmpxchg_address),
                 probe: describe(cas),
                 attempts,

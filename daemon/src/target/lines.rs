@@ -4,6 +4,10 @@
 //! other code (C, Rust, the C parts of a cgo binary) in the DWARF line
 //! tables (`.debug_line`). [`SourceLines`] reads both once per binary and
 //! answers any number of lookups. All addresses are link-time addresses.
+//!
+//! For Go code, [`SourceLines::frames`] also unwinds inlining: the pclntab
+//! gives the inlined calls at an address through each function's inline
+//! tree, which lies in the `go:func.*` data (found through `.symtab`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,6 +19,10 @@ use super::pclntab::{self, Pclntab};
 
 /// Sections that hold the pclntab under a name of their own.
 const PCLNTAB_SECTIONS: [&str; 2] = [".gopclntab", ".data.rel.ro.gopclntab"];
+
+/// Names of the symbol at moduledata.gofunc, the base of funcdata offsets:
+/// Go 1.20+, then Go 1.18 and 1.19.
+const GOFUNC_SYMBOLS: [&str; 2] = ["go:func.*", "go.func.*"];
 
 /// Sections searched for a pclntab that has no section of its own.
 const PCLNTAB_HOSTS: [&str; 3] = [".data.rel.ro", ".rodata", ".noptrdata"];
@@ -56,6 +64,24 @@ impl SourceLines {
             .or_else(|| self.dwarf.line(address))?;
         Some(format!("{file}:{line}"))
     }
+
+    /// The logical frames at link-time `address`, innermost first, as
+    /// `function (file:line)`: for Go code with a pclntab and a `go:func.*`
+    /// symbol in `.symtab`, one per inlined call and then the function
+    /// holding the code (`file:line` of the address for the innermost, of
+    /// the call site for the others; `?` for what the tables do not give).
+    /// Otherwise a single frame, `file:line` as [`SourceLines::line`]
+    /// gives it, or none if nothing is known.
+    pub fn frames(&self, address: u64) -> Vec<String> {
+        let inlined = self.go.as_ref().and_then(|go| go.frames(address));
+        match inlined {
+            Some(frames) if !frames.is_empty() => frames
+                .into_iter()
+                .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                .collect(),
+            _ => self.line(address).into_iter().collect(),
+        }
+    }
 }
 
 /// `file:line` of link-time `address` in `elf`. Reads all line information
@@ -64,11 +90,65 @@ pub fn source_line(elf: &ElfImage, address: u64) -> Option<String> {
     SourceLines::new(elf).line(address)
 }
 
-/// A copy of the pclntab, from its header on.
+/// A copy of the pclntab, from its header on, and of the funcdata.
 #[derive(Debug, Clone)]
 struct GoLines {
     data: Vec<u8>,
     text_start: u64,
+    gofunc: Option<GoFuncData>,
+}
+
+/// A copy of the bytes from the `go:func.*` symbol (moduledata.gofunc) on,
+/// which hold the inline trees.
+#[derive(Debug, Clone)]
+struct GoFuncData {
+    /// Link-time address of the symbol.
+    address: u64,
+    bytes: Vec<u8>,
+}
+
+impl GoFuncData {
+    /// The `go:func.*` data of `elf`: from the symbol to its end (its size,
+    /// or when that is 0 the next symbol), within its section and segment.
+    fn find(elf: &ElfImage) -> Option<GoFuncData> {
+        let objects = elf.symtab_objects();
+        let symbol = GOFUNC_SYMBOLS
+            .iter()
+            .find_map(|name| objects.iter().find(|s| s.name == *name))?;
+        let address = symbol.address;
+        let segment = elf
+            .load_segments()
+            .iter()
+            .find(|s| address >= s.vaddr && address - s.vaddr < s.file_size)?;
+        let mut end = segment.vaddr.checked_add(segment.file_size)?;
+        if let Some(section) = elf
+            .sections()
+            .iter()
+            .find(|s| !s.is_nobits() && s.contains(address))
+        {
+            end = end.min(section.address.saturating_add(section.size));
+        }
+        if symbol.size > 0 {
+            end = end.min(address.saturating_add(symbol.size));
+        } else if let Some(next) = objects
+            .iter()
+            .chain(elf.symtab_functions())
+            .map(|s| s.address)
+            .filter(|&a| a > address)
+            .min()
+        {
+            end = end.min(next);
+        }
+        let len = usize::try_from(end.checked_sub(address)?).ok()?;
+        let bytes = elf.read_vaddr(address, len)?.to_vec();
+        Some(GoFuncData { address, bytes })
+    }
+
+    /// The `len` bytes at link-time address `address`.
+    fn read(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(address.checked_sub(self.address)?).ok()?;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
 }
 
 impl GoLines {
@@ -82,7 +162,12 @@ impl GoLines {
         } else {
             table.header_text_start()
         };
-        Some(GoLines { data, text_start })
+        let gofunc = GoFuncData::find(elf);
+        Some(GoLines {
+            data,
+            text_start,
+            gofunc,
+        })
     }
 
     fn table(&self) -> Option<Pclntab<'_>> {
@@ -99,6 +184,13 @@ impl GoLines {
 
     fn line(&self, address: u64) -> Option<(String, u32)> {
         self.table()?.source_line(address)
+    }
+
+    /// The inlining frames at `address`; `None` without the funcdata.
+    fn frames(&self, address: u64) -> Option<Vec<pclntab::InlineFrame>> {
+        let gofunc = self.gofunc.as_ref()?;
+        let table = self.table()?;
+        Some(table.inline_frames(address, gofunc.address, |a, len| gofunc.read(a, len)))
     }
 }
 
@@ -368,6 +460,163 @@ mod tests {
         let lines = SourceLines::default();
         assert!(lines.is_empty());
         assert_eq!(lines.line(0x401000), None);
+    }
+
+    #[test]
+    fn frames_fall_back_to_the_line() {
+        let lines = SourceLines::default();
+        assert!(lines.frames(0x401000).is_empty());
+        // This test binary (Rust, DWARF lines): one `file:line` frame.
+        let exe = std::env::current_exe().unwrap();
+        let elf = ElfImage::open(&exe).unwrap();
+        let lines = SourceLines::new(&elf);
+        let symbol = elf
+            .symtab_functions()
+            .iter()
+            .find(|s| s.name.contains("mapwatch_line_marker"))
+            .expect("marker symbol");
+        let frames = lines.frames(symbol.address);
+        assert_eq!(
+            frames,
+            lines.line(symbol.address).into_iter().collect::<Vec<_>>()
+        );
+        assert_eq!(frames.len(), 1);
+        assert!(lines.frames(u64::MAX).is_empty());
+    }
+
+    /// The `lock cmpxchg` of `counter.CompareAndSwap` in main.casIncrement
+    /// of the casloop fixtures: sync/atomic.(*Int64).CompareAndSwap inlined
+    /// into main.casIncrement at the line of the call.
+    #[test]
+    fn inlined_frames_of_go_fixtures() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let source = std::fs::read_to_string(format!("{root}/fixtures/go/casloop/main.go"));
+        let mut checked = 0;
+        for version in ["go1.27.3", "go1.24.11", "go1.23.9", "go1.21.13"] {
+            let path = format!("{root}/target/fixtures/{version}/casloop");
+            let path = std::path::Path::new(&path);
+            if !path.exists() {
+                eprintln!("skipping {version}: {} not built", path.display());
+                continue;
+            }
+            let Ok(source) = &source else {
+                eprintln!("skipping: fixtures/go/casloop/main.go missing");
+                return;
+            };
+            let call_line = source
+                .lines()
+                .position(|l| l.contains("counter.CompareAndSwap("))
+                .expect("the CompareAndSwap call")
+                + 1;
+            let elf = ElfImage::open(path).unwrap();
+            let lines = SourceLines::new(&elf);
+            let function = elf
+                .symtab_functions()
+                .iter()
+                .find(|s| s.name == "main.casIncrement")
+                .expect("main.casIncrement");
+            let code = elf
+                .read_vaddr(function.address, function.size as usize)
+                .unwrap();
+            // lock cmpxchg r/m64, r64: F0 REX.W 0F B1.
+            let at = code
+                .windows(4)
+                .position(|w| w[0] == 0xf0 && w[1] & 0xf8 == 0x48 && w[2..] == [0x0f, 0xb1])
+                .expect("lock cmpxchg in main.casIncrement");
+            let address = function.address + at as u64;
+            let frames = lines.frames(address);
+            assert_eq!(frames.len(), 2, "{version}: {frames:?}");
+            let innermost = lines.line(address).unwrap();
+            assert!(
+                innermost.contains("/src/sync/atomic/type.go:"),
+                "{version}: {innermost}"
+            );
+            assert_eq!(
+                frames[0],
+                format!("sync/atomic.(*Int64).CompareAndSwap ({innermost})"),
+                "{version}"
+            );
+            assert!(
+                frames[1].starts_with("main.casIncrement (/")
+                    && frames[1].ends_with(&format!("/fixtures/go/casloop/main.go:{call_line})")),
+                "{version}: {frames:?}"
+            );
+            eprintln!("{version} {address:#x}: {frames:?}");
+            checked += 1;
+        }
+        if checked == 0 {
+            eprintln!("skipping: no casloop fixture built");
+        }
+    }
+
+    /// The `lock cmpxchg` of `plainMu.Lock()` in main.main.func5 of the
+    /// contend fixtures: sync.(*Mutex).Lock inlined into main.main.func5,
+    /// and from Go 1.24 internal/sync.(*Mutex).Lock inlined into it (two
+    /// levels).
+    #[test]
+    fn doubly_inlined_frames_of_go_fixtures() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let Ok(source) = std::fs::read_to_string(format!("{root}/fixtures/go/contend/main.go"))
+        else {
+            eprintln!("skipping: fixtures/go/contend/main.go missing");
+            return;
+        };
+        let call_line = source
+            .lines()
+            .position(|l| l.trim() == "plainMu.Lock()")
+            .expect("the plainMu.Lock call")
+            + 1;
+        for (version, depth) in [
+            ("go1.27.3", 3),
+            ("go1.24.11", 3),
+            ("go1.23.9", 2),
+            ("go1.21.13", 2),
+        ] {
+            let path = format!("{root}/target/fixtures/{version}/contend");
+            let path = std::path::Path::new(&path);
+            if !path.exists() {
+                eprintln!("skipping {version}: {} not built", path.display());
+                continue;
+            }
+            let elf = ElfImage::open(path).unwrap();
+            let lines = SourceLines::new(&elf);
+            let function = elf
+                .symtab_functions()
+                .iter()
+                .find(|s| s.name == "main.main.func5")
+                .expect("main.main.func5");
+            let code = elf
+                .read_vaddr(function.address, function.size as usize)
+                .unwrap();
+            // lock cmpxchg r/m32, r32: F0 0F B1.
+            let at = code
+                .windows(3)
+                .position(|w| w == [0xf0, 0x0f, 0xb1])
+                .expect("lock cmpxchg in main.main.func5");
+            let address = function.address + at as u64;
+            let frames = lines.frames(address);
+            assert_eq!(frames.len(), depth, "{version}: {frames:?}");
+            let innermost = lines.line(address).unwrap();
+            let lock = if depth == 3 {
+                "internal/sync.(*Mutex).Lock"
+            } else {
+                "sync.(*Mutex).Lock"
+            };
+            assert_eq!(frames[0], format!("{lock} ({innermost})"), "{version}");
+            if depth == 3 {
+                assert!(
+                    frames[1].starts_with("sync.(*Mutex).Lock (/")
+                        && frames[1].contains("/src/sync/mutex.go:"),
+                    "{version}: {frames:?}"
+                );
+            }
+            assert!(
+                frames[depth - 1].starts_with("main.main.func5 (/")
+                    && frames[depth - 1]
+                        .ends_with(&format!("/fixtures/go/contend/main.go:{call_line})")),
+                "{version}: {frames:?}"
+            );
+        }
     }
 
     #[test]

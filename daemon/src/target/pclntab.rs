@@ -379,10 +379,11 @@ impl<'a> Pclntab<'a> {
     /// funcdata offset; `read(address, len)` returns the `len` bytes at a
     /// link-time address, or `None` if unavailable.
     ///
-    /// Empty when `pc` is in no function. An unreadable inline tree entry
-    /// ends the walk with a `?` function at the position of `pc` and then
-    /// the holding function at an unknown (`?`, 0) position; unreadable
-    /// names and positions are `?` and 0, as in Go's tracebacks.
+    /// Empty when `pc` is in no function. Unreadable names and positions
+    /// are `?` and 0, as in Go's tracebacks. A corrupt inline tree (an
+    /// unreadable entry, which gives a `?` frame, a call site outside the
+    /// function, or more than 128 levels) ends the walk
+    /// with the holding function at an unknown (`?`, 0) position.
     pub fn inline_frames<'r>(
         &self,
         pc: u64,
@@ -418,15 +419,10 @@ impl<'a> Pclntab<'a> {
         let mut frames = Vec::new();
         let mut pc = pc;
         let mut ix = if tree.is_some() { tree_index(pc) } else { -1 };
-        while ix >= 0 && frames.len() < MAX_INLINE_DEPTH {
+        while ix >= 0 {
             let Some(call) = tree.and_then(|t| self.inlined_call(t, ix, &read)) else {
                 frames.push(frame(UNKNOWN, pc));
-                frames.push(InlineFrame {
-                    function: function.name.to_string(),
-                    file: UNKNOWN.to_string(),
-                    line: 0,
-                });
-                return frames;
+                break;
             };
             let name = usize::try_from(call.name_off)
                 .ok()
@@ -434,19 +430,29 @@ impl<'a> Pclntab<'a> {
                 .unwrap_or(UNKNOWN);
             frames.push(frame(name, pc));
             // The call site must be code of this function; anything else is
-            // corrupt, and the walk ends at the function itself.
-            match entry
+            // corrupt.
+            let parent = entry
                 .checked_add_signed(i64::from(call.parent_pc))
-                .filter(|&p| p >= entry && p < function.end)
-            {
-                Some(parent) => {
+                .filter(|&p| p >= entry && p < function.end);
+            match parent {
+                Some(parent) if frames.len() < MAX_INLINE_DEPTH => {
                     pc = parent;
                     ix = tree_index(pc);
                 }
-                None => break,
+                _ => break,
             }
         }
-        frames.push(frame(function.name, pc));
+        if ix >= 0 {
+            // The walk ended early: where the function's code calls the
+            // outermost inlined function it found is unknown.
+            frames.push(InlineFrame {
+                function: function.name.to_string(),
+                file: UNKNOWN.to_string(),
+                line: 0,
+            });
+        } else {
+            frames.push(frame(function.name, pc));
+        }
         frames
     }
 
@@ -1099,6 +1105,7 @@ pub(crate) mod tests {
 
     /// A pclntab with line tables: functions as (name, offset, size, cu
     /// offset, pcfile pairs, pcln pairs); `cutab` and `files` as stored.
+    #[derive(Default)]
     struct LineFunc<'a> {
         name: &'a str,
         off: u32,
@@ -1106,6 +1113,10 @@ pub(crate) mod tests {
         cu: u32,
         pcfile: Vec<(i32, u32)>,
         pcln: Vec<(i32, u32)>,
+        /// The pcdata InlTreeIndex table (none if empty).
+        inl_index: Vec<(i32, u32)>,
+        /// The funcdata InlTree offset (none if `None`).
+        inl_tree: Option<u32>,
     }
 
     fn synth_with_lines(
@@ -1114,6 +1125,20 @@ pub(crate) mod tests {
         cutab: &[u32],
         files: &[u8],
     ) -> Vec<u8> {
+        synth_lines_full(MAGIC_GO120, text_start, funcs, &[], cutab, files).0
+    }
+
+    /// Like [`synth_with_lines`], for either format, with pcdata and
+    /// funcdata, and `extra_names` appended to the name table (for inlined
+    /// functions); returns the table and the name offsets of `extra_names`.
+    fn synth_lines_full(
+        magic: u32,
+        text_start: u64,
+        funcs: &[LineFunc<'_>],
+        extra_names: &[&str],
+        cutab: &[u32],
+        files: &[u8],
+    ) -> (Vec<u8>, Vec<i32>) {
         let header_len = 8 + 8 * 8;
         let mut names = Vec::new();
         let mut pctab = vec![0u8]; // offset 0 means "no table"
@@ -1126,7 +1151,20 @@ pub(crate) mod tests {
             pctab.extend(encode_pcvalues(&f.pcfile));
             let pcln = pctab.len() as u32;
             pctab.extend(encode_pcvalues(&f.pcln));
-            tables.push((name_off, pcfile, pcln));
+            let inl = if f.inl_index.is_empty() {
+                0
+            } else {
+                let at = pctab.len() as u32;
+                pctab.extend(encode_pcvalues(&f.inl_index));
+                at
+            };
+            tables.push((name_off, pcfile, pcln, inl));
+        }
+        let mut extra_offs = Vec::new();
+        for name in extra_names {
+            extra_offs.push(names.len() as i32);
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
         }
         let cu_bytes: Vec<u8> = cutab.iter().flat_map(|v| v.to_le_bytes()).collect();
         let funcname_offset = header_len;
@@ -1135,27 +1173,40 @@ pub(crate) mod tests {
         let pctab_offset = filetab_offset + files.len();
         let functab_offset = pctab_offset + pctab.len();
         let table_len = funcs.len() * 8 + 4;
+        let fixed = if magic == MAGIC_GO118 { 40 } else { 44 };
         let mut table = Vec::new();
         let mut records = Vec::new();
         for (i, f) in funcs.iter().enumerate() {
             table.extend(f.off.to_le_bytes());
-            table.extend(((table_len + i * 44) as u32).to_le_bytes());
-            let (name_off, pcfile, pcln) = tables[i];
+            table.extend(((table_len + records.len()) as u32).to_le_bytes());
+            let (name_off, pcfile, pcln, inl) = tables[i];
+            let npcdata: u32 = if inl == 0 { 0 } else { 3 };
+            let nfuncdata: u8 = if f.inl_tree.is_some() { 4 } else { 0 };
             let mut rec = Vec::new();
             rec.extend(f.off.to_le_bytes());
             rec.extend(name_off.to_le_bytes());
             rec.extend([0u8; 12]); // args, deferreturn, pcsp
             rec.extend(pcfile.to_le_bytes());
             rec.extend(pcln.to_le_bytes());
-            rec.extend(0u32.to_le_bytes()); // npcdata
+            rec.extend(npcdata.to_le_bytes());
             rec.extend(f.cu.to_le_bytes());
-            rec.resize(44, 0);
+            rec.resize(fixed - 1, 0); // startLine (1.20+), funcID, flag, pad
+            rec.push(nfuncdata);
+            if npcdata > 0 {
+                // UnsafePoint and StackMapIndex tables absent.
+                rec.extend([0u8; 8]);
+                rec.extend(inl.to_le_bytes());
+            }
+            if let Some(tree) = f.inl_tree {
+                rec.extend([0xffu8; 12]);
+                rec.extend(tree.to_le_bytes());
+            }
             records.extend(rec);
         }
         let last = funcs.last().map_or(0, |f| f.off + f.size);
         table.extend(last.to_le_bytes());
         let mut out = Vec::new();
-        out.extend(MAGIC_GO120.to_le_bytes());
+        out.extend(magic.to_le_bytes());
         out.extend([0, 0, 1, 8]);
         for v in [
             funcs.len(),
@@ -1175,7 +1226,7 @@ pub(crate) mod tests {
         out.extend(pctab);
         out.extend(table);
         out.extend(records);
-        out
+        (out, extra_offs)
     }
 
     fn line_funcs() -> Vec<LineFunc<'static>> {
@@ -1187,6 +1238,7 @@ pub(crate) mod tests {
                 cu: 0,
                 pcfile: vec![(0, 0x20)],
                 pcln: vec![(7, 4), (8, 0xc), (7, 0x10)],
+                ..Default::default()
             },
             LineFunc {
                 name: "sync.(*Mutex).Lock",
@@ -1196,6 +1248,7 @@ pub(crate) mod tests {
                 // An inlined call from file 1 in the middle.
                 pcfile: vec![(0, 0x10), (1, 0x10), (0, 0x10)],
                 pcln: vec![(40, 0x10), (99, 0x10), (45, 0x10)],
+                ..Default::default()
             },
             LineFunc {
                 name: "main.nofile",
@@ -1205,6 +1258,7 @@ pub(crate) mod tests {
                 // File index 1 of cu 0 is absent (0xffffffff).
                 pcfile: vec![(1, 0x10)],
                 pcln: vec![(3, 0x10)],
+                ..Default::default()
             },
         ]
     }
@@ -1276,6 +1330,217 @@ pub(crate) mod tests {
         let tab = Pclntab::parse(&data).unwrap();
         assert_eq!(tab.source_line(0x401000), None);
         assert_eq!(tab.source_line(0x401020), None);
+    }
+
+    const INL_FILES: &[u8] = b"/src/main.go\0/src/mid.go\0/src/inner.go\0";
+    const INL_CUTAB: &[u32] = &[0, 13, 25];
+    const GOFUNC: u64 = 0x60_0000;
+    const TREE_OFF: u32 = 0x20;
+
+    /// main.outer (0x401000..0x401040) with main.mid inlined at 0x08..0x28,
+    /// and main.inner inlined into main.mid at 0x18..0x20; then main.plain
+    /// without inline data. Returns the pclntab and the bytes at GOFUNC.
+    fn synth_inlined(magic: u32) -> (Vec<u8>, Vec<u8>) {
+        let funcs = [
+            LineFunc {
+                name: "main.outer",
+                off: 0,
+                size: 0x40,
+                cu: 0,
+                pcfile: vec![(0, 0x10), (1, 0x8), (2, 0x8), (1, 0x8), (0, 0x18)],
+                pcln: vec![
+                    (10, 0x8),
+                    (11, 0x8),
+                    (20, 0x8),
+                    (30, 0x8),
+                    (21, 0x8),
+                    (12, 0x18),
+                ],
+                inl_index: vec![(-1, 0x10), (0, 0x8), (1, 0x8), (0, 0x8), (-1, 0x18)],
+                inl_tree: Some(TREE_OFF),
+            },
+            LineFunc {
+                name: "main.plain",
+                off: 0x40,
+                size: 0x10,
+                cu: 0,
+                pcfile: vec![(0, 0x10)],
+                pcln: vec![(5, 0x10)],
+                ..Default::default()
+            },
+        ];
+        let (table, names) = synth_lines_full(
+            magic,
+            0x401000,
+            &funcs,
+            &["main.mid", "main.inner"],
+            INL_CUTAB,
+            INL_FILES,
+        );
+        // (name offset, parentPc): main.mid called from outer's pc 0x08,
+        // main.inner from mid's code at 0x10.
+        let calls = [(names[0], 0x08i32), (names[1], 0x10i32)];
+        (table, inline_tree(magic, &calls))
+    }
+
+    /// The bytes at GOFUNC: padding up to TREE_OFF, then the inline tree.
+    fn inline_tree(magic: u32, calls: &[(i32, i32)]) -> Vec<u8> {
+        let mut tree = vec![0xeeu8; TREE_OFF as usize];
+        for (i, &(name, parent_pc)) in calls.iter().enumerate() {
+            if magic == MAGIC_GO118 {
+                let parent = i as i16 - 1;
+                tree.extend(parent.to_le_bytes());
+                tree.extend([0u8, 0]); // funcID, pad
+                tree.extend(0i32.to_le_bytes()); // file
+                tree.extend(0i32.to_le_bytes()); // line
+                tree.extend(name.to_le_bytes());
+                tree.extend(parent_pc.to_le_bytes());
+            } else {
+                tree.extend([0u8; 4]); // funcID, pad
+                tree.extend(name.to_le_bytes());
+                tree.extend(parent_pc.to_le_bytes());
+                tree.extend(7i32.to_le_bytes()); // startLine
+            }
+        }
+        tree
+    }
+
+    fn reader<'a>(bytes: &'a [u8]) -> impl Fn(u64, usize) -> Option<&'a [u8]> {
+        move |addr, len| {
+            let start = usize::try_from(addr.checked_sub(GOFUNC)?).ok()?;
+            bytes.get(start..start.checked_add(len)?)
+        }
+    }
+
+    fn frame(function: &str, file: &str, line: u32) -> InlineFrame {
+        InlineFrame {
+            function: function.into(),
+            file: file.into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn inline_frames_walk_two_levels() {
+        for magic in [MAGIC_GO120, MAGIC_GO118] {
+            let (data, tree) = synth_inlined(magic);
+            let tab = Pclntab::parse(&data).unwrap();
+            let at = |pc| tab.inline_frames(pc, GOFUNC, reader(&tree));
+            let outer = |line| frame("main.outer", "/src/main.go", line);
+            assert_eq!(at(0x401000), vec![outer(10)], "{magic:#x}");
+            assert_eq!(at(0x40100f), vec![outer(11)]);
+            assert_eq!(
+                at(0x401010),
+                vec![frame("main.mid", "/src/mid.go", 20), outer(11)]
+            );
+            assert_eq!(
+                at(0x40101a),
+                vec![
+                    frame("main.inner", "/src/inner.go", 30),
+                    frame("main.mid", "/src/mid.go", 20),
+                    outer(11),
+                ],
+                "{magic:#x}"
+            );
+            assert_eq!(
+                at(0x401027),
+                vec![frame("main.mid", "/src/mid.go", 21), outer(11)]
+            );
+            assert_eq!(at(0x401028), vec![outer(12)]);
+            assert_eq!(at(0x40103f), vec![outer(12)]);
+            assert_eq!(at(0x401040), vec![frame("main.plain", "/src/main.go", 5)]);
+            assert_eq!(at(0x400fff), vec![]);
+            assert_eq!(at(0x401050), vec![]);
+            // The innermost frame agrees with source_line.
+            let (file, line) = tab.source_line(0x40101a).unwrap();
+            assert_eq!((file.as_str(), line), ("/src/inner.go", 30));
+        }
+    }
+
+    #[test]
+    fn unreadable_inline_tree_is_marked_unknown() {
+        let (data, _) = synth_inlined(MAGIC_GO120);
+        let tab = Pclntab::parse(&data).unwrap();
+        let frames = tab.inline_frames(0x40101a, GOFUNC, |_, _| None);
+        assert_eq!(
+            frames,
+            vec![frame("?", "/src/inner.go", 30), frame("main.outer", "?", 0)]
+        );
+        // Code that is not inlined does not need the tree.
+        let frames = tab.inline_frames(0x401030, GOFUNC, |_, _| None);
+        assert_eq!(frames, vec![frame("main.outer", "/src/main.go", 12)]);
+    }
+
+    #[test]
+    fn hostile_inline_trees_do_not_panic() {
+        let pcs: Vec<u64> = (0x400ff8..0x401058).collect();
+        for magic in [MAGIC_GO120, MAGIC_GO118] {
+            let (data, tree) = synth_inlined(magic);
+            let tab = Pclntab::parse(&data).unwrap();
+            // Every truncation and single-byte corruption of the tree.
+            for len in 0..tree.len() {
+                for &pc in &pcs {
+                    let frames = tab.inline_frames(pc, GOFUNC, reader(&tree[..len]));
+                    assert!(frames.len() <= 3, "{frames:?}");
+                }
+            }
+            for i in TREE_OFF as usize..tree.len() {
+                for byte in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut bad = tree.clone();
+                    bad[i] = byte;
+                    for &pc in pcs.iter().step_by(2) {
+                        let frames = tab.inline_frames(pc, GOFUNC, reader(&bad));
+                        assert!(frames.len() <= MAX_INLINE_DEPTH + 1);
+                    }
+                }
+            }
+            // A gofunc at the end of the address space.
+            let _ = tab.inline_frames(0x40101a, u64::MAX - 4, reader(&tree));
+            // Every truncation and corruption of the pclntab.
+            for len in 0..data.len() {
+                if let Ok(tab) = Pclntab::parse(&data[..len]) {
+                    for &pc in pcs.iter().step_by(3) {
+                        let _ = tab.inline_frames(pc, GOFUNC, reader(&tree));
+                    }
+                }
+            }
+            for i in 72..data.len() {
+                for byte in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut bad = data.clone();
+                    bad[i] = byte;
+                    if let Ok(tab) = Pclntab::parse(&bad) {
+                        for &pc in pcs.iter().step_by(5) {
+                            let _ = tab.inline_frames(pc, GOFUNC, reader(&tree));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn looping_or_stray_parent_pcs_end_the_walk() {
+        let (data, tree) = synth_inlined(MAGIC_GO120);
+        let tab = Pclntab::parse(&data).unwrap();
+        let name_off = |tree: &[u8], i: usize| {
+            let at = TREE_OFF as usize + 16 * i + 4;
+            i32::from_le_bytes(tree[at..at + 4].try_into().unwrap())
+        };
+        let (mid, inner) = (name_off(&tree, 0), name_off(&tree, 1));
+        // main.inner's call site is its own code: a cycle.
+        let looping = inline_tree(MAGIC_GO120, &[(mid, 0x08), (inner, 0x18)]);
+        let frames = tab.inline_frames(0x40101a, GOFUNC, reader(&looping));
+        assert_eq!(frames.len(), MAX_INLINE_DEPTH + 1);
+        assert_eq!(frames.last(), Some(&frame("main.outer", "?", 0)));
+        // Call sites outside the function, and a bad name offset.
+        for parent_pc in [-1, 0x40, i32::MAX, i32::MIN] {
+            let stray = inline_tree(MAGIC_GO120, &[(mid, 0x08), (i32::MAX, parent_pc)]);
+            let frames = tab.inline_frames(0x40101a, GOFUNC, reader(&stray));
+            assert_eq!(
+                frames,
+                vec![frame("?", "/src/inner.go", 30), frame("main.outer", "?", 0)]
+            );
+        }
     }
 
     #[test]
