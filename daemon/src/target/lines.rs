@@ -16,16 +16,11 @@ use gimli::{EndianSlice, LittleEndian, SectionId};
 
 use super::elf::ElfImage;
 use super::pclntab::{self, Pclntab};
-
-/// Sections that hold the pclntab under a name of their own.
-const PCLNTAB_SECTIONS: [&str; 2] = [".gopclntab", ".data.rel.ro.gopclntab"];
+use super::symbols::{locate_pclntab, text_start_fallback};
 
 /// Names of the symbol at moduledata.gofunc, the base of funcdata offsets:
 /// Go 1.20+, then Go 1.18 and 1.19.
 const GOFUNC_SYMBOLS: [&str; 2] = ["go:func.*", "go.func.*"];
-
-/// Sections searched for a pclntab that has no section of its own.
-const PCLNTAB_HOSTS: [&str; 3] = [".data.rel.ro", ".rodata", ".noptrdata"];
 
 /// The line information of one executable, read once.
 #[derive(Debug, Clone, Default)]
@@ -155,7 +150,8 @@ impl GoLines {
     /// The pclntab of `elf`: its own section, or found in the read-only data
     /// or (no section headers) the non-executable segments.
     fn find(elf: &ElfImage) -> Option<GoLines> {
-        let (data, vaddr) = locate(elf)?;
+        let (data, vaddr) = locate_pclntab(elf)?;
+        let data = data.into_owned();
         let table = Pclntab::parse(&data).ok()?;
         let text_start = if table.header_text_start() == 0 {
             text_start_fallback(elf, vaddr)
@@ -192,59 +188,6 @@ impl GoLines {
         let table = self.table()?;
         Some(table.inline_frames(address, gofunc.address, |a, len| gofunc.read(a, len)))
     }
-}
-
-/// The pclntab bytes (from the header to the end of the section or
-/// segment holding it) and the link-time address of its header.
-fn locate(elf: &ElfImage) -> Option<(Vec<u8>, u64)> {
-    for name in PCLNTAB_SECTIONS {
-        if let Some(section) = elf.section(name) {
-            let data = elf.section_data(&section).ok()?;
-            return Some((data.into_owned(), section.address));
-        }
-    }
-    let found = |data: &[u8], vaddr: u64| {
-        let at = pclntab::locate_in(data)?;
-        Some((data.get(at..)?.to_vec(), vaddr.checked_add(at as u64)?))
-    };
-    for name in PCLNTAB_HOSTS {
-        let Some(section) = elf.section(name) else {
-            continue;
-        };
-        if let Some(hit) = elf
-            .section_data(&section)
-            .ok()
-            .and_then(|data| found(&data, section.address))
-        {
-            return Some(hit);
-        }
-    }
-    elf.load_segments()
-        .iter()
-        .filter(|s| !s.is_executable())
-        .find_map(|segment| {
-            let len = usize::try_from(segment.file_size).ok()?;
-            found(elf.read_vaddr(segment.vaddr, len)?, segment.vaddr)
-        })
-}
-
-/// The base of function offsets when the header's textStart is 0 (left for
-/// the loader): the addend of its relocation, else `runtime.text`, else the
-/// start of `.text`. The same choice the symbol table makes.
-fn text_start_fallback(elf: &ElfImage, vaddr: u64) -> u64 {
-    vaddr
-        .checked_add(pclntab::TEXT_START_OFFSET)
-        .filter(|_| vaddr != 0)
-        .and_then(|slot| elf.relative_relocation_at(slot))
-        .or_else(|| {
-            elf.symtab_functions()
-                .iter()
-                .chain(elf.symtab_objects())
-                .find(|s| s.name == "runtime.text")
-                .map(|s| s.address)
-        })
-        .or_else(|| elf.text_section().map(|s| s.address))
-        .unwrap_or(0)
 }
 
 /// A row of the merged DWARF line tables: from `address` up to the next

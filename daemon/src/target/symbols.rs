@@ -4,7 +4,7 @@
 //! pclntab, which stripped Go binaries keep. Globals come from `.symtab` only
 //! (a stripped binary has none). All addresses are link-time addresses.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use thiserror::Error;
 
@@ -249,51 +249,52 @@ impl SymbolTable {
 
 /// The functions of the Go pclntab of a binary without `.symtab` functions.
 fn pclntab_functions(image: &ElfImage) -> Result<Vec<Function>, SymbolError> {
-    // Sections holding just the pclntab: parse errors are real errors.
+    let (data, vaddr) = locate_pclntab(image).ok_or(SymbolError::NoSymbols)?;
+    let table = Pclntab::parse(&data)?;
+    Ok(collect(image, table, vaddr))
+}
+
+/// Where a binary's Go pclntab is: its bytes (from the header to the end of
+/// the section or segment holding it) and the link-time address of its
+/// header. A section of its own first; else a scan of the read-only data;
+/// else (no section headers at all) of every non-executable segment.
+pub(crate) fn locate_pclntab(image: &ElfImage) -> Option<(Cow<'_, [u8]>, u64)> {
     for name in PCLNTAB_SECTIONS {
         if let Some(section) = image.section(name) {
-            let data = image.section_data(&section)?;
-            let table = Pclntab::parse(&data)?;
-            return Ok(collect(image, table, section.address));
+            let data = image.section_data(&section).ok()?;
+            return Some((data, section.address));
         }
     }
-    // Otherwise scan the read-only data, then (no section headers at all)
-    // every non-executable loadable segment.
+    let found = |data: &[u8], vaddr: u64| {
+        let at = pclntab::locate_in(data)?;
+        Some((data.get(at..)?.to_vec(), vaddr.checked_add(at as u64)?))
+    };
     for name in PCLNTAB_HOSTS {
         let Some(section) = image.section(name) else {
             continue;
         };
-        let Ok(data) = image.section_data(&section) else {
-            continue;
-        };
-        if let Some(functions) = scan(image, &data, section.address) {
-            log::debug!("found the Go pclntab inside {name}");
-            return Ok(functions);
-        }
-    }
-    for segment in image.load_segments().iter().filter(|s| !s.is_executable()) {
-        let Some(data) = usize::try_from(segment.file_size)
+        if let Some((data, vaddr)) = image
+            .section_data(&section)
             .ok()
-            .and_then(|len| image.read_vaddr(segment.vaddr, len))
-        else {
-            continue;
-        };
-        if let Some(functions) = scan(image, data, segment.vaddr) {
-            log::debug!(
-                "found the Go pclntab in the segment at {:#x}",
-                segment.vaddr
-            );
-            return Ok(functions);
+            .and_then(|data| found(&data, section.address))
+        {
+            log::debug!("found the Go pclntab inside {name}");
+            return Some((Cow::Owned(data), vaddr));
         }
     }
-    Err(SymbolError::NoSymbols)
-}
-
-/// Looks for a pclntab in `data`, which is mapped at link-time `vaddr`.
-fn scan(image: &ElfImage, data: &[u8], vaddr: u64) -> Option<Vec<Function>> {
-    let at = pclntab::locate_in(data)?;
-    let table = Pclntab::parse(data.get(at..)?).ok()?;
-    Some(collect(image, table, vaddr.checked_add(at as u64)?))
+    image
+        .load_segments()
+        .iter()
+        .filter(|s| !s.is_executable())
+        .find_map(|segment| {
+            let len = usize::try_from(segment.file_size).ok()?;
+            let data = image.read_vaddr(segment.vaddr, len)?;
+            let at = pclntab::locate_in(data)?;
+            Some((
+                Cow::Borrowed(data.get(at..)?),
+                segment.vaddr.checked_add(at as u64)?,
+            ))
+        })
 }
 
 /// The functions of `table`, whose header is at link-time `vaddr`.
@@ -320,7 +321,7 @@ fn collect(image: &ElfImage, table: Pclntab<'_>, vaddr: u64) -> Vec<Function> {
 /// addend of the dynamic relocation of its textStart slot, else
 /// `runtime.text` if the symbol table has it, else the start of `.text`
 /// (which is wrong by the size of any C code placed before runtime.text).
-fn text_start_fallback(image: &ElfImage, vaddr: u64) -> u64 {
+pub(crate) fn text_start_fallback(image: &ElfImage, vaddr: u64) -> u64 {
     let slot = vaddr.checked_add(pclntab::TEXT_START_OFFSET);
     slot.filter(|_| vaddr != 0)
         .and_then(|slot| image.relative_relocation_at(slot))
