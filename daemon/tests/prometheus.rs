@@ -148,3 +148,47 @@ fn prometheus_scrapes_the_contended_lock() {
     assert_eq!(report["stopped_by"], "target-exited");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deploy_examples_are_valid() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    // Debian's promtool (with the prometheus package) checks the scrape config.
+    let out = Command::new("/usr/bin/promtool")
+        .args(["check", "config"])
+        .arg(deploy.join("prometheus.yml"))
+        .output()
+        .expect("promtool runs: run `cargo xtask test`");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The Grafana dashboard: JSON, querying metrics mapwatch serves.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy.join("grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap())
+        })
+        .collect();
+    for metric in [
+        "mapwatch_lock_contentions_total",
+        "mapwatch_lock_wait_seconds_bucket",
+        "mapwatch_cas_failures_total",
+        "mapwatch_events_lost_total",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel uses {metric}"
+        );
+    }
+}

@@ -21,8 +21,10 @@ pub const GO_VERSIONS: &[&str] = &["1.21.13", "1.23.9", "1.24.11", "1.27.3"];
 
 /// Debian packages the tests use: (a file the package installs, package).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
-    // The real Prometheus server the metrics test scrapes mapwatch with.
+    // The real Prometheus server the metrics test scrapes mapwatch with,
+    // and promtool, which checks deploy/prometheus.yml.
     ("/usr/bin/prometheus", "prometheus"),
+    ("/usr/bin/promtool", "prometheus"),
     // nm, the tests' independent oracle for symbol addresses.
     ("/usr/bin/nm", "binutils"),
     // The C fixtures.
@@ -48,11 +50,12 @@ fn output(cmd: &mut Command) -> Option<String> {
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .filter(|(file, _)| !Path::new(file).exists())
         .map(|&(_, package)| package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
