@@ -76,6 +76,10 @@ struct AttachArgs {
     /// object per line (for scripts and log shippers).
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+    /// Write the lock-wait and CAS-failure profiles as a gzipped pprof file
+    /// (`go tool pprof -sample_index=delay FILE`).
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
@@ -137,6 +141,11 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(session::attach(&options))?;
+    if let Some(path) = &args.pprof {
+        mapwatch::export::pprof::write(&report, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("mapwatch: wrote {}", path.display());
+    }
     if let Some(dir) = &args.heatmap_dir {
         let written = heatmap::write_svgs(dir, &report.heatmaps)
             .with_context(|| format!("writing heatmaps to {}", dir.display()))?;
