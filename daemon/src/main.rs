@@ -76,6 +76,10 @@ struct AttachArgs {
     /// object per line (for scripts and log shippers).
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page (tables, inline SVG
+    /// heatmaps and histograms), viewable offline.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     /// Write the lock-wait and CAS-failure profiles as a gzipped pprof file
     /// (`go tool pprof -sample_index=delay FILE`).
     #[arg(long, value_name = "FILE")]
@@ -141,6 +145,11 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(session::attach(&options))?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, mapwatch::export::html::render(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("mapwatch: wrote {}", path.display());
+    }
     if let Some(path) = &args.pprof {
         mapwatch::export::pprof::write(&report, path)
             .with_context(|| format!("writing {}", path.display()))?;

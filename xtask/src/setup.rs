@@ -25,6 +25,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // and promtool, which checks deploy/prometheus.yml.
     ("/usr/bin/prometheus", "prometheus"),
     ("/usr/bin/promtool", "prometheus"),
+    // Headless Chromium renders the HTML report in its test.
+    ("/usr/bin/chromium", "chromium"),
     // nm, the tests' independent oracle for symbol addresses.
     ("/usr/bin/nm", "binutils"),
     // The C fixtures.

@@ -1,0 +1,185 @@
+//! The report as one self-contained HTML page (`--report FILE.html`): no
+//! scripts, no external resources, inline SVG heatmaps and wait histograms,
+//! viewable offline and easy to attach to an incident.
+
+use std::fmt::Write as _;
+
+use crate::report::{heatmap::render_svg, LockReport, Report};
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c if c.is_control() && c != '\n' => "?".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A duration for humans.
+fn dur(s: f64) -> String {
+    match s {
+        0.0 => "0".into(),
+        s if s < 1e-6 => format!("{:.0} ns", s * 1e9),
+        s if s < 1e-3 => format!("{:.1} µs", s * 1e6),
+        s if s < 1.0 => format!("{:.2} ms", s * 1e3),
+        s => format!("{s:.2} s"),
+    }
+}
+
+/// A lock's wait histogram as an inline SVG bar chart.
+fn histogram_svg(lock: &LockReport) -> String {
+    let peak = lock
+        .wait_histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (row, width) = (16, 360.0);
+    let height = row * lock.wait_histogram.len() + 4;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="560" height="{height}" role="img" aria-label="wait histogram">"#
+    );
+    for (i, bucket) in lock.wait_histogram.iter().enumerate() {
+        let y = i * row + 2;
+        let w = (bucket.count as f64 / peak as f64 * width).max(1.0);
+        let _ = write!(
+            svg,
+            r##"<text x="0" y="{ty}" font-size="11" font-family="monospace">{lo} … {hi}</text><rect x="150" y="{y}" width="{w:.1}" height="{h}" fill="#c0392b"><title>{count} waits</title></rect><text x="{tx:.1}" y="{ty}" font-size="11" font-family="monospace">{count}</text>"##,
+            ty = y + 11,
+            lo = esc(&dur(bucket.ns_min as f64 / 1e9)),
+            hi = esc(&dur(bucket.ns_max as f64 / 1e9)),
+            h = row - 3,
+            tx = 150.0 + w + 4.0,
+            count = bucket.count,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Renders the whole report.
+pub fn render(report: &Report) -> String {
+    let t = &report.target;
+    let mut h = String::new();
+    let title = format!("mapwatch: PID {} {}", t.pid, t.exe);
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{color:#777}}
+</style></head><body>"#,
+        esc(&title)
+    );
+    let _ = write!(
+        h,
+        "<h1>mapwatch report</h1><p>PID <b>{}</b> <code>{}</code> ({}) — attached {}, stopped by {}. Events lost: <b>{}</b>.</p>",
+        t.pid,
+        esc(&t.exe),
+        esc(t.go_version.as_deref().unwrap_or("not Go")),
+        esc(&dur(report.duration_seconds)),
+        esc(&report.stopped_by),
+        report.events_lost
+    );
+
+    h.push_str("<h2>Lock contention</h2>");
+    if report.locks.is_empty() {
+        h.push_str("<p class=\"muted\">No contended locks seen.</p>");
+    } else {
+        h.push_str("<table><tr><th class=\"l\">lock</th><th class=\"l\">kind</th><th>contentions</th><th>wait total</th><th>wait max</th><th class=\"l\">top waiting call site</th></tr>");
+        for lock in &report.locks {
+            let site = lock
+                .top_call_sites
+                .first()
+                .map(|s| {
+                    let own = s
+                        .frames
+                        .iter()
+                        .find(|f| !f.starts_with("sync.") && !f.starts_with("internal/"))
+                        .or(s.frames.first())
+                        .map_or(String::new(), |f| esc(f));
+                    format!("{:.0}% at <code>{own}</code>", s.share * 100.0)
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(lock.name.as_deref().unwrap_or(&lock.address)),
+                lock.kind,
+                lock.contentions,
+                esc(&dur(lock.wait_seconds_total)),
+                esc(&dur(lock.wait_seconds_max)),
+                site
+            );
+        }
+        h.push_str("</table>");
+        for lock in report.locks.iter().filter(|l| l.acquisitions > 0).take(5) {
+            let _ = write!(
+                h,
+                "<h3>Waits of <code>{}</code> ({} acquisitions)</h3>",
+                esc(lock.name.as_deref().unwrap_or(&lock.address)),
+                lock.acquisitions
+            );
+            h.push_str(&histogram_svg(lock));
+            for site in lock.top_call_sites.iter().take(3) {
+                let _ = write!(
+                    h,
+                    "<p>{:.1}% of the wait, {} acquisitions:<br>{}</p>",
+                    site.share * 100.0,
+                    site.count,
+                    site.frames
+                        .iter()
+                        .map(|f| format!("<code>{}</code>", esc(f)))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                );
+            }
+        }
+    }
+
+    if !report.cas.is_empty() {
+        h.push_str("<h2>Compare-and-swap outcomes</h2><table><tr><th class=\"l\">site</th><th class=\"l\">source</th><th>attempts</th><th>failures</th><th>ratio</th></tr>");
+        for cas in &report.cas {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{:.1}%</td></tr>",
+                esc(&cas.site),
+                esc(cas.source.as_deref().unwrap_or("")),
+                cas.attempts,
+                cas.failures,
+                cas.failure_ratio * 100.0
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    if !report.heatmaps.is_empty() {
+        h.push_str("<h2>Heatmaps</h2>");
+        for map in &report.heatmaps {
+            let _ = write!(h, "<div>{}</div>", render_svg(map));
+        }
+    }
+    h.push_str("<p class=\"muted\">Generated by mapwatch.</p></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(esc("a\u{1b}[31m"), "a?[31m");
+    }
+}
