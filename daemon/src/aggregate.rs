@@ -63,6 +63,19 @@ impl Default for LockStats {
 }
 
 impl LockStats {
+    /// The lock's kind for reports: `rwmutex` when `known_rwmutex` (DWARF
+    /// says so) or a reader or writer semaphore wait was seen on it, `futex`
+    /// for futex words, else `mutex`.
+    pub fn kind(&self, known_rwmutex: bool) -> &'static str {
+        if known_rwmutex || self.rwmutex {
+            "rwmutex"
+        } else if self.futex {
+            "futex"
+        } else {
+            "mutex"
+        }
+    }
+
     /// Waits of writers, ns: everything but the readers' (for an RWMutex,
     /// its inner mutex plus waiting for readers to leave; for a Mutex, all).
     pub fn writer_wait_total_ns(&self) -> u64 {

@@ -246,13 +246,7 @@ fn metrics_snapshot(
             lock: target
                 .global_name(address)
                 .unwrap_or_else(|| format!("{address:#x}")),
-            kind: if stats.rwmutex {
-                "rwmutex"
-            } else if stats.futex {
-                "futex"
-            } else {
-                "mutex"
-            },
+            kind: stats.kind(false),
             contentions: stats.contentions,
             acquisitions: stats.acquisitions,
             wait_seconds: stats.wait_total_ns as f64 / 1e9,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{heatmap::render_svg, LockReport, Report};
+use crate::report::{heatmap::render_svg, human_duration as dur, LockReport, Report};
 
 /// Escapes text for HTML.
 fn esc(text: &str) -> String {
@@ -19,17 +19,6 @@ fn esc(text: &str) -> String {
             c => c.to_string(),
         })
         .collect()
-}
-
-/// A duration for humans.
-fn dur(s: f64) -> String {
-    match s {
-        0.0 => "0".into(),
-        s if s < 1e-6 => format!("{:.0} ns", s * 1e9),
-        s if s < 1e-3 => format!("{:.1} µs", s * 1e6),
-        s if s < 1.0 => format!("{:.2} ms", s * 1e3),
-        s => format!("{s:.2} s"),
-    }
 }
 
 /// A lock's wait histogram as an inline SVG bar chart.

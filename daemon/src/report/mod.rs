@@ -224,19 +224,17 @@ impl Report {
             .into_iter()
             .map(|address| {
                 let stats = aggregate.locks.get(&address);
-                let rwmutex = kinds.get(&address) == Some(&LockKind::RwMutex)
-                    || stats.is_some_and(|s| s.rwmutex);
+                let kind = match stats {
+                    Some(stats) => stats.kind(kinds.get(&address) == Some(&LockKind::RwMutex)),
+                    None if kinds.get(&address) == Some(&LockKind::RwMutex) => "rwmutex",
+                    None => "mutex",
+                };
+                let rwmutex = kind == "rwmutex";
                 let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));
                 LockReport {
                     name: target.global_name(address),
                     address: format!("{address:#x}"),
-                    kind: if rwmutex {
-                        "rwmutex"
-                    } else if stats.is_some_and(|s| s.futex) {
-                        "futex"
-                    } else {
-                        "mutex"
-                    },
+                    kind,
                     reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
                     writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
                     reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),
@@ -368,6 +366,17 @@ fn user_line(lines: &SourceLines, address: u64) -> Option<String> {
         return position.strip_suffix(')').map(str::to_string);
     }
     lines.line(address)
+}
+
+/// A duration for humans: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
+pub fn human_duration(seconds: f64) -> String {
+    match seconds {
+        0.0 => "0".into(),
+        s if s < 1e-6 => format!("{:.0}ns", s * 1e9),
+        s if s < 1e-3 => format!("{:.1}µs", s * 1e6),
+        s if s < 1.0 => format!("{:.2}ms", s * 1e3),
+        s => format!("{s:.2}s"),
+    }
 }
 
 /// The non-empty log2 buckets of a lock's waits.

@@ -2,24 +2,13 @@
 
 use std::fmt::Write as _;
 
-use super::{heatmap, Report};
+use super::{heatmap, human_duration as seconds, Report};
 
 /// How many locks the text view lists.
 pub const TOP_LOCKS: usize = 20;
 
 /// How many locks get a wait histogram in the text view.
 pub const HISTOGRAM_LOCKS: usize = 3;
-
-/// A duration for humans: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
-fn seconds(s: f64) -> String {
-    match s {
-        0.0 => "0".into(),
-        s if s < 1e-6 => format!("{:.0}ns", s * 1e9),
-        s if s < 1e-3 => format!("{:.1}µs", s * 1e6),
-        s if s < 1.0 => format!("{:.2}ms", s * 1e3),
-        s => format!("{s:.2}s"),
-    }
-}
 
 /// Width of the heatmaps' time axis, in characters.
 pub const HEATMAP_WIDTH: usize = 60;
