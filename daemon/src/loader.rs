@@ -174,17 +174,18 @@ impl AttachedProbes {
         }
     }
 
-    /// Reads every site's CAS counts per CPU: `result[site][cpu]` (sites
-    /// that are not CAS sites read as zeros).
-    pub fn cas_counts(&self, sites: usize) -> Result<Vec<Vec<CasCounts>>, LoadError> {
+    /// Reads the given CAS sites' counts per CPU: `result[i][cpu]` for
+    /// `sites[i]` (plan indexes).
+    pub fn cas_counts(&self, sites: &[usize]) -> Result<Vec<Vec<CasCounts>>, LoadError> {
         let map = self
             .ebpf
             .map("CAS_COUNTS")
             .ok_or(LoadError::Missing("CAS_COUNTS map"))?;
         let counts: PerCpuArray<_, CasCounts> =
             PerCpuArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
-        (0..sites)
-            .map(|site| {
+        sites
+            .iter()
+            .map(|&site| {
                 counts
                     .get(&(site as u32), 0)
                     .map(|values| values.iter().copied().collect())

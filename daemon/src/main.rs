@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mapwatch::{
     duration,
-    plan::SiteMode,
+    plan::{PlanRequest, SiteMode},
     report::{heatmap, text},
     session::{self, AttachOptions},
 };
@@ -128,15 +128,17 @@ fn run(cli: Cli) -> Result<()> {
     let options = AttachOptions {
         pid: args.pid,
         duration: args.duration,
-        site_mode: match args.probe_site {
-            SiteArg::Auto => SiteMode::Auto,
-            SiteArg::Entry => SiteMode::Entry,
+        probes: PlanRequest {
+            mode: match args.probe_site {
+                SiteArg::Auto => SiteMode::Auto,
+                SiteArg::Entry => SiteMode::Entry,
+            },
+            extra_slow_paths: args.lock_slow_paths,
+            cas_patterns: args.cas_patterns,
+            builtin_cas: !args.no_builtin_cas,
+            wait_times: !args.no_wait_times,
+            futex: args.futex,
         },
-        extra_slow_paths: args.lock_slow_paths,
-        cas_patterns: args.cas_patterns,
-        builtin_cas: !args.no_builtin_cas,
-        wait_times: !args.no_wait_times,
-        futex: args.futex,
         metrics: args.metrics,
         jsonl: args.jsonl,
         buffer_pages: args.buffer_pages,

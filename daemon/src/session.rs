@@ -25,7 +25,7 @@ use crate::{
     host,
     intake::Intake,
     loader::AttachedProbes,
-    plan::{self, PlanRequest, PlannedSite, SiteMode},
+    plan::{self, PlanRequest, PlannedSite},
     report::Report,
     target::Target,
 };
@@ -37,18 +37,8 @@ pub struct AttachOptions {
     pub pid: u32,
     /// Stop after this long (else on Ctrl-C, SIGTERM or target exit).
     pub duration: Option<Duration>,
-    /// Where in each function to probe.
-    pub site_mode: SiteMode,
-    /// Extra lock slow-path functions to probe.
-    pub extra_slow_paths: Vec<String>,
-    /// Function patterns whose compare-and-swaps to watch.
-    pub cas_patterns: Vec<String>,
-    /// Watch the compare-and-swaps inside Go's `sync.Map` too.
-    pub builtin_cas: bool,
-    /// Measure lock wait times (probe the slow paths' returns).
-    pub wait_times: bool,
-    /// Trace futex waits (native locks).
-    pub futex: bool,
+    /// What to probe.
+    pub probes: PlanRequest,
     /// Serve Prometheus metrics on this address while attached.
     pub metrics: Option<std::net::SocketAddr>,
     /// Write one JSON snapshot per second to this file.
@@ -84,15 +74,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     let pid = options.pid;
     host::check(&host::HostPaths::default())?;
     let target = Target::open(pid)?;
-    let request = PlanRequest {
-        mode: options.site_mode,
-        extra_slow_paths: options.extra_slow_paths.clone(),
-        cas_patterns: options.cas_patterns.clone(),
-        builtin_cas: options.builtin_cas,
-        wait_times: options.wait_times,
-        futex: options.futex,
-    };
-    let plan = plan::plan(&target, &request).with_context(|| format!("PID {pid}"))?;
+    let plan = plan::plan(&target, &options.probes).with_context(|| format!("PID {pid}"))?;
     host::raise_memlock_limit();
     let mut probes = match AttachedProbes::attach(
         &plan,
@@ -176,7 +158,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
             reason = &mut stop => break reason?,
             _ = tick.tick() => {
                 if let Some(cas) = cas.as_mut() {
-                    cas.sample(column, &probes.cas_counts(plan.sites.len())?);
+                    cas.sample(column, &probes.cas_counts(&cas.sites)?);
                 }
                 if metrics.is_some() || jsonl.is_some() {
                     let mut snapshot = {
@@ -197,7 +179,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         }
     };
     if let Some(cas) = cas.as_mut() {
-        cas.sample(column, &probes.cas_counts(plan.sites.len())?);
+        cas.sample(column, &probes.cas_counts(&cas.sites)?);
     }
     let duration = started.elapsed().as_secs_f64();
     intake.stop().await?;

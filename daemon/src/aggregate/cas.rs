@@ -55,14 +55,11 @@ impl CasTimeline {
         }
     }
 
-    /// Folds in a reading of the kernel's counters (`counts[plan index][cpu]`,
-    /// cumulative since attach), attributing what changed since the last
-    /// reading to time column `column`.
+    /// Folds in a reading of the kernel's counters for [`Self::sites`]
+    /// (`counts[row][cpu]`, cumulative since attach), attributing what
+    /// changed since the last reading to time column `column`.
     pub fn sample(&mut self, column: usize, counts: &[Vec<CasCounts>]) {
-        for (row, &plan_index) in self.sites.iter().enumerate() {
-            let Some(now) = counts.get(plan_index) else {
-                continue;
-            };
+        for (row, now) in counts.iter().enumerate().take(self.sites.len()) {
             let mut site_failures = 0;
             let mut site_attempts = 0;
             for (cpu, current) in now.iter().enumerate() {
@@ -108,10 +105,9 @@ mod tests {
     fn deltas_go_to_their_columns_and_totals_stay_exact() {
         // Plan site 1 is the only CAS site; the host has 2 CPUs.
         let mut timeline = CasTimeline::new(vec![(1, "f+0x10".into())], 2);
-        let none = vec![counts(0, 0); 2];
-        timeline.sample(0, &[none.clone(), vec![counts(10, 3), counts(5, 1)]]);
-        timeline.sample(1, &[none.clone(), vec![counts(10, 3), counts(9, 2)]]);
-        timeline.sample(2, &[none, vec![counts(20, 8), counts(9, 2)]]);
+        timeline.sample(0, &[vec![counts(10, 3), counts(5, 1)]]);
+        timeline.sample(1, &[vec![counts(10, 3), counts(9, 2)]]);
+        timeline.sample(2, &[vec![counts(20, 8), counts(9, 2)]]);
         assert_eq!(timeline.site_totals(0), (29, 10, vec![8, 2]));
         assert_eq!(
             timeline.failures_by_cpu.cells,
