@@ -2,6 +2,8 @@
 //! statistics, per-CPU counts and loss figures come out.
 
 pub mod cas;
+pub mod maps;
+pub mod topk;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -125,6 +127,8 @@ pub struct Aggregate {
     /// Events from processes other than the target (should stay zero: the
     /// probes are attached to one process).
     pub foreign: u64,
+    /// Map operations and hot keys.
+    pub maps: maps::MapAggregate,
 }
 
 impl Aggregate {
@@ -139,7 +143,14 @@ impl Aggregate {
             malformed: 0,
             events: 0,
             foreign: 0,
+            maps: maps::MapAggregate::default(),
         }
+    }
+
+    /// The same, with map sites configured.
+    pub fn with_maps(mut self, maps: maps::MapAggregate) -> Self {
+        self.maps = maps;
+        self
     }
 
     /// Folds one intake message in. Events from a process other than `tgid`
@@ -149,6 +160,16 @@ impl Aggregate {
             IntakeMessage::Events(events) => {
                 for event in events {
                     self.add_event(tgid, &event);
+                }
+            }
+            IntakeMessage::MapEvents(events) => {
+                for event in events {
+                    if event.tgid != tgid {
+                        self.foreign += 1;
+                        continue;
+                    }
+                    let column = event.timestamp_ns.saturating_sub(self.start_ns) / 1_000_000_000;
+                    self.maps.add(&event, column.min(86_400));
                 }
             }
             IntakeMessage::Lost { cpu, count } => {

@@ -9,7 +9,7 @@
 use std::{mem::size_of, os::fd::AsFd as _, time::Duration};
 
 use aya::maps::MapData;
-use probe_common::LockEvent;
+use probe_common::{LockEvent, MapEvent};
 use thiserror::Error;
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -29,6 +29,8 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 pub enum IntakeMessage {
     /// Events read from one CPU's buffer, in order.
     Events(Vec<LockEvent>),
+    /// Map operations read from one CPU's buffer, in order.
+    MapEvents(Vec<MapEvent>),
     /// The kernel dropped this many events on a CPU because its buffer was full.
     Lost {
         /// The CPU.
@@ -166,15 +168,29 @@ async fn read_cpu(
 /// Reads everything in one CPU's ring.
 fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage>) {
     let mut batch = Vec::new();
+    let mut map_batch = Vec::new();
     let mut malformed = 0;
     let mut lost = 0;
     ring.drain(
-        |sample| match decode(sample, &[]) {
-            Some(event) => batch.push(event),
-            None => malformed += 1,
+        |sample| {
+            // The two event types share the rings and differ in size.
+            if sample.len() >= size_of::<MapEvent>() {
+                match decode_pod::<MapEvent>(sample, &[]) {
+                    Some(event) => map_batch.push(event),
+                    None => malformed += 1,
+                }
+            } else {
+                match decode(sample, &[]) {
+                    Some(event) => batch.push(event),
+                    None => malformed += 1,
+                }
+            }
         },
         |count| lost += count,
     );
+    if !map_batch.is_empty() {
+        let _ = tx.send(IntakeMessage::MapEvents(map_batch));
+    }
     // A closed channel means the session is ending; nothing to do.
     for _ in 0..malformed {
         let _ = tx.send(IntakeMessage::Malformed { cpu });
@@ -190,17 +206,23 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
 /// Decodes one sample, which may wrap around the ring's end and carries
 /// alignment padding after the event.
 pub fn decode(head: &[u8], tail: &[u8]) -> Option<LockEvent> {
-    const SIZE: usize = size_of::<LockEvent>();
-    if head.len() + tail.len() < SIZE {
+    decode_pod(head, tail)
+}
+
+/// Decodes one plain-old-data event (`LockEvent`, `MapEvent`: repr(C),
+/// integers only, every bit pattern valid) from a sample.
+fn decode_pod<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
+    let size = size_of::<T>();
+    if head.len() + tail.len() < size {
         return None;
     }
-    let mut bytes = [0u8; SIZE];
-    let from_head = head.len().min(SIZE);
+    let mut bytes = vec![0u8; size];
+    let from_head = head.len().min(size);
     bytes[..from_head].copy_from_slice(&head[..from_head]);
-    bytes[from_head..].copy_from_slice(&tail[..SIZE - from_head]);
-    // SAFETY: LockEvent is repr(C) plain old data of exactly SIZE bytes, and
+    bytes[from_head..].copy_from_slice(&tail[..size - from_head]);
+    // SAFETY: T is Pod: repr(C) plain old data of exactly `size` bytes, and
     // every bit pattern is a valid value; read_unaligned needs no alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<LockEvent>()) })
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 #[cfg(test)]

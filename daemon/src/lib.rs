@@ -7,10 +7,13 @@
 //! - [`plan`]: which functions to probe and at which instruction.
 //! - [`loader`]: loads the embedded BPF object and attaches the plan.
 //! - [`intake`]: reads every CPU's perf ring buffer.
-//! - [`aggregate`]: turns events into per-lock statistics (the data model).
+//! - [`aggregate`]: turns events into per-lock and per-map statistics (the
+//!   data model), with bounded hot-key tables.
+//! - [`advisor`]: judges each map's structure from its measured mix.
 //! - [`report`]: the report and its views (text, JSON).
 //! - [`session`]: ties them together for `mapwatch attach`.
 
+pub mod advisor;
 pub mod aggregate;
 pub mod duration;
 pub mod export;

@@ -12,8 +12,8 @@ use aya::{
     Ebpf,
 };
 use probe_common::{
-    CasCounts, Counter, GeneralRegister, OutcomeSource, SiteConfig, SiteKind, COUNTER_SLOTS,
-    MAX_SITES,
+    CasCounts, Counter, GeneralRegister, MapCounts, MapFilter, MapSiteConfig, OutcomeSource,
+    SiteConfig, SiteKind, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -29,6 +29,8 @@ const LOCK_SLOW_PROGRAM: &str = "lock_slow";
 const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
 /// Name of the uprobe program for CAS outcomes.
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
+/// Name of the uprobe program for map operations.
+const MAP_OP_PROGRAM: &str = "map_op";
 
 /// Errors loading or attaching probes.
 #[derive(Debug, Error)]
@@ -73,6 +75,10 @@ pub struct ProbeCounters {
     pub unmatched_returns: u64,
     /// Slow-path entries the in-flight map could not take.
     pub inflight_errors: u64,
+    /// Map operations written as events.
+    pub map_hits: u64,
+    /// Map operations neither written nor counted (per-map table full).
+    pub map_counts_full: u64,
 }
 
 /// Loaded and attached probes. Dropping this detaches them.
@@ -93,6 +99,9 @@ impl AttachedProbes {
     ) -> Result<Self, LoadError> {
         if plan.sites.len() > MAX_SITES as usize {
             return Err(LoadError::TooManySites(plan.sites.len()));
+        }
+        if plan.map_sites.len() > MAX_SITES as usize {
+            return Err(LoadError::TooManySites(plan.map_sites.len()));
         }
         let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(e.to_string()))?;
 
@@ -128,40 +137,33 @@ impl AttachedProbes {
             if !plan.sites.iter().any(|site| site.kind == kind) {
                 continue;
             }
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or(LoadError::Missing("a uprobe program"))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
-            program
-                .load()
-                .map_err(|e| LoadError::Load(format!("{name}: {}", verifier_detail(&e))))?;
+            let program = load_uprobe(&mut ebpf, name)?;
             for (index, site) in plan
                 .sites
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.kind == kind)
             {
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                    cookie: Some(index as u64),
-                };
-                program
-                    .attach(point, exe_path, scope)
-                    .map_err(|e| LoadError::Attach {
-                        function: site.function.clone(),
-                        file_offset: site.file_offset,
-                        exe: exe_display.to_string(),
-                        reason: error_chain(&e),
-                    })?;
+                attach_at(
+                    program,
+                    index,
+                    &site.function,
+                    site.file_offset,
+                    exe_path,
+                    exe_display,
+                    scope,
+                )?;
             }
+        }
+        if !plan.map_sites.is_empty() {
+            attach_map_sites(&mut ebpf, plan, exe_path, exe_display, scope)?;
         }
         if plan.futex {
             attach_futex_tracepoints(&mut ebpf, pid)?;
         }
         Ok(Self {
             ebpf,
-            attached: plan.sites.len() + if plan.futex { 2 } else { 0 },
+            attached: plan.sites.len() + plan.map_sites.len() + if plan.futex { 2 } else { 0 },
         })
     }
 
@@ -192,6 +194,47 @@ impl AttachedProbes {
                     .map_err(|e| LoadError::Load(format!("reading CAS counts of site {site}: {e}")))
             })
             .collect()
+    }
+
+    /// Adds maps (runtime addresses) to the selection whose operations become
+    /// events at sites that report selected maps only.
+    pub fn select_maps(&mut self, maps: &[u64]) -> Result<(), LoadError> {
+        let mut filter: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(
+            self.ebpf
+                .map_mut("MAP_FILTER")
+                .ok_or(LoadError::Missing("MAP_FILTER map"))?,
+        )
+        .map_err(|e| LoadError::Load(e.to_string()))?;
+        for &map in maps {
+            filter
+                .insert(map, 1, 0)
+                .map_err(|e| LoadError::Load(format!("selecting map {map:#x}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Operations counted in the kernel (maps not selected), per map,
+    /// summed over CPUs.
+    pub fn map_counts(&self) -> Result<Vec<(u64, [u64; MAP_OPS])>, LoadError> {
+        let map = self
+            .ebpf
+            .map("MAP_COUNTS")
+            .ok_or(LoadError::Missing("MAP_COUNTS map"))?;
+        let counts: aya::maps::PerCpuHashMap<_, u64, MapCounts> =
+            aya::maps::PerCpuHashMap::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+        let mut result = Vec::new();
+        for entry in counts.iter() {
+            let (address, values) =
+                entry.map_err(|e| LoadError::Load(format!("reading map counts: {e}")))?;
+            let mut sum = [0u64; MAP_OPS];
+            for value in values.iter() {
+                for (total, count) in sum.iter_mut().zip(value.ops) {
+                    *total += count;
+                }
+            }
+            result.push((address, sum));
+        }
+        Ok(result)
     }
 
     /// Reads user stacks by id: instruction pointers, innermost first.
@@ -234,8 +277,106 @@ impl AttachedProbes {
             cas_hits: sums[Counter::CasHits as usize],
             unmatched_returns: sums[Counter::UnmatchedReturns as usize],
             inflight_errors: sums[Counter::InflightErrors as usize],
+            map_hits: sums[Counter::MapHits as usize],
+            map_counts_full: sums[Counter::MapCountsFull as usize],
         })
     }
+}
+
+/// Writes the map sites' configurations and attaches `map_op` to each.
+fn attach_map_sites(
+    ebpf: &mut Ebpf,
+    plan: &ProbePlan,
+    exe_path: &Path,
+    exe_display: &str,
+    scope: UProbeScope,
+) -> Result<(), LoadError> {
+    let mut configs: Array<_, MapSiteConfig> = Array::try_from(
+        ebpf.map_mut("MAP_SITES")
+            .ok_or(LoadError::Missing("MAP_SITES map"))?,
+    )
+    .map_err(|e| LoadError::Load(e.to_string()))?;
+    for (index, site) in plan.map_sites.iter().enumerate() {
+        let function = &site.function;
+        let listed = match function.kind {
+            crate::plan::maps::MapKind::Runtime => true,
+            crate::plan::maps::MapKind::SyncMap => plan.sync_map_filtered,
+        };
+        let config = MapSiteConfig {
+            op: function.op as u32,
+            skip_when: site.skip_when as u32,
+            site_index: index as u32,
+            map_register: function.map as u32,
+            key_shape: function.key.shape as u32,
+            key_a: function.key.a as u32,
+            key_b: function.key.b as u32,
+            type_register: function.key.map_type.map_or(NO_REGISTER, |r| r as u32),
+            key_width: function.key.width,
+            filter: if listed {
+                MapFilter::Listed as u32
+            } else {
+                MapFilter::All as u32
+            },
+            key_bytes: plan.key_bytes,
+            capture_caller: u32::from(function.kind == crate::plan::maps::MapKind::SyncMap),
+            sync_map: u32::from(function.kind == crate::plan::maps::MapKind::SyncMap),
+        };
+        configs
+            .set(index as u32, config, 0)
+            .map_err(|e| LoadError::Load(format!("writing map site {index}: {e}")))?;
+    }
+    let program = load_uprobe(ebpf, MAP_OP_PROGRAM)?;
+    for (index, site) in plan.map_sites.iter().enumerate() {
+        attach_at(
+            program,
+            index,
+            site.function.name,
+            site.file_offset,
+            exe_path,
+            exe_display,
+            scope,
+        )?;
+    }
+    Ok(())
+}
+
+/// Loads the uprobe program `name` into the kernel.
+fn load_uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, LoadError> {
+    let program: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::Missing("a uprobe program"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
+    program
+        .load()
+        .map_err(|e| LoadError::Load(format!("{name}: {}", verifier_detail(&e))))?;
+    Ok(program)
+}
+
+/// Attaches a loaded uprobe at a file offset, with the site's index as its
+/// cookie.
+fn attach_at(
+    program: &mut UProbe,
+    index: usize,
+    function: &str,
+    file_offset: u64,
+    exe_path: &Path,
+    exe_display: &str,
+    scope: UProbeScope,
+) -> Result<(), LoadError> {
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+        cookie: Some(index as u64),
+    };
+    program
+        .attach(point, exe_path, scope)
+        .map_err(|e| LoadError::Attach {
+            function: function.to_string(),
+            file_offset,
+            exe: exe_display.to_string(),
+            reason: error_chain(&e),
+        })?;
+    Ok(())
 }
 
 /// Where tracefs is mounted when nothing mounted it yet.

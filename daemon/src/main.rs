@@ -87,6 +87,20 @@ struct AttachArgs {
     /// Write each heatmap as an SVG file into this directory.
     #[arg(long, value_name = "DIR")]
     heatmap_dir: Option<PathBuf>,
+    /// What to probe, comma-separated: `locks` (Go mutex and RWMutex waits),
+    /// `cas` (sync.Map's compare-and-swaps), `syncmap` (sync.Map operations
+    /// and keys), `maps` (runtime map operations: per-map counts, and keys
+    /// of the maps selected with --map). `--map` implies `maps`.
+    #[arg(long, value_name = "LIST", default_value = "locks,cas,syncmap")]
+    probe: String,
+    /// Report the keys of this map: a global variable's name (a `sync.Map`
+    /// or a `map[K]V` variable) or an address from a report. Repeatable.
+    /// With any --map, only the selected maps' keys are reported.
+    #[arg(long = "map", value_name = "NAME|ADDRESS")]
+    maps: Vec<String>,
+    /// Bytes of each string (or other) key to copy, 1 to 128.
+    #[arg(long, default_value_t = mapwatch::plan::DEFAULT_KEY_BYTES, value_parser = clap::value_parser!(u32).range(1..=128))]
+    key_bytes: u32,
     /// Size of each CPU's ring buffer in pages (a power of two).
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
@@ -102,6 +116,41 @@ enum Format {
 enum SiteArg {
     Auto,
     Entry,
+}
+
+/// The probe families `--probe` selects.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProbeSet {
+    locks: bool,
+    cas: bool,
+    sync_maps: bool,
+    maps: bool,
+}
+
+impl ProbeSet {
+    fn parse(list: &str) -> Result<Self> {
+        let mut set = Self::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item {
+                "locks" => set.locks = true,
+                "cas" => set.cas = true,
+                "syncmap" => set.sync_maps = true,
+                "maps" => set.maps = true,
+                "all" => {
+                    set = Self {
+                        locks: true,
+                        cas: true,
+                        sync_maps: true,
+                        maps: true,
+                    }
+                }
+                other => anyhow::bail!(
+                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, all)"
+                ),
+            }
+        }
+        Ok(set)
+    }
 }
 
 fn power_of_two(text: &str) -> Result<usize, String> {
@@ -125,6 +174,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let Command::Attach(args) = cli.command;
+    let probe = ProbeSet::parse(&args.probe)?;
     let options = AttachOptions {
         pid: args.pid,
         duration: args.duration,
@@ -135,9 +185,14 @@ fn run(cli: Cli) -> Result<()> {
             },
             extra_slow_paths: args.lock_slow_paths,
             cas_patterns: args.cas_patterns,
-            builtin_cas: !args.no_builtin_cas,
+            builtin_cas: !args.no_builtin_cas && probe.cas,
             wait_times: !args.no_wait_times,
             futex: args.futex,
+            locks: probe.locks,
+            sync_maps: probe.sync_maps,
+            runtime_maps: probe.maps || !args.maps.is_empty(),
+            map_selection: args.maps,
+            key_bytes: args.key_bytes,
         },
         metrics: args.metrics,
         jsonl: args.jsonl,

@@ -16,18 +16,27 @@ use tokio::{
 
 use probe_common::SiteKind;
 
+use std::collections::{HashMap, HashSet};
+
 use crate::{
     aggregate::{
         cas::{self, CasTimeline},
+        maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY},
         Aggregate,
     },
     export::metrics::{self, CasMetric, LockMetric, MetricsServer, MetricsSnapshot},
     host,
     intake::Intake,
     loader::AttachedProbes,
+    plan::maps::{sync_map_op_from_frames, MapKind},
     plan::{self, PlanRequest, PlannedSite},
+    report,
     report::Report,
     target::Target,
+    target::{
+        lines::SourceLines,
+        memory::{pointer_globals, resolve_map_selector, MapSelector, Memory},
+    },
 };
 
 /// What `mapwatch attach` was asked to do.
@@ -88,13 +97,31 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("PID {pid}"))),
     };
+    let mut selection = MapSelection::resolve(&target, &options.probes.map_selection)?;
+    selection.refresh(&mut probes)?;
+    if plan
+        .map_sites
+        .iter()
+        .any(|site| site.function.kind == MapKind::Runtime)
+    {
+        // Name the maps that exist already, in case the target exits
+        // before the first second is up.
+        selection.scan_names(&target);
+    }
     let events = probes.take_events()?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let intake = Intake::start(events, options.buffer_pages, tx)?;
     let session_start_ns = monotonic_ns();
     // The data model, shared by the aggregator task (writer) and the live
     // exports (readers, once a second).
-    let shared = Arc::new(Mutex::new(Aggregate::new(session_start_ns)));
+    let shared = Arc::new(Mutex::new(
+        Aggregate::new(session_start_ns).with_maps(map_aggregate(&target, &plan)),
+    ));
+    let kernel_map_counts = plan
+        .map_sites
+        .iter()
+        .any(|site| site.function.kind == MapKind::Runtime)
+        || plan.sync_map_filtered;
     let aggregator = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -157,6 +184,19 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         tokio::select! {
             reason = &mut stop => break reason?,
             _ = tick.tick() => {
+                selection.refresh(&mut probes)?;
+                if kernel_map_counts {
+                    let counts = probes.map_counts()?;
+                    shared
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .maps
+                        .set_kernel_counts(&counts);
+                }
+                {
+                    let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    selection.name_maps(&target, aggregate.maps.maps.keys().copied());
+                }
                 if let Some(cas) = cas.as_mut() {
                     cas.sample(column, &probes.cas_counts(&cas.sites)?);
                 }
@@ -185,14 +225,22 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     intake.stop().await?;
     aggregator.await.context("aggregator task failed")?;
     drop(metrics);
-    let aggregate = std::mem::replace(
+    let mut aggregate = std::mem::replace(
         &mut *shared.lock().unwrap_or_else(PoisonError::into_inner),
         Aggregate::new(session_start_ns),
     );
+    if kernel_map_counts {
+        aggregate.maps.set_kernel_counts(&probes.map_counts()?);
+    }
     let counters = probes.counters()?;
     let stacks = probes.stacks(&aggregate.stack_ids())?;
     drop(probes);
-    Ok(Report::build(
+    // Runtime maps are named by the variables holding them, read while the
+    // target ran and once more now (if it is still there).
+    selection.name_maps(&target, aggregate.maps.maps.keys().copied());
+    let (map_reports, map_heatmaps) =
+        report::maps::build(&target, &aggregate.maps, &selection.names);
+    let mut report = Report::build(
         &target,
         &plan,
         &aggregate,
@@ -201,7 +249,118 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
         counters,
         duration,
         stopped_by.as_str(),
-    ))
+    );
+    report.add_maps(map_reports, map_heatmaps);
+    Ok(report)
+}
+
+/// The maps chosen with `--map`, kept up to date in the kernel's selection.
+struct MapSelection {
+    selectors: Vec<MapSelector>,
+    selected: HashSet<u64>,
+    memory: Option<Memory>,
+    /// Maps by address → the pointer-sized global holding them.
+    names: HashMap<u64, String>,
+    /// Maps left unnamed by the last scan of the globals.
+    unnamed_at_last_scan: usize,
+}
+
+impl MapSelection {
+    /// Resolves the `--map` arguments against the target.
+    fn resolve(target: &Target, names: &[String]) -> Result<Self> {
+        let pid = target.process.pid;
+        let selectors = names
+            .iter()
+            .map(|name| resolve_map_selector(target, name).map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<_>>>()?;
+        let memory = match Memory::open(pid) {
+            Ok(memory) => Some(memory),
+            Err(e) if selectors.is_empty() => {
+                log::warn!("runtime maps will not be named: {e}");
+                None
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("--map needs the target's memory")),
+        };
+        Ok(Self {
+            selectors,
+            selected: HashSet::new(),
+            memory,
+            names: HashMap::new(),
+            unnamed_at_last_scan: 0,
+        })
+    }
+
+    /// Names the maps among `seen` not named yet, by reading the target's
+    /// pointer-sized globals again (a map may be created at any time; a
+    /// name found once is kept when the target has exited).
+    fn name_maps(&mut self, target: &Target, seen: impl Iterator<Item = u64>) {
+        if self.memory.is_none() {
+            return;
+        }
+        let unnamed = seen
+            .filter(|address| {
+                !self.names.contains_key(address) && target.global_name(*address).is_none()
+            })
+            .count();
+        // Scan again only when maps appeared that the last scan did not see.
+        if unnamed == 0 || unnamed == self.unnamed_at_last_scan {
+            return;
+        }
+        self.unnamed_at_last_scan = unnamed;
+        self.scan_names(target);
+    }
+
+    /// Reads the target's pointer-sized globals: maps by the variable
+    /// holding them.
+    fn scan_names(&mut self, target: &Target) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        for (address, name) in pointer_globals(target, memory) {
+            self.names.entry(address).or_insert(name);
+        }
+    }
+
+    /// Selects in the kernel the maps the selectors point at now (a map
+    /// variable may have been assigned a new map).
+    fn refresh(&mut self, probes: &mut AttachedProbes) -> Result<()> {
+        let Some(memory) = &self.memory else {
+            return Ok(());
+        };
+        let fresh: Vec<u64> = self
+            .selectors
+            .iter()
+            .filter_map(|selector| selector.current(memory))
+            .filter(|address| self.selected.insert(*address))
+            .collect();
+        if !fresh.is_empty() {
+            probes.select_maps(&fresh)?;
+        }
+        Ok(())
+    }
+}
+
+/// The map part of the data model, with how to name each map site's
+/// user-level operation from its caller (`sync.Map`'s inlined wrappers).
+fn map_aggregate(target: &Target, plan: &plan::ProbePlan) -> MapAggregate {
+    let sites: Vec<MapSiteInfo> = plan
+        .map_sites
+        .iter()
+        .map(|site| MapSiteInfo {
+            kind: site.function.kind,
+            refine_op: site.function.kind == MapKind::SyncMap && site.function.user_op,
+        })
+        .collect();
+    let resolver: Option<OpResolver> = sites.iter().any(|s| s.refine_op).then(|| {
+        let lines = SourceLines::new(&target.elf);
+        let bias = target.load_bias;
+        Arc::new(move |return_address: u64| {
+            // The call instruction ends at the return address.
+            let call = return_address.wrapping_sub(bias).wrapping_sub(1);
+            sync_map_op_from_frames(&lines.frames(call))
+        }) as OpResolver
+    });
+    MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY)
 }
 
 /// Appends one snapshot as a JSON line and flushes it, so a reader (a log

@@ -113,6 +113,8 @@ pub enum GeneralRegister {
     R14 = 13,
     /// R15.
     R15 = 14,
+    /// RSP (map sites read the caller's return address through it).
+    Rsp = 15,
 }
 
 /// Per-site configuration the daemon writes into the `SITES` array, indexed
@@ -214,6 +216,265 @@ pub struct LockEvent {
     pub role: u32,
 }
 
+/// A map operation, as reported: the user-level operation of Go's
+/// `sync.Map`, also used for runtime maps (`load` = `mapaccess*`, `store` =
+/// `mapassign*`, `delete` = `mapdelete*`), plus the internal events of the
+/// two `sync.Map` implementations.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MapOp {
+    /// `Load`, `mapaccess1/2*`.
+    Load = 0,
+    /// `Store`, `mapassign*`.
+    Store = 1,
+    /// `LoadOrStore`.
+    LoadOrStore = 2,
+    /// `LoadAndDelete`.
+    LoadAndDelete = 3,
+    /// `Delete`, `mapdelete*`.
+    Delete = 4,
+    /// `Swap`.
+    Swap = 5,
+    /// `CompareAndSwap`.
+    CompareAndSwap = 6,
+    /// `CompareAndDelete`.
+    CompareAndDelete = 7,
+    /// `Range`.
+    Range = 8,
+    /// `Clear`.
+    Clear = 9,
+    /// Go ≤ 1.23 `sync.Map`: a load or store missed the read-only map and
+    /// took the mutex (`missLocked`).
+    Miss = 10,
+    /// Go ≤ 1.23 `sync.Map`: the dirty map was rebuilt from the read-only
+    /// map before a store of a new key (`dirtyLocked`).
+    DirtyCopy = 11,
+    /// Go ≥ 1.24 `sync.Map`: a trie node was split (`expand`).
+    Expand = 12,
+}
+
+/// Number of [`MapOp`] values.
+pub const MAP_OPS: usize = 13;
+
+impl MapOp {
+    /// Every operation, in numbering order.
+    pub const ALL: [MapOp; MAP_OPS] = [
+        Self::Load,
+        Self::Store,
+        Self::LoadOrStore,
+        Self::LoadAndDelete,
+        Self::Delete,
+        Self::Swap,
+        Self::CompareAndSwap,
+        Self::CompareAndDelete,
+        Self::Range,
+        Self::Clear,
+        Self::Miss,
+        Self::DirtyCopy,
+        Self::Expand,
+    ];
+
+    /// Converts the raw value the kernel side stores, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.get(raw as usize).copied()
+    }
+
+    /// The name reports and metrics use (`load`, `compare_and_swap`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Store => "store",
+            Self::LoadOrStore => "load_or_store",
+            Self::LoadAndDelete => "load_and_delete",
+            Self::Delete => "delete",
+            Self::Swap => "swap",
+            Self::CompareAndSwap => "compare_and_swap",
+            Self::CompareAndDelete => "compare_and_delete",
+            Self::Range => "range",
+            Self::Clear => "clear",
+            Self::Miss => "miss",
+            Self::DirtyCopy => "dirty_copy",
+            Self::Expand => "expand",
+        }
+    }
+}
+
+/// Where a map site finds the key.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyShape {
+    /// The operation has no key (`Range`, internal events).
+    None = 0,
+    /// A string: data pointer in [`MapSiteConfig::key_a`], length in
+    /// [`MapSiteConfig::key_b`] (`mapaccess*_faststr`).
+    Str = 1,
+    /// An integer in [`MapSiteConfig::key_a`] (`mapaccess*_fast32/64`);
+    /// its type comes from the map type in [`MapSiteConfig::type_register`].
+    Int = 2,
+    /// An interface value (`any`): type pointer in [`MapSiteConfig::key_a`],
+    /// data pointer in [`MapSiteConfig::key_b`] (`sync.Map` methods).
+    Iface = 3,
+    /// A pointer to the key in [`MapSiteConfig::key_a`], whose type comes
+    /// from the map type in [`MapSiteConfig::type_register`] (generic
+    /// `mapaccess1`, `mapassign`, `mapdelete`).
+    Pointer = 4,
+}
+
+/// Which map operations a site reports as events.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapFilter {
+    /// Every operation becomes an event.
+    All = 0,
+    /// Only operations on maps listed in `MAP_FILTER` become events; others
+    /// are only counted per map in `MAP_COUNTS`.
+    Listed = 1,
+}
+
+/// Per-site configuration of a map operation site, in the `MAP_SITES`
+/// array at the attachment's cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSiteConfig {
+    /// A [`MapOp`] value.
+    pub op: u32,
+    /// A [`SkipWhen`] value.
+    pub skip_when: u32,
+    /// Index of the site in the daemon's plan, echoed in events.
+    pub site_index: u32,
+    /// A [`GeneralRegister`]: the map (sync.Map receiver, runtime map header).
+    pub map_register: u32,
+    /// A [`KeyShape`] value.
+    pub key_shape: u32,
+    /// A [`GeneralRegister`]: first key register (see [`KeyShape`]).
+    pub key_a: u32,
+    /// A [`GeneralRegister`]: second key register (see [`KeyShape`]).
+    pub key_b: u32,
+    /// A [`GeneralRegister`] holding the map's type (runtime maps), whose
+    /// key type is at [`GO_MAPTYPE_KEY_OFFSET`]; or [`NO_REGISTER`].
+    pub type_register: u32,
+    /// Integer keys: width in bytes (4 or 8).
+    pub key_width: u32,
+    /// A [`MapFilter`] value.
+    pub filter: u32,
+    /// Bytes of string and other keys to copy (at most [`MAX_KEY_BYTES`]).
+    pub key_bytes: u32,
+    /// 1 to read the caller's return address (to tell an inlined wrapper,
+    /// `Store`, from the function it calls, `Swap`).
+    pub capture_caller: u32,
+    /// 1 for `sync.Map` sites: their per-map counts are keyed with
+    /// [`SYNC_MAP_COUNT_FLAG`] set.
+    pub sync_map: u32,
+}
+
+/// Set in a `MAP_COUNTS` key counting a `sync.Map` (user addresses never
+/// have bit 63 set).
+pub const SYNC_MAP_COUNT_FLAG: u64 = 1 << 63;
+
+/// [`MapSiteConfig::type_register`] when there is none.
+pub const NO_REGISTER: u32 = u32::MAX;
+
+/// Offset of the key type (`*abi.Type`) in Go's map type descriptor
+/// (`abi.MapType`, `abi.SwissMapType`): after the 48-byte `abi.Type`.
+pub const GO_MAPTYPE_KEY_OFFSET: u64 = 48;
+/// Offset of `Size_` in Go's `abi.Type`.
+pub const GO_TYPE_SIZE_OFFSET: u64 = 0;
+/// Offset of `Kind_` in Go's `abi.Type`.
+pub const GO_TYPE_KIND_OFFSET: u64 = 23;
+/// Mask of the kind in `Kind_` (Go before 1.26 keeps flags above it).
+pub const GO_KIND_MASK: u8 = 31;
+
+/// Go's type kinds (`internal/abi.Kind`) the probes decode.
+pub mod go_kind {
+    /// `int`.
+    pub const INT: u8 = 2;
+    /// `uintptr`: the last integer kind (`int` … `uintptr` are 2 … 12).
+    pub const UINTPTR: u8 = 12;
+    /// `interface{…}`.
+    pub const INTERFACE: u8 = 20;
+    /// `*T`.
+    pub const POINTER: u8 = 22;
+    /// `string`.
+    pub const STRING: u8 = 24;
+    /// `unsafe.Pointer`.
+    pub const UNSAFE_POINTER: u8 = 26;
+}
+
+/// How an event's key was decoded.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// No key.
+    None = 0,
+    /// An integer in [`MapEvent::key_int`]; the kind in [`MapEvent::go_kind`].
+    Int = 1,
+    /// String bytes in [`MapEvent::key`].
+    Str = 2,
+    /// The key's raw bytes in [`MapEvent::key`] (other types).
+    Bytes = 3,
+    /// The key could not be read.
+    Unreadable = 4,
+}
+
+/// Most key bytes an event carries.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// One map operation, pushed through the per-CPU perf ring buffers (the same
+/// as [`LockEvent`]s; told apart by size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapEvent {
+    /// `bpf_ktime_get_ns()` when the probe fired.
+    pub timestamp_ns: u64,
+    /// The map: the `sync.Map`'s address, or the runtime map's header.
+    pub map_addr: u64,
+    /// The key's Go type (`*abi.Type`, the dynamic type of interface keys),
+    /// or 0.
+    pub key_type: u64,
+    /// Integer keys: the value (sign-extended by the reader from
+    /// [`go_kind`](Self::go_kind) and [`key_len`](Self::key_len)).
+    pub key_int: u64,
+    /// Return address into the caller, or 0.
+    pub caller_ip: u64,
+    /// Thread-group id.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU the probe fired on.
+    pub cpu: u32,
+    /// [`MapSiteConfig::site_index`].
+    pub site_index: u32,
+    /// A [`MapOp`] value.
+    pub op: u32,
+    /// A [`KeyKind`] value.
+    pub key_kind: u32,
+    /// The key's full length in bytes (string length, type size).
+    pub key_len: u32,
+    /// Bytes of it copied into [`key`](Self::key).
+    pub copied: u32,
+    /// The key's Go kind (see [`go_kind`]), or 0.
+    pub go_kind: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The key's first bytes.
+    pub key: [u8; MAX_KEY_BYTES],
+}
+
+/// Per-map counts of operations kept in the kernel (`MAP_COUNTS`, per CPU)
+/// for maps whose operations are not events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapCounts {
+    /// Operations by [`MapOp`].
+    pub ops: [u64; MAP_OPS],
+}
+
+/// Capacity of `MAP_COUNTS`: distinct maps counted without events.
+pub const MAX_COUNTED_MAPS: u32 = 8192;
+
+/// Capacity of `MAP_FILTER`: maps selected with `--map`.
+pub const MAX_FILTERED_MAPS: u32 = 1024;
+
 /// Per-CPU probe counters, indexed by [`Counter`] in the `COUNTERS` map.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,10 +494,16 @@ pub enum Counter {
     UnmatchedReturns = 5,
     /// Slow-path entries that could not be recorded in the in-flight map.
     InflightErrors = 6,
+    /// Map operations written as events (a reader that received fewer lost
+    /// some).
+    MapHits = 7,
+    /// Map operations that could be neither events nor counted because
+    /// `MAP_COUNTS` was full.
+    MapCountsFull = 8,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 7;
+pub const COUNTER_SLOTS: u32 = 9;
 
 /// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
 /// goroutine, not thread: a goroutine parked in the slow path can resume on
@@ -293,4 +560,7 @@ mod user {
     unsafe impl aya::Pod for super::SiteConfig {}
     unsafe impl aya::Pod for super::LockEvent {}
     unsafe impl aya::Pod for super::CasCounts {}
+    unsafe impl aya::Pod for super::MapSiteConfig {}
+    unsafe impl aya::Pod for super::MapEvent {}
+    unsafe impl aya::Pod for super::MapCounts {}
 }

@@ -19,14 +19,17 @@ use aya_ebpf::{
         generated::{bpf_get_attach_cookie, bpf_perf_event_output},
     },
     macros::{map, tracepoint, uprobe},
-    maps::{Array, LruHashMap, PerCpuArray, PerfEventArray, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, PerfEventArray, StackTrace},
     programs::{tracing::StackIdContext as _, ProbeContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{
-    ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, LockEvent,
-    LockRole, OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE,
-    MAX_INFLIGHT, MAX_SITES, MAX_STACKS, THREAD_KEY,
+    go_kind, ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, KeyKind,
+    KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter, MapSiteConfig, OutcomeSource,
+    SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, GO_KIND_MASK, GO_MAPTYPE_KEY_OFFSET,
+    GO_TYPE_KIND_OFFSET, GO_TYPE_SIZE_OFFSET, MAP_OPS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
+    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_SITES, MAX_STACKS, NO_REGISTER, SYNC_MAP_COUNT_FLAG,
+    THREAD_KEY,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -162,20 +165,27 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Writes an event to this CPU's ring, counting the outcome.
+/// Writes a lock event to this CPU's ring, counting the outcome.
 #[inline(always)]
 fn emit<C: EbpfContext>(ctx: &C, event: &LockEvent) {
+    output(ctx, event, Counter::Hits);
+}
+
+/// Writes an event (lock or map) to this CPU's ring; counts it in
+/// `written`, or as an output error.
+#[inline(always)]
+fn output<C: EbpfContext, T>(ctx: &C, event: &T, written: Counter) {
     let rc = unsafe {
         bpf_perf_event_output(
             ctx.as_ptr(),
             &EVENTS as *const _ as *mut _,
             BPF_F_CURRENT_CPU,
-            event as *const LockEvent as *mut _,
-            core::mem::size_of::<LockEvent>() as u64,
+            event as *const T as *mut _,
+            core::mem::size_of::<T>() as u64,
         )
     };
     if rc == 0 {
-        bump(Counter::Hits);
+        bump(written);
     } else {
         bump(Counter::OutputErrors);
     }
@@ -231,50 +241,9 @@ pub fn cas_outcome(ctx: ProbeContext) -> u32 {
         bump(Counter::UnknownSite);
         return 0;
     };
-    let regs = ctx.regs;
-    // Constant-offset context reads only (see `lock_slow`): read them all,
-    // then select the value.
-    let (flags, rax, rbx, rcx, rdx, rsi, rdi, rbp) = unsafe {
-        (
-            core::ptr::read_volatile(&raw const (*regs).eflags),
-            core::ptr::read_volatile(&raw const (*regs).rax),
-            core::ptr::read_volatile(&raw const (*regs).rbx),
-            core::ptr::read_volatile(&raw const (*regs).rcx),
-            core::ptr::read_volatile(&raw const (*regs).rdx),
-            core::ptr::read_volatile(&raw const (*regs).rsi),
-            core::ptr::read_volatile(&raw const (*regs).rdi),
-            core::ptr::read_volatile(&raw const (*regs).rbp),
-        )
-    };
-    let (r8, r9, r10, r11, r12, r13, r14, r15) = unsafe {
-        (
-            core::ptr::read_volatile(&raw const (*regs).r8),
-            core::ptr::read_volatile(&raw const (*regs).r9),
-            core::ptr::read_volatile(&raw const (*regs).r10),
-            core::ptr::read_volatile(&raw const (*regs).r11),
-            core::ptr::read_volatile(&raw const (*regs).r12),
-            core::ptr::read_volatile(&raw const (*regs).r13),
-            core::ptr::read_volatile(&raw const (*regs).r14),
-            core::ptr::read_volatile(&raw const (*regs).r15),
-        )
-    };
-    let register = match site.outcome_register {
-        x if x == R::Rax as u32 => rax,
-        x if x == R::Rbx as u32 => rbx,
-        x if x == R::Rcx as u32 => rcx,
-        x if x == R::Rdx as u32 => rdx,
-        x if x == R::Rsi as u32 => rsi,
-        x if x == R::Rdi as u32 => rdi,
-        x if x == R::Rbp as u32 => rbp,
-        x if x == R::R8 as u32 => r8,
-        x if x == R::R9 as u32 => r9,
-        x if x == R::R10 as u32 => r10,
-        x if x == R::R11 as u32 => r11,
-        x if x == R::R12 as u32 => r12,
-        x if x == R::R13 as u32 => r13,
-        x if x == R::R14 as u32 => r14,
-        _ => r15,
-    };
+    let regs = Registers::read(&ctx);
+    let register = regs.select(site.outcome_register);
+    let flags = regs.flags;
     let zf = flags & FLAG_ZF != 0;
     let low_byte_set = register & 0xff != 0;
     let success = match site.outcome {
@@ -294,6 +263,356 @@ pub fn cas_outcome(ctx: ProbeContext) -> u32 {
     }
     bump(Counter::CasHits);
     0
+}
+
+/// The general registers and flags at a probe hit.
+struct Registers {
+    flags: u64,
+    rsp: u64,
+    gp: [u64; 15],
+}
+
+impl Registers {
+    /// Reads every register. The verifier only allows context reads at
+    /// constant offsets: read them all, unconditionally, then select.
+    #[inline(always)]
+    fn read(ctx: &ProbeContext) -> Self {
+        let regs = ctx.regs;
+        unsafe {
+            Self {
+                flags: core::ptr::read_volatile(&raw const (*regs).eflags),
+                rsp: core::ptr::read_volatile(&raw const (*regs).rsp),
+                gp: [
+                    core::ptr::read_volatile(&raw const (*regs).rax),
+                    core::ptr::read_volatile(&raw const (*regs).rbx),
+                    core::ptr::read_volatile(&raw const (*regs).rcx),
+                    core::ptr::read_volatile(&raw const (*regs).rdx),
+                    core::ptr::read_volatile(&raw const (*regs).rsi),
+                    core::ptr::read_volatile(&raw const (*regs).rdi),
+                    core::ptr::read_volatile(&raw const (*regs).rbp),
+                    core::ptr::read_volatile(&raw const (*regs).r8),
+                    core::ptr::read_volatile(&raw const (*regs).r9),
+                    core::ptr::read_volatile(&raw const (*regs).r10),
+                    core::ptr::read_volatile(&raw const (*regs).r11),
+                    core::ptr::read_volatile(&raw const (*regs).r12),
+                    core::ptr::read_volatile(&raw const (*regs).r13),
+                    core::ptr::read_volatile(&raw const (*regs).r14),
+                    core::ptr::read_volatile(&raw const (*regs).r15),
+                ],
+            }
+        }
+    }
+
+    /// The register numbered as [`R`]; R15 for anything out of range.
+    #[inline(always)]
+    fn select(&self, which: u32) -> u64 {
+        match which {
+            x if x == R::Rax as u32 => self.gp[0],
+            x if x == R::Rbx as u32 => self.gp[1],
+            x if x == R::Rcx as u32 => self.gp[2],
+            x if x == R::Rdx as u32 => self.gp[3],
+            x if x == R::Rsi as u32 => self.gp[4],
+            x if x == R::Rdi as u32 => self.gp[5],
+            x if x == R::Rbp as u32 => self.gp[6],
+            x if x == R::R8 as u32 => self.gp[7],
+            x if x == R::R9 as u32 => self.gp[8],
+            x if x == R::R10 as u32 => self.gp[9],
+            x if x == R::R11 as u32 => self.gp[10],
+            x if x == R::R12 as u32 => self.gp[11],
+            x if x == R::R13 as u32 => self.gp[12],
+            x if x == R::R14 as u32 => self.gp[13],
+            x if x == R::Rsp as u32 => self.rsp,
+            _ => self.gp[14],
+        }
+    }
+}
+
+/// Per-site configuration of map operation sites, indexed by cookie.
+#[map]
+static MAP_SITES: Array<MapSiteConfig> = Array::with_max_entries(MAX_SITES, 0);
+
+/// Maps selected with `--map` (value unused): with [`MapFilter::Listed`],
+/// only their operations become events.
+#[map]
+static MAP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(MAX_FILTERED_MAPS, 0);
+
+/// Operations per map and CPU of maps not selected: counted, no events.
+#[map]
+static MAP_COUNTS: PerCpuHashMap<u64, MapCounts> =
+    PerCpuHashMap::with_max_entries(MAX_COUNTED_MAPS, 0);
+
+/// Per-CPU scratch space for a [`MapEvent`] (too big for the BPF stack).
+#[map]
+static MAP_SCRATCH: PerCpuArray<MapEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads a user-space value, or `None` when the read faults.
+#[inline(always)]
+fn read_user<T>(address: u64) -> Option<T> {
+    unsafe { bpf_probe_read_user(address as *const T) }.ok()
+}
+
+/// Copies the string at `data` of `len` bytes (at most `limit`) into the
+/// event.
+#[inline(always)]
+fn copy_string(event: &mut MapEvent, data: u64, len: u64, limit: u32) {
+    event.go_kind = go_kind::STRING as u32;
+    copy_key(event, data, len, limit, KeyKind::Str);
+}
+
+/// Copies `size` raw bytes (at most `limit`) at `data` into the event.
+#[inline(always)]
+fn copy_bytes(event: &mut MapEvent, data: u64, size: u64, limit: u32) {
+    copy_key(event, data, size, limit, KeyKind::Bytes);
+}
+
+/// Copies the first bytes (at most `limit` and [`MAX_KEY_BYTES`]) of a key
+/// of `len` bytes at `data`, decoded as `kind` when the copy works.
+#[inline(always)]
+fn copy_key(event: &mut MapEvent, data: u64, len: u64, limit: u32, kind: KeyKind) {
+    event.key_len = len as u32;
+    let mut n = if len > limit as u64 {
+        limit as u64
+    } else {
+        len
+    };
+    if n > MAX_KEY_BYTES as u64 {
+        n = MAX_KEY_BYTES as u64;
+    }
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            event.key.as_mut_ptr() as *mut _,
+            n as u32,
+            data as *const _,
+        )
+    };
+    if rc == 0 {
+        event.copied = n as u32;
+        event.key_kind = kind as u32;
+    } else {
+        event.key_kind = KeyKind::Unreadable as u32;
+    }
+}
+
+/// An integer of `size` bytes (at most 8) stored at `data`.
+#[inline(always)]
+fn read_int(event: &mut MapEvent, data: u64, size: u64) {
+    event.key_len = size as u32;
+    match read_user::<u64>(data) {
+        Some(raw) => {
+            event.key_int = if size >= 8 {
+                raw
+            } else {
+                raw & ((1u64 << (size * 8)) - 1)
+            };
+            event.key_kind = KeyKind::Int as u32;
+        }
+        None => event.key_kind = KeyKind::Unreadable as u32,
+    }
+}
+
+/// Kind and size of the Go type at `typ`.
+#[inline(always)]
+fn type_kind_size(typ: u64) -> (u8, u64) {
+    let kind = read_user::<u8>(typ + GO_TYPE_KIND_OFFSET).unwrap_or(0) & GO_KIND_MASK;
+    let size = read_user::<u64>(typ + GO_TYPE_SIZE_OFFSET).unwrap_or(0);
+    (kind, size)
+}
+
+/// Whether values of this kind are stored in an interface's data word
+/// itself rather than pointed to.
+#[inline(always)]
+fn pointer_shaped(kind: u8) -> bool {
+    kind == go_kind::POINTER
+        || kind == go_kind::UNSAFE_POINTER
+        || kind == 18
+        || kind == 19
+        || kind == 21
+}
+
+/// An interface's dynamic value: type `typ`, data word `data`.
+#[inline(always)]
+fn decode_interface(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
+    event.key_type = typ;
+    if typ == 0 {
+        // A nil interface key.
+        event.key_kind = KeyKind::Int as u32;
+        return;
+    }
+    let (kind, size) = type_kind_size(typ);
+    event.go_kind = kind as u32;
+    if kind == go_kind::STRING {
+        let (Some(ptr), Some(len)) = (read_user::<u64>(data), read_user::<u64>(data + 8)) else {
+            event.key_kind = KeyKind::Unreadable as u32;
+            return;
+        };
+        copy_string(event, ptr, len, limit);
+    } else if (go_kind::INT..=go_kind::UINTPTR).contains(&kind) {
+        read_int(event, data, size);
+    } else if pointer_shaped(kind) {
+        event.key_int = data;
+        event.key_len = 8;
+        event.key_kind = KeyKind::Int as u32;
+    } else {
+        copy_bytes(event, data, size, limit);
+    }
+}
+
+/// A key of type `typ` stored at `data` (runtime maps' generic functions).
+#[inline(always)]
+fn decode_stored(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
+    event.key_type = typ;
+    let (kind, size) = type_kind_size(typ);
+    event.go_kind = kind as u32;
+    if kind == go_kind::STRING {
+        let (Some(ptr), Some(len)) = (read_user::<u64>(data), read_user::<u64>(data + 8)) else {
+            event.key_kind = KeyKind::Unreadable as u32;
+            return;
+        };
+        copy_string(event, ptr, len, limit);
+    } else if kind == go_kind::INTERFACE {
+        // An empty interface holds the type first; one with methods holds
+        // an itab, whose type is its second word.
+        let (Some(first), Some(second)) = (read_user::<u64>(data), read_user::<u64>(data + 8))
+        else {
+            event.key_kind = KeyKind::Unreadable as u32;
+            return;
+        };
+        let methods = read_user::<u64>(typ + 64).unwrap_or(0);
+        let dynamic = if methods == 0 || first == 0 {
+            first
+        } else {
+            read_user::<u64>(first + 8).unwrap_or(0)
+        };
+        decode_interface(event, dynamic, second, limit);
+    } else if (go_kind::INT..=go_kind::UINTPTR).contains(&kind) || pointer_shaped(kind) {
+        read_int(event, data, if size > 8 { 8 } else { size });
+    } else {
+        copy_bytes(event, data, size, limit);
+    }
+}
+
+/// A map operation (runtime map or `sync.Map`): an event with the decoded
+/// key for maps that are selected (or all, per the site), else a per-map
+/// count.
+#[uprobe]
+pub fn map_op(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let Some(site) = MAP_SITES.get(cookie) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    let regs = Registers::read(&ctx);
+    let skip = match site.skip_when {
+        x if x == SkipWhen::BelowOrEqual as u32 => regs.flags & (FLAG_CF | FLAG_ZF) != 0,
+        x if x == SkipWhen::Below as u32 => regs.flags & FLAG_CF != 0,
+        _ => false,
+    };
+    if skip {
+        bump(Counter::SkippedReentry);
+        return 0;
+    }
+    let map_addr = regs.select(site.map_register);
+    let op = site.op as usize;
+    if op >= MAP_OPS {
+        bump(Counter::UnknownSite);
+        return 0;
+    }
+    if site.filter == MapFilter::Listed as u32 && unsafe { MAP_FILTER.get(map_addr) }.is_none() {
+        let key = if site.sync_map != 0 {
+            map_addr | SYNC_MAP_COUNT_FLAG
+        } else {
+            map_addr
+        };
+        count_map_op(key, op);
+        return 0;
+    }
+    let Some(event) = MAP_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
+    let event = unsafe { &mut *event };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    event.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    event.map_addr = map_addr;
+    event.key_type = 0;
+    event.key_int = 0;
+    event.caller_ip = if site.capture_caller != 0 {
+        // The probe fires before the prologue moves RSP: the return address
+        // is on top of the stack.
+        read_user::<u64>(regs.rsp).unwrap_or(0)
+    } else {
+        0
+    };
+    event.tgid = (pid_tgid >> 32) as u32;
+    event.tid = pid_tgid as u32;
+    event.cpu = unsafe { bpf_get_smp_processor_id() };
+    event.site_index = site.site_index;
+    event.op = site.op;
+    event.key_kind = KeyKind::None as u32;
+    event.key_len = 0;
+    event.copied = 0;
+    event.go_kind = 0;
+    event._pad = 0;
+    let key_a = regs.select(site.key_a);
+    let key_b = regs.select(site.key_b);
+    let map_type = if site.type_register != NO_REGISTER {
+        regs.select(site.type_register)
+    } else {
+        0
+    };
+    let limit = site.key_bytes;
+    match site.key_shape {
+        x if x == KeyShape::Str as u32 => copy_string(event, key_a, key_b, limit),
+        x if x == KeyShape::Int as u32 => {
+            let key_type = if map_type != 0 {
+                read_user::<u64>(map_type + GO_MAPTYPE_KEY_OFFSET).unwrap_or(0)
+            } else {
+                0
+            };
+            event.key_type = key_type;
+            event.go_kind = if key_type != 0 {
+                type_kind_size(key_type).0 as u32
+            } else {
+                0
+            };
+            event.key_len = site.key_width;
+            event.key_int = if site.key_width == 4 {
+                key_a & 0xffff_ffff
+            } else {
+                key_a
+            };
+            event.key_kind = KeyKind::Int as u32;
+        }
+        x if x == KeyShape::Iface as u32 => decode_interface(event, key_a, key_b, limit),
+        x if x == KeyShape::Pointer as u32 => {
+            match read_user::<u64>(map_type + GO_MAPTYPE_KEY_OFFSET) {
+                Some(key_type) if map_type != 0 => decode_stored(event, key_type, key_a, limit),
+                _ => event.key_kind = KeyKind::Unreadable as u32,
+            }
+        }
+        _ => {}
+    }
+    output(&ctx, event, Counter::MapHits);
+    0
+}
+
+/// Counts one operation on a map that is not selected.
+#[inline(always)]
+fn count_map_op(map_addr: u64, op: usize) {
+    if let Some(counts) = MAP_COUNTS.get_ptr_mut(map_addr) {
+        // SAFETY: this CPU's slot.
+        if let Some(slot) = unsafe { (*counts).ops.get_mut(op) } {
+            *slot += 1;
+        }
+        return;
+    }
+    let mut fresh = MapCounts { ops: [0; MAP_OPS] };
+    if let Some(slot) = fresh.ops.get_mut(op) {
+        *slot = 1;
+    }
+    if MAP_COUNTS.insert(map_addr, fresh, 0).is_err() {
+        bump(Counter::MapCountsFull);
+    }
 }
 
 /// Offsets in the `syscalls/sys_enter_futex` record (see its format file).

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use crate::{exec, setup};
 
 /// Fixture programs, one directory each under `fixtures/go/`.
-pub const GO_FIXTURES: &[&str] = &["contend", "slowpath", "casloop", "callsites"];
+pub const GO_FIXTURES: &[&str] = &["contend", "slowpath", "casloop", "callsites", "hotkeys"];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc
 /// into `target/fixtures/c/<NAME>`.

@@ -6,6 +6,7 @@
 //! runtime addresses back into names.
 
 pub mod cas;
+pub mod maps;
 pub mod site;
 
 use std::collections::BTreeSet;
@@ -69,6 +70,13 @@ pub struct ProbePlan {
     pub missing: Vec<String>,
     /// Trace the target's futex waits (syscall tracepoints, no sites).
     pub futex: bool,
+    /// Map operation sites (their own cookie space: `MAP_SITES`).
+    pub map_sites: Vec<maps::PlannedMapSite>,
+    /// Whether only maps selected with `--map` report keys: runtime map
+    /// sites always; `sync.Map` sites when a selection was given.
+    pub sync_map_filtered: bool,
+    /// Bytes of each key to copy.
+    pub key_bytes: u32,
 }
 
 /// Errors planning probes.
@@ -155,7 +163,36 @@ pub struct PlanRequest {
     /// Also watch the compare-and-swaps inside Go's `sync.Map`
     /// implementation (see [`go_builtin_cas_patterns`]).
     pub builtin_cas: bool,
+    /// Probe Go's lock slow paths.
+    pub locks: bool,
+    /// Probe `sync.Map` operations (Go targets).
+    pub sync_maps: bool,
+    /// Probe runtime map operations (`map[K]V`; Go targets).
+    pub runtime_maps: bool,
+    /// Maps selected with `--map` (names or addresses): only their keys are
+    /// reported. Resolved against the live process by the session.
+    pub map_selection: Vec<String>,
+    /// Bytes of string and other keys to copy (1 ..= 128).
+    pub key_bytes: u32,
 }
+
+impl PlanRequest {
+    /// What `mapwatch attach` probes without options: locks with wait
+    /// times, `sync.Map` operations and CAS sites.
+    pub fn defaults() -> Self {
+        Self {
+            builtin_cas: true,
+            wait_times: true,
+            locks: true,
+            sync_maps: true,
+            key_bytes: DEFAULT_KEY_BYTES,
+            ..Self::default()
+        }
+    }
+}
+
+/// Bytes of a key copied by default.
+pub const DEFAULT_KEY_BYTES: u32 = 64;
 
 /// Functions of Go's `sync.Map` whose internal compare-and-swap retry loops
 /// are watched without any `--cas` pattern: the read-map entry CASes up to
@@ -175,10 +212,14 @@ pub fn go_builtin_cas_patterns(version: Option<(u32, u32)>) -> Vec<&'static str>
 pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
     let mut plan = ProbePlan {
         futex: request.futex,
+        sync_map_filtered: !request.map_selection.is_empty(),
+        key_bytes: request
+            .key_bytes
+            .clamp(1, probe_common::MAX_KEY_BYTES as u32),
         ..ProbePlan::default()
     };
     let mut wanted: Vec<(String, u32, LockRole)> = Vec::new();
-    if target.go.is_some() {
+    if target.go.is_some() && request.locks {
         for name in go_mutex_slow_paths(target.go_version_number()) {
             wanted.push((name.to_string(), 0, LockRole::Mutex));
         }
@@ -263,7 +304,24 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
     for pattern in &request.cas_patterns {
         plan.sites.extend(cas_sites(target, pattern, request.mode)?);
     }
-    if plan.sites.is_empty() && !plan.futex {
+    if target.go.is_some() {
+        let mut functions = Vec::new();
+        if request.sync_maps {
+            functions.extend(maps::sync_map_functions(target.go_version_number()));
+        }
+        if request.runtime_maps {
+            functions.extend(maps::runtime_map_functions());
+        }
+        let (sites, missing) = maps::plan_map_sites(target, &functions, request.mode)?;
+        plan.map_sites = sites;
+        // Absent sync.Map methods are normal (unused methods are not linked).
+        plan.missing.extend(
+            missing
+                .into_iter()
+                .filter(|name| name.starts_with("runtime.map") && request.runtime_maps),
+        );
+    }
+    if plan.sites.is_empty() && plan.map_sites.is_empty() && !plan.futex {
         return Err(PlanError::NothingToProbe {
             exe: target.process.exe_display.clone(),
             go_version: target.go.as_ref().map(|go| go.version.clone()),
@@ -456,6 +514,26 @@ fn entry_site(
     end: u64,
     mode: SiteMode,
 ) -> Result<EntrySite, PlanError> {
+    entry_site_preserving(
+        target,
+        name,
+        start,
+        end,
+        mode,
+        &[iced_x86::Register::RAX, iced_x86::Register::R14],
+    )
+}
+
+/// The entry site of a function whose probe reads `preserve` (see
+/// [`choose_entry_site`]).
+fn entry_site_preserving(
+    target: &Target,
+    name: &str,
+    start: u64,
+    end: u64,
+    mode: SiteMode,
+    preserve: &[iced_x86::Register],
+) -> Result<EntrySite, PlanError> {
     let site_error = |reason: String| PlanError::Site {
         function: name.to_string(),
         address: start,
@@ -473,13 +551,7 @@ fn entry_site(
         .elf
         .read_vaddr(start, len as usize)
         .ok_or_else(|| site_error(format!("cannot read {len} bytes of code")))?;
-    choose_entry_site(
-        code,
-        start,
-        end,
-        &[iced_x86::Register::RAX, iced_x86::Register::R14],
-    )
-    .map_err(|e| site_error(e.to_string()))
+    choose_entry_site(code, start, end, preserve).map_err(|e| site_error(e.to_string()))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! [`Aggregate`](crate::aggregate::Aggregate), and its views (text, JSON).
 
 pub mod heatmap;
+pub mod maps;
 pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,6 +40,17 @@ pub struct Report {
     pub locks: Vec<LockReport>,
     /// Compare-and-swap sites watched with `--cas`, most failures first.
     pub cas: Vec<CasReport>,
+    /// Maps (`sync.Map`, and runtime maps with `--probe maps`), most
+    /// operations first, with hot keys and the advisor's findings.
+    pub maps: Vec<maps::MapReport>,
+    /// How to see the keys of maps that were only counted, when some were.
+    pub maps_hint: Option<String>,
+    /// Map operation events received (equal to `probe_counters.map_hits`
+    /// when none was lost).
+    pub map_events: u64,
+    /// mapwatch's own peak resident memory (VmHWM), bytes: bounded
+    /// whatever the number of distinct keys.
+    pub mapwatch_peak_rss_bytes: u64,
     /// Heatmaps (time × CPU, time × site, …) for the views and `--heatmap-dir`.
     pub heatmaps: Vec<Heatmap>,
 }
@@ -282,8 +294,29 @@ impl Report {
             probe_counters: counters,
             locks,
             cas,
+            maps: Vec::new(),
+            maps_hint: None,
+            map_events: aggregate.maps.events,
+            mapwatch_peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
             heatmaps,
         }
+    }
+
+    /// Adds the maps section and its heatmaps.
+    pub fn add_maps(&mut self, maps: Vec<maps::MapReport>, heatmaps: Vec<Heatmap>) {
+        let counted: Vec<&maps::MapReport> = maps.iter().filter(|m| !m.keyed).collect();
+        self.maps_hint = counted.first().map(|busiest| {
+            format!(
+                "{} map(s) were only counted; for their keys attach with --map {}",
+                counted.len(),
+                busiest
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| busiest.address.clone())
+            )
+        });
+        self.maps = maps;
+        self.heatmaps.extend(heatmaps);
     }
 
     /// The report as one JSON document.
@@ -291,6 +324,14 @@ impl Report {
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+}
+
+/// This process's peak resident set size (VmHWM), bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A lock's waiting call sites, most wait first, symbolized.

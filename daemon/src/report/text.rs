@@ -141,6 +141,7 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    render_maps(&mut out, report);
     for map in &report.heatmaps {
         let _ = writeln!(out);
         out.push_str(&heatmap::render_terminal(map, HEATMAP_WIDTH, false));
@@ -149,9 +150,16 @@ pub fn render(report: &Report) -> String {
     let c = &report.probe_counters;
     let _ = writeln!(
         out,
-        "events lost: {}   lock probe hits: {}   skipped re-entries: {}   CAS probe hits: {}",
-        report.events_lost, c.hits, c.skipped_reentry, c.cas_hits
+        "events lost: {}   lock probe hits: {}   skipped re-entries: {}   CAS probe hits: {}   map events: {}",
+        report.events_lost, c.hits, c.skipped_reentry, c.cas_hits, c.map_hits
     );
+    if c.map_counts_full > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: {} map operations were not counted: more maps than the per-map table holds",
+            c.map_counts_full
+        );
+    }
     if c.output_errors > 0 || c.unknown_site > 0 {
         let _ = writeln!(
             out,
@@ -160,4 +168,92 @@ pub fn render(report: &Report) -> String {
         );
     }
     out
+}
+
+/// Maps listed in the text report.
+const TEXT_MAPS: usize = 10;
+/// Hot keys listed per map.
+const TEXT_KEYS: usize = 10;
+
+/// The maps section: operations per map, hot keys, the advisor.
+fn render_maps(out: &mut String, report: &Report) {
+    if report.maps.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "MAPS (operations by kind; hot keys of keyed maps)");
+    for map in report.maps.iter().take(TEXT_MAPS) {
+        let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        let internal: Vec<String> = map
+            .internal
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} {} ({}): {} ops: {}{}",
+            map.kind.as_str(),
+            map.name.as_deref().unwrap_or("(not a global)"),
+            map.address,
+            map.total,
+            ops.join(", "),
+            if internal.is_empty() {
+                String::new()
+            } else {
+                format!("; internal: {}", internal.join(", "))
+            }
+        );
+        if !map.keyed {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "    ~{} distinct keys; top keys{}:",
+            map.distinct_keys,
+            if map.top_k_error_bound == 0 {
+                " (exact)".to_string()
+            } else {
+                format!(
+                    " (counts may overestimate by up to {})",
+                    map.top_k_error_bound
+                )
+            }
+        );
+        for key in map.top_keys.iter().take(TEXT_KEYS) {
+            let ops: Vec<String> = key.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+            let share = if map.total > 0 {
+                100.0 * key.total as f64 / map.total as f64
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "    {:>10}  {:>5.1}%  {:<32}  {}",
+                key.total,
+                share,
+                truncate(&key.key, 32),
+                ops.join(", ")
+            );
+        }
+        for advice in &map.advice {
+            let _ = writeln!(out, "    advice ({}): {}", advice.finding, advice.text);
+        }
+    }
+    if report.maps.len() > TEXT_MAPS {
+        let _ = writeln!(out, "  … and {} more", report.maps.len() - TEXT_MAPS);
+    }
+    if let Some(hint) = &report.maps_hint {
+        let _ = writeln!(out, "  {hint}");
+    }
+}
+
+/// `text` cut to `width` characters, with `…` when cut.
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
 }

@@ -6,6 +6,7 @@ pub mod buildinfo;
 pub mod dwarf;
 pub mod elf;
 pub mod lines;
+pub mod memory;
 pub mod pclntab;
 pub mod process;
 pub mod symbols;

@@ -1,0 +1,237 @@
+//! The map advisor: from one map's measured mix of operations, keys and
+//! CPUs, says whether the structure fits the workload, citing the figures.
+//!
+//! The rules follow how the structures work:
+//! - `sync.Map` is built for keys written once and read many times, or for
+//!   goroutines working on disjoint keys. Up to Go 1.23 every store of a new
+//!   key takes its mutex and, after each promotion of the dirty map, first
+//!   copies the whole read-only map (`dirty_copy`); loads that miss the
+//!   read-only map take the mutex too (`miss`). From Go 1.24 a store of a
+//!   new key allocates trie nodes (`expand`). Under write-mostly traffic
+//!   with mostly new keys, a plain map behind a mutex, or a sharded map,
+//!   does less work.
+//! - One key taking a large share of all operations, from many CPUs, keeps
+//!   that key's cache line (and for a plain map, its lock) bouncing between
+//!   cores: per-key striping, per-CPU counters or a local cache spread it.
+
+use probe_common::MapOp;
+use serde::Serialize;
+
+use crate::plan::maps::MapKind;
+
+/// The figures the advisor reads, for one map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MapMix {
+    /// `sync.Map` or runtime map.
+    pub kind: Option<MapKind>,
+    /// User-level operations.
+    pub total: u64,
+    /// Loads (`load`, and the load half of `load_or_store` is not counted).
+    pub loads: u64,
+    /// Writes: `store`, `swap`, `load_or_store`, `compare_and_swap`.
+    pub writes: u64,
+    /// Deletes: `delete`, `load_and_delete`, `compare_and_delete`.
+    pub deletes: u64,
+    /// Estimated distinct keys among the writes.
+    pub distinct_written: u64,
+    /// Writes that carried a key.
+    pub keyed_writes: u64,
+    /// `sync.Map` (≤ 1.23) read-map misses.
+    pub misses: u64,
+    /// `sync.Map` (≤ 1.23) dirty-map rebuilds.
+    pub dirty_copies: u64,
+    /// `sync.Map` (≥ 1.24) trie node splits.
+    pub expansions: u64,
+    /// The hottest key, its operations, and on how many CPUs it was seen.
+    pub hottest: Option<(String, u64, usize)>,
+    /// CPUs that ran any operation on the map.
+    pub cpus: usize,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Advice {
+    /// `fits`, `write-heavy-sync-map`, `read-misses`, `hot-key`, `too-few-operations`.
+    pub finding: &'static str,
+    /// The finding and what to do, with the figures that led to it.
+    pub text: String,
+}
+
+/// Fewer operations than this say nothing about a workload.
+pub const MIN_OPERATIONS: u64 = 1000;
+/// Share of writes above which a `sync.Map` is called write-heavy.
+pub const WRITE_HEAVY_SHARE: f64 = 0.5;
+/// Share of writes going to keys not written before above which the writes
+/// are called mostly new keys.
+pub const NEW_KEY_SHARE: f64 = 0.5;
+/// Share of operations on one key above which the key is called hot.
+pub const HOT_KEY_SHARE: f64 = 0.2;
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// The advisor's findings for one map, most important first; `fits` when
+/// nothing stands out.
+pub fn advise(mix: &MapMix) -> Vec<Advice> {
+    if mix.total < MIN_OPERATIONS {
+        return vec![Advice {
+            finding: "too-few-operations",
+            text: format!(
+                "{} operations: too few to judge (at least {MIN_OPERATIONS} needed)",
+                mix.total
+            ),
+        }];
+    }
+    let mut advice = Vec::new();
+    let write_share = mix.writes as f64 / mix.total as f64;
+    let new_key_share = if mix.keyed_writes == 0 {
+        0.0
+    } else {
+        (mix.distinct_written as f64 / mix.keyed_writes as f64).min(1.0)
+    };
+    if mix.kind == Some(MapKind::SyncMap)
+        && write_share >= WRITE_HEAVY_SHARE
+        && new_key_share >= NEW_KEY_SHARE
+    {
+        let mut cost = String::new();
+        if mix.dirty_copies > 0 || mix.misses > 0 {
+            cost = format!(
+                "; it rebuilt its dirty map {} times and missed its read-only map {} times",
+                mix.dirty_copies, mix.misses
+            );
+        } else if mix.expansions > 0 {
+            cost = format!("; its trie split {} nodes", mix.expansions);
+        }
+        advice.push(Advice {
+            finding: "write-heavy-sync-map",
+            text: format!(
+                "sync.Map under write-heavy traffic to new keys: {:.0}% of {} operations are writes and about {:.0}% of writes add a key ({} distinct of {} writes){cost}. sync.Map is built for keys written once and read often, or disjoint keys per goroutine; here a map guarded by a sync.RWMutex (or a map sharded by key hash, one lock per shard) does less work per write.",
+                100.0 * write_share,
+                mix.total,
+                100.0 * new_key_share,
+                mix.distinct_written,
+                mix.keyed_writes,
+            ),
+        });
+    }
+    if mix.kind == Some(MapKind::SyncMap) && mix.loads > 0 && mix.misses * 10 >= mix.loads {
+        advice.push(Advice {
+            finding: "read-misses",
+            text: format!(
+                "{:.0}% of loads ({} of {}) missed sync.Map's read-only map and took its mutex: keys keep being added, so the read-only map is often stale. Add keys up front, or use a map with an RWMutex.",
+                percent(mix.misses, mix.loads),
+                mix.misses,
+                mix.loads
+            ),
+        });
+    }
+    if let Some((key, ops, cpus)) = &mix.hottest {
+        let share = *ops as f64 / mix.total as f64;
+        if share >= HOT_KEY_SHARE && *cpus >= 2 {
+            advice.push(Advice {
+                finding: "hot-key",
+                text: format!(
+                    "one hot key: {key:?} takes {:.0}% of operations ({ops} of {}) from {cpus} CPUs{}. Every access to it contends for the same memory{}; stripe that key (per-CPU or per-goroutine counters merged on read), cache it locally, or split it into several keys.",
+                    100.0 * share,
+                    mix.total,
+                    if mix.cpus > 0 { format!(" (of {} CPUs the map ran on)", mix.cpus) } else { String::new() },
+                    if mix.kind == Some(MapKind::Runtime) { " and the lock guarding the map" } else { "" },
+                ),
+            });
+        }
+    }
+    if advice.is_empty() {
+        advice.push(Advice {
+            finding: "fits",
+            text: format!(
+                "fits its workload: {:.0}% loads, {:.0}% writes ({:.0}% of them to new keys), {:.0}% deletes over {} operations{}",
+                percent(mix.loads, mix.total),
+                100.0 * write_share,
+                100.0 * new_key_share,
+                percent(mix.deletes, mix.total),
+                mix.total,
+                match &mix.hottest {
+                    Some((key, ops, _)) => format!("; hottest key {key:?} has {:.0}%", percent(*ops, mix.total)),
+                    None => String::new(),
+                }
+            ),
+        });
+    }
+    advice
+}
+
+/// Sorts an operation into the advisor's classes.
+pub fn op_class(op: MapOp) -> Option<&'static str> {
+    match op {
+        MapOp::Load | MapOp::Range => Some("load"),
+        MapOp::Store | MapOp::Swap | MapOp::LoadOrStore | MapOp::CompareAndSwap => Some("write"),
+        MapOp::Delete | MapOp::LoadAndDelete | MapOp::CompareAndDelete | MapOp::Clear => {
+            Some("delete")
+        }
+        MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync_map(total: u64, writes: u64, distinct_written: u64) -> MapMix {
+        MapMix {
+            kind: Some(MapKind::SyncMap),
+            total,
+            loads: total - writes,
+            writes,
+            keyed_writes: writes,
+            distinct_written,
+            ..MapMix::default()
+        }
+    }
+
+    #[test]
+    fn flags_a_write_heavy_unique_key_sync_map() {
+        let advice = advise(&MapMix {
+            dirty_copies: 12,
+            misses: 40,
+            ..sync_map(100_000, 95_000, 94_000)
+        });
+        assert_eq!(advice[0].finding, "write-heavy-sync-map");
+        assert!(advice[0].text.contains("95%"), "{}", advice[0].text);
+        assert!(advice[0].text.contains("rebuilt its dirty map 12 times"));
+    }
+
+    #[test]
+    fn a_read_mostly_sync_map_fits() {
+        let advice = advise(&sync_map(100_000, 5_000, 300));
+        assert_eq!(advice.len(), 1);
+        assert_eq!(advice[0].finding, "fits");
+    }
+
+    #[test]
+    fn rewriting_the_same_keys_is_not_flagged() {
+        let advice = advise(&sync_map(100_000, 80_000, 100));
+        assert_eq!(advice[0].finding, "fits");
+    }
+
+    #[test]
+    fn flags_one_hot_key_on_several_cpus_only() {
+        let mut mix = sync_map(10_000, 100, 50);
+        mix.hottest = Some(("key-0".into(), 4_000, 4));
+        assert_eq!(advise(&mix)[0].finding, "hot-key");
+        mix.hottest = Some(("key-0".into(), 4_000, 1));
+        assert_eq!(advise(&mix)[0].finding, "fits");
+    }
+
+    #[test]
+    fn too_few_operations_say_nothing() {
+        assert_eq!(
+            advise(&sync_map(10, 10, 10))[0].finding,
+            "too-few-operations"
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! Map operations: per map, counts by operation, per CPU and over time,
+//! hot keys (bounded top-K with per-key operation counts, per-CPU counts and
+//! a time row), and distinct-key estimates.
+//!
+//! Memory is bounded whatever the target does: at most [`MAX_KEYED_MAPS`]
+//! maps keep keys, each in a [`SpaceSaving`] table of
+//! [`MapAggregate::key_capacity`] entries, whose time rows have at most
+//! [`MAX_KEY_COLUMNS`] cells (columns widen when a session outgrows them).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use probe_common::{go_kind, KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG};
+
+use super::topk::{hash64, HyperLogLog, SpaceSaving};
+use crate::plan::maps::MapKind;
+
+/// Maps whose keys are tracked; operations on further maps are counted
+/// without keys.
+pub const MAX_KEYED_MAPS: usize = 256;
+/// Default number of keys kept per map (exact while a map sees no more
+/// distinct keys than this).
+pub const DEFAULT_KEY_CAPACITY: usize = 1024;
+/// Most time cells in a key's row: the column width doubles when needed.
+pub const MAX_KEY_COLUMNS: usize = 64;
+
+/// A decoded key. `text` is what reports show (string keys verbatim,
+/// integers in decimal); `tag` keeps a string "1" apart from an integer 1.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HotKey {
+    /// Which decoding produced `text`.
+    pub tag: KeyTag,
+    /// The key as text.
+    pub text: Box<str>,
+}
+
+/// How a key was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyTag {
+    /// A string (truncated keys end in `…`).
+    Str,
+    /// An integer, in decimal.
+    Int,
+    /// A pointer-shaped value, in hex.
+    Pointer,
+    /// Another type: `TYPE#HASH` of the bytes copied (`text` holds the
+    /// type's address until the report names it).
+    Other,
+    /// The key's memory could not be read.
+    Unreadable,
+}
+
+/// What a kept key carries besides its count.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPayload {
+    /// Operations by [`MapOp`].
+    pub ops: [u64; MAP_OPS],
+    /// Operations per CPU.
+    pub per_cpu: Vec<u64>,
+    /// Operations per time cell (see [`MapAggregate::column_scale`]); cells
+    /// before the key entered the table are 0.
+    pub cells: Vec<u64>,
+}
+
+/// One map's figures.
+#[derive(Debug, Clone)]
+pub struct MapStats {
+    /// `sync.Map` or runtime map.
+    pub kind: MapKind,
+    /// Operations by [`MapOp`] (events and kernel counts).
+    pub ops: [u64; MAP_OPS],
+    /// Operations per CPU (events only).
+    pub per_cpu: Vec<u64>,
+    /// Hot keys, `None` for maps beyond [`MAX_KEYED_MAPS`] or counted only
+    /// in the kernel.
+    pub keys: Option<SpaceSaving<HotKey, KeyPayload>>,
+    /// Distinct keys seen (estimate).
+    pub distinct_keys: HyperLogLog,
+    /// Distinct keys written (stores, swaps, load-or-stores; estimate).
+    pub distinct_written: HyperLogLog,
+    /// Writes seen with a key.
+    pub keyed_writes: u64,
+    /// Whether operations of this map came as events (keys known).
+    pub keyed: bool,
+}
+
+impl MapStats {
+    fn new(kind: MapKind) -> Self {
+        Self {
+            kind,
+            ops: [0; MAP_OPS],
+            per_cpu: Vec::new(),
+            keys: None,
+            distinct_keys: HyperLogLog::default(),
+            distinct_written: HyperLogLog::default(),
+            keyed_writes: 0,
+            keyed: false,
+        }
+    }
+
+    /// All user-level operations (internal events left out).
+    pub fn total_ops(&self) -> u64 {
+        MapOp::ALL
+            .iter()
+            .filter(|op| is_user_op(**op))
+            .map(|&op| self.ops[op as usize])
+            .sum()
+    }
+}
+
+/// Whether an operation is a user-level one (not `miss`, `dirty_copy`,
+/// `expand`).
+pub fn is_user_op(op: MapOp) -> bool {
+    !matches!(op, MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand)
+}
+
+/// Whether an operation writes (may add a key).
+pub fn is_write(op: MapOp) -> bool {
+    matches!(
+        op,
+        MapOp::Store | MapOp::LoadOrStore | MapOp::Swap | MapOp::CompareAndSwap
+    )
+}
+
+/// Names the user-level `sync.Map` operation of a call from its caller's
+/// return address (runtime address), or `None` to keep the probed one.
+pub type OpResolver = Arc<dyn Fn(u64) -> Option<MapOp> + Send + Sync>;
+
+/// What the aggregator knows of each map site, by site index.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSiteInfo {
+    /// The kind of map.
+    pub kind: MapKind,
+    /// Whether the call's user-level operation is refined from the caller.
+    pub refine_op: bool,
+}
+
+/// All maps.
+#[derive(Clone)]
+pub struct MapAggregate {
+    /// Per map, by runtime address.
+    pub maps: BTreeMap<u64, MapStats>,
+    /// Keys kept per map.
+    pub key_capacity: usize,
+    /// Seconds per time cell of the key rows (1, 2, 4, …).
+    pub column_scale: u64,
+    /// Events received.
+    pub events: u64,
+    /// Events whose site index was unknown.
+    pub unknown_sites: u64,
+    keyed_maps: usize,
+    sites: Vec<MapSiteInfo>,
+    resolver: Option<OpResolver>,
+    resolved: std::collections::HashMap<u64, Option<MapOp>>,
+}
+
+impl std::fmt::Debug for MapAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapAggregate")
+            .field("maps", &self.maps.len())
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl Default for MapAggregate {
+    fn default() -> Self {
+        Self::new(Vec::new(), None, DEFAULT_KEY_CAPACITY)
+    }
+}
+
+impl MapAggregate {
+    /// An empty aggregate for the given sites.
+    pub fn new(sites: Vec<MapSiteInfo>, resolver: Option<OpResolver>, key_capacity: usize) -> Self {
+        Self {
+            maps: BTreeMap::new(),
+            key_capacity: key_capacity.max(1),
+            column_scale: 1,
+            events: 0,
+            unknown_sites: 0,
+            keyed_maps: 0,
+            sites,
+            resolver,
+            resolved: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The same configuration, no figures.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.sites.clone(), self.resolver.clone(), self.key_capacity)
+    }
+
+    /// Folds in one event; `column` is its time column in seconds since the
+    /// session began.
+    pub fn add(&mut self, event: &MapEvent, column: u64) {
+        self.events += 1;
+        let Some(site) = self.sites.get(event.site_index as usize).copied() else {
+            self.unknown_sites += 1;
+            return;
+        };
+        let Some(mut op) = MapOp::from_raw(event.op) else {
+            self.unknown_sites += 1;
+            return;
+        };
+        if site.refine_op && event.caller_ip != 0 {
+            if let Some(resolver) = &self.resolver {
+                let refined = *self
+                    .resolved
+                    .entry(event.caller_ip)
+                    .or_insert_with(|| resolver(event.caller_ip));
+                if let Some(refined) = refined {
+                    op = refined;
+                }
+            }
+        }
+        let keyed_maps = self.keyed_maps;
+        let capacity = self.key_capacity;
+        let stats = self
+            .maps
+            .entry(event.map_addr)
+            .or_insert_with(|| MapStats::new(site.kind));
+        stats.keyed = true;
+        stats.ops[op as usize] += 1;
+        let cpu = event.cpu as usize;
+        if stats.per_cpu.len() <= cpu {
+            stats.per_cpu.resize(cpu + 1, 0);
+        }
+        stats.per_cpu[cpu] += 1;
+        let Some(key) = decode_key(event) else {
+            return;
+        };
+        let hash = hash64(&key);
+        stats.distinct_keys.add_hash(hash);
+        if is_write(op) {
+            stats.keyed_writes += 1;
+            stats.distinct_written.add_hash(hash);
+        }
+        if stats.keys.is_none() && keyed_maps < MAX_KEYED_MAPS {
+            stats.keys = Some(SpaceSaving::new(capacity));
+            self.keyed_maps += 1;
+        }
+        if stats.keys.is_none() {
+            return;
+        }
+        let mut cell = (column / self.column_scale) as usize;
+        if cell >= MAX_KEY_COLUMNS {
+            // Widen the columns of every map until this one fits.
+            while (column / self.column_scale) as usize >= MAX_KEY_COLUMNS {
+                self.column_scale *= 2;
+                for stats in self.maps.values_mut() {
+                    if let Some(keys) = stats.keys.as_mut() {
+                        for payload in keys.payloads_mut() {
+                            fold_pairs(&mut payload.cells);
+                        }
+                    }
+                }
+            }
+            cell = (column / self.column_scale) as usize;
+        }
+        let Some(stats) = self.maps.get_mut(&event.map_addr) else {
+            return;
+        };
+        let Some(keys) = stats.keys.as_mut() else {
+            return;
+        };
+        let payload = keys.add(&key);
+        payload.ops[op as usize] += 1;
+        if payload.per_cpu.len() <= cpu {
+            payload.per_cpu.resize(cpu + 1, 0);
+        }
+        payload.per_cpu[cpu] += 1;
+        if payload.cells.len() <= cell {
+            payload.cells.resize(cell + 1, 0);
+        }
+        payload.cells[cell] += 1;
+    }
+
+    /// Replaces the kernel-side counts of maps whose operations were not
+    /// events (cumulative figures read from `MAP_COUNTS`; keys with
+    /// [`SYNC_MAP_COUNT_FLAG`] set count a `sync.Map`).
+    pub fn set_kernel_counts(&mut self, counts: &[(u64, [u64; MAP_OPS])]) {
+        for (key, ops) in counts {
+            let (address, kind) = if key & SYNC_MAP_COUNT_FLAG != 0 {
+                (key & !SYNC_MAP_COUNT_FLAG, MapKind::SyncMap)
+            } else {
+                (*key, MapKind::Runtime)
+            };
+            let stats = self
+                .maps
+                .entry(address)
+                .or_insert_with(|| MapStats::new(kind));
+            if !stats.keyed {
+                stats.ops = *ops;
+            }
+        }
+    }
+}
+
+/// Halves a row's resolution: cell `i` becomes cells `2i` and `2i + 1`.
+fn fold_pairs(cells: &mut Vec<u64>) {
+    let folded: Vec<u64> = cells.chunks(2).map(|pair| pair.iter().sum()).collect();
+    *cells = folded;
+}
+
+/// The key an event carries, or `None` for operations without a key.
+pub fn decode_key(event: &MapEvent) -> Option<HotKey> {
+    let kind = KeyKind::from_raw(event.key_kind)?;
+    let go_kind = event.go_kind as u8;
+    let (tag, text) = match kind {
+        KeyKind::None => return None,
+        KeyKind::Str => {
+            let copied = (event.copied as usize).min(event.key.len());
+            let mut text = String::from_utf8_lossy(&event.key[..copied]).into_owned();
+            if (event.key_len as usize) > copied {
+                text.push('…');
+            }
+            (KeyTag::Str, text)
+        }
+        KeyKind::Int => {
+            let width = event.key_len.clamp(1, 8);
+            let value = event.key_int;
+            let signed = (go_kind::INT..=6).contains(&go_kind);
+            let pointer = go_kind == go_kind::UINTPTR
+                || go_kind == go_kind::POINTER
+                || go_kind == go_kind::UNSAFE_POINTER
+                || matches!(go_kind, 18 | 19 | 21);
+            if pointer {
+                (KeyTag::Pointer, format!("{value:#x}"))
+            } else if signed {
+                let shift = 64 - 8 * width;
+                let signed_value = ((value << shift) as i64) >> shift;
+                (KeyTag::Int, signed_value.to_string())
+            } else {
+                (KeyTag::Int, value.to_string())
+            }
+        }
+        KeyKind::Bytes => {
+            let copied = (event.copied as usize).min(event.key.len());
+            let hash = hash64(&event.key[..copied]);
+            (
+                KeyTag::Other,
+                format!("{:#x}#{:016x}", event.key_type, hash),
+            )
+        }
+        KeyKind::Unreadable => (KeyTag::Unreadable, "(unreadable)".to_string()),
+    };
+    Some(HotKey {
+        tag,
+        text: text.into_boxed_str(),
+    })
+}
+
+/// Converts the kernel's raw key kind.
+trait FromRaw: Sized {
+    fn from_raw(raw: u32) -> Option<Self>;
+}
+
+impl FromRaw for KeyKind {
+    fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            0 => KeyKind::None,
+            1 => KeyKind::Int,
+            2 => KeyKind::Str,
+            3 => KeyKind::Bytes,
+            4 => KeyKind::Unreadable,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probe_common::MAX_KEY_BYTES;
+
+    fn event(map: u64, op: MapOp, key: &str, cpu: u32) -> MapEvent {
+        let mut bytes = [0u8; MAX_KEY_BYTES];
+        bytes[..key.len()].copy_from_slice(key.as_bytes());
+        MapEvent {
+            timestamp_ns: 0,
+            map_addr: map,
+            key_type: 0,
+            key_int: 0,
+            caller_ip: 0,
+            tgid: 1,
+            tid: 1,
+            cpu,
+            site_index: 0,
+            op: op as u32,
+            key_kind: KeyKind::Str as u32,
+            key_len: key.len() as u32,
+            copied: key.len() as u32,
+            go_kind: go_kind::STRING as u32,
+            _pad: 0,
+            key: bytes,
+        }
+    }
+
+    fn aggregate() -> MapAggregate {
+        MapAggregate::new(
+            vec![MapSiteInfo {
+                kind: MapKind::Runtime,
+                refine_op: false,
+            }],
+            None,
+            16,
+        )
+    }
+
+    #[test]
+    fn counts_ops_per_key_and_cpu() {
+        let mut agg = aggregate();
+        agg.add(&event(0x10, MapOp::Load, "a", 0), 0);
+        agg.add(&event(0x10, MapOp::Load, "a", 1), 0);
+        agg.add(&event(0x10, MapOp::Store, "a", 1), 2);
+        agg.add(&event(0x10, MapOp::Load, "b", 0), 2);
+        let stats = &agg.maps[&0x10];
+        assert_eq!(stats.ops[MapOp::Load as usize], 3);
+        assert_eq!(stats.ops[MapOp::Store as usize], 1);
+        assert_eq!(stats.per_cpu, vec![2, 2]);
+        let keys = stats.keys.as_ref().unwrap();
+        let top = keys.top(1)[0];
+        assert_eq!(&*top.key.text, "a");
+        assert_eq!(top.count, 3);
+        assert_eq!(top.payload.ops[MapOp::Load as usize], 2);
+        assert_eq!(top.payload.per_cpu, vec![1, 2]);
+        assert_eq!(top.payload.cells, vec![2, 0, 1]);
+        assert_eq!(stats.keyed_writes, 1);
+    }
+
+    #[test]
+    fn time_cells_widen_and_keep_totals() {
+        let mut agg = aggregate();
+        for column in 0..200 {
+            agg.add(&event(0x10, MapOp::Load, "a", 0), column);
+        }
+        assert_eq!(agg.column_scale, 4);
+        let keys = agg.maps[&0x10].keys.as_ref().unwrap();
+        let cells = &keys.top(1)[0].payload.cells;
+        assert!(cells.len() <= MAX_KEY_COLUMNS);
+        assert_eq!(cells.iter().sum::<u64>(), 200);
+        assert_eq!(cells[0], 4);
+    }
+
+    #[test]
+    fn decodes_integers_by_kind() {
+        let mut e = event(1, MapOp::Load, "", 0);
+        e.key_kind = KeyKind::Int as u32;
+        e.key_len = 8;
+        e.go_kind = 6; // int64
+        e.key_int = (-5i64) as u64;
+        assert_eq!(&*decode_key(&e).unwrap().text, "-5");
+        e.key_len = 4;
+        e.go_kind = 5; // int32
+        e.key_int = 0xffff_fffe;
+        assert_eq!(&*decode_key(&e).unwrap().text, "-2");
+        e.go_kind = 10; // uint32
+        assert_eq!(&*decode_key(&e).unwrap().text, "4294967294");
+        let mut s = event(1, MapOp::Load, "abcdef", 0);
+        s.copied = 3;
+        assert_eq!(&*decode_key(&s).unwrap().text, "abc…");
+    }
+}
