@@ -72,6 +72,10 @@ struct AttachArgs {
     /// address while attached, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Export map keys in metric labels as they are; by default they are
+    /// hashed (`h:` and 16 hex digits), since keys can be user data.
+    #[arg(long)]
+    metrics_expose_keys: bool,
     /// Write one JSON snapshot of the figures per second to this file, one
     /// object per line (for scripts and log shippers).
     #[arg(long, value_name = "FILE")]
@@ -195,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             key_bytes: args.key_bytes,
         },
         metrics: args.metrics,
+        metrics_expose_keys: args.metrics_expose_keys,
         jsonl: args.jsonl,
         buffer_pages: args.buffer_pages,
     };

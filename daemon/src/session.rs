@@ -21,10 +21,10 @@ use std::collections::{HashMap, HashSet};
 use crate::{
     aggregate::{
         cas::{self, CasTimeline},
-        maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY},
+        maps::{MapAggregate, MapSiteInfo, MapStats, OpResolver, DEFAULT_KEY_CAPACITY},
         Aggregate,
     },
-    export::metrics::{self, CasMetric, LockMetric, MetricsServer, MetricsSnapshot},
+    export::metrics::{self, CasMetric, LockMetric, MapMetric, MetricsServer, MetricsSnapshot},
     host,
     intake::Intake,
     loader::AttachedProbes,
@@ -50,6 +50,8 @@ pub struct AttachOptions {
     pub probes: PlanRequest,
     /// Serve Prometheus metrics on this address while attached.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Export map keys as they are (else as hashes: keys can be user data).
+    pub metrics_expose_keys: bool,
     /// Write one JSON snapshot per second to this file.
     pub jsonl: Option<std::path::PathBuf>,
     /// Pages per CPU ring buffer (a power of two).
@@ -203,7 +205,15 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
                 if metrics.is_some() || jsonl.is_some() {
                     let mut snapshot = {
                         let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                        metrics_snapshot(&target, &aggregate, cas.as_ref(), probes.counters()?)
+                        let mut snapshot = metrics_snapshot(
+                            &target,
+                            &aggregate,
+                            cas.as_ref(),
+                            probes.counters()?,
+                        );
+                        snapshot.maps =
+                            map_metrics(&target, &aggregate, &selection.names, options.metrics_expose_keys);
+                        snapshot
                     };
                     snapshot.elapsed_seconds = started.elapsed().as_secs_f64();
                     if let Some((path, file)) = jsonl.as_mut() {
@@ -423,9 +433,53 @@ fn metrics_snapshot(
         elapsed_seconds: 0.0,
         locks,
         cas: cas_sites,
+        maps: Vec::new(),
         events_lost: aggregate.events_lost().max(counters.output_errors),
-        probe_hits: vec![("lock", counters.hits), ("cas", counters.cas_hits)],
+        probe_hits: vec![
+            ("lock", counters.hits),
+            ("cas", counters.cas_hits),
+            ("map", counters.map_hits),
+        ],
     }
+}
+
+/// The busiest maps' operations and hottest keys for `/metrics`, bounded:
+/// [`metrics::MAX_MAPS`] maps, [`metrics::HOT_KEYS`] keys each plus
+/// `other`. Keys are hashed unless `expose_keys`.
+fn map_metrics(
+    target: &Target,
+    aggregate: &Aggregate,
+    names: &HashMap<u64, String>,
+    expose_keys: bool,
+) -> Vec<MapMetric> {
+    let mut maps: Vec<(&u64, &MapStats)> = aggregate.maps.maps.iter().collect();
+    maps.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
+    maps.into_iter()
+        .take(metrics::MAX_MAPS)
+        .map(|(&address, stats)| {
+            let ops = probe_common::MapOp::ALL
+                .iter()
+                .map(|&op| (op.name(), stats.ops[op as usize]))
+                .filter(|(_, count)| *count > 0)
+                .collect();
+            let mut hot_keys: Vec<(String, u64)> = Vec::new();
+            if let Some(keys) = &stats.keys {
+                for entry in keys.top(metrics::HOT_KEYS) {
+                    let text = report::maps::key_text(target, &entry.key);
+                    hot_keys.push((metrics::exported_key(&text, expose_keys), entry.count));
+                }
+                let listed: u64 = hot_keys.iter().map(|(_, n)| n).sum();
+                hot_keys.push(("other".into(), stats.total_ops().saturating_sub(listed)));
+            }
+            MapMetric {
+                map: report::maps::map_name(target, names, address)
+                    .unwrap_or_else(|| format!("{address:#x}")),
+                kind: stats.kind.as_str(),
+                ops,
+                hot_keys,
+            }
+        })
+        .collect()
 }
 
 /// How reports name a probe site: `function+0xOFFSET`, the offset of the

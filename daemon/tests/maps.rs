@@ -176,10 +176,34 @@ fn a_flood_of_distinct_keys_keeps_memory_bounded_and_the_top_keys_right() {
             "0",
         ],
     );
-    let tracer = Tracer::attach(workload.pid, &["--probe", "maps", "--map", "main.hotMap"]);
+    let jsonl = std::env::temp_dir().join(format!("mapwatch-flood-{}.jsonl", workload.pid));
+    let tracer = Tracer::attach(
+        workload.pid,
+        &[
+            "--probe",
+            "maps",
+            "--map",
+            "main.hotMap",
+            "--jsonl",
+            jsonl.to_str().unwrap(),
+        ],
+    );
     let truth = workload.run_to_end();
     let report = tracer.report();
     assert_no_map_event_lost(&report);
+    // The metrics stay bounded too: per map its non-zero operations and at
+    // most ten hot keys plus "other". (The JSON lines carry what /metrics
+    // serves.)
+    let snapshots = std::fs::read_to_string(&jsonl).expect("jsonl written");
+    let _ = std::fs::remove_file(&jsonl);
+    let last: Value = serde_json::from_str(snapshots.lines().last().expect("a snapshot")).unwrap();
+    let mut map_series = 0;
+    for map in last["maps"].as_array().unwrap() {
+        let hot = map["hot_keys"].as_array().unwrap().len();
+        assert!(hot <= 11, "{map:#}");
+        map_series += map["ops"].as_array().unwrap().len() + hot;
+    }
+    eprintln!("flood: {map_series} map series exported");
     let map = map_named(&report, "main.hotMap");
     let expected = truth_of(&truth, "main.hotMap");
     assert_eq!(

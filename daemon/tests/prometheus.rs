@@ -1,6 +1,7 @@
 //! `--metrics`: a real Prometheus server (Debian's `prometheus`, started on
 //! loopback by this test) scrapes mapwatch while it is attached, and a PromQL
-//! query through Prometheus's HTTP API returns the fixture's contended lock.
+//! query through Prometheus's HTTP API returns the fixture's contended lock
+//! and hot key.
 
 mod common;
 
@@ -112,7 +113,10 @@ fn prometheus_scrapes_the_contended_lock() {
         &["-iterations", "2000000"],
     );
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let tracer = Tracer::attach(workload.pid, &["--metrics", &metrics_addr]);
+    let tracer = Tracer::attach(
+        workload.pid,
+        &["--metrics", &metrics_addr, "--metrics-expose-keys"],
+    );
     workload
         .child
         .stdin
@@ -124,11 +128,14 @@ fn prometheus_scrapes_the_contended_lock() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let contentions = r#"mapwatch_lock_contentions_total{lock="main.hotMu",job="mapwatch"}"#;
     let waits = r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu"}"#;
-    let (mut seen_contentions, mut seen_waits) = (None, None);
+    // The fixture's Zipf keys make key-0 the hottest key of main.syncMap.
+    let hot_key = r#"mapwatch_hot_key_ops_total{map="main.syncMap",key="key-0"}"#;
+    let (mut seen_contentions, mut seen_waits, mut seen_hot_key) = (None, None, None);
     while Instant::now() < deadline {
         seen_contentions = query(prometheus_port, contentions).filter(|&v| v > 0.0);
         seen_waits = query(prometheus_port, waits).filter(|&v| v > 0.0);
-        if seen_contentions.is_some() && seen_waits.is_some() {
+        seen_hot_key = query(prometheus_port, hot_key).filter(|&v| v > 0.0);
+        if seen_contentions.is_some() && seen_waits.is_some() && seen_hot_key.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -144,6 +151,10 @@ fn prometheus_scrapes_the_contended_lock() {
         "Prometheus never returned {contentions}: {report:#}"
     );
     assert!(seen_waits.is_some(), "Prometheus never returned {waits}");
+    assert!(
+        seen_hot_key.is_some(),
+        "Prometheus never returned {hot_key}"
+    );
     assert_eq!(target_info, Some(1.0));
     assert_eq!(report["stopped_by"], "target-exited");
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,9 +3,11 @@
 //! the site chosen by decoding, on this machine.
 //!
 //! Each fixture times its own loop, in which every call hits the probe once
-//! (see fixtures/go/slowpath and casloop). The loop runs unprobed, with the
-//! naive site (`--probe-site entry`) and the chosen one; the extra time per
-//! call is the cost of one hit. Ratios come from one run.
+//! (see fixtures/go/slowpath, casloop and hotkeys). The loop runs unprobed,
+//! with the naive site (`--probe-site entry`) and the chosen one; the extra
+//! time per call is the cost of one hit. The map probe is also compared with
+//! bpftrace probing the same function by symbol and counting its keys in a
+//! BPF map. Ratios come from one run.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -20,6 +22,19 @@ use crate::{fixtures, setup};
 const CALLS: &str = "300000";
 const ROUNDS: usize = 5;
 
+/// How a benchmark run is probed.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// Not at all.
+    None,
+    /// By mapwatch with these arguments.
+    Mapwatch(&'static [&'static str]),
+    /// By bpftrace running this program; `BIN` stands for the fixture.
+    Bpftrace(&'static str),
+}
+
+use Probe::{Bpftrace, Mapwatch};
+
 /// One benchmark: a fixture that times its own calls, and the ways to probe
 /// it (label, mapwatch arguments; `None` runs it unprobed). The row labelled
 /// `auto` is the reference for the ratios.
@@ -27,7 +42,7 @@ struct Case {
     title: &'static str,
     fixture: &'static str,
     fixture_args: &'static [&'static str],
-    modes: &'static [(&'static str, Option<&'static [&'static str]>)],
+    modes: &'static [(&'static str, Probe)],
     /// The ground-truth field holding ns per call.
     ns_field: &'static str,
 }
@@ -38,10 +53,13 @@ const CASES: &[Case] = &[
         fixture: "slowpath",
         fixture_args: &["-calls", CALLS, "-growth", "0"],
         modes: &[
-            ("unprobed", None),
-            ("entry", Some(&["--probe-site", "entry", "--no-wait-times"])),
-            ("auto", Some(&["--no-wait-times"])),
-            ("auto+ret", Some(&[])),
+            ("unprobed", Probe::None),
+            (
+                "entry",
+                Mapwatch(&["--probe-site", "entry", "--no-wait-times"]),
+            ),
+            ("auto", Mapwatch(&["--no-wait-times"])),
+            ("auto+ret", Mapwatch(&[])),
         ],
         ns_field: "loop_ns_per_call",
     },
@@ -50,10 +68,10 @@ const CASES: &[Case] = &[
         fixture: "casloop",
         fixture_args: &["-workers", "1", "-calls", CALLS, "-yield-every", "0"],
         modes: &[
-            ("unprobed", None),
+            ("unprobed", Probe::None),
             (
                 "entry",
-                Some(&[
+                Mapwatch(&[
                     "--cas",
                     "main.casIncrement",
                     "--no-builtin-cas",
@@ -63,18 +81,51 @@ const CASES: &[Case] = &[
             ),
             (
                 "auto",
-                Some(&["--cas", "main.casIncrement", "--no-builtin-cas"]),
+                Mapwatch(&["--cas", "main.casIncrement", "--no-builtin-cas"]),
             ),
         ],
         ns_field: "ns_per_call",
     },
+    Case {
+        title: "map probe (one string-key load of main.hotMap per call, key decoded)",
+        fixture: "hotkeys",
+        fixture_args: &["-mode", "bench", "-ops", CALLS],
+        modes: &[
+            ("unprobed", Probe::None),
+            (
+                "bpftrace",
+                Bpftrace(
+                    r#"BEGIN { printf("ready\n"); } uprobe:BIN:runtime.mapaccess2_faststr { @[str(reg("cx"), reg("di"))] = count(); }"#,
+                ),
+            ),
+            (
+                "entry",
+                Mapwatch(&[
+                    "--probe",
+                    "maps",
+                    "--map",
+                    "main.hotMap",
+                    "--probe-site",
+                    "entry",
+                ]),
+            ),
+            (
+                "auto",
+                Mapwatch(&["--probe", "maps", "--map", "main.hotMap"]),
+            ),
+        ],
+        ns_field: "ns_per_op",
+    },
 ];
 
 /// Runs the benchmarks with the newest Go version and prints a table each.
-pub fn run(root: &Path) -> Result<()> {
+pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
     let version = setup::GO_VERSIONS.last().context("no Go versions")?;
     let mapwatch = root.join("target/release/mapwatch");
-    for case in CASES {
+    for case in CASES
+        .iter()
+        .filter(|case| only.is_none_or(|name| name == case.fixture))
+    {
         let built = fixtures::build(root, version, case.fixture)?;
         let workload = built.first().context("fixture not built")?;
         let mut medians = Vec::new();
@@ -116,7 +167,7 @@ pub fn run(root: &Path) -> Result<()> {
 }
 
 /// One run of the fixture, optionally under mapwatch; returns ns per call.
-fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Option<&[&str]>) -> Result<f64> {
+fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result<f64> {
     let mut target = Command::new(workload)
         .arg("-wait-stdin")
         .args(case.fixture_args)
@@ -128,8 +179,31 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Option<&[&str]>)
     let mut line = String::new();
     BufReader::new(target.stderr.take().context("stderr")?).read_line(&mut line)?;
     let tracer = match args {
-        None => None,
-        Some(args) => {
+        Probe::None => None,
+        Bpftrace(program) => {
+            let program = program.replace("BIN", &workload.display().to_string());
+            let mut tracer = Command::new("bpftrace")
+                .args(["-p", &target.id().to_string(), "-e", &program])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting bpftrace (installed by `cargo xtask setup`)")?;
+            let mut out = BufReader::new(tracer.stdout.take().context("stdout")?);
+            loop {
+                line.clear();
+                if out.read_line(&mut line)? == 0 {
+                    bail!("bpftrace exited before attaching");
+                }
+                // BEGIN runs once every probe is attached.
+                if line.trim() == "ready" {
+                    break;
+                }
+            }
+            // bpftrace exits with the process (-p) and prints its map.
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            Some((tracer, false))
+        }
+        Mapwatch(args) => {
             let mut tracer = Command::new(mapwatch)
                 .args([
                     "attach",
@@ -153,7 +227,7 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Option<&[&str]>)
                     break;
                 }
             }
-            Some(tracer)
+            Some((tracer, true))
         }
     };
     target.stdin.take().context("stdin")?.write_all(b"go\n")?;
@@ -167,8 +241,11 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Option<&[&str]>)
         bail!("the workload failed");
     }
     let truth: serde_json::Value = serde_json::from_str(&stdout).context("ground truth")?;
-    if let Some(tracer) = tracer {
+    if let Some((tracer, mapwatch)) = tracer {
         let out = tracer.wait_with_output()?;
+        if !mapwatch {
+            return truth[case.ns_field].as_f64().context("ns per call");
+        }
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("mapwatch report")?;
         if report["events_lost"] != 0 {

@@ -9,7 +9,7 @@
 //!   stripped, into `target/fixtures/go<VERSION>/`.
 //! - `test`: setup, fixtures, format and lint checks, then every test.
 //! - `demo`: runs mapwatch on the bundled contended workload and prints the report.
-//! - `bench`: per-hit cost of the lock probe at the entry vs the chosen site.
+//! - `bench [FIXTURE]`: per-hit cost of the lock, CAS and map probes at the entry vs the chosen site, and of the map probe vs bpftrace.
 
 mod bench;
 mod demo;
@@ -49,8 +49,12 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Measure the lock probe's per-hit cost at the entry vs the chosen site.
-    Bench,
+    /// Measure the probes' per-hit cost (lock, CAS, map; entry vs chosen site; map probe vs bpftrace).
+    Bench {
+        /// Run only the benchmarks whose fixture is named so (`slowpath`,
+        /// `casloop`, `hotkeys`); all by default.
+        only: Option<String>,
+    },
     /// Run mapwatch on the bundled contended Go workload and print its report.
     Demo {
         /// Report format: text or json.
@@ -73,10 +77,10 @@ fn main() -> Result<()> {
             fixtures::build_all(&root).map(|_| ())
         }
         Task::Test { cargo_args } => test(&root, &cargo_args),
-        Task::Bench => {
+        Task::Bench { only } => {
             setup::run(&root)?;
             build(&root, true)?;
-            bench::run(&root)
+            bench::run(&root, only.as_deref())
         }
         Task::Demo { format } => {
             setup::run(&root)?;

@@ -31,6 +31,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/nm", "binutils"),
     // The C fixtures.
     ("/usr/bin/gcc", "gcc"),
+    // The peer the map probe's cost is compared with (`cargo xtask bench`).
+    ("/usr/bin/bpftrace", "bpftrace"),
 ];
 
 /// Runs every setup step.

@@ -2,8 +2,11 @@
 //!
 //! The session refreshes a [`MetricsSnapshot`] once per second from the
 //! aggregate; each scrape encodes the latest snapshot with
-//! `prometheus-client`. Label sets are bounded: at most [`MAX_LOCKS`] locks
-//! and [`MAX_CAS_SITES`] CAS sites, the busiest.
+//! `prometheus-client`. Label sets are bounded: at most [`MAX_LOCKS`] locks,
+//! [`MAX_CAS_SITES`] CAS sites and [`MAX_MAPS`] maps, the busiest, and per
+//! map the [`HOT_KEYS`] hottest keys; the rest of a map's operations are
+//! `key="other"`. Keys can be user data: they are exported as hashes unless
+//! `--metrics-expose-keys`.
 
 use std::{
     net::SocketAddr,
@@ -29,6 +32,10 @@ use crate::aggregate::WAIT_BUCKETS;
 pub const MAX_LOCKS: usize = 100;
 /// Most CAS sites exported (by failures).
 pub const MAX_CAS_SITES: usize = 100;
+/// Most maps exported (by operations).
+pub const MAX_MAPS: usize = 50;
+/// Hot keys exported per map (the rest fold into `key="other"`).
+pub const HOT_KEYS: usize = 10;
 
 /// Upper bounds of the wait histogram's buckets, as log2 buckets of ns:
 /// bucket `b` of [`crate::aggregate::LockStats::wait_histogram`] ends at
@@ -65,6 +72,20 @@ pub struct CasMetric {
     pub failures: u64,
 }
 
+/// One map's figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MapMetric {
+    /// Global name, else the address.
+    pub map: String,
+    /// `sync.Map` or `map`.
+    pub kind: &'static str,
+    /// Operations by name (non-zero), internal events included.
+    pub ops: Vec<(&'static str, u64)>,
+    /// The hottest keys (exported form) and their operations, then
+    /// `("other", the rest)` when the map had keys.
+    pub hot_keys: Vec<(String, u64)>,
+}
+
 /// What a scrape shows, and what `--jsonl` writes once per second (one JSON
 /// object per line).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -81,10 +102,23 @@ pub struct MetricsSnapshot {
     pub locks: Vec<LockMetric>,
     /// CAS sites.
     pub cas: Vec<CasMetric>,
+    /// Maps.
+    pub maps: Vec<MapMetric>,
     /// Events lost.
     pub events_lost: u64,
     /// Probe hits by probe kind (`lock`, `cas`).
     pub probe_hits: Vec<(&'static str, u64)>,
+}
+
+/// How a key appears in a label: as it is with `expose`, else `h:` and 16
+/// hex digits of a fixed 64-bit hash (the same key, the same hash, in every
+/// run; `other` stays `other`'s own label).
+pub fn exported_key(key: &str, expose: bool) -> String {
+    if expose {
+        key.to_string()
+    } else {
+        format!("h:{:016x}", crate::aggregate::topk::hash64(key))
+    }
 }
 
 /// Errors serving metrics.
@@ -276,6 +310,40 @@ fn encode_snapshot(
         }
     }
 
+    let mut family = encoder.encode_descriptor(
+        "map_ops",
+        "Map operations by kind (load, store, delete, … and sync.Map's internal miss, dirty_copy, expand).",
+        None,
+        MetricType::Counter,
+    )?;
+    for map in &s.maps {
+        for (op, count) in &map.ops {
+            let labels = [
+                ("map", map.map.clone()),
+                ("kind", map.kind.to_string()),
+                ("op", op.to_string()),
+            ];
+            family
+                .encode_family(&labels)?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(count, None)?;
+        }
+    }
+
+    let mut family = encoder.encode_descriptor(
+        "hot_key_ops",
+        "Operations on a map's hottest keys; key=\"other\" holds the rest.",
+        None,
+        MetricType::Counter,
+    )?;
+    for map in &s.maps {
+        for (key, count) in &map.hot_keys {
+            let labels = [("map", map.map.clone()), ("key", key.clone())];
+            family
+                .encode_family(&labels)?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(count, None)?;
+        }
+    }
+
     encoder
         .encode_descriptor(
             "events_lost",
@@ -362,6 +430,12 @@ mod tests {
                 attempts: 9,
                 failures: 2,
             }],
+            maps: vec![MapMetric {
+                map: "main.cache".into(),
+                kind: "map",
+                ops: vec![("load", 30)],
+                hot_keys: vec![("user-7".into(), 20), ("other".into(), 10)],
+            }],
             events_lost: 0,
             probe_hits: vec![("lock", 14)],
         });
@@ -377,6 +451,9 @@ mod tests {
             r#"mapwatch_lock_contentions_total{lock="main.hotMu",kind="mutex"} 7"#,
             r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu",kind="mutex"} 7"#,
             r#"mapwatch_cas_failures_total{site="main.f+0x10"} 2"#,
+            r#"mapwatch_map_ops_total{map="main.cache",kind="map",op="load"} 30"#,
+            r#"mapwatch_hot_key_ops_total{map="main.cache",key="user-7"} 20"#,
+            r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 10"#,
             r#"mapwatch_target_info{pid="42",exe="/bin/x",go_version="go1.27.3"} 1"#,
             "mapwatch_events_lost_total 0",
             "# EOF",
