@@ -19,6 +19,7 @@ pub mod duration;
 pub mod export;
 pub mod host;
 pub mod intake;
+pub mod live;
 pub mod loader;
 pub mod plan;
 pub mod report;

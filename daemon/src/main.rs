@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mapwatch::{
     duration,
+    live::LiveMode,
     plan::{PlanRequest, SiteMode},
     report::{heatmap, text},
     session::{self, AttachOptions},
@@ -105,6 +106,11 @@ struct AttachArgs {
     /// Bytes of each string (or other) key to copy, 1 to 128.
     #[arg(long, default_value_t = mapwatch::plan::DEFAULT_KEY_BYTES, value_parser = clap::value_parser!(u32).range(1..=128))]
     key_bytes: u32,
+    /// The live view while attached (text format only): `auto` shows the
+    /// full-screen view when stdout is a terminal (1-4/Tab switch views, q
+    /// stops) and a few lines of text every second otherwise.
+    #[arg(long, value_enum, default_value_t = LiveArg::Auto)]
+    live: LiveArg,
     /// Size of each CPU's ring buffer in pages (a power of two).
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
@@ -114,6 +120,19 @@ struct AttachArgs {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LiveArg {
+    /// The full-screen view when stdout is a terminal, else plain text
+    /// every second (with --format text).
+    Auto,
+    /// The full-screen terminal view.
+    Tui,
+    /// A few lines of text every second.
+    Plain,
+    /// No live view: only the final report.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -202,6 +221,18 @@ fn run(cli: Cli) -> Result<()> {
         metrics_expose_keys: args.metrics_expose_keys,
         jsonl: args.jsonl,
         buffer_pages: args.buffer_pages,
+        live: match (args.live, args.format) {
+            (LiveArg::Off, _) | (_, Format::Json) => LiveMode::Off,
+            (LiveArg::Tui, _) => LiveMode::Tui,
+            (LiveArg::Plain, _) => LiveMode::Plain,
+            (LiveArg::Auto, Format::Text) => {
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    LiveMode::Tui
+                } else {
+                    LiveMode::Plain
+                }
+            }
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,6 +27,11 @@ use crate::{
     export::metrics::{self, CasMetric, LockMetric, MapMetric, MetricsServer, MetricsSnapshot},
     host,
     intake::Intake,
+    live::{
+        self,
+        tui::{Action, LiveTui},
+        LiveMode, LiveSnapshot,
+    },
     loader::AttachedProbes,
     plan::maps::{sync_map_op_from_frames, MapKind},
     plan::{self, PlanRequest, PlannedSite},
@@ -56,6 +61,8 @@ pub struct AttachOptions {
     pub jsonl: Option<std::path::PathBuf>,
     /// Pages per CPU ring buffer (a power of two).
     pub buffer_pages: usize,
+    /// The live view while attached.
+    pub live: LiveMode,
 }
 
 /// Why a session ended.
@@ -67,6 +74,8 @@ pub enum StopReason {
     Duration,
     /// SIGINT (Ctrl-C) or SIGTERM.
     Signal,
+    /// `q` in the live view.
+    Quit,
 }
 
 impl StopReason {
@@ -76,6 +85,7 @@ impl StopReason {
             Self::TargetExited => "target-exited",
             Self::Duration => "duration",
             Self::Signal => "signal",
+            Self::Quit => "quit",
         }
     }
 }
@@ -182,9 +192,32 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
     let mut column = 0;
+    let (mut tui, mut keys) = match options.live {
+        LiveMode::Tui => {
+            let (tui, keys) = LiveTui::start().context("starting the live terminal view")?;
+            (Some(tui), Some(keys))
+        }
+        _ => (None, None),
+    };
     let stopped_by = loop {
         tokio::select! {
             reason = &mut stop => break reason?,
+            key = async {
+                match keys.as_mut() {
+                    Some(keys) => keys.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match (key, tui.as_mut()) {
+                    (Some(key), Some(view)) => {
+                        if view.handle_key(key)? == Action::Quit {
+                            break StopReason::Quit;
+                        }
+                    }
+                    // The terminal is gone: go on without a view.
+                    _ => keys = None,
+                }
+            }
             _ = tick.tick() => {
                 selection.refresh(&mut probes)?;
                 if kernel_map_counts {
@@ -202,7 +235,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
                 if let Some(cas) = cas.as_mut() {
                     cas.sample(column, &probes.cas_counts(&cas.sites)?);
                 }
-                if metrics.is_some() || jsonl.is_some() {
+                if metrics.is_some() || jsonl.is_some() || options.live != LiveMode::Off {
                     let mut snapshot = {
                         let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
                         let mut snapshot = metrics_snapshot(
@@ -220,6 +253,26 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
                         write_jsonl(file, &snapshot)
                             .with_context(|| format!("writing {}", path.display()))?;
                     }
+                    if options.live != LiveMode::Off {
+                        let live = {
+                            let aggregate = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                            // The operator's own screen: keys as they are.
+                            let mut figures = snapshot.clone();
+                            figures.maps = map_metrics(&target, &aggregate, &selection.names, true);
+                            live_snapshot(&target, &aggregate, cas.as_ref(), &selection, figures)
+                        };
+                        match tui.as_mut() {
+                            Some(view) => view.show(live).context("drawing the live view")?,
+                            None => {
+                                use std::io::Write as _;
+                                let mut stdout = std::io::stdout().lock();
+                                stdout
+                                    .write_all(live::plain::render(&live).as_bytes())
+                                    .and_then(|()| stdout.flush())
+                                    .context("writing the live view to stdout")?;
+                            }
+                        }
+                    }
                     if let Some(metrics) = &metrics {
                         metrics.update(snapshot);
                     }
@@ -228,6 +281,8 @@ pub async fn attach(options: &AttachOptions) -> Result<Report> {
             }
         }
     };
+    // Leave the full-screen view before the report is printed.
+    drop(tui);
     if let Some(cas) = cas.as_mut() {
         cas.sample(column, &probes.cas_counts(&cas.sites)?);
     }
@@ -480,6 +535,35 @@ fn map_metrics(
             }
         })
         .collect()
+}
+
+/// What the live views show now.
+fn live_snapshot(
+    target: &Target,
+    aggregate: &Aggregate,
+    cas: Option<&CasTimeline>,
+    selection: &MapSelection,
+    figures: MetricsSnapshot,
+) -> LiveSnapshot {
+    let mut heatmaps: Vec<_> = report::wait_heatmap(aggregate).into_iter().collect();
+    if let Some(cas) = cas {
+        heatmaps.push(cas.failures_by_cpu.clone());
+        heatmaps.push(cas.failures_by_site.clone());
+    }
+    heatmaps.extend(report::maps::build(target, &aggregate.maps, &selection.names).1);
+    LiveSnapshot {
+        target: format!(
+            "PID {} {} ({})",
+            target.process.pid,
+            target.process.exe_display,
+            target
+                .go
+                .as_ref()
+                .map_or("not Go", |go| go.version.as_str())
+        ),
+        figures,
+        heatmaps,
+    }
 }
 
 /// How reports name a probe site: `function+0xOFFSET`, the offset of the

@@ -37,6 +37,13 @@ fn html_report_is_self_contained_and_renders_in_chromium() {
         html.contains("Lock wait time"),
         "the wait heatmap is inline"
     );
+    // The maps: hot keys, the advisor's notes and the hot-key heatmap.
+    assert!(
+        html.contains("Hot keys of <code>main.syncMap</code>"),
+        "{html}"
+    );
+    assert!(html.contains("<code>key-0</code>"), "{html}");
+    assert!(html.contains("Advisor ("), "{html}");
     // Self-contained: nothing to fetch.
     for external in ["<script", "src=\"http", "href=\"http", "<link "] {
         assert!(!html.contains(external), "found {external}");

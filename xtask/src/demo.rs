@@ -39,6 +39,11 @@ pub fn run(root: &Path, format: &str) -> Result<()> {
     let mapwatch = root.join("target/release/mapwatch");
     let mut tracer = Command::new(&mapwatch)
         .args(["attach", "--pid", &pid.to_string(), "--format", format])
+        // Runtime maps too, with the keys of the workload's two maps; the
+        // live figures as plain lines each second, then the report.
+        .args(["--probe", "locks,cas,syncmap,maps"])
+        .args(["--map", "main.syncMap", "--map", "main.plainMap"])
+        .args(["--live", "plain"])
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", mapwatch.display()))?;

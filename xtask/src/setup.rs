@@ -33,6 +33,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/gcc", "gcc"),
     // The peer the map probe's cost is compared with (`cargo xtask bench`).
     ("/usr/bin/bpftrace", "bpftrace"),
+    // The terminal the live view's test runs it in.
+    ("/usr/bin/tmux", "tmux"),
 ];
 
 /// Runs every setup step.

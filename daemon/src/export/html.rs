@@ -133,6 +133,56 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
         }
     }
 
+    if !report.maps.is_empty() {
+        h.push_str("<h2>Maps and hot keys</h2><table><tr><th class=\"l\">map</th><th class=\"l\">kind</th><th>operations</th><th class=\"l\">by kind</th><th class=\"l\">hottest key</th></tr>");
+        for map in &report.maps {
+            let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+            let hottest = map
+                .top_keys
+                .first()
+                .map(|k| format!("<code>{}</code> ({})", esc(&k.key), k.total))
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+                esc(map.name.as_deref().unwrap_or(&map.address)),
+                map.kind.as_str(),
+                map.total,
+                esc(&ops.join(", ")),
+                hottest
+            );
+        }
+        h.push_str("</table>");
+        for map in report.maps.iter().filter(|m| m.keyed).take(10) {
+            let _ = write!(
+                h,
+                "<h3>Hot keys of <code>{}</code> (~{} distinct keys)</h3><table><tr><th class=\"l\">key</th><th>operations</th><th class=\"l\">by kind</th><th>exact</th></tr>",
+                esc(map.name.as_deref().unwrap_or(&map.address)),
+                map.distinct_keys
+            );
+            for key in &map.top_keys {
+                let ops: Vec<String> = key.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+                    esc(&key.key),
+                    key.total,
+                    esc(&ops.join(", ")),
+                    if key.exact { "yes".to_string() } else { format!("±{}", key.error) }
+                );
+            }
+            h.push_str("</table>");
+            for advice in &map.advice {
+                let _ = write!(
+                    h,
+                    "<p class=\"advice\"><b>Advisor ({}):</b> {}</p>",
+                    advice.finding,
+                    esc(&advice.text)
+                );
+            }
+        }
+    }
+
     if !report.cas.is_empty() {
         h.push_str("<h2>Compare-and-swap outcomes</h2><table><tr><th class=\"l\">site</th><th class=\"l\">source</th><th>attempts</th><th>failures</th><th>ratio</th></tr>");
         for cas in &report.cas {

@@ -99,7 +99,7 @@ pub struct TargetInfo {
 /// One attached probe.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeInfo {
-    /// `lock-entry`, `lock-return` or `cas`.
+    /// `lock-entry`, `lock-return`, `cas` or `map`.
     pub kind: &'static str,
     /// The function probed.
     pub function: String,
@@ -215,12 +215,20 @@ impl Report {
                     SiteChoice::Emulated { .. } => "emulated",
                     SiteChoice::SingleStepped { .. } => "single-stepped",
                 },
-                skip_when: match site.skip_when {
-                    probe_common::SkipWhen::Never => "never",
-                    probe_common::SkipWhen::BelowOrEqual => "below-or-equal",
-                    probe_common::SkipWhen::Below => "below",
-                },
+                skip_when: skip_name(site.skip_when),
             })
+            .chain(plan.map_sites.iter().map(|site| ProbeInfo {
+                kind: "map",
+                function: site.function.name.to_string(),
+                address: format!("{:#x}", site.address),
+                offset: site.address - site.function_address,
+                site: match site.choice {
+                    SiteChoice::Entry => "entry",
+                    SiteChoice::Emulated { .. } => "emulated",
+                    SiteChoice::SingleStepped { .. } => "single-stepped",
+                },
+                skip_when: skip_name(site.skip_when),
+            }))
             .collect();
         let lines = SourceLines::new(&target.elf);
         // Every lock seen, plus every global lock DWARF knows of (with zero
@@ -323,6 +331,15 @@ impl Report {
     pub fn to_json(&self) -> String {
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// How reports name a skip condition.
+fn skip_name(skip: probe_common::SkipWhen) -> &'static str {
+    match skip {
+        probe_common::SkipWhen::Never => "never",
+        probe_common::SkipWhen::BelowOrEqual => "below-or-equal",
+        probe_common::SkipWhen::Below => "below",
     }
 }
 
@@ -437,7 +454,8 @@ fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
 
 /// Lock waits over time: rows = log2 wait buckets (longest on top), columns
 /// = seconds, cells = acquisitions. `None` when no wait was measured.
-fn wait_heatmap(aggregate: &Aggregate) -> Option<Heatmap> {
+/// The lock-wait heatmap (time × log2 wait bucket), if any wait was seen.
+pub fn wait_heatmap(aggregate: &Aggregate) -> Option<Heatmap> {
     let used = |bucket: usize| aggregate.wait_timeline.iter().any(|col| col[bucket] > 0);
     let lowest = (0..WAIT_BUCKETS).find(|&b| used(b))?;
     let highest = (0..WAIT_BUCKETS).rev().find(|&b| used(b))?;

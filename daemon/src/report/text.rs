@@ -37,11 +37,29 @@ pub fn render(report: &Report) -> String {
             "  probe {returns} RET instruction(s) of the lock slow paths (wait times)"
         );
     }
-    for probe in report.probes.iter().filter(|p| p.kind != "lock-return") {
+    for probe in report
+        .probes
+        .iter()
+        .filter(|p| p.kind != "lock-return" && p.kind != "map")
+    {
         let _ = writeln!(
             out,
             "  probe {} +{:#x} ({} site, skip when {})",
             probe.function, probe.offset, probe.site, probe.skip_when
+        );
+    }
+    let map_probes: Vec<&str> = report
+        .probes
+        .iter()
+        .filter(|p| p.kind == "map")
+        .map(|p| p.function.as_str())
+        .collect();
+    if !map_probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  probe {} map function(s): {}",
+            map_probes.len(),
+            map_probes.join(", ")
         );
     }
     let _ = writeln!(out);
@@ -233,6 +251,26 @@ fn render_maps(out: &mut String, report: &Report) {
                 share,
                 truncate(&key.key, 32),
                 ops.join(", ")
+            );
+        }
+        // Where the hottest keys are used: their share per CPU.
+        for key in map.top_keys.iter().take(3) {
+            let total: u64 = key.per_cpu.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let shares: Vec<String> = key
+                .per_cpu
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .map(|(cpu, &n)| format!("cpu{cpu} {:.0}%", 100.0 * n as f64 / total as f64))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    {} by CPU: {}",
+                truncate(&key.key, 32),
+                shares.join(", ")
             );
         }
         for advice in &map.advice {

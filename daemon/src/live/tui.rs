@@ -1,0 +1,331 @@
+//! The full-screen live view (ratatui): top locks with their waits, hot keys
+//! per map, CAS failures, and the heatmaps, refreshed every second. Keys:
+//! `1`–`4` or Tab switch views, `←`/`→` (or `h`/`l`) page through heatmaps,
+//! `q`, Esc or Ctrl-C stop the session (the final report follows).
+
+use std::{io, time::Duration};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::{
+    layout::{Constraint, Layout},
+    style::{Modifier, Style},
+    text::Line,
+    widgets::{Block, Borders, Cell, Paragraph, Row, Table, Tabs},
+    DefaultTerminal, Frame,
+};
+use tokio::sync::mpsc;
+
+use super::{seconds, LiveSnapshot};
+use crate::report::heatmap;
+
+/// The views, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Locks by contentions, with waits.
+    Locks,
+    /// Maps with their hot keys.
+    Maps,
+    /// CAS sites by failures.
+    Cas,
+    /// One heatmap at a time.
+    Heatmaps,
+}
+
+const VIEWS: [(View, &str); 4] = [
+    (View::Locks, "1 Locks"),
+    (View::Maps, "2 Hot keys"),
+    (View::Cas, "3 CAS"),
+    (View::Heatmaps, "4 Heatmaps"),
+];
+
+/// What the session should do after a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop the session.
+    Quit,
+    /// Nothing (the view was redrawn if it changed).
+    Continue,
+}
+
+/// The running full-screen view. Dropping it restores the terminal.
+pub struct LiveTui {
+    terminal: DefaultTerminal,
+    view: View,
+    heatmap: usize,
+    snapshot: LiveSnapshot,
+}
+
+impl LiveTui {
+    /// Switches the terminal to the full-screen view and starts reading
+    /// keys, which arrive on the returned channel (for [`LiveTui::handle_key`]).
+    pub fn start() -> io::Result<(Self, mpsc::UnboundedReceiver<KeyEvent>)> {
+        let terminal = ratatui::try_init()?;
+        let (tx, keys) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            while !tx.is_closed() {
+                match event::poll(Duration::from_millis(100)) {
+                    Ok(true) => {
+                        if let Ok(Event::Key(key)) = event::read() {
+                            if key.kind != KeyEventKind::Release && tx.send(key).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let tui = Self {
+            terminal,
+            view: View::Locks,
+            heatmap: 0,
+            snapshot: LiveSnapshot::default(),
+        };
+        Ok((tui, keys))
+    }
+
+    /// Shows a new snapshot.
+    pub fn show(&mut self, snapshot: LiveSnapshot) -> io::Result<()> {
+        self.snapshot = snapshot;
+        self.draw()
+    }
+
+    /// Applies a key.
+    pub fn handle_key(&mut self, key: KeyEvent) -> io::Result<Action> {
+        let heatmaps = self.snapshot.heatmaps.len().max(1);
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => return Ok(Action::Quit),
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Ok(Action::Quit)
+            }
+            KeyCode::Char(c @ '1'..='4') => self.view = VIEWS[(c as u8 - b'1') as usize].0,
+            KeyCode::Tab => {
+                let at = VIEWS.iter().position(|(v, _)| *v == self.view).unwrap_or(0);
+                self.view = VIEWS[(at + 1) % VIEWS.len()].0;
+            }
+            KeyCode::Right | KeyCode::Char('l') => {
+                self.view = View::Heatmaps;
+                self.heatmap = (self.heatmap + 1) % heatmaps;
+            }
+            KeyCode::Left | KeyCode::Char('h') => {
+                self.view = View::Heatmaps;
+                self.heatmap = (self.heatmap + heatmaps - 1) % heatmaps;
+            }
+            _ => return Ok(Action::Continue),
+        }
+        self.draw()?;
+        Ok(Action::Continue)
+    }
+
+    fn draw(&mut self) -> io::Result<()> {
+        let (view, heatmap, snapshot) = (self.view, self.heatmap, &self.snapshot);
+        self.terminal
+            .draw(|frame| render(frame, view, heatmap, snapshot))
+            .map(|_| ())
+    }
+}
+
+impl Drop for LiveTui {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Draws one frame.
+pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnapshot) {
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let f = &snapshot.figures;
+    frame.render_widget(
+        Paragraph::new(format!(
+            "mapwatch · {} · {:.0}s attached · events lost {}",
+            snapshot.target, f.elapsed_seconds, f.events_lost
+        )),
+        header,
+    );
+    let selected = VIEWS.iter().position(|(v, _)| *v == view).unwrap_or(0);
+    frame.render_widget(
+        Tabs::new(VIEWS.iter().map(|(_, name)| *name))
+            .select(selected)
+            .highlight_style(Style::new().add_modifier(Modifier::REVERSED)),
+        tabs,
+    );
+    frame.render_widget(
+        Paragraph::new("1-4/Tab: views   ←/→: heatmaps   q: stop and print the report"),
+        footer,
+    );
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    match view {
+        View::Locks => {
+            let rows = f.locks.iter().map(|l| {
+                Row::new(vec![
+                    Cell::from(l.lock.clone()),
+                    Cell::from(l.kind),
+                    Cell::from(l.contentions.to_string()),
+                    Cell::from(l.acquisitions.to_string()),
+                    Cell::from(seconds(l.wait_seconds)),
+                ])
+            });
+            let table = Table::new(
+                rows,
+                [
+                    Constraint::Min(24),
+                    Constraint::Length(8),
+                    Constraint::Length(12),
+                    Constraint::Length(12),
+                    Constraint::Length(12),
+                ],
+            )
+            .header(Row::new(["LOCK", "KIND", "CONTENTIONS", "WAITS", "WAIT TOTAL"]).style(bold))
+            .block(
+                Block::new()
+                    .borders(Borders::TOP)
+                    .title("Locks, most contended first"),
+            );
+            frame.render_widget(table, body);
+        }
+        View::Maps => {
+            let mut lines = Vec::new();
+            for map in &f.maps {
+                let total: u64 = map
+                    .ops
+                    .iter()
+                    .filter(|(op, _)| !matches!(*op, "miss" | "dirty_copy" | "expand"))
+                    .map(|(_, n)| n)
+                    .sum();
+                let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+                lines.push(Line::styled(
+                    format!("{} {} — {total} ops: {}", map.kind, map.map, ops.join(", ")),
+                    bold,
+                ));
+                for (key, n) in &map.hot_keys {
+                    lines.push(Line::from(format!(
+                        "    {n:>10}  {:>5.1}%  {key}",
+                        100.0 * *n as f64 / total.max(1) as f64
+                    )));
+                }
+            }
+            if lines.is_empty() {
+                lines.push(Line::from("no map operations seen yet"));
+            }
+            frame.render_widget(
+                Paragraph::new(lines).block(
+                    Block::new()
+                        .borders(Borders::TOP)
+                        .title("Maps and their hot keys"),
+                ),
+                body,
+            );
+        }
+        View::Cas => {
+            let rows = f.cas.iter().map(|c| {
+                let ratio = if c.attempts == 0 {
+                    0.0
+                } else {
+                    100.0 * c.failures as f64 / c.attempts as f64
+                };
+                Row::new(vec![
+                    Cell::from(c.site.clone()),
+                    Cell::from(c.attempts.to_string()),
+                    Cell::from(c.failures.to_string()),
+                    Cell::from(format!("{ratio:.1}%")),
+                ])
+            });
+            let table = Table::new(
+                rows,
+                [
+                    Constraint::Min(30),
+                    Constraint::Length(12),
+                    Constraint::Length(12),
+                    Constraint::Length(8),
+                ],
+            )
+            .header(Row::new(["CAS SITE", "ATTEMPTS", "FAILURES", "RATIO"]).style(bold))
+            .block(
+                Block::new()
+                    .borders(Borders::TOP)
+                    .title("Compare-and-swap sites, most failures first"),
+            );
+            frame.render_widget(table, body);
+        }
+        View::Heatmaps => {
+            let count = snapshot.heatmaps.len();
+            let text = match snapshot.heatmaps.get(heatmap.min(count.saturating_sub(1))) {
+                Some(map) => {
+                    let width = (body.width as usize).saturating_sub(50).max(10);
+                    heatmap::render_terminal(map, width, false)
+                }
+                None => "no heatmap yet".to_string(),
+            };
+            frame.render_widget(
+                Paragraph::new(text).block(Block::new().borders(Borders::TOP).title(format!(
+                    "Heatmap {} of {count} (←/→)",
+                    (heatmap.min(count.saturating_sub(1))) + usize::from(count > 0)
+                ))),
+                body,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::metrics::{LockMetric, MapMetric, MetricsSnapshot};
+    use ratatui::{backend::TestBackend, Terminal};
+
+    fn screen(view: View) -> String {
+        let snapshot = LiveSnapshot {
+            target: "PID 7 /bin/x (go1.27.3)".into(),
+            figures: MetricsSnapshot {
+                elapsed_seconds: 3.0,
+                locks: vec![LockMetric {
+                    lock: "main.hotMu".into(),
+                    kind: "mutex",
+                    contentions: 12,
+                    acquisitions: 12,
+                    wait_seconds: 0.002,
+                    histogram: Vec::new(),
+                }],
+                maps: vec![MapMetric {
+                    map: "main.cache".into(),
+                    kind: "map",
+                    ops: vec![("load", 100)],
+                    hot_keys: vec![("k1".into(), 75), ("other".into(), 25)],
+                }],
+                ..MetricsSnapshot::default()
+            },
+            heatmaps: Vec::new(),
+        };
+        let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        terminal
+            .draw(|frame| render(frame, view, 0, &snapshot))
+            .unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut text = String::new();
+        for y in 0..buffer.area.height {
+            for x in 0..buffer.area.width {
+                text.push_str(buffer[(x, y)].symbol());
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn each_view_shows_its_figures() {
+        let locks = screen(View::Locks);
+        assert!(locks.contains("main.hotMu"), "{locks}");
+        assert!(locks.contains("2.00ms"), "{locks}");
+        let maps = screen(View::Maps);
+        assert!(maps.contains("main.cache"), "{maps}");
+        assert!(maps.contains("75.0%  k1"), "{maps}");
+        assert!(screen(View::Heatmaps).contains("no heatmap yet"));
+    }
+}
