@@ -73,3 +73,32 @@ fn top_three_waiting_call_sites_match_gos_mutex_profile() {
         assert_eq!(ours, theirs, "Go {go}: {:#}", lock["top_call_sites"]);
     }
 }
+
+#[test]
+fn stripped_binaries_get_inlined_frames_from_the_module_data() {
+    // No symbol table, so no `go:func.*` symbol: the inline trees' base is
+    // found through the runtime's module data instead.
+    let workload = Workload::start(&fixture("1.27.3", "callsites", true), &[]);
+    let tracer = Tracer::attach(workload.pid, &[]);
+    workload.run_to_end();
+    let report = tracer.report();
+    let lock = &report["locks"][0];
+    let site = &lock["top_call_sites"][0];
+    let frames: Vec<&str> = site["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    // The inlined Lock (Go 1.27: internal/sync's, inside sync's), then
+    // the fixture's function at the line of its Lock call.
+    let lock = frames
+        .iter()
+        .position(|f| f.starts_with("sync.(*Mutex).Lock ("));
+    let own = frames.iter().position(|f| f.starts_with("main.site"));
+    assert!(
+        matches!((lock, own), (Some(l), Some(o)) if l < o),
+        "{frames:#?}"
+    );
+    assert!(frames[0].contains("Mutex).Lock ("), "{frames:#?}");
+}

@@ -67,8 +67,9 @@ pub struct CasReport {
     pub builtin: Option<&'static str>,
     /// Source `file:line` of the CAS, when the binary has line information
     /// (Go pclntab, else DWARF): in your function's code, through Go's inline
-    /// tree (`main.go:36` for an inlined `atomic.Int64.CompareAndSwap` there);
-    /// without a symbol table, the innermost inlined function's line
+    /// tree (`main.go:36` for an inlined `atomic.Int64.CompareAndSwap` there),
+    /// stripped binaries included (the tree is found through the module
+    /// data); when no tree is found, the innermost inlined function's line
     /// (`sync/atomic/type.go:124`).
     pub source: Option<String>,
     /// Link-time address of the `LOCK CMPXCHG` (hex).

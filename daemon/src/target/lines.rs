@@ -18,6 +18,9 @@ use super::elf::ElfImage;
 use super::pclntab::{self, Pclntab};
 use super::symbols::{locate_pclntab, text_start_fallback};
 
+/// Words of `runtime.moduledata` searched for its `gofunc` field.
+const MODULEDATA_WORDS: usize = 64;
+
 /// Names of the symbol at moduledata.gofunc, the base of funcdata offsets:
 /// Go 1.20+, then Go 1.18 and 1.19.
 const GOFUNC_SYMBOLS: [&str; 2] = ["go:func.*", "go.func.*"];
@@ -61,8 +64,9 @@ impl SourceLines {
     }
 
     /// The logical frames at link-time `address`, innermost first, as
-    /// `function (file:line)`: for Go code with a pclntab and a `go:func.*`
-    /// symbol in `.symtab`, one per inlined call and then the function
+    /// `function (file:line)`: for Go code with a pclntab and its funcdata
+    /// (the `go:func.*` symbol, or through the module data in stripped
+    /// binaries), one per inlined call and then the function
     /// holding the code (`file:line` of the address for the innermost, of
     /// the call site for the others; `?` for what the tables do not give).
     /// Otherwise a single frame, `file:line` as [`SourceLines::line`]
@@ -139,6 +143,63 @@ impl GoFuncData {
         Some(GoFuncData { address, bytes })
     }
 
+    /// The funcdata base of a binary without symbols, from the runtime's
+    /// module data: the variable in the data sections whose first word
+    /// points at the pclntab (`moduledata.pcHeader`). Its `gofunc` field
+    /// moved between Go versions (word 40 up to 1.24, 43 in 1.27), so every
+    /// word that points into read-only data is tried as the base, and the
+    /// one under which the functions' inline trees make sense is taken.
+    fn from_moduledata(elf: &ElfImage, pclntab: u64, table: &Pclntab<'_>) -> Option<GoFuncData> {
+        // (score, candidate base, end of its section)
+        let mut best: Option<(usize, u64, u64)> = None;
+        for section in elf.sections().iter().filter(|s| {
+            s.flags & u64::from(object::elf::SHF_WRITE) != 0 && !s.is_nobits() && s.size >= 8
+        }) {
+            let data = elf.read_vaddr(section.address, section.size as usize)?;
+            for (i, word) in data.chunks_exact(8).enumerate() {
+                if u64::from_le_bytes(word.try_into().ok()?) != pclntab {
+                    continue;
+                }
+                let words: Vec<u64> = data[i * 8..]
+                    .chunks_exact(8)
+                    .take(MODULEDATA_WORDS)
+                    .filter_map(|w| w.try_into().ok().map(u64::from_le_bytes))
+                    .collect();
+                for &candidate in words.iter().skip(1) {
+                    let Some(end) = Self::read_only_end(elf, candidate) else {
+                        continue;
+                    };
+                    let score = table.inline_tree_score(candidate, 200, |a, len| {
+                        let last = a.checked_add(len as u64)?;
+                        (a >= candidate && last <= end)
+                            .then(|| elf.read_vaddr(a, len))
+                            .flatten()
+                    });
+                    if score > best.map_or(0, |(s, _, _)| s) {
+                        best = Some((score, candidate, end));
+                    }
+                }
+            }
+        }
+        let (_, address, end) = best?;
+        let bytes = elf
+            .read_vaddr(address, usize::try_from(end - address).ok()?)?
+            .to_vec();
+        Some(GoFuncData { address, bytes })
+    }
+
+    /// The end of the read-only data section holding `address`.
+    fn read_only_end(elf: &ElfImage, address: u64) -> Option<u64> {
+        let section = elf.sections().iter().find(|s| {
+            s.contains(address)
+                && !s.is_nobits()
+                && s.flags & u64::from(object::elf::SHF_WRITE) == 0
+                && s.flags & u64::from(object::elf::SHF_EXECINSTR) == 0
+                && s.flags & u64::from(object::elf::SHF_ALLOC) != 0
+        })?;
+        Some(section.address + section.size)
+    }
+
     /// The `len` bytes at link-time address `address`.
     fn read(&self, address: u64, len: usize) -> Option<&[u8]> {
         let start = usize::try_from(address.checked_sub(self.address)?).ok()?;
@@ -158,7 +219,8 @@ impl GoLines {
         } else {
             table.header_text_start()
         };
-        let gofunc = GoFuncData::find(elf);
+        let gofunc =
+            GoFuncData::find(elf).or_else(|| GoFuncData::from_moduledata(elf, vaddr, &table));
         Some(GoLines {
             data,
             text_start,

@@ -456,6 +456,49 @@ impl<'a> Pclntab<'a> {
         frames
     }
 
+    /// How many of the first `limit` functions with an inline tree have a
+    /// plausible first entry when `gofunc` is the funcdata base: a name in
+    /// the name table and a call site inside the function. A wrong base
+    /// scores (almost) nothing; used to find the base in stripped binaries.
+    pub fn inline_tree_score<'r>(
+        &self,
+        gofunc: u64,
+        limit: usize,
+        read: impl Fn(u64, usize) -> Option<&'r [u8]>,
+    ) -> usize {
+        let mut score = 0;
+        let mut seen = 0;
+        for index in 0..self.nfunc {
+            if seen >= limit {
+                break;
+            }
+            let (Some(func), Some(function)) = (self.func_record(index), self.function(index))
+            else {
+                continue;
+            };
+            let Some(offset) = self.funcdata(func, FUNCDATA_INL_TREE) else {
+                continue;
+            };
+            seen += 1;
+            let Some(call) = gofunc
+                .checked_add(u64::from(offset))
+                .and_then(|tree| self.inlined_call(tree, 0, &read))
+            else {
+                continue;
+            };
+            let named = usize::try_from(call.name_off)
+                .ok()
+                .and_then(|off| self.name_at(off))
+                .is_some_and(|name| name.contains('.'));
+            let size = function.end.saturating_sub(function.entry);
+            let inside = u64::try_from(call.parent_pc).is_ok_and(|pc| pc < size);
+            if named && inside {
+                score += 1;
+            }
+        }
+        score
+    }
+
     /// File and line at `pc` from the pc-file and pc-line tables of the
     /// `_func` at `func`, entered at `entry`.
     fn position(&self, func: usize, entry: u64, pc: u64) -> Option<(&'a str, u32)> {
