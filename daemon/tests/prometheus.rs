@@ -196,6 +196,8 @@ fn deploy_examples_are_valid() {
         "mapwatch_lock_wait_seconds_bucket",
         "mapwatch_cas_failures_total",
         "mapwatch_events_lost_total",
+        "mapwatch_map_ops_total",
+        "mapwatch_hot_key_ops_total",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(metric)),
