@@ -14,6 +14,9 @@ use crate::{
     target::Target,
 };
 
+/// How reports name the nil map (loads from a nil map are legal Go).
+pub const NIL_MAP: &str = "(nil map)";
+
 /// Hot keys listed per map.
 pub const TOP_KEYS: usize = 10;
 /// Maps listed.
@@ -78,6 +81,10 @@ pub struct KeyReport {
 /// Names a map: a `sync.Map` by the global it is, a runtime map by the
 /// pointer-sized global holding it (`pointers`: value → name).
 pub fn map_name(target: &Target, pointers: &HashMap<u64, String>, address: u64) -> Option<String> {
+    if address == 0 {
+        // Go allows loads from (and deletes in) a nil map.
+        return Some(NIL_MAP.to_string());
+    }
     pointers.get(&address).cloned().or_else(|| {
         target
             .global_name(address)

@@ -313,7 +313,10 @@ impl Report {
 
     /// Adds the maps section and its heatmaps.
     pub fn add_maps(&mut self, maps: Vec<maps::MapReport>, heatmaps: Vec<Heatmap>) {
-        let counted: Vec<&maps::MapReport> = maps.iter().filter(|m| !m.keyed).collect();
+        let counted: Vec<&maps::MapReport> = maps
+            .iter()
+            .filter(|m| !m.keyed && m.address != "0x0")
+            .collect();
         self.maps_hint = counted.first().map(|busiest| {
             format!(
                 "{} map(s) were only counted; for their keys attach with --map {}",
