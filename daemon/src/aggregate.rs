@@ -42,6 +42,12 @@ pub struct LockStats {
     pub futex: bool,
     /// Waits by call site: (acquisitions, total wait ns).
     pub call_sites: HashMap<CallSiteKey, (u64, u64)>,
+    /// Time goroutines spent parked on the lock's semaphores, from park to
+    /// runnable (`--blocked-time`), ns: what Go's `/sync/mutex/wait/total`
+    /// estimates.
+    pub blocked_total_ns: u64,
+    /// Parks counted in `blocked_total_ns`.
+    pub blocked_count: u64,
 }
 
 impl Default for LockStats {
@@ -60,6 +66,8 @@ impl Default for LockStats {
             rwmutex: false,
             futex: false,
             call_sites: HashMap::new(),
+            blocked_total_ns: 0,
+            blocked_count: 0,
         }
     }
 }
@@ -188,6 +196,11 @@ impl Aggregate {
         match SiteKind::from_raw(event.kind) {
             Some(SiteKind::LockSlowEntry) => self.add_entry(event),
             Some(SiteKind::LockSlowReturn) => self.add_return(event),
+            Some(SiteKind::Ready) => {
+                let stats = self.locks.entry(event.lock_addr).or_default();
+                stats.blocked_total_ns = stats.blocked_total_ns.saturating_add(event.wait_ns);
+                stats.blocked_count += 1;
+            }
             _ => self.malformed += 1,
         }
     }

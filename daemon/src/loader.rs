@@ -29,6 +29,8 @@ const LOCK_SLOW_PROGRAM: &str = "lock_slow";
 const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
 /// Name of the uprobe program for CAS outcomes.
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
+/// Name of the uprobe program on Go's `runtime.ready` (blocked time).
+const GO_READY_PROGRAM: &str = "go_ready";
 /// Name of the uprobe program for map operations.
 const MAP_OP_PROGRAM: &str = "map_op";
 
@@ -122,6 +124,7 @@ impl AttachedProbes {
                 addr_adjust: site.addr_adjust,
                 role: site.role as u32,
                 capture_stack: u32::from(site.capture_stack),
+                track_blocked: u32::from(site.track_blocked),
             };
             sites
                 .set(index as u32, config, 0)
@@ -129,12 +132,16 @@ impl AttachedProbes {
         }
 
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-        for (kind, name) in [
-            (SiteKind::LockSlowEntry, LOCK_SLOW_PROGRAM),
-            (SiteKind::LockSlowReturn, LOCK_SLOW_RET_PROGRAM),
-            (SiteKind::CasOutcome, CAS_OUTCOME_PROGRAM),
+        for (kinds, name) in [
+            (
+                &[SiteKind::LockSlowEntry, SiteKind::SemaEntry][..],
+                LOCK_SLOW_PROGRAM,
+            ),
+            (&[SiteKind::LockSlowReturn][..], LOCK_SLOW_RET_PROGRAM),
+            (&[SiteKind::CasOutcome][..], CAS_OUTCOME_PROGRAM),
+            (&[SiteKind::Ready][..], GO_READY_PROGRAM),
         ] {
-            if !plan.sites.iter().any(|site| site.kind == kind) {
+            if !plan.sites.iter().any(|site| kinds.contains(&site.kind)) {
                 continue;
             }
             let program = load_uprobe(&mut ebpf, name)?;
@@ -142,7 +149,7 @@ impl AttachedProbes {
                 .sites
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.kind == kind)
+                .filter(|(_, s)| kinds.contains(&s.kind))
             {
                 attach_at(
                     program,

@@ -64,6 +64,12 @@ struct AttachArgs {
     /// contention.
     #[arg(long)]
     no_wait_times: bool,
+    /// Also measure how long goroutines were parked on each lock's
+    /// semaphores, from park to runnable: what Go's own
+    /// `/sync/mutex/wait/total` estimates (by sampling). Probes
+    /// `runtime.ready`, which every goroutine wake-up passes (~1 µs each).
+    #[arg(long, conflicts_with = "no_wait_times")]
+    blocked_time: bool,
     /// Trace the process's futex waits (syscall tracepoints): native locks
     /// such as glibc pthread mutexes and Rust's std Mutex, per futex word,
     /// with wait times.
@@ -211,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
             builtin_cas: !args.no_builtin_cas && probe.cas,
             wait_times: !args.no_wait_times,
             futex: args.futex,
+            blocked_time: args.blocked_time,
             locks: probe.locks,
             sync_maps: probe.sync_maps,
             runtime_maps: probe.maps || !args.maps.is_empty(),

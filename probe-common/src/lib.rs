@@ -21,6 +21,13 @@ pub enum SiteKind {
     /// A `RET` of a lock's slow path: the waiter holds the lock now. Matched
     /// to its entry by goroutine; the event carries the wait.
     LockSlowReturn = 3,
+    /// Entry into a mutex's semaphore wait (Go `runtime_SemacquireMutex`):
+    /// the goroutine may park; recorded in `SEMA_PENDING`, no event.
+    SemaEntry = 4,
+    /// Go's `runtime.ready`: a goroutine (its `g` in RAX) is made runnable.
+    /// If it was parked on a lock's semaphore, the event carries how long
+    /// it was blocked (the figure Go's `/sync/mutex/wait/total` samples).
+    Ready = 5,
 }
 
 impl SiteKind {
@@ -30,6 +37,8 @@ impl SiteKind {
             1 => Some(Self::LockSlowEntry),
             2 => Some(Self::CasOutcome),
             3 => Some(Self::LockSlowReturn),
+            4 => Some(Self::SemaEntry),
+            5 => Some(Self::Ready),
             _ => None,
         }
     }
@@ -142,6 +151,9 @@ pub struct SiteConfig {
     /// Lock entry sites: 1 to record the waiter's call site (the caller's
     /// return address and the user stack), 0 not to (counts only).
     pub capture_stack: u32,
+    /// Semaphore wait entries: 1 to record the wait in `SEMA_PENDING` for
+    /// `runtime.ready` (blocked time), 0 not to.
+    pub track_blocked: u32,
 }
 
 /// What kind of wait a lock site observes.

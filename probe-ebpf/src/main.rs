@@ -48,6 +48,13 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 #[map]
 static INFLIGHT: LruHashMap<InflightKey, Inflight> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
+/// Goroutines that entered a lock's semaphore wait and may be parked on
+/// it: when and on which lock (read at `runtime.ready`, cleared at the slow
+/// path's return).
+#[map]
+static SEMA_PENDING: LruHashMap<InflightKey, Inflight> =
+    LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
 /// User stacks of waiters, by id.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
@@ -64,6 +71,17 @@ static CAS_COUNTS: PerCpuArray<CasCounts> = PerCpuArray::with_max_entries(MAX_SI
 const FLAG_CF: u64 = 1 << 0;
 /// x86 EFLAGS zero flag.
 const FLAG_ZF: u64 = 1 << 6;
+
+/// Whether a hit must be skipped: the site's [`SkipWhen`] condition holds on
+/// the saved flags (the stack-check branch is about to re-enter).
+#[inline(always)]
+fn skipped(skip_when: u32, flags: u64) -> bool {
+    match skip_when {
+        x if x == SkipWhen::BelowOrEqual as u32 => flags & (FLAG_CF | FLAG_ZF) != 0,
+        x if x == SkipWhen::Below as u32 => flags & FLAG_CF != 0,
+        _ => false,
+    }
+}
 
 #[inline(always)]
 fn bump(counter: Counter) {
@@ -94,11 +112,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
             core::ptr::read_volatile(&raw const (*regs).rsp),
         )
     };
-    let skip = match site.skip_when {
-        x if x == SkipWhen::BelowOrEqual as u32 => flags & (FLAG_CF | FLAG_ZF) != 0,
-        x if x == SkipWhen::Below as u32 => flags & FLAG_CF != 0,
-        _ => false,
-    };
+    let skip = skipped(site.skip_when, flags);
     if skip {
         bump(Counter::SkippedReentry);
         return 0;
@@ -116,6 +130,30 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
+    let is_sema = site.kind == SiteKind::SemaEntry as u32;
+    if goroutine != 0 && site.track_blocked != 0 {
+        // A semaphore wait begins (the mutex's, or an RWMutex reader's or
+        // writer's): the goroutine may park until `runtime.ready`.
+        let key = InflightKey {
+            tgid,
+            _pad: 0,
+            goroutine,
+        };
+        let value = Inflight {
+            start_ns: unsafe { bpf_ktime_get_ns() },
+            lock_addr,
+            role: site.role,
+            _pad: 0,
+            caller_ip: 0,
+            stack_id: -1,
+        };
+        if SEMA_PENDING.insert(key, value, 0).is_err() {
+            bump(Counter::InflightErrors);
+        }
+    }
+    if is_sema {
+        return 0;
+    }
     // Where the waiter is: the return address on top of the stack (the
     // probe fires before the prologue pushes a frame), and the frame-pointer
     // walk of the frames above it.
@@ -213,6 +251,8 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let _ = INFLIGHT.remove(key);
+    // Whatever semaphore wait this goroutine began is over.
+    let _ = SEMA_PENDING.remove(key);
     let now = unsafe { bpf_ktime_get_ns() };
     let event = LockEvent {
         timestamp_ns: now,
@@ -227,6 +267,56 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
         kind: SiteKind::LockSlowReturn as u32,
         site_index: site.site_index,
         role: inflight.role,
+    };
+    emit(&ctx, &event);
+    0
+}
+
+/// Go's `runtime.ready(gp, …)`: if the goroutine in RAX was parked on a
+/// lock's semaphore, emits how long it was blocked (park to runnable).
+#[uprobe]
+pub fn go_ready(ctx: ProbeContext) -> u32 {
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let Some(site) = SITES.get(cookie as u32) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    let regs = ctx.regs;
+    let (flags, readied) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*regs).eflags),
+            core::ptr::read_volatile(&raw const (*regs).rax),
+        )
+    };
+    let skip = skipped(site.skip_when, flags);
+    if skip {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let key = InflightKey {
+        tgid,
+        _pad: 0,
+        goroutine: readied,
+    };
+    let Some(pending) = (unsafe { SEMA_PENDING.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = SEMA_PENDING.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let event = LockEvent {
+        timestamp_ns: now,
+        lock_addr: pending.lock_addr,
+        goroutine: readied,
+        wait_ns: now.saturating_sub(pending.start_ns),
+        caller_ip: 0,
+        stack_id: -1,
+        tgid,
+        tid: pid_tgid as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: SiteKind::Ready as u32,
+        site_index: site.site_index,
+        role: pending.role,
     };
     emit(&ctx, &event);
     0
@@ -502,11 +592,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let regs = Registers::read(&ctx);
-    let skip = match site.skip_when {
-        x if x == SkipWhen::BelowOrEqual as u32 => regs.flags & (FLAG_CF | FLAG_ZF) != 0,
-        x if x == SkipWhen::Below as u32 => regs.flags & FLAG_CF != 0,
-        _ => false,
-    };
+    let skip = skipped(site.skip_when, regs.flags);
     if skip {
         bump(Counter::SkippedReentry);
         return 0;

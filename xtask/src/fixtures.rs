@@ -12,7 +12,14 @@ use anyhow::{Context as _, Result};
 use crate::{exec, setup};
 
 /// Fixture programs, one directory each under `fixtures/go/`.
-pub const GO_FIXTURES: &[&str] = &["contend", "slowpath", "casloop", "callsites", "hotkeys"];
+pub const GO_FIXTURES: &[&str] = &[
+    "contend",
+    "slowpath",
+    "casloop",
+    "callsites",
+    "hotkeys",
+    "blocking",
+];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc
 /// into `target/fixtures/c/<NAME>`.

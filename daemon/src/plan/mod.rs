@@ -54,6 +54,8 @@ pub struct PlannedSite {
     pub role: LockRole,
     /// Whether the entry records the waiter's call site (with wait times).
     pub capture_stack: bool,
+    /// Whether a semaphore wait entry records itself for `runtime.ready`.
+    pub track_blocked: bool,
     /// For CAS outcome sites: which compare-and-swap and how to read it.
     pub cas: Option<cas::CasSite>,
     /// For built-in CAS sources: what they belong to (`sync.Map`); `None`
@@ -160,6 +162,9 @@ pub struct PlanRequest {
     /// Trace futex waits: native locks (glibc pthread mutexes, Rust's std
     /// Mutex, …) through the futex syscall tracepoints.
     pub futex: bool,
+    /// Measure blocked time: from a lock's semaphore park to `runtime.ready`
+    /// (needs `wait_times`: the slow paths' returns clear stale waits).
+    pub blocked_time: bool,
     /// Also watch the compare-and-swaps inside Go's `sync.Map`
     /// implementation (see [`go_builtin_cas_patterns`]).
     pub builtin_cas: bool,
@@ -259,6 +264,7 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             addr_adjust: *addr_adjust,
             role: *role,
             capture_stack: request.wait_times,
+            track_blocked: request.blocked_time && *role != LockRole::Mutex,
             cas: None,
             builtin: None,
         });
@@ -278,10 +284,14 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
                 addr_adjust: *addr_adjust,
                 role: *role,
                 capture_stack: false,
+                track_blocked: false,
                 cas: None,
                 builtin: None,
             });
         }
+    }
+    if target.go.is_some() && request.locks && request.blocked_time && request.wait_times {
+        plan_blocked_time(target, request.mode, &mut plan)?;
     }
     let wanted: Vec<String> = wanted
         .into_iter()
@@ -336,6 +346,58 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
         });
     }
     Ok(plan)
+}
+
+/// A mutex's semaphore wait, by Go version (the semaphore is the mutex's
+/// second word, `sema` at offset 4, in both generations).
+pub fn go_mutex_semaphore_waits(version: Option<(u32, u32)>) -> Vec<&'static str> {
+    const OLD: &str = "sync.runtime_SemacquireMutex";
+    const NEW: &str = "internal/sync.runtime_SemacquireMutex";
+    match version {
+        Some((1, minor)) if minor < 24 => vec![OLD],
+        Some(_) => vec![NEW],
+        None => vec![NEW, OLD],
+    }
+}
+
+/// Sites for blocked time: the mutex semaphore wait's entry (the RWMutex
+/// ones are already lock sites) and `runtime.ready`, where a parked waiter
+/// becomes runnable.
+fn plan_blocked_time(
+    target: &Target,
+    mode: SiteMode,
+    plan: &mut ProbePlan,
+) -> Result<(), PlanError> {
+    let mut wanted: Vec<(&str, SiteKind, u32)> =
+        go_mutex_semaphore_waits(target.go_version_number())
+            .into_iter()
+            .map(|name| (name, SiteKind::SemaEntry, 4))
+            .collect();
+    wanted.push(("runtime.ready", SiteKind::Ready, 0));
+    for (name, kind, addr_adjust) in wanted {
+        let Some(function) = target.symbols.function(name) else {
+            plan.missing.push(name.to_string());
+            continue;
+        };
+        let site = entry_site(target, name, function.start, function.end, mode)?;
+        plan.sites.push(PlannedSite {
+            function: name.to_string(),
+            function_address: function.start,
+            address: site.address,
+            file_offset: file_offset(target, name, site.address)?,
+            choice: site.choice,
+            skip_when: site.skip_when,
+            kind,
+            arg_register: ArgRegister::Rax,
+            addr_adjust,
+            role: LockRole::Mutex,
+            capture_stack: false,
+            track_blocked: kind == SiteKind::SemaEntry,
+            cas: None,
+            builtin: None,
+        });
+    }
+    Ok(())
 }
 
 fn file_offset(target: &Target, function: &str, address: u64) -> Result<u64, PlanError> {
@@ -442,6 +504,7 @@ fn cas_sites(
                 addr_adjust: 0,
                 role: LockRole::Mutex,
                 capture_stack: false,
+                track_blocked: false,
                 cas: Some(site),
                 builtin: None,
             });

@@ -130,6 +130,12 @@ pub struct LockReport {
     pub contentions: u64,
     /// Contentions per CPU (index = CPU number).
     pub per_cpu: Vec<u64>,
+    /// With `--blocked-time`: the time goroutines spent parked on the
+    /// lock's semaphores (park to runnable; no spinning, no wait for a
+    /// CPU), the figure Go's `/sync/mutex/wait/total` estimates; else null.
+    pub blocked_seconds_total: Option<f64>,
+    /// With `--blocked-time`: the parks counted in it.
+    pub blocked_parks: Option<u64>,
     /// Contended acquisitions whose wait was measured (slow-path returns).
     pub acquisitions: u64,
     /// Sum of their waits (slow-path entry to return), seconds.
@@ -207,6 +213,8 @@ impl Report {
                     probe_common::SiteKind::LockSlowEntry => "lock-entry",
                     probe_common::SiteKind::LockSlowReturn => "lock-return",
                     probe_common::SiteKind::CasOutcome => "cas",
+                    probe_common::SiteKind::SemaEntry => "sema-entry",
+                    probe_common::SiteKind::Ready => "ready",
                 },
                 function: site.function.clone(),
                 address: format!("{:#x}", site.address),
@@ -232,6 +240,10 @@ impl Report {
             }))
             .collect();
         let lines = SourceLines::new(&target.elf);
+        let blocked = plan
+            .sites
+            .iter()
+            .any(|site| site.kind == probe_common::SiteKind::Ready);
         // Every lock seen, plus every global lock DWARF knows of (with zero
         // contentions when never seen).
         let kinds: BTreeMap<u64, LockKind> = target
@@ -259,6 +271,9 @@ impl Report {
                     reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
                     writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
                     reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),
+                    blocked_seconds_total: blocked
+                        .then(|| stats.map_or(0.0, |s| s.blocked_total_ns as f64 / 1e9)),
+                    blocked_parks: blocked.then(|| stats.map_or(0, |s| s.blocked_count)),
                     top_call_sites: stats
                         .map(|s| call_sites(target, &lines, stacks, s))
                         .unwrap_or_default(),

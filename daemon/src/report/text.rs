@@ -97,9 +97,16 @@ pub fn render(report: &Report) -> String {
         {
             let _ = writeln!(
                 out,
-                "\n  waits of {} ({} acquisitions):",
+                "\n  waits of {} ({} acquisitions{}):",
                 lock.name.as_deref().unwrap_or(&lock.address),
-                lock.acquisitions
+                lock.acquisitions,
+                match (lock.blocked_seconds_total, lock.blocked_parks) {
+                    (Some(blocked), Some(parks)) => format!(
+                        "; parked {} in {parks} parks, park to runnable",
+                        seconds(blocked)
+                    ),
+                    _ => String::new(),
+                }
             );
             let peak = lock
                 .wait_histogram

@@ -257,6 +257,7 @@ pub fn assert_nothing_lost(report: &Value) {
         .map(|l| {
             l["contentions"].as_u64().expect("contentions")
                 + l["acquisitions"].as_u64().expect("acquisitions")
+                + l["blocked_parks"].as_u64().unwrap_or(0)
         })
         .sum();
     assert_eq!(
