@@ -166,6 +166,14 @@ impl AttachedProbes {
             attach_map_sites(&mut ebpf, plan, exe_path, exe_display, scope)?;
         }
         if plan.futex {
+            let mut native: Array<_, probe_common::NativeCode> = Array::try_from(
+                ebpf.map_mut("NATIVE_CODE")
+                    .ok_or(LoadError::Missing("NATIVE_CODE map"))?,
+            )
+            .map_err(|e| LoadError::Load(e.to_string()))?;
+            native
+                .set(0, plan.native_code, 0)
+                .map_err(|e| LoadError::Load(format!("writing the native code ranges: {e}")))?;
             attach_futex_tracepoints(&mut ebpf, pid)?;
         }
         Ok(Self {

@@ -1,12 +1,12 @@
 //! `--futex`: native locks (glibc pthread mutexes, Rust's std Mutex) seen as
 //! futex waits through the syscall tracepoints, per futex word, named when
-//! it is a global, with wait times.
+//! it is a global, with wait times and the call site that waited.
 
 mod common;
 
 use common::*;
 
-fn check(binary: &std::path::Path, hot: &str, cold: &str) {
+fn check(binary: &std::path::Path, hot: &str, cold: &str, caller: &str) {
     assert!(
         binary.is_file(),
         "{} missing: run `cargo xtask test`",
@@ -37,6 +37,20 @@ fn check(binary: &std::path::Path, hot: &str, cold: &str) {
         lock["wait_seconds_total"].as_f64().unwrap() > 0.0,
         "{context}"
     );
+    // Where the waits come from: the fixture's function that locks, found
+    // on the user stack (glibc has no frame pointers), with its line.
+    let site = &lock["top_call_sites"][0];
+    let frame = site["frames"][0].as_str().unwrap_or("");
+    eprintln!(
+        "{}: top call site {frame}, share {}",
+        binary.display(),
+        site["share"]
+    );
+    assert!(
+        frame.contains(caller),
+        "{caller} not the top call site: {context}"
+    );
+    assert!(site["share"].as_f64().unwrap() > 0.9, "{context}");
     // The uncontended lock never made a thread wait.
     assert!(
         !locks
@@ -48,7 +62,12 @@ fn check(binary: &std::path::Path, hot: &str, cold: &str) {
 
 #[test]
 fn glibc_pthread_mutex_waits_are_seen_per_global() {
-    check(&fixtures_dir().join("c/lockloop"), "hot_lock", "cold_lock");
+    check(
+        &fixtures_dir().join("c/lockloop"),
+        "hot_lock",
+        "cold_lock",
+        "hot_worker",
+    );
 }
 
 #[test]
@@ -57,5 +76,6 @@ fn rust_std_mutex_waits_are_seen_per_global() {
         &fixtures_dir().join("rust/lockloop"),
         "HOT_LOCK",
         "COLD_LOCK",
+        "lockloop::hot_worker",
     );
 }

@@ -559,6 +559,27 @@ pub const THREAD_KEY: u64 = 1 << 63;
 /// [`LockEvent::site_index`] of events from the futex tracepoints.
 pub const FUTEX_SITE: u32 = u32::MAX;
 
+/// Code ranges for finding a native waiter's call site (`NATIVE_CODE`):
+/// the executable's text, and functions of the locking machinery to look
+/// past (Rust std's futex lock path), as runtime addresses `[start, end)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NativeCode {
+    /// Start of the executable's text (0: no call sites).
+    pub text_start: u64,
+    /// Its end.
+    pub text_end: u64,
+    /// Functions skipped when looking for the caller: (start, end).
+    pub skip: [[u64; 2]; NATIVE_SKIP_RANGES],
+}
+
+/// Number of [`NativeCode::skip`] ranges.
+pub const NATIVE_SKIP_RANGES: usize = 8;
+
+/// Words of the user stack scanned, from its top, for a native waiter's
+/// return address into the executable.
+pub const NATIVE_STACK_WORDS: usize = 48;
+
 /// Capacity of the in-flight map (an LRU: stale waiters are evicted, never
 /// leaked). One entry per goroutine waiting at once.
 pub const MAX_INFLIGHT: u32 = 65536;
@@ -575,4 +596,5 @@ mod user {
     unsafe impl aya::Pod for super::MapSiteConfig {}
     unsafe impl aya::Pod for super::MapEvent {}
     unsafe impl aya::Pod for super::MapCounts {}
+    unsafe impl aya::Pod for super::NativeCode {}
 }

@@ -25,11 +25,11 @@ use aya_ebpf::{
 };
 use probe_common::{
     go_kind, ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, KeyKind,
-    KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter, MapSiteConfig, OutcomeSource,
-    SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, GO_KIND_MASK, GO_MAPTYPE_KEY_OFFSET,
-    GO_TYPE_KIND_OFFSET, GO_TYPE_SIZE_OFFSET, MAP_OPS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
-    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_SITES, MAX_STACKS, NO_REGISTER, SYNC_MAP_COUNT_FLAG,
-    THREAD_KEY,
+    KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode,
+    OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, GO_KIND_MASK,
+    GO_MAPTYPE_KEY_OFFSET, GO_TYPE_KIND_OFFSET, GO_TYPE_SIZE_OFFSET, MAP_OPS, MAX_COUNTED_MAPS,
+    MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES,
+    NATIVE_STACK_WORDS, NO_REGISTER, SYNC_MAP_COUNT_FLAG, THREAD_KEY,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -58,6 +58,14 @@ static SEMA_PENDING: LruHashMap<InflightKey, Inflight> =
 /// User stacks of waiters, by id.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// Where to look for a native waiter's call site (index 0).
+#[map]
+static NATIVE_CODE: Array<NativeCode> = Array::with_max_entries(1, 0);
+
+/// Per-CPU copy of the top of a native waiter's user stack.
+#[map]
+static NATIVE_STACK: PerCpuArray<[u64; NATIVE_STACK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
 /// The traced process (index 0), for the system-wide futex tracepoints.
 #[map]
@@ -724,6 +732,67 @@ fn target_thread() -> Option<(u32, u32)> {
     }
 }
 
+/// Offset of `sp` in the kernel's x86-64 `struct pt_regs` (a stable ABI).
+const PT_REGS_SP: u64 = 152;
+
+/// The native waiter's call site: the first return address into the
+/// executable's text, outside the skipped functions, among the top words of
+/// the user stack (read through the task's saved user registers: glibc has
+/// no frame pointers to walk). 0 when none is found.
+#[inline(always)]
+fn native_caller() -> u64 {
+    let Some(code) = NATIVE_CODE.get(0) else {
+        return 0;
+    };
+    if code.text_start == 0 {
+        return 0;
+    }
+    let regs = unsafe {
+        aya_ebpf::helpers::generated::bpf_task_pt_regs(
+            aya_ebpf::helpers::generated::bpf_get_current_task_btf(),
+        )
+    } as u64;
+    if regs == 0 {
+        return 0;
+    }
+    let Ok(sp) =
+        (unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) })
+    else {
+        return 0;
+    };
+    let Some(words) = NATIVE_STACK.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch slot.
+    let words = unsafe { &mut *words };
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            words.as_mut_ptr() as *mut _,
+            (NATIVE_STACK_WORDS * 8) as u32,
+            sp as *const _,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    for word in words.iter() {
+        let w = *word;
+        if w < code.text_start || w >= code.text_end {
+            continue;
+        }
+        let mut skipped = false;
+        for range in code.skip.iter().take(NATIVE_SKIP_RANGES) {
+            if w >= range[0] && w < range[1] {
+                skipped = true;
+            }
+        }
+        if !skipped {
+            return w;
+        }
+    }
+    0
+}
+
 /// A thread of the target enters a futex wait: one contention on the
 /// futex word's address; the wait is measured until the syscall returns.
 #[tracepoint]
@@ -745,6 +814,7 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     let Ok(uaddr) = (unsafe { ctx.read_at::<u64>(FUTEX_UADDR_OFFSET) }) else {
         return 0;
     };
+    let caller_ip = native_caller();
     let now = unsafe { bpf_ktime_get_ns() };
     let key = InflightKey {
         tgid,
@@ -756,7 +826,7 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         lock_addr: uaddr,
         role: LockRole::Futex as u32,
         _pad: 0,
-        caller_ip: 0,
+        caller_ip,
         stack_id: -1,
     };
     if INFLIGHT.insert(key, value, 0).is_err() {
@@ -767,7 +837,7 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         lock_addr: uaddr,
         goroutine: 0,
         wait_ns: 0,
-        caller_ip: 0,
+        caller_ip,
         stack_id: -1,
         tgid,
         tid,
@@ -803,7 +873,7 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
         lock_addr: inflight.lock_addr,
         goroutine: 0,
         wait_ns: now.saturating_sub(inflight.start_ns),
-        caller_ip: 0,
+        caller_ip: inflight.caller_ip,
         stack_id: -1,
         tgid,
         tid,

@@ -79,6 +79,8 @@ pub struct ProbePlan {
     pub sync_map_filtered: bool,
     /// Bytes of each key to copy.
     pub key_bytes: u32,
+    /// With `futex`: where native waiters' call sites are looked for.
+    pub native_code: probe_common::NativeCode,
 }
 
 /// Errors planning probes.
@@ -223,6 +225,9 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
             .clamp(1, probe_common::MAX_KEY_BYTES as u32),
         ..ProbePlan::default()
     };
+    if request.futex {
+        plan.native_code = native_code(target);
+    }
     let mut wanted: Vec<(String, u32, LockRole)> = Vec::new();
     if target.go.is_some() && request.locks {
         for name in go_mutex_slow_paths(target.go_version_number()) {
@@ -346,6 +351,31 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
         });
     }
     Ok(plan)
+}
+
+/// Where the futex tracepoints look for a native waiter's call site: the
+/// executable's text (runtime addresses), minus Rust std's futex lock path
+/// (`std::sys::…` functions about mutexes and futexes), so the call site is
+/// the code that called `lock()`. C's path is all in libc, outside the text.
+pub fn native_code(target: &Target) -> probe_common::NativeCode {
+    let mut code = probe_common::NativeCode::default();
+    let Some(text) = target.elf.text_section() else {
+        return code;
+    };
+    code.text_start = text.address.wrapping_add(target.load_bias);
+    code.text_end = code.text_start + text.size;
+    let skipped = target.symbols.functions().iter().filter(|f| {
+        let name = crate::target::demangle(&f.name);
+        let name = name.trim_start_matches('<');
+        name.starts_with("std::sys::") && (name.contains("futex") || name.contains("mutex"))
+    });
+    for (slot, function) in code.skip.iter_mut().zip(skipped) {
+        *slot = [
+            function.start.wrapping_add(target.load_bias),
+            function.end.wrapping_add(target.load_bias),
+        ];
+    }
+    code
 }
 
 /// A mutex's semaphore wait, by Go version (the semaphore is the mutex's

@@ -135,9 +135,16 @@ impl Target {
 
 /// Readable form of an Itanium-style nested name (`_ZN...E`, as Rust's
 /// legacy mangling and C++ use for plain paths): `_ZN8lockloop8HOT_LOCK17h…E`
-/// becomes `lockloop::HOT_LOCK` (Rust's trailing hash dropped). Anything
+/// becomes `lockloop::HOT_LOCK` (Rust's trailing hash dropped); Rust's v0
+/// names (`_R…`) are demangled too, without their crate hashes. Anything
 /// else is returned as it is.
 pub fn demangle(symbol: &str) -> String {
+    if symbol.starts_with("_R") {
+        // Rust's v0 mangling (what rustc gives std's own symbols).
+        if let Ok(name) = rustc_demangle::try_demangle(symbol) {
+            return format!("{name:#}");
+        }
+    }
     let Some(mut rest) = symbol.strip_prefix("_ZN") else {
         return symbol.to_string();
     };
