@@ -3,7 +3,10 @@
 //! `include_bytes!`, so the `mapwatch` binary is one self-contained file.
 //!
 //! Set `MAPWATCH_BPF_OBJECT=/path/to/object` to embed a prebuilt object
-//! instead. Run `cargo xtask setup` once to install what this needs.
+//! instead, or `MAPWATCH_NO_BPF=1` to embed none (for `cargo check`,
+//! `clippy` and `cargo test --lib` without the nightly and bpf-linker: the
+//! binary then refuses to attach). Run `cargo xtask setup` once to install
+//! what a real build needs.
 
 use std::{
     env,
@@ -15,6 +18,16 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dest = out_dir.join("mapwatch-probes");
     println!("cargo:rerun-if-env-changed=MAPWATCH_BPF_OBJECT");
+    println!("cargo:rerun-if-env-changed=MAPWATCH_NO_BPF");
+    if env::var_os("MAPWATCH_NO_BPF").is_some_and(|v| !v.is_empty() && v != "0") {
+        std::fs::write(&dest, b"").unwrap_or_else(|e| {
+            panic!(
+                "cannot write an empty BPF object to {}: {e}",
+                dest.display()
+            )
+        });
+        return;
+    }
     if let Some(prebuilt) = env::var_os("MAPWATCH_BPF_OBJECT") {
         let prebuilt = PathBuf::from(prebuilt);
         println!("cargo:rerun-if-changed={}", prebuilt.display());

@@ -14,10 +14,7 @@
 //!   that key's cache line (and for a plain map, its lock) bouncing between
 //!   cores: per-key striping, per-CPU counters or a local cache spread it.
 
-use probe_common::MapOp;
-use serde::Serialize;
-
-use crate::plan::maps::MapKind;
+use crate::model::{Advice, Finding, Key, MapKind, MapOp};
 
 /// The figures the advisor reads, for one map.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,18 +40,9 @@ pub struct MapMix {
     /// `sync.Map` (≥ 1.24) trie node splits.
     pub expansions: u64,
     /// The hottest key, its operations, and on how many CPUs it was seen.
-    pub hottest: Option<(String, u64, usize)>,
+    pub hottest: Option<(Key, u64, usize)>,
     /// CPUs that ran any operation on the map.
     pub cpus: usize,
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Advice {
-    /// `fits`, `write-heavy-sync-map`, `read-misses`, `hot-key`, `too-few-operations`.
-    pub finding: &'static str,
-    /// The finding and what to do, with the figures that led to it.
-    pub text: String,
 }
 
 /// Fewer operations than this say nothing about a workload.
@@ -80,7 +68,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 pub fn advise(mix: &MapMix) -> Vec<Advice> {
     if mix.total < MIN_OPERATIONS {
         return vec![Advice {
-            finding: "too-few-operations",
+            finding: Finding::TooFewOperations,
             text: format!(
                 "{} operations: too few to judge (at least {MIN_OPERATIONS} needed)",
                 mix.total
@@ -108,7 +96,7 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
             cost = format!("; its trie split {} nodes", mix.expansions);
         }
         advice.push(Advice {
-            finding: "write-heavy-sync-map",
+            finding: Finding::WriteHeavySyncMap,
             text: format!(
                 "sync.Map under write-heavy traffic to new keys: {:.0}% of {} operations are writes and about {:.0}% of writes add a key ({} distinct of {} writes){cost}. sync.Map is built for keys written once and read often, or disjoint keys per goroutine; here a map guarded by a sync.RWMutex (or a map sharded by key hash, one lock per shard) does less work per write.",
                 100.0 * write_share,
@@ -121,7 +109,7 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
     }
     if mix.kind == Some(MapKind::SyncMap) && mix.loads > 0 && mix.misses * 10 >= mix.loads {
         advice.push(Advice {
-            finding: "read-misses",
+            finding: Finding::ReadMisses,
             text: format!(
                 "{:.0}% of loads ({} of {}) missed sync.Map's read-only map and took its mutex: keys keep being added, so the read-only map is often stale. Add keys up front, or use a map with an RWMutex.",
                 percent(mix.misses, mix.loads),
@@ -131,10 +119,11 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
         });
     }
     if let Some((key, ops, cpus)) = &mix.hottest {
+        let key = key.to_string();
         let share = *ops as f64 / mix.total as f64;
         if share >= HOT_KEY_SHARE && *cpus >= 2 {
             advice.push(Advice {
-                finding: "hot-key",
+                finding: Finding::HotKey,
                 text: format!(
                     "one hot key: {key:?} takes {:.0}% of operations ({ops} of {}) from {cpus} CPUs{}. Every access to it contends for the same memory{}; stripe that key (per-CPU or per-goroutine counters merged on read), cache it locally, or split it into several keys.",
                     100.0 * share,
@@ -147,7 +136,7 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
     }
     if advice.is_empty() {
         advice.push(Advice {
-            finding: "fits",
+            finding: Finding::Fits,
             text: format!(
                 "fits its workload: {:.0}% loads, {:.0}% writes ({:.0}% of them to new keys), {:.0}% deletes over {} operations{}",
                 percent(mix.loads, mix.total),
@@ -156,7 +145,7 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
                 percent(mix.deletes, mix.total),
                 mix.total,
                 match &mix.hottest {
-                    Some((key, ops, _)) => format!("; hottest key {key:?} has {:.0}%", percent(*ops, mix.total)),
+                    Some((key, ops, _)) => format!("; hottest key {:?} has {:.0}%", key.to_string(), percent(*ops, mix.total)),
                     None => String::new(),
                 }
             ),
@@ -165,15 +154,41 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
     advice
 }
 
-/// Sorts an operation into the advisor's classes.
-pub fn op_class(op: MapOp) -> Option<&'static str> {
+/// What an operation does to a map, as the advisor counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    /// Reads.
+    Load,
+    /// May add or replace a key.
+    Write,
+    /// Removes keys.
+    Delete,
+}
+
+/// Sorts an operation into the advisor's classes (`None` for internal
+/// events).
+pub fn op_class(op: MapOp) -> Option<OpClass> {
     match op {
-        MapOp::Load | MapOp::Range => Some("load"),
-        MapOp::Store | MapOp::Swap | MapOp::LoadOrStore | MapOp::CompareAndSwap => Some("write"),
+        MapOp::Load | MapOp::Range => Some(OpClass::Load),
+        MapOp::Store | MapOp::Swap | MapOp::LoadOrStore | MapOp::CompareAndSwap => {
+            Some(OpClass::Write)
+        }
         MapOp::Delete | MapOp::LoadAndDelete | MapOp::CompareAndDelete | MapOp::Clear => {
-            Some("delete")
+            Some(OpClass::Delete)
         }
         MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand => None,
+    }
+}
+
+impl MapMix {
+    /// Adds `count` operations `op` to the loads, writes or deletes.
+    pub fn add_ops(&mut self, op: MapOp, count: u64) {
+        match op_class(op) {
+            Some(OpClass::Load) => self.loads += count,
+            Some(OpClass::Write) => self.writes += count,
+            Some(OpClass::Delete) => self.deletes += count,
+            None => {}
+        }
     }
 }
 
@@ -200,7 +215,7 @@ mod tests {
             misses: 40,
             ..sync_map(100_000, 95_000, 94_000)
         });
-        assert_eq!(advice[0].finding, "write-heavy-sync-map");
+        assert_eq!(advice[0].finding, Finding::WriteHeavySyncMap);
         assert!(advice[0].text.contains("95%"), "{}", advice[0].text);
         assert!(advice[0].text.contains("rebuilt its dirty map 12 times"));
     }
@@ -209,29 +224,36 @@ mod tests {
     fn a_read_mostly_sync_map_fits() {
         let advice = advise(&sync_map(100_000, 5_000, 300));
         assert_eq!(advice.len(), 1);
-        assert_eq!(advice[0].finding, "fits");
+        assert_eq!(advice[0].finding, Finding::Fits);
     }
 
     #[test]
     fn rewriting_the_same_keys_is_not_flagged() {
         let advice = advise(&sync_map(100_000, 80_000, 100));
-        assert_eq!(advice[0].finding, "fits");
+        assert_eq!(advice[0].finding, Finding::Fits);
+    }
+
+    fn key0() -> Key {
+        Key::Str {
+            text: "key-0".into(),
+            truncated: false,
+        }
     }
 
     #[test]
     fn flags_one_hot_key_on_several_cpus_only() {
         let mut mix = sync_map(10_000, 100, 50);
-        mix.hottest = Some(("key-0".into(), 4_000, 4));
-        assert_eq!(advise(&mix)[0].finding, "hot-key");
-        mix.hottest = Some(("key-0".into(), 4_000, 1));
-        assert_eq!(advise(&mix)[0].finding, "fits");
+        mix.hottest = Some((key0(), 4_000, 4));
+        assert_eq!(advise(&mix)[0].finding, Finding::HotKey);
+        mix.hottest = Some((key0(), 4_000, 1));
+        assert_eq!(advise(&mix)[0].finding, Finding::Fits);
     }
 
     #[test]
     fn too_few_operations_say_nothing() {
         assert_eq!(
             advise(&sync_map(10, 10, 10))[0].finding,
-            "too-few-operations"
+            Finding::TooFewOperations
         );
     }
 }

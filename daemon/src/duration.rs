@@ -2,8 +2,27 @@
 
 use std::time::Duration;
 
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number where one was expected.
+    #[error("`{0}` is not a duration (try 10s, 500ms, 2m)")]
+    NotANumber(String),
+    /// A unit other than ms, s, m, h.
+    #[error("unknown unit `{unit}` in `{text}` (use ms, s, m or h)")]
+    UnknownUnit {
+        /// The unit given.
+        unit: String,
+        /// The whole text.
+        text: String,
+    },
+    /// Zero, negative or not finite.
+    #[error("`{0}`: the duration must be positive")]
+    NotPositive(String),
+}
+
 /// Parses a duration; a bare number is seconds.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -11,20 +30,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 10s, 500ms, 2m)"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let seconds = match unit {
         "" | "s" => value,
         "ms" => value / 1e3,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ))
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_string(),
+                text: text.to_string(),
+            })
         }
     };
     if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(format!("`{text}`: the duration must be positive"));
+        return Err(DurationError::NotPositive(text.to_string()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -9,7 +9,7 @@
 use std::{mem::size_of, os::fd::AsFd as _, time::Duration};
 
 use aya::maps::MapData;
-use probe_common::{LockEvent, MapEvent};
+use probe_common::{EventHeader, EventTag, LockEvent, MapEvent};
 use thiserror::Error;
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -38,7 +38,8 @@ pub enum IntakeMessage {
         /// How many.
         count: u64,
     },
-    /// A sample of unexpected size (a build mismatch; counted, not decoded).
+    /// A sample with an unknown tag or too short for its tag (a build
+    /// mismatch; counted, not decoded).
     Malformed {
         /// The CPU.
         cpu: u32,
@@ -172,19 +173,10 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
     let mut malformed = 0;
     let mut lost = 0;
     ring.drain(
-        |sample| {
-            // The two event types share the rings and differ in size.
-            if sample.len() >= size_of::<MapEvent>() {
-                match decode_pod::<MapEvent>(sample, &[]) {
-                    Some(event) => map_batch.push(event),
-                    None => malformed += 1,
-                }
-            } else {
-                match decode(sample, &[]) {
-                    Some(event) => batch.push(event),
-                    None => malformed += 1,
-                }
-            }
+        |sample| match decode(sample, &[]) {
+            Some(Event::Lock(event)) => batch.push(event),
+            Some(Event::Map(event)) => map_batch.push(event),
+            None => malformed += 1,
         },
         |count| lost += count,
     );
@@ -203,55 +195,84 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
     }
 }
 
-/// Decodes one sample, which may wrap around the ring's end and carries
-/// alignment padding after the event.
-pub fn decode(head: &[u8], tail: &[u8]) -> Option<LockEvent> {
-    decode_pod(head, tail)
+/// One decoded kernel event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A lock event.
+    Lock(LockEvent),
+    /// A map operation.
+    Map(MapEvent),
 }
 
-/// Decodes one plain-old-data event (`LockEvent`, `MapEvent`: repr(C),
-/// integers only, every bit pattern valid) from a sample.
+/// Decodes one sample by the tag of its header. The sample may wrap around
+/// the ring's end (`head`, then `tail`) and carries alignment padding after
+/// the event.
+pub fn decode(head: &[u8], tail: &[u8]) -> Option<Event> {
+    let header: EventHeader = decode_pod(head, tail)?;
+    match EventTag::from_raw(header.tag)? {
+        EventTag::Lock => decode_pod(head, tail).map(Event::Lock),
+        EventTag::Map => decode_pod(head, tail).map(Event::Map),
+    }
+}
+
+/// Decodes one plain-old-data value (`EventHeader`, `LockEvent`,
+/// `MapEvent`: repr(C), integers only, every bit pattern valid) from the
+/// start of a sample.
 fn decode_pod<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Option<T> {
     let size = size_of::<T>();
     if head.len() + tail.len() < size {
         return None;
     }
-    let mut bytes = vec![0u8; size];
     let from_head = head.len().min(size);
-    bytes[..from_head].copy_from_slice(&head[..from_head]);
-    bytes[from_head..].copy_from_slice(&tail[..size - from_head]);
-    // SAFETY: T is Pod: repr(C) plain old data of exactly `size` bytes, and
-    // every bit pattern is a valid value; read_unaligned needs no alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    let mut value = std::mem::MaybeUninit::<T>::uninit();
+    let bytes = value.as_mut_ptr().cast::<u8>();
+    // SAFETY: `value` has room for `size` bytes; `from_head` bytes come from
+    // `head` and the remaining `size - from_head` from `tail`, both checked
+    // long enough above. T is Pod: repr(C) plain old data of exactly `size`
+    // bytes, for which every bit pattern is a valid value, so once all of
+    // them are written it is initialized.
+    unsafe {
+        std::ptr::copy_nonoverlapping(head.as_ptr(), bytes, from_head);
+        std::ptr::copy_nonoverlapping(tail.as_ptr(), bytes.add(from_head), size - from_head);
+        Some(value.assume_init())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn header(tag: u32) -> EventHeader {
+        EventHeader {
+            tag,
+            cpu: 1,
+            tgid: 42,
+            tid: 43,
+            timestamp_ns: 1,
+        }
+    }
+
     fn sample_event() -> LockEvent {
         LockEvent {
-            timestamp_ns: 1,
+            header: header(EventTag::Lock as u32),
             lock_addr: 0xdead_beef,
             goroutine: 0xc000_0001,
             wait_ns: 1234,
             caller_ip: 0x4000,
             stack_id: 7,
-            tgid: 42,
-            tid: 43,
-            cpu: 1,
             kind: 1,
             site_index: 0,
             role: 0,
+            _pad: 0,
         }
     }
 
-    fn as_bytes(event: &LockEvent) -> Vec<u8> {
-        let mut bytes = vec![0u8; size_of::<LockEvent>()];
+    fn as_bytes<T>(event: &T) -> Vec<u8> {
+        let mut bytes = vec![0u8; size_of::<T>()];
         // SAFETY: copying a POD struct into a buffer of its size.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                (event as *const LockEvent).cast::<u8>(),
+                (event as *const T).cast::<u8>(),
                 bytes.as_mut_ptr(),
                 bytes.len(),
             )
@@ -266,13 +287,45 @@ mod tests {
         bytes.extend_from_slice(&[0xff; 4]); // alignment padding
         for split in 0..bytes.len() {
             let (head, tail) = bytes.split_at(split);
-            assert_eq!(decode(head, tail), Some(event), "split at {split}");
+            assert_eq!(
+                decode(head, tail),
+                Some(Event::Lock(event)),
+                "split at {split}"
+            );
         }
+    }
+
+    #[test]
+    fn tells_events_apart_by_their_tag() {
+        let mut map = MapEvent {
+            header: header(EventTag::Map as u32),
+            map_addr: 0x10,
+            key_type: 0,
+            key_int: 7,
+            caller_ip: 0,
+            site_index: 3,
+            op: 0,
+            key_kind: 1,
+            key_len: 8,
+            copied: 0,
+            go_kind: 2,
+            key: [0; probe_common::MAX_KEY_BYTES],
+        };
+        assert_eq!(decode(&as_bytes(&map), &[]), Some(Event::Map(map)));
+        // A map event's tag on a lock-sized sample is too short: malformed.
+        let lock = as_bytes(&sample_event());
+        let mut relabelled = lock.clone();
+        relabelled[..4].copy_from_slice(&(EventTag::Map as u32).to_le_bytes());
+        assert_eq!(decode(&relabelled, &[]), None);
+        // An unknown tag is malformed whatever the size.
+        map.header.tag = 99;
+        assert_eq!(decode(&as_bytes(&map), &[]), None);
     }
 
     #[test]
     fn rejects_short_samples() {
         let bytes = as_bytes(&sample_event());
         assert_eq!(decode(&bytes[..10], &[]), None);
+        assert_eq!(decode(&bytes[..40], &[]), None);
     }
 }

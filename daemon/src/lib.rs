@@ -1,28 +1,52 @@
 //! mapwatch: attach to a live process and see which locks its goroutines wait
 //! on, which map keys are hot and where compare-and-swap fails.
 //!
-//! The pipeline, one module per stage:
-//! - [`host`]: privileges and kernel support, checked first.
-//! - [`target`]: the process and its executable (ELF, Go build info, symbols).
-//! - [`plan`]: which functions to probe and at which instruction.
-//! - [`loader`]: loads the embedded BPF object and attaches the plan.
-//! - [`intake`]: reads every CPU's perf ring buffer.
-//! - [`aggregate`]: turns events into per-lock and per-map statistics (the
-//!   data model), with bounded hot-key tables.
-//! - [`advisor`]: judges each map's structure from its measured mix.
-//! - [`report`]: the report and its views (text, JSON).
-//! - [`session`]: ties them together for `mapwatch attach`.
+//! # Architecture
+//!
+//! Data flows one way, bottom to top: an executable is parsed, probes are
+//! planned from it and attached, the kernel's events are read and folded
+//! into one target's state, which is published as immutable snapshots that
+//! the views render. The layers, and which modules each may use, are this
+//! table; `tests/architecture.rs` reads it and fails on any `use` of a
+//! module not listed in the user's row (and on a row that uses a module of
+//! its own or a higher layer, so the table itself has no cycles).
+//!
+//! | layer | module | what it is | may use |
+//! |---|---|---|---|
+//! | 0 | `model` | the vocabulary every layer shares: frames, keys, kinds, stop reasons, probe counters, heatmap data, the [`model::Snapshot`] | — |
+//! | 1 | `duration` | durations given on the command line | — |
+//! | 1 | `goruntime` | Go runtime facts per Go version, in one table | `model` |
+//! | 2 | `target` | the executable, pure: ELF, Go build info, pclntab, symbols, DWARF, source lines, symbolization | `model`, `goruntime` |
+//! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target` |
+//! | 3 | `advisor` | judges a map's structure from its measured mix | `model` |
+//! | 4 | `host` | privilege and kernel checks | — |
+//! | 4 | `process` | `/proc`: the process, its memory, its exit | `model`, `target` |
+//! | 4 | `ring` | one CPU's perf ring buffer | — |
+//! | 4 | `loader` | loads the BPF object, attaches a plan, reads counters back | `model`, `goruntime`, `plan` |
+//! | 5 | `intake` | reads every CPU's ring | `ring` |
+//! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `intake` |
+//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, publisher | `model`, `target`, `plan`, `process`, `loader`, `intake`, `aggregate` |
+//! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics, JSON lines, live | `model` |
+//! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `host`, `process`, `plan`, `pipeline`, `view` |
+//! | 10 | `main` | the command line (the binary) | `model`, `duration`, `plan`, `session`, `view` |
+//!
+//! State is owned by one task per target (the pipeline's) and published as
+//! an `Arc<Snapshot>` on a watch channel each second; consumers subscribe
+//! and never share a lock with it.
+#![warn(missing_docs)]
 
 pub mod advisor;
 pub mod aggregate;
 pub mod duration;
-pub mod export;
+pub mod goruntime;
 pub mod host;
 pub mod intake;
-pub mod live;
 pub mod loader;
+pub mod model;
+pub mod pipeline;
 pub mod plan;
-pub mod report;
+pub mod process;
 pub mod ring;
 pub mod session;
 pub mod target;
+pub mod view;

@@ -1,53 +1,103 @@
 //! Loads the embedded BPF object, writes each planned site's configuration
-//! and attaches one uprobe per site to the target process.
+//! and attaches one uprobe per site to the target process; reads the
+//! kernel side's counters, CAS counts, per-map counts and stacks back.
 
 use std::{collections::HashMap, num::NonZeroU32, path::Path};
 
 use aya::{
-    maps::{Array, Map, MapData, PerCpuArray, StackTraceMap},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        TracePoint, UProbe,
+        ProgramError, TracePoint, UProbe,
     },
-    Ebpf,
+    Ebpf, EbpfError,
 };
 use probe_common::{
-    CasCounts, Counter, GeneralRegister, MapCounts, MapFilter, MapSiteConfig, OutcomeSource,
-    SiteConfig, SiteKind, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NO_REGISTER,
+    CasCounts, Counter, GeneralRegister, MapCounts, MapFilter, MapSiteConfig, NativeCode,
+    OutcomeSource, SiteConfig, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
-use crate::plan::{cas::Outcome, PlannedSite, ProbePlan};
+use crate::{
+    goruntime,
+    model::{MapKind, ProbeCounters},
+    plan::{
+        cas::Outcome, x86::general_register, LockProbe, Placement, PlannedSite, ProbePlan,
+        SiteProbe,
+    },
+};
 
-/// The probe object, built from `probe-ebpf` by the build script.
+/// The probe object, built from `probe-ebpf` by the build script (empty
+/// when built with `MAPWATCH_NO_BPF=1`, for checks without the BPF
+/// toolchain).
 static PROBE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mapwatch-probes"));
 
-/// Name of the uprobe program for lock slow paths.
+/// The uprobe programs, by what their sites observe.
 const LOCK_SLOW_PROGRAM: &str = "lock_slow";
-/// Name of the uprobe program for lock slow paths' returns.
 const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
-/// Name of the uprobe program for CAS outcomes.
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
-/// Name of the uprobe program on Go's `runtime.ready` (blocked time).
 const GO_READY_PROGRAM: &str = "go_ready";
-/// Name of the uprobe program for map operations.
 const MAP_OP_PROGRAM: &str = "map_op";
 
-/// Errors loading or attaching probes.
+/// Errors loading or attaching probes, or reading them back.
 #[derive(Debug, Error)]
 pub enum LoadError {
+    /// This binary was built without the BPF object (`MAPWATCH_NO_BPF`).
+    #[error("this mapwatch was built without its BPF probes (MAPWATCH_NO_BPF); build it with `cargo xtask build`")]
+    NoObject,
     /// The kernel refused the BPF object or a map in it.
-    #[error("loading the BPF probes failed: {0}")]
-    Load(String),
+    #[error("loading the BPF probes failed")]
+    Load(#[source] Box<EbpfError>),
     /// The object lacks a map or program the daemon expects.
     #[error("the embedded BPF object has no {0}")]
     Missing(&'static str),
+    /// A map could not be used.
+    #[error("BPF map {name}: {what}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// What was done with it.
+        what: String,
+        /// What the kernel (or aya) said.
+        #[source]
+        source: Box<MapError>,
+    },
+    /// A program could not be loaded or attached.
+    #[error("BPF program {name}: {what}")]
+    Program {
+        /// The program.
+        name: &'static str,
+        /// What was done with it.
+        what: String,
+        /// What the kernel (or aya) said.
+        #[source]
+        source: Box<ProgramError>,
+    },
+    /// The verifier refused a program.
+    #[error("the kernel's verifier refused BPF program {name}: {tail}")]
+    Verifier {
+        /// The program.
+        name: &'static str,
+        /// The verifier log's last lines.
+        tail: String,
+        /// The syscall's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Too many sites for the `SITES` map.
     #[error("{0} probe sites planned, at most {MAX_SITES} supported")]
     TooManySites(usize),
+    /// A site names a register the kernel side cannot read.
+    #[error("{function}: the outcome is in {register}, which the probes cannot read")]
+    Register {
+        /// The function.
+        function: String,
+        /// The register.
+        register: String,
+    },
     /// Attaching a uprobe failed.
-    #[error("attaching a uprobe to {function} at file offset {file_offset:#x} of {exe}: {reason}")]
+    #[error("attaching a uprobe to {function} at file offset {file_offset:#x} of {exe}")]
     Attach {
         /// The function.
         function: String,
@@ -56,138 +106,136 @@ pub enum LoadError {
         /// The executable.
         exe: String,
         /// What the kernel said.
-        reason: String,
+        #[source]
+        source: Box<ProgramError>,
     },
-}
-
-/// Probe counters summed over all CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ProbeCounters {
-    /// Lock probe hits that became events (entries and returns).
-    pub hits: u64,
-    /// Hits skipped because the stack-check branch was about to re-enter.
-    pub skipped_reentry: u64,
-    /// Hits at sites with no configuration (a bug if not zero).
-    pub unknown_site: u64,
-    /// Events the kernel could not write to the ring buffer.
-    pub output_errors: u64,
-    /// CAS outcome probe hits.
-    pub cas_hits: u64,
-    /// Slow-path returns with no recorded entry (waits begun before attach).
-    pub unmatched_returns: u64,
-    /// Slow-path entries the in-flight map could not take.
-    pub inflight_errors: u64,
-    /// Map operations written as events.
-    pub map_hits: u64,
-    /// Map operations neither written nor counted (per-map table full).
-    pub map_counts_full: u64,
+    /// A program could not be detached.
+    #[error("detaching BPF program {name}")]
+    Detach {
+        /// The program.
+        name: String,
+        /// What the kernel (or aya) said.
+        #[source]
+        source: Box<ProgramError>,
+    },
+    /// tracefs is not mounted and could not be.
+    #[error("tracefs is not mounted and mounting it at {TRACEFS} failed")]
+    Tracefs(#[source] std::io::Error),
 }
 
 /// Loaded and attached probes. Dropping this detaches them.
 pub struct AttachedProbes {
     ebpf: Ebpf,
-    /// Number of attached uprobes.
+    /// Number of attached probes (uprobes and tracepoints).
     pub attached: usize,
+}
+
+/// A map error with its context.
+fn map_error(name: &'static str, what: impl Into<String>) -> impl FnOnce(MapError) -> LoadError {
+    let what = what.into();
+    move |source| LoadError::Map {
+        name,
+        what,
+        source: Box::new(source),
+    }
 }
 
 impl AttachedProbes {
     /// Loads the probe object and attaches every site of `plan` to process
-    /// `pid`, whose executable opens at `exe_path`.
+    /// `pid`, whose executable opens at `exe_path` (named `exe_name` in
+    /// errors) and is loaded at link-time address + `load_bias`.
     pub fn attach(
         plan: &ProbePlan,
         pid: u32,
         exe_path: &Path,
-        exe_display: &str,
+        exe_name: &str,
+        load_bias: u64,
     ) -> Result<Self, LoadError> {
-        if plan.sites.len() > MAX_SITES as usize {
-            return Err(LoadError::TooManySites(plan.sites.len()));
+        if PROBE_OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
         }
-        if plan.map_sites.len() > MAX_SITES as usize {
-            return Err(LoadError::TooManySites(plan.map_sites.len()));
-        }
-        let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(e.to_string()))?;
-
-        let mut sites: Array<_, SiteConfig> = Array::try_from(
-            ebpf.map_mut("SITES")
-                .ok_or(LoadError::Missing("SITES map"))?,
-        )
-        .map_err(|e| LoadError::Load(e.to_string()))?;
-        for (index, site) in plan.sites.iter().enumerate() {
-            let (outcome, outcome_register) = outcome_config(site);
-            let config = SiteConfig {
-                kind: site.kind as u32,
-                arg_register: site.arg_register as u32,
-                skip_when: site.skip_when as u32,
-                site_index: index as u32,
-                outcome: outcome as u32,
-                outcome_register: outcome_register as u32,
-                addr_adjust: site.addr_adjust,
-                role: site.role as u32,
-                capture_stack: u32::from(site.capture_stack),
-                track_blocked: u32::from(site.track_blocked),
-            };
-            sites
-                .set(index as u32, config, 0)
-                .map_err(|e| LoadError::Load(format!("writing site {index}: {e}")))?;
-        }
-
-        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-        for (kinds, name) in [
-            (
-                &[SiteKind::LockSlowEntry, SiteKind::SemaEntry][..],
-                LOCK_SLOW_PROGRAM,
-            ),
-            (&[SiteKind::LockSlowReturn][..], LOCK_SLOW_RET_PROGRAM),
-            (&[SiteKind::CasOutcome][..], CAS_OUTCOME_PROGRAM),
-            (&[SiteKind::Ready][..], GO_READY_PROGRAM),
-        ] {
-            if !plan.sites.iter().any(|site| kinds.contains(&site.kind)) {
-                continue;
+        for len in [plan.sites.len(), plan.map_sites.len()] {
+            if len > MAX_SITES as usize {
+                return Err(LoadError::TooManySites(len));
             }
-            let program = load_uprobe(&mut ebpf, name)?;
-            for (index, site) in plan
+        }
+        let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(Box::new(e)))?;
+        write_sites(&mut ebpf, plan)?;
+        let mut attached = 0;
+        let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        for (program, belongs) in [
+            (
+                LOCK_SLOW_PROGRAM,
+                (|p| matches!(p, SiteProbe::LockEntry(_) | SiteProbe::SemaEntry(_)))
+                    as fn(&SiteProbe) -> bool,
+            ),
+            (LOCK_SLOW_RET_PROGRAM, |p| {
+                matches!(p, SiteProbe::LockReturn(_))
+            }),
+            (CAS_OUTCOME_PROGRAM, |p| matches!(p, SiteProbe::Cas { .. })),
+            (GO_READY_PROGRAM, |p| matches!(p, SiteProbe::Ready { .. })),
+        ] {
+            let mut sites = plan
                 .sites
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| kinds.contains(&s.kind))
-            {
-                attach_at(
-                    program,
-                    index,
-                    &site.function,
-                    site.file_offset,
-                    exe_path,
-                    exe_display,
-                    scope,
-                )?;
+                .filter(|(_, s)| belongs(&s.probe))
+                .peekable();
+            if sites.peek().is_none() {
+                continue;
             }
+            let uprobe = load_uprobe(&mut ebpf, program)?;
+            let placements = sites.map(|(index, site)| (index, &site.at));
+            attached += attach_all(uprobe, placements, exe_path, exe_name, scope)?;
         }
         if !plan.map_sites.is_empty() {
-            attach_map_sites(&mut ebpf, plan, exe_path, exe_display, scope)?;
+            write_map_sites(&mut ebpf, plan)?;
+            let uprobe = load_uprobe(&mut ebpf, MAP_OP_PROGRAM)?;
+            let placements = plan.map_sites.iter().map(|site| &site.at).enumerate();
+            attached += attach_all(uprobe, placements, exe_path, exe_name, scope)?;
         }
         if plan.futex {
-            let mut native: Array<_, probe_common::NativeCode> = Array::try_from(
+            let mut native: Array<_, NativeCode> = Array::try_from(
                 ebpf.map_mut("NATIVE_CODE")
                     .ok_or(LoadError::Missing("NATIVE_CODE map"))?,
             )
-            .map_err(|e| LoadError::Load(e.to_string()))?;
+            .map_err(map_error("NATIVE_CODE", "opening"))?;
             native
-                .set(0, plan.native_code, 0)
-                .map_err(|e| LoadError::Load(format!("writing the native code ranges: {e}")))?;
+                .set(0, native_code(plan, load_bias), 0)
+                .map_err(map_error("NATIVE_CODE", "writing the native code ranges"))?;
             attach_futex_tracepoints(&mut ebpf, pid)?;
+            attached += 2;
         }
-        Ok(Self {
-            ebpf,
-            attached: plan.sites.len() + plan.map_sites.len() + if plan.futex { 2 } else { 0 },
-        })
+        Ok(Self { ebpf, attached })
+    }
+
+    /// Detaches every probe by unloading its program; the maps stay
+    /// readable, so counters read afterwards match the events written.
+    pub fn detach(&mut self) -> Result<(), LoadError> {
+        for (name, program) in self.ebpf.programs_mut() {
+            let result = match program {
+                aya::programs::Program::UProbe(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) | Err(ProgramError::NotLoaded) => {}
+                Err(source) => {
+                    return Err(LoadError::Detach {
+                        name: name.to_string(),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes the per-CPU event ring buffers' map (once).
     pub fn take_events(&mut self) -> Result<MapData, LoadError> {
         match self.ebpf.take_map("EVENTS") {
             Some(Map::PerfEventArray(data)) => Ok(data),
-            Some(_) => Err(LoadError::Load("EVENTS is not a perf event array".into())),
-            None => Err(LoadError::Missing("EVENTS map")),
+            _ => Err(LoadError::Missing("EVENTS perf event array")),
         }
     }
 
@@ -199,14 +247,14 @@ impl AttachedProbes {
             .map("CAS_COUNTS")
             .ok_or(LoadError::Missing("CAS_COUNTS map"))?;
         let counts: PerCpuArray<_, CasCounts> =
-            PerCpuArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+            PerCpuArray::try_from(map).map_err(map_error("CAS_COUNTS", "opening"))?;
         sites
             .iter()
             .map(|&site| {
                 counts
                     .get(&(site as u32), 0)
                     .map(|values| values.iter().copied().collect())
-                    .map_err(|e| LoadError::Load(format!("reading CAS counts of site {site}: {e}")))
+                    .map_err(map_error("CAS_COUNTS", format!("reading site {site}")))
             })
             .collect()
     }
@@ -219,11 +267,11 @@ impl AttachedProbes {
                 .map_mut("MAP_FILTER")
                 .ok_or(LoadError::Missing("MAP_FILTER map"))?,
         )
-        .map_err(|e| LoadError::Load(e.to_string()))?;
+        .map_err(map_error("MAP_FILTER", "opening"))?;
         for &map in maps {
             filter
                 .insert(map, 1, 0)
-                .map_err(|e| LoadError::Load(format!("selecting map {map:#x}: {e}")))?;
+                .map_err(map_error("MAP_FILTER", format!("selecting map {map:#x}")))?;
         }
         Ok(())
     }
@@ -236,11 +284,10 @@ impl AttachedProbes {
             .map("MAP_COUNTS")
             .ok_or(LoadError::Missing("MAP_COUNTS map"))?;
         let counts: aya::maps::PerCpuHashMap<_, u64, MapCounts> =
-            aya::maps::PerCpuHashMap::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+            aya::maps::PerCpuHashMap::try_from(map).map_err(map_error("MAP_COUNTS", "opening"))?;
         let mut result = Vec::new();
         for entry in counts.iter() {
-            let (address, values) =
-                entry.map_err(|e| LoadError::Load(format!("reading map counts: {e}")))?;
+            let (address, values) = entry.map_err(map_error("MAP_COUNTS", "reading"))?;
             let mut sum = [0u64; MAP_OPS];
             for value in values.iter() {
                 for (total, count) in sum.iter_mut().zip(value.ops) {
@@ -259,7 +306,7 @@ impl AttachedProbes {
             .ebpf
             .map("STACKS")
             .ok_or(LoadError::Missing("STACKS map"))?;
-        let stacks = StackTraceMap::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+        let stacks = StackTraceMap::try_from(map).map_err(map_error("STACKS", "opening"))?;
         Ok(ids
             .iter()
             .filter_map(|&id| {
@@ -276,12 +323,12 @@ impl AttachedProbes {
             .map("COUNTERS")
             .ok_or(LoadError::Missing("COUNTERS map"))?;
         let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| LoadError::Load(e.to_string()))?;
+            PerCpuArray::try_from(map).map_err(map_error("COUNTERS", "opening"))?;
         let mut sums = [0u64; COUNTER_SLOTS as usize];
         for (slot, sum) in sums.iter_mut().enumerate() {
             let values = counters
                 .get(&(slot as u32), 0)
-                .map_err(|e| LoadError::Load(format!("reading counter {slot}: {e}")))?;
+                .map_err(map_error("COUNTERS", format!("reading slot {slot}")))?;
             *sum = values.iter().sum();
         }
         Ok(ProbeCounters {
@@ -298,34 +345,127 @@ impl AttachedProbes {
     }
 }
 
-/// Writes the map sites' configurations and attaches `map_op` to each.
-fn attach_map_sites(
-    ebpf: &mut Ebpf,
-    plan: &ProbePlan,
-    exe_path: &Path,
-    exe_display: &str,
-    scope: UProbeScope,
-) -> Result<(), LoadError> {
+/// The kernel side's number of a register field, [`NO_REGISTER`] for none.
+fn register_field(register: Option<GeneralRegister>) -> u32 {
+    register.map_or(NO_REGISTER, |r| r as u32)
+}
+
+/// The configuration the kernel side reads for one site.
+fn site_config(index: usize, site: &PlannedSite) -> Result<SiteConfig, LoadError> {
+    let lock = |probe: &LockProbe| SiteConfig {
+        kind: site.kind() as u32,
+        arg_register: probe.arg as u32,
+        goroutine_register: register_field(probe.goroutine),
+        skip_when: site.at.skip_when as u32,
+        site_index: index as u32,
+        outcome: 0,
+        outcome_register: NO_REGISTER,
+        addr_adjust: probe.addr_adjust,
+        role: probe.role as u32,
+        capture_stack: u32::from(probe.capture_stack),
+        track_blocked: u32::from(probe.track_blocked),
+        _pad: 0,
+    };
+    Ok(match &site.probe {
+        SiteProbe::LockEntry(probe)
+        | SiteProbe::LockReturn(probe)
+        | SiteProbe::SemaEntry(probe) => lock(probe),
+        SiteProbe::Ready { goroutine } => SiteConfig {
+            arg_register: *goroutine as u32,
+            goroutine_register: NO_REGISTER,
+            ..lock(&LockProbe {
+                arg: *goroutine,
+                goroutine: None,
+                addr_adjust: 0,
+                role: probe_common::LockRole::Mutex,
+                capture_stack: false,
+                track_blocked: false,
+            })
+        },
+        SiteProbe::Cas { site: cas, .. } => {
+            let (outcome, register) = match cas.outcome {
+                Outcome::Zf {
+                    success_when_set: true,
+                } => (OutcomeSource::ZfSet, None),
+                Outcome::Zf {
+                    success_when_set: false,
+                } => (OutcomeSource::ZfClear, None),
+                Outcome::Register {
+                    reg,
+                    success_when_nonzero,
+                } => (
+                    if success_when_nonzero {
+                        OutcomeSource::RegisterNonZero
+                    } else {
+                        OutcomeSource::RegisterZero
+                    },
+                    Some(general_register(reg).ok_or_else(|| LoadError::Register {
+                        function: site.at.function.clone(),
+                        register: format!("{reg:?}"),
+                    })?),
+                ),
+            };
+            SiteConfig {
+                kind: site.kind() as u32,
+                arg_register: NO_REGISTER,
+                goroutine_register: NO_REGISTER,
+                skip_when: site.at.skip_when as u32,
+                site_index: index as u32,
+                outcome: outcome as u32,
+                outcome_register: register_field(register),
+                addr_adjust: 0,
+                role: 0,
+                capture_stack: 0,
+                track_blocked: 0,
+                _pad: 0,
+            }
+        }
+    })
+}
+
+/// Writes every lock and CAS site's configuration into `SITES`.
+fn write_sites(ebpf: &mut Ebpf, plan: &ProbePlan) -> Result<(), LoadError> {
+    let mut sites: Array<_, SiteConfig> = Array::try_from(
+        ebpf.map_mut("SITES")
+            .ok_or(LoadError::Missing("SITES map"))?,
+    )
+    .map_err(map_error("SITES", "opening"))?;
+    for (index, site) in plan.sites.iter().enumerate() {
+        sites
+            .set(index as u32, site_config(index, site)?, 0)
+            .map_err(map_error("SITES", format!("writing site {index}")))?;
+    }
+    Ok(())
+}
+
+/// Writes the map sites' configurations and the Go type layout.
+fn write_map_sites(ebpf: &mut Ebpf, plan: &ProbePlan) -> Result<(), LoadError> {
+    let mut layout: Array<_, probe_common::GoLayout> = Array::try_from(
+        ebpf.map_mut("GO_LAYOUT")
+            .ok_or(LoadError::Missing("GO_LAYOUT map"))?,
+    )
+    .map_err(map_error("GO_LAYOUT", "opening"))?;
+    layout
+        .set(0, goruntime::layout(plan.go_version), 0)
+        .map_err(map_error("GO_LAYOUT", "writing the Go type layout"))?;
     let mut configs: Array<_, MapSiteConfig> = Array::try_from(
         ebpf.map_mut("MAP_SITES")
             .ok_or(LoadError::Missing("MAP_SITES map"))?,
     )
-    .map_err(|e| LoadError::Load(e.to_string()))?;
+    .map_err(map_error("MAP_SITES", "opening"))?;
     for (index, site) in plan.map_sites.iter().enumerate() {
         let function = &site.function;
-        let listed = match function.kind {
-            crate::plan::maps::MapKind::Runtime => true,
-            crate::plan::maps::MapKind::SyncMap => plan.sync_map_filtered,
-        };
+        let sync_map = function.kind == MapKind::SyncMap;
+        let listed = !sync_map || plan.sync_map_filtered;
         let config = MapSiteConfig {
             op: function.op as u32,
-            skip_when: site.skip_when as u32,
+            skip_when: site.at.skip_when as u32,
             site_index: index as u32,
             map_register: function.map as u32,
             key_shape: function.key.shape as u32,
             key_a: function.key.a as u32,
             key_b: function.key.b as u32,
-            type_register: function.key.map_type.map_or(NO_REGISTER, |r| r as u32),
+            type_register: register_field(function.key.map_type),
             key_width: function.key.width,
             filter: if listed {
                 MapFilter::Listed as u32
@@ -333,65 +473,98 @@ fn attach_map_sites(
                 MapFilter::All as u32
             },
             key_bytes: plan.key_bytes,
-            capture_caller: u32::from(function.kind == crate::plan::maps::MapKind::SyncMap),
-            sync_map: u32::from(function.kind == crate::plan::maps::MapKind::SyncMap),
+            capture_caller: u32::from(sync_map),
+            sync_map: u32::from(sync_map),
         };
         configs
             .set(index as u32, config, 0)
-            .map_err(|e| LoadError::Load(format!("writing map site {index}: {e}")))?;
-    }
-    let program = load_uprobe(ebpf, MAP_OP_PROGRAM)?;
-    for (index, site) in plan.map_sites.iter().enumerate() {
-        attach_at(
-            program,
-            index,
-            site.function.name,
-            site.file_offset,
-            exe_path,
-            exe_display,
-            scope,
-        )?;
+            .map_err(map_error("MAP_SITES", format!("writing map site {index}")))?;
     }
     Ok(())
 }
 
+/// The plan's native code ranges as runtime addresses, for `NATIVE_CODE`.
+fn native_code(plan: &ProbePlan, load_bias: u64) -> NativeCode {
+    let mut code = NativeCode::default();
+    let Some((start, end)) = plan.native.text else {
+        return code;
+    };
+    code.text_start = start.wrapping_add(load_bias);
+    code.text_end = end.wrapping_add(load_bias);
+    for (slot, &(start, end)) in code
+        .skip
+        .iter_mut()
+        .zip(plan.native.skip.iter().take(NATIVE_SKIP_RANGES))
+    {
+        *slot = [start.wrapping_add(load_bias), end.wrapping_add(load_bias)];
+    }
+    code
+}
+
 /// Loads the uprobe program `name` into the kernel.
-fn load_uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, LoadError> {
+fn load_uprobe<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, LoadError> {
     let program: &mut UProbe = ebpf
         .program_mut(name)
         .ok_or(LoadError::Missing("a uprobe program"))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
-    program
-        .load()
-        .map_err(|e| LoadError::Load(format!("{name}: {}", verifier_detail(&e))))?;
+        .map_err(|source| LoadError::Program {
+            name,
+            what: "finding it".into(),
+            source: Box::new(source),
+        })?;
+    program.load().map_err(|e| program_load_error(name, e))?;
     Ok(program)
 }
 
-/// Attaches a loaded uprobe at a file offset, with the site's index as its
-/// cookie.
-fn attach_at(
+/// A program load error, with the verifier's last lines when it has them.
+fn program_load_error(name: &'static str, error: ProgramError) -> LoadError {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            LoadError::Verifier {
+                name,
+                tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+                source: io_error,
+            }
+        }
+        source => LoadError::Program {
+            name,
+            what: "loading it".into(),
+            source: Box::new(source),
+        },
+    }
+}
+
+/// Attaches a loaded uprobe at each placement, with the site's index as its
+/// cookie; returns how many.
+fn attach_all<'a>(
     program: &mut UProbe,
-    index: usize,
-    function: &str,
-    file_offset: u64,
+    placements: impl Iterator<Item = (usize, &'a Placement)>,
     exe_path: &Path,
-    exe_display: &str,
+    exe_name: &str,
     scope: UProbeScope,
-) -> Result<(), LoadError> {
-    let point = UProbeAttachPoint {
-        location: UProbeAttachLocation::AbsoluteOffset(file_offset),
-        cookie: Some(index as u64),
-    };
-    program
-        .attach(point, exe_path, scope)
-        .map_err(|e| LoadError::Attach {
-            function: function.to_string(),
-            file_offset,
-            exe: exe_display.to_string(),
-            reason: error_chain(&e),
-        })?;
-    Ok(())
+) -> Result<usize, LoadError> {
+    let mut attached = 0;
+    for (index, at) in placements {
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(at.file_offset),
+            cookie: Some(index as u64),
+        };
+        program
+            .attach(point, exe_path, scope)
+            .map_err(|source| LoadError::Attach {
+                function: at.function.clone(),
+                file_offset: at.file_offset,
+                exe: exe_name.to_string(),
+                source: Box::new(source),
+            })?;
+        attached += 1;
+    }
+    Ok(attached)
 }
 
 /// Where tracefs is mounted when nothing mounted it yet.
@@ -403,10 +576,10 @@ fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> 
         ebpf.map_mut("TARGET")
             .ok_or(LoadError::Missing("TARGET map"))?,
     )
-    .map_err(|e| LoadError::Load(e.to_string()))?;
+    .map_err(map_error("TARGET", "opening"))?;
     target
         .set(0, pid, 0)
-        .map_err(|e| LoadError::Load(format!("writing the target PID: {e}")))?;
+        .map_err(map_error("TARGET", "writing the target PID"))?;
     ensure_tracefs()?;
     for (program, event) in [
         ("futex_enter", "sys_enter_futex"),
@@ -416,16 +589,21 @@ fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> 
             .program_mut(program)
             .ok_or(LoadError::Missing("a futex tracepoint program"))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| LoadError::Load(e.to_string()))?;
+            .map_err(|source| LoadError::Program {
+                name: program,
+                what: "finding it".into(),
+                source: Box::new(source),
+            })?;
         tracepoint
             .load()
-            .map_err(|e| LoadError::Load(format!("{program}: {}", verifier_detail(&e))))?;
-        tracepoint.attach("syscalls", event).map_err(|e| {
-            LoadError::Load(format!(
-                "attaching to syscalls/{event}: {}",
-                error_chain(&e)
-            ))
-        })?;
+            .map_err(|e| program_load_error(program, e))?;
+        tracepoint
+            .attach("syscalls", event)
+            .map_err(|source| LoadError::Program {
+                name: program,
+                what: format!("attaching to syscalls/{event}"),
+                source: Box::new(source),
+            })?;
     }
     Ok(())
 }
@@ -442,96 +620,18 @@ fn ensure_tracefs() -> Result<(), LoadError> {
     if mounted {
         return Ok(());
     }
-    let c = |s: &str| std::ffi::CString::new(s).map_err(|e| LoadError::Load(e.to_string()));
-    let (source, target, fstype) = (c("tracefs")?, c(TRACEFS)?, c("tracefs")?);
     // SAFETY: mount reads the NUL-terminated strings we pass.
     let rc = unsafe {
         libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        return Err(LoadError::Load(format!(
-            "tracefs is not mounted and mounting it at {TRACEFS} failed: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// How the BPF side reads a site's CAS outcome (unused for other sites).
-fn outcome_config(site: &PlannedSite) -> (OutcomeSource, GeneralRegister) {
-    match site.cas.as_ref().map(|cas| cas.outcome) {
-        Some(Outcome::Zf {
-            success_when_set: false,
-        }) => (OutcomeSource::ZfClear, GeneralRegister::Rax),
-        Some(Outcome::Register {
-            reg,
-            success_when_nonzero,
-        }) => (
-            if success_when_nonzero {
-                OutcomeSource::RegisterNonZero
-            } else {
-                OutcomeSource::RegisterZero
-            },
-            general_register(reg),
-        ),
-        _ => (OutcomeSource::ZfSet, GeneralRegister::Rax),
-    }
-}
-
-/// The shared numbering of a 64-bit general register.
-fn general_register(reg: iced_x86::Register) -> GeneralRegister {
-    use iced_x86::Register as X;
-    match reg.full_register() {
-        X::RBX => GeneralRegister::Rbx,
-        X::RCX => GeneralRegister::Rcx,
-        X::RDX => GeneralRegister::Rdx,
-        X::RSI => GeneralRegister::Rsi,
-        X::RDI => GeneralRegister::Rdi,
-        X::RBP => GeneralRegister::Rbp,
-        X::R8 => GeneralRegister::R8,
-        X::R9 => GeneralRegister::R9,
-        X::R10 => GeneralRegister::R10,
-        X::R11 => GeneralRegister::R11,
-        X::R12 => GeneralRegister::R12,
-        X::R13 => GeneralRegister::R13,
-        X::R14 => GeneralRegister::R14,
-        X::R15 => GeneralRegister::R15,
-        _ => GeneralRegister::Rax,
-    }
-}
-
-/// The full source chain of an error, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
-/// A program load error, with the verifier's last lines when it has them.
-fn verifier_detail(error: &aya::programs::ProgramError) -> String {
-    match error {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect();
-            format!(
-                "{io_error}; verifier: {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            )
-        }
-        other => error_chain(other),
-    }
 }

@@ -6,10 +6,10 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mapwatch::{
     duration,
-    live::LiveMode,
+    model::Snapshot,
     plan::{PlanRequest, SiteMode},
-    report::{heatmap, text},
     session::{self, AttachOptions},
+    view::{heatmap, live::LiveMode, ReportFormat},
 };
 
 /// See which locks a live process waits on, which map keys are hot and where
@@ -246,14 +246,10 @@ fn run(cli: Cli) -> Result<()> {
         .build()?;
     let report = runtime.block_on(session::attach(&options))?;
     if let Some(path) = &args.report {
-        std::fs::write(path, mapwatch::export::html::render(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("mapwatch: wrote {}", path.display());
+        write_file(path, ReportFormat::Html, &report)?;
     }
     if let Some(path) = &args.pprof {
-        mapwatch::export::pprof::write(&report, path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("mapwatch: wrote {}", path.display());
+        write_file(path, ReportFormat::Pprof, &report)?;
     }
     if let Some(dir) = &args.heatmap_dir {
         let written = heatmap::write_svgs(dir, &report.heatmaps)
@@ -262,9 +258,26 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("mapwatch: wrote {}", path.display());
         }
     }
-    match args.format {
-        Format::Text => print!("{}", text::render(&report)),
-        Format::Json => println!("{}", report.to_json()),
-    }
+    let format = match args.format {
+        Format::Text => ReportFormat::Text,
+        Format::Json => ReportFormat::Json,
+    };
+    let mut stdout = std::io::stdout().lock();
+    format
+        .write(&report, &mut stdout)
+        .and_then(|()| std::io::Write::flush(&mut stdout))
+        .context("writing the report to stdout")
+}
+
+/// Writes the report to a file in a format, and says so.
+fn write_file(path: &std::path::Path, format: ReportFormat, report: &Snapshot) -> Result<()> {
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    format
+        .write(report, &mut file)
+        .and_then(|()| std::io::Write::flush(&mut file))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("mapwatch: wrote {}", path.display());
     Ok(())
 }

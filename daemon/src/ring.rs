@@ -121,32 +121,46 @@ struct BpfMapElemAttr {
 /// Why a [`PerfRing`] could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
+    /// The perf event for the CPU could not be opened.
     #[error("perf_event_open(PERF_COUNT_SW_BPF_OUTPUT) on CPU {cpu}")]
     PerfEventOpen {
+        /// The CPU.
         cpu: u32,
+        /// What the kernel said.
         #[source]
         source: io::Error,
     },
+    /// The ring could not be mapped.
     #[error("mmap of the perf ring on CPU {cpu}")]
     Mmap {
+        /// The CPU.
         cpu: u32,
+        /// What the kernel said.
         #[source]
         source: io::Error,
     },
+    /// The perf event could not be put into the BPF perf event array.
     #[error("storing the perf event fd of CPU {cpu} into the perf event array")]
     MapUpdate {
+        /// The CPU.
         cpu: u32,
+        /// What the kernel said.
         #[source]
         source: io::Error,
     },
+    /// The perf event could not be enabled.
     #[error("PERF_EVENT_IOC_ENABLE on CPU {cpu}")]
     Enable {
+        /// The CPU.
         cpu: u32,
+        /// What the kernel said.
         #[source]
         source: io::Error,
     },
+    /// A ring size that is not a power of two pages.
     #[error("perf ring size must be a non-zero power of two pages, got {0}")]
     BadPages(usize),
+    /// The page size is unknown.
     #[error("could not determine the page size")]
     PageSize(#[source] io::Error),
 }

@@ -3,16 +3,59 @@
 //! Every type here is `#[repr(C)]`, has no padding the compiler could fill with
 //! garbage, and is plain old data: the kernel writes it byte for byte and the
 //! daemon reads it back. Keep field order and sizes in sync on both sides by
-//! only ever changing them here.
+//! only ever changing them here; the `const` assertions at the end of this
+//! file fail the build of both sides when a layout moves.
+//!
+//! Every event the kernel writes to the ring buffers starts with an
+//! [`EventHeader`] whose [`EventHeader::tag`] says which event follows.
 #![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// Which event follows an [`EventHeader`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventTag {
+    /// A [`LockEvent`].
+    Lock = 1,
+    /// A [`MapEvent`].
+    Map = 2,
+}
+
+impl EventTag {
+    /// Converts the raw value the kernel writes, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Lock),
+            2 => Some(Self::Map),
+            _ => None,
+        }
+    }
+}
+
+/// The start of every event in the ring buffers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventTag`] value.
+    pub tag: u32,
+    /// CPU the probe fired on.
+    pub cpu: u32,
+    /// Thread-group id (process id) of the target.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the probe fired.
+    pub timestamp_ns: u64,
+}
 
 /// What a probe site observes; stored per site in [`SiteConfig::kind`] and
 /// echoed in every [`LockEvent`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SiteKind {
-    /// Entry into a mutex's contended slow path (Go `lockSlow`, glibc
-    /// `__lll_lock_wait`, …). The lock's address is the first argument.
+    /// Entry into a mutex's contended slow path (Go `lockSlow`, …). The
+    /// lock's address is in [`SiteConfig::arg_register`].
     LockSlowEntry = 1,
     /// Just after a `LOCK CMPXCHG`: the compare-and-swap's outcome is in
     /// the flags or a register ([`SiteConfig::outcome`]). Counted in
@@ -42,16 +85,6 @@ impl SiteKind {
             _ => None,
         }
     }
-}
-
-/// Which register holds the argument a site reads (the lock's address).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArgRegister {
-    /// RAX: first integer argument of Go's register ABI (ABIInternal) on amd64.
-    Rax = 0,
-    /// RDI: first integer argument of the System V ABI (C, C++, Rust).
-    Rdi = 1,
 }
 
 /// A condition evaluated on the saved flags before the probed instruction
@@ -87,10 +120,12 @@ pub enum OutcomeSource {
     RegisterZero = 3,
 }
 
-/// General registers a CAS outcome can be read from, numbered as in
-/// [`SiteConfig::outcome_register`].
+/// The general registers a probe can read, numbered for every register
+/// field of the site configurations. This is the one register numbering of
+/// both sides: the daemon maps decoded registers to it, the probes select
+/// by it.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GeneralRegister {
     /// RAX.
     Rax = 0,
@@ -126,6 +161,9 @@ pub enum GeneralRegister {
     Rsp = 15,
 }
 
+/// A register field that names no register: the probe reads 0 for it.
+pub const NO_REGISTER: u32 = u32::MAX;
+
 /// Per-site configuration the daemon writes into the `SITES` array, indexed
 /// by the attachment's BPF cookie.
 #[repr(C)]
@@ -133,8 +171,11 @@ pub enum GeneralRegister {
 pub struct SiteConfig {
     /// A [`SiteKind`] value.
     pub kind: u32,
-    /// An [`ArgRegister`] value.
+    /// A [`GeneralRegister`] value: where lock sites find the lock's address.
     pub arg_register: u32,
+    /// A [`GeneralRegister`] value holding the goroutine (Go: R14), or
+    /// [`NO_REGISTER`] for native code.
+    pub goroutine_register: u32,
     /// A [`SkipWhen`] value.
     pub skip_when: u32,
     /// Index of this site in the daemon's probe plan, echoed in events.
@@ -154,6 +195,8 @@ pub struct SiteConfig {
     /// Semaphore wait entries: 1 to record the wait in `SEMA_PENDING` for
     /// `runtime.ready` (blocked time), 0 not to.
     pub track_blocked: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// What kind of wait a lock site observes.
@@ -200,32 +243,28 @@ pub struct CasCounts {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockEvent {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the probe fired.
-    pub timestamp_ns: u64,
+    /// Tag [`EventTag::Lock`], CPU, process, thread and time.
+    pub header: EventHeader,
     /// Address of the lock (the slow path's first argument).
     pub lock_addr: u64,
     /// Goroutine (`g` pointer, R14 on Go amd64) or 0 for native code.
     pub goroutine: u64,
-    /// For [`SiteKind::LockSlowReturn`]: ns from the slow path's entry to
-    /// this return; else 0.
+    /// For [`SiteKind::LockSlowReturn`] and [`SiteKind::Ready`]: ns from the
+    /// wait's start to this event; else 0.
     pub wait_ns: u64,
     /// Return address into the slow path's caller (read at the entry from
     /// the top of the stack: the frame-pointer walk starts above it), or 0.
     pub caller_ip: u64,
     /// Id of the user stack in the `STACKS` map (from the entry), or -1.
     pub stack_id: i64,
-    /// Thread-group id (process id) of the target.
-    pub tgid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// CPU the probe fired on.
-    pub cpu: u32,
     /// A [`SiteKind`] value.
     pub kind: u32,
     /// [`SiteConfig::site_index`] of the site that fired.
     pub site_index: u32,
     /// A [`LockRole`] value.
     pub role: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// A map operation, as reported: the user-level operation of Go's
@@ -309,6 +348,20 @@ impl MapOp {
             Self::Expand => "expand",
         }
     }
+
+    /// Whether this is a user-level operation (not `miss`, `dirty_copy`,
+    /// `expand`, the implementations' internal events).
+    pub fn is_user_op(self) -> bool {
+        !matches!(self, Self::Miss | Self::DirtyCopy | Self::Expand)
+    }
+
+    /// Whether the operation writes (may add a key).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::Store | Self::LoadOrStore | Self::Swap | Self::CompareAndSwap
+        )
+    }
 }
 
 /// Where a map site finds the key.
@@ -363,7 +416,7 @@ pub struct MapSiteConfig {
     /// A [`GeneralRegister`]: second key register (see [`KeyShape`]).
     pub key_b: u32,
     /// A [`GeneralRegister`] holding the map's type (runtime maps), whose
-    /// key type is at [`GO_MAPTYPE_KEY_OFFSET`]; or [`NO_REGISTER`].
+    /// key type is at [`GoLayout::maptype_key_offset`]; or [`NO_REGISTER`].
     pub type_register: u32,
     /// Integer keys: width in bytes (4 or 8).
     pub key_width: u32,
@@ -383,33 +436,34 @@ pub struct MapSiteConfig {
 /// have bit 63 set).
 pub const SYNC_MAP_COUNT_FLAG: u64 = 1 << 63;
 
-/// [`MapSiteConfig::type_register`] when there is none.
-pub const NO_REGISTER: u32 = u32::MAX;
-
-/// Offset of the key type (`*abi.Type`) in Go's map type descriptor
-/// (`abi.MapType`, `abi.SwissMapType`): after the 48-byte `abi.Type`.
-pub const GO_MAPTYPE_KEY_OFFSET: u64 = 48;
-/// Offset of `Size_` in Go's `abi.Type`.
-pub const GO_TYPE_SIZE_OFFSET: u64 = 0;
-/// Offset of `Kind_` in Go's `abi.Type`.
-pub const GO_TYPE_KIND_OFFSET: u64 = 23;
-/// Mask of the kind in `Kind_` (Go before 1.26 keeps flags above it).
-pub const GO_KIND_MASK: u8 = 31;
-
-/// Go's type kinds (`internal/abi.Kind`) the probes decode.
-pub mod go_kind {
-    /// `int`.
-    pub const INT: u8 = 2;
-    /// `uintptr`: the last integer kind (`int` … `uintptr` are 2 … 12).
-    pub const UINTPTR: u8 = 12;
-    /// `interface{…}`.
-    pub const INTERFACE: u8 = 20;
-    /// `*T`.
-    pub const POINTER: u8 = 22;
-    /// `string`.
-    pub const STRING: u8 = 24;
-    /// `unsafe.Pointer`.
-    pub const UNSAFE_POINTER: u8 = 26;
+/// The Go runtime's type layout as the map probes need it to decode keys
+/// (`GO_LAYOUT`, index 0), written by the daemon from its Go runtime table
+/// for the target's Go version.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoLayout {
+    /// Offset of the key type (`*abi.Type`) in a map type descriptor.
+    pub maptype_key_offset: u32,
+    /// Offset of `Size_` in `abi.Type`.
+    pub type_size_offset: u32,
+    /// Offset of the `Kind_` byte in `abi.Type`.
+    pub type_kind_offset: u32,
+    /// Mask of the kind in `Kind_`.
+    pub kind_mask: u32,
+    /// Offset of the method slice's length in an interface type descriptor
+    /// (`abi.InterfaceType.Methods`): non-zero for an interface with methods.
+    pub interface_methods_offset: u32,
+    /// The kind number of `string`.
+    pub kind_string: u32,
+    /// The kind number of `interface`.
+    pub kind_interface: u32,
+    /// The first integer kind (`int`).
+    pub kind_int_first: u32,
+    /// The last integer kind (`uintptr`).
+    pub kind_int_last: u32,
+    /// Bit `k` set: values of kind `k` are pointer-shaped (stored in an
+    /// interface's data word itself).
+    pub pointer_kinds: u32,
 }
 
 /// How an event's key was decoded.
@@ -428,16 +482,29 @@ pub enum KeyKind {
     Unreadable = 4,
 }
 
+impl KeyKind {
+    /// Converts the raw value the kernel writes, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::None),
+            1 => Some(Self::Int),
+            2 => Some(Self::Str),
+            3 => Some(Self::Bytes),
+            4 => Some(Self::Unreadable),
+            _ => None,
+        }
+    }
+}
+
 /// Most key bytes an event carries.
 pub const MAX_KEY_BYTES: usize = 128;
 
-/// One map operation, pushed through the per-CPU perf ring buffers (the same
-/// as [`LockEvent`]s; told apart by size).
+/// One map operation, pushed through the per-CPU perf ring buffers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapEvent {
-    /// `bpf_ktime_get_ns()` when the probe fired.
-    pub timestamp_ns: u64,
+    /// Tag [`EventTag::Map`], CPU, process, thread and time.
+    pub header: EventHeader,
     /// The map: the `sync.Map`'s address, or the runtime map's header.
     pub map_addr: u64,
     /// The key's Go type (`*abi.Type`, the dynamic type of interface keys),
@@ -448,12 +515,6 @@ pub struct MapEvent {
     pub key_int: u64,
     /// Return address into the caller, or 0.
     pub caller_ip: u64,
-    /// Thread-group id.
-    pub tgid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// CPU the probe fired on.
-    pub cpu: u32,
     /// [`MapSiteConfig::site_index`].
     pub site_index: u32,
     /// A [`MapOp`] value.
@@ -464,10 +525,8 @@ pub struct MapEvent {
     pub key_len: u32,
     /// Bytes of it copied into [`key`](Self::key).
     pub copied: u32,
-    /// The key's Go kind (see [`go_kind`]), or 0.
+    /// The key's Go kind number, or 0.
     pub go_kind: u32,
-    /// Explicit padding.
-    pub _pad: u32,
     /// The key's first bytes.
     pub key: [u8; MAX_KEY_BYTES],
 }
@@ -527,7 +586,7 @@ pub struct InflightKey {
     pub tgid: u32,
     /// Explicit padding.
     pub _pad: u32,
-    /// Goroutine (`g` pointer).
+    /// Goroutine (`g` pointer), or [`THREAD_KEY`] and a thread id.
     pub goroutine: u64,
 }
 
@@ -587,9 +646,87 @@ pub const MAX_INFLIGHT: u32 = 65536;
 /// Maximum number of probe sites one daemon can configure.
 pub const MAX_SITES: u32 = 4096;
 
+// Layouts both sides rely on. A field moved or resized here fails the build
+// of the probes and of the daemon alike.
+const _: () = {
+    assert!(size_of::<EventHeader>() == 24);
+    assert!(offset_of!(EventHeader, tag) == 0);
+    assert!(offset_of!(EventHeader, cpu) == 4);
+    assert!(offset_of!(EventHeader, tgid) == 8);
+    assert!(offset_of!(EventHeader, tid) == 12);
+    assert!(offset_of!(EventHeader, timestamp_ns) == 16);
+
+    assert!(size_of::<LockEvent>() == 80);
+    assert!(offset_of!(LockEvent, header) == 0);
+    assert!(offset_of!(LockEvent, lock_addr) == 24);
+    assert!(offset_of!(LockEvent, goroutine) == 32);
+    assert!(offset_of!(LockEvent, wait_ns) == 40);
+    assert!(offset_of!(LockEvent, caller_ip) == 48);
+    assert!(offset_of!(LockEvent, stack_id) == 56);
+    assert!(offset_of!(LockEvent, kind) == 64);
+    assert!(offset_of!(LockEvent, site_index) == 68);
+    assert!(offset_of!(LockEvent, role) == 72);
+
+    assert!(size_of::<MapEvent>() == 208);
+    assert!(offset_of!(MapEvent, header) == 0);
+    assert!(offset_of!(MapEvent, map_addr) == 24);
+    assert!(offset_of!(MapEvent, key_type) == 32);
+    assert!(offset_of!(MapEvent, key_int) == 40);
+    assert!(offset_of!(MapEvent, caller_ip) == 48);
+    assert!(offset_of!(MapEvent, site_index) == 56);
+    assert!(offset_of!(MapEvent, op) == 60);
+    assert!(offset_of!(MapEvent, key_kind) == 64);
+    assert!(offset_of!(MapEvent, key_len) == 68);
+    assert!(offset_of!(MapEvent, copied) == 72);
+    assert!(offset_of!(MapEvent, go_kind) == 76);
+    assert!(offset_of!(MapEvent, key) == 80);
+
+    assert!(size_of::<SiteConfig>() == 48);
+    assert!(offset_of!(SiteConfig, kind) == 0);
+    assert!(offset_of!(SiteConfig, arg_register) == 4);
+    assert!(offset_of!(SiteConfig, goroutine_register) == 8);
+    assert!(offset_of!(SiteConfig, skip_when) == 12);
+    assert!(offset_of!(SiteConfig, site_index) == 16);
+    assert!(offset_of!(SiteConfig, outcome) == 20);
+    assert!(offset_of!(SiteConfig, outcome_register) == 24);
+    assert!(offset_of!(SiteConfig, addr_adjust) == 28);
+    assert!(offset_of!(SiteConfig, role) == 32);
+    assert!(offset_of!(SiteConfig, capture_stack) == 36);
+    assert!(offset_of!(SiteConfig, track_blocked) == 40);
+
+    assert!(size_of::<MapSiteConfig>() == 52);
+    assert!(offset_of!(MapSiteConfig, op) == 0);
+    assert!(offset_of!(MapSiteConfig, map_register) == 12);
+    assert!(offset_of!(MapSiteConfig, key_shape) == 16);
+    assert!(offset_of!(MapSiteConfig, type_register) == 28);
+    assert!(offset_of!(MapSiteConfig, filter) == 36);
+    assert!(offset_of!(MapSiteConfig, sync_map) == 48);
+
+    assert!(size_of::<GoLayout>() == 40);
+    assert!(offset_of!(GoLayout, maptype_key_offset) == 0);
+    assert!(offset_of!(GoLayout, type_kind_offset) == 8);
+    assert!(offset_of!(GoLayout, pointer_kinds) == 36);
+
+    assert!(size_of::<CasCounts>() == 16);
+    assert!(offset_of!(CasCounts, failures) == 8);
+    assert!(size_of::<MapCounts>() == 8 * MAP_OPS);
+
+    assert!(size_of::<InflightKey>() == 16);
+    assert!(offset_of!(InflightKey, goroutine) == 8);
+    assert!(size_of::<Inflight>() == 40);
+    assert!(offset_of!(Inflight, lock_addr) == 8);
+    assert!(offset_of!(Inflight, role) == 16);
+    assert!(offset_of!(Inflight, caller_ip) == 24);
+    assert!(offset_of!(Inflight, stack_id) == 32);
+
+    assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
+    assert!(offset_of!(NativeCode, skip) == 16);
+};
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are `#[repr(C)]`, made only of integers, with no padding.
+    // SAFETY: all are `#[repr(C)]`, made only of integers, with no padding
+    // (the layout assertions above pin every size).
     unsafe impl aya::Pod for super::SiteConfig {}
     unsafe impl aya::Pod for super::LockEvent {}
     unsafe impl aya::Pod for super::CasCounts {}
@@ -597,4 +734,6 @@ mod user {
     unsafe impl aya::Pod for super::MapEvent {}
     unsafe impl aya::Pod for super::MapCounts {}
     unsafe impl aya::Pod for super::NativeCode {}
+    unsafe impl aya::Pod for super::GoLayout {}
+    unsafe impl aya::Pod for super::EventHeader {}
 }

@@ -1,12 +1,14 @@
 //! mapwatch's kernel-side programs.
 //!
-//! One uprobe program, [`lock_slow`], is attached at every site the daemon's
-//! probe planner chose. Each attachment carries a BPF cookie: the index of its
-//! [`SiteConfig`] in the `SITES` array, which says which register holds the
-//! lock's address and whether the hit must be skipped (see
+//! One uprobe program per kind of site ([`lock_slow`], [`lock_slow_ret`],
+//! [`go_ready`], [`cas_outcome`], [`map_op`]) is attached at every site the
+//! daemon's probe planner chose. Each attachment carries a BPF cookie: the
+//! index of its configuration in `SITES` (or `MAP_SITES`), which says which
+//! registers hold what and whether the hit must be skipped (see
 //! [`probe_common::SkipWhen`]). Events go to the per-CPU perf ring buffers
-//! of `EVENTS`; per-CPU counters in `COUNTERS` record what did not become an
-//! event, so nothing is lost silently.
+//! of `EVENTS`, each behind an [`EventHeader`] carrying its tag; per-CPU
+//! counters in `COUNTERS` record what did not become an event, so nothing is
+//! lost silently.
 #![no_std]
 #![no_main]
 
@@ -24,12 +26,12 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    go_kind, ArgRegister, CasCounts, Counter, GeneralRegister as R, Inflight, InflightKey, KeyKind,
-    KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode,
-    OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, GO_KIND_MASK,
-    GO_MAPTYPE_KEY_OFFSET, GO_TYPE_KIND_OFFSET, GO_TYPE_SIZE_OFFSET, MAP_OPS, MAX_COUNTED_MAPS,
-    MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES,
-    NATIVE_STACK_WORDS, NO_REGISTER, SYNC_MAP_COUNT_FLAG, THREAD_KEY,
+    CasCounts, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout, Inflight,
+    InflightKey, KeyKind, KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter,
+    MapSiteConfig, NativeCode, OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS,
+    FUTEX_SITE, MAP_OPS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES,
+    MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_REGISTER,
+    SYNC_MAP_COUNT_FLAG, THREAD_KEY,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -75,6 +77,11 @@ static TARGET: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static CAS_COUNTS: PerCpuArray<CasCounts> = PerCpuArray::with_max_entries(MAX_SITES, 0);
 
+/// The Go runtime's type layout (index 0), written by the daemon from its
+/// Go runtime table: how map keys are decoded.
+#[map]
+static GO_LAYOUT: Array<GoLayout> = Array::with_max_entries(1, 0);
+
 /// x86 EFLAGS carry flag.
 const FLAG_CF: u64 = 1 << 0;
 /// x86 EFLAGS zero flag.
@@ -100,6 +107,42 @@ fn bump(counter: Counter) {
     }
 }
 
+/// The header of an event written now by the current thread.
+#[inline(always)]
+fn header(tag: EventTag, pid_tgid: u64, now: u64) -> EventHeader {
+    EventHeader {
+        tag: tag as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        timestamp_ns: now,
+    }
+}
+
+/// The event of a wait that ends now: from `inflight`'s start, on its lock.
+#[inline(always)]
+fn wait_event(
+    inflight: &Inflight,
+    goroutine: u64,
+    pid_tgid: u64,
+    kind: SiteKind,
+    site_index: u32,
+) -> LockEvent {
+    let now = unsafe { bpf_ktime_get_ns() };
+    LockEvent {
+        header: header(EventTag::Lock, pid_tgid, now),
+        lock_addr: inflight.lock_addr,
+        goroutine,
+        wait_ns: now.saturating_sub(inflight.start_ns),
+        caller_ip: inflight.caller_ip,
+        stack_id: inflight.stack_id,
+        kind: kind as u32,
+        site_index,
+        role: inflight.role,
+        _pad: 0,
+    }
+}
+
 /// Entry into a lock's contended slow path.
 #[uprobe]
 pub fn lock_slow(ctx: ProbeContext) -> u32 {
@@ -108,37 +151,16 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         bump(Counter::UnknownSite);
         return 0;
     };
-    // The verifier only allows context reads at constant offsets: read every
-    // register this program may need, unconditionally, before selecting.
-    let regs = ctx.regs;
-    let (flags, rax, rdi, r14, rsp) = unsafe {
-        (
-            core::ptr::read_volatile(&raw const (*regs).eflags),
-            core::ptr::read_volatile(&raw const (*regs).rax),
-            core::ptr::read_volatile(&raw const (*regs).rdi),
-            core::ptr::read_volatile(&raw const (*regs).r14),
-            core::ptr::read_volatile(&raw const (*regs).rsp),
-        )
-    };
-    let skip = skipped(site.skip_when, flags);
-    if skip {
+    let flags = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).eflags) };
+    if skipped(site.skip_when, flags) {
         bump(Counter::SkippedReentry);
         return 0;
     }
-    let lock_addr = if site.arg_register == ArgRegister::Rdi as u32 {
-        rdi
-    } else {
-        rax
-    }
-    .wrapping_sub(site.addr_adjust as u64);
-    let goroutine = if site.arg_register == ArgRegister::Rax as u32 {
-        r14
-    } else {
-        0
-    };
+    let lock_addr = register(&ctx, site.arg_register).wrapping_sub(site.addr_adjust as u64);
+    let goroutine = register(&ctx, site.goroutine_register);
+    let rsp = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).rsp) };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let is_sema = site.kind == SiteKind::SemaEntry as u32;
     if goroutine != 0 && site.track_blocked != 0 {
         // A semaphore wait begins (the mutex's, or an RWMutex reader's or
         // writer's): the goroutine may park until `runtime.ready`.
@@ -159,7 +181,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
             bump(Counter::InflightErrors);
         }
     }
-    if is_sema {
+    if site.kind == SiteKind::SemaEntry as u32 {
         return 0;
     }
     // Where the waiter is: the return address on top of the stack (the
@@ -167,7 +189,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
     // walk of the frames above it.
     let (caller_ip, stack_id) = if site.capture_stack != 0 {
         (
-            unsafe { bpf_probe_read_user(rsp as *const u64) }.unwrap_or(0),
+            read_user::<u64>(rsp).unwrap_or(0),
             ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64)
                 .unwrap_or(-1),
         )
@@ -194,27 +216,19 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         }
     }
     let event = LockEvent {
-        timestamp_ns: now,
+        header: header(EventTag::Lock, pid_tgid, now),
         lock_addr,
         goroutine,
         wait_ns: 0,
         caller_ip,
         stack_id,
-        tgid,
-        tid: pid_tgid as u32,
-        cpu: unsafe { bpf_get_smp_processor_id() },
         kind: site.kind,
         site_index: site.site_index,
         role: site.role,
+        _pad: 0,
     };
-    emit(&ctx, &event);
+    output(&ctx, &event, Counter::Hits);
     0
-}
-
-/// Writes a lock event to this CPU's ring, counting the outcome.
-#[inline(always)]
-fn emit<C: EbpfContext>(ctx: &C, event: &LockEvent) {
-    output(ctx, event, Counter::Hits);
 }
 
 /// Writes an event (lock or map) to this CPU's ring; counts it in
@@ -237,8 +251,9 @@ fn output<C: EbpfContext, T>(ctx: &C, event: &T, written: Counter) {
     }
 }
 
-/// A `RET` of a lock's slow path (Go): the goroutine in R14 now holds the
-/// lock; emits the acquisition with its wait since the matching entry.
+/// A `RET` of a lock's slow path (Go): the goroutine in the site's
+/// goroutine register now holds the lock; emits the acquisition with its
+/// wait since the matching entry.
 #[uprobe]
 pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
@@ -246,11 +261,10 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
         bump(Counter::UnknownSite);
         return 0;
     };
-    let goroutine = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).r14) };
+    let goroutine = register(&ctx, site.goroutine_register);
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
     let key = InflightKey {
-        tgid,
+        tgid: (pid_tgid >> 32) as u32,
         _pad: 0,
         goroutine,
     };
@@ -261,27 +275,20 @@ pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
     let _ = INFLIGHT.remove(key);
     // Whatever semaphore wait this goroutine began is over.
     let _ = SEMA_PENDING.remove(key);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let event = LockEvent {
-        timestamp_ns: now,
-        lock_addr: inflight.lock_addr,
+    let event = wait_event(
+        &inflight,
         goroutine,
-        wait_ns: now.saturating_sub(inflight.start_ns),
-        caller_ip: inflight.caller_ip,
-        stack_id: inflight.stack_id,
-        tgid,
-        tid: pid_tgid as u32,
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        kind: SiteKind::LockSlowReturn as u32,
-        site_index: site.site_index,
-        role: inflight.role,
-    };
-    emit(&ctx, &event);
+        pid_tgid,
+        SiteKind::LockSlowReturn,
+        site.site_index,
+    );
+    output(&ctx, &event, Counter::Hits);
     0
 }
 
-/// Go's `runtime.ready(gp, …)`: if the goroutine in RAX was parked on a
-/// lock's semaphore, emits how long it was blocked (park to runnable).
+/// Go's `runtime.ready(gp, …)`: if the goroutine in the site's argument
+/// register was parked on a lock's semaphore, emits how long it was blocked
+/// (park to runnable).
 #[uprobe]
 pub fn go_ready(ctx: ProbeContext) -> u32 {
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
@@ -289,21 +296,14 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
         bump(Counter::UnknownSite);
         return 0;
     };
-    let regs = ctx.regs;
-    let (flags, readied) = unsafe {
-        (
-            core::ptr::read_volatile(&raw const (*regs).eflags),
-            core::ptr::read_volatile(&raw const (*regs).rax),
-        )
-    };
-    let skip = skipped(site.skip_when, flags);
-    if skip {
+    let flags = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).eflags) };
+    if skipped(site.skip_when, flags) {
         return 0;
     }
+    let readied = register(&ctx, site.arg_register);
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
     let key = InflightKey {
-        tgid,
+        tgid: (pid_tgid >> 32) as u32,
         _pad: 0,
         goroutine: readied,
     };
@@ -311,22 +311,16 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let _ = SEMA_PENDING.remove(key);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let event = LockEvent {
-        timestamp_ns: now,
-        lock_addr: pending.lock_addr,
-        goroutine: readied,
-        wait_ns: now.saturating_sub(pending.start_ns),
-        caller_ip: 0,
-        stack_id: -1,
-        tgid,
-        tid: pid_tgid as u32,
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        kind: SiteKind::Ready as u32,
-        site_index: site.site_index,
-        role: pending.role,
-    };
-    emit(&ctx, &event);
+    let mut event = wait_event(
+        &pending,
+        readied,
+        pid_tgid,
+        SiteKind::Ready,
+        site.site_index,
+    );
+    event.caller_ip = 0;
+    event.stack_id = -1;
+    output(&ctx, &event, Counter::Hits);
     0
 }
 
@@ -341,8 +335,7 @@ pub fn cas_outcome(ctx: ProbeContext) -> u32 {
     };
     let regs = Registers::read(&ctx);
     let register = regs.select(site.outcome_register);
-    let flags = regs.flags;
-    let zf = flags & FLAG_ZF != 0;
+    let zf = regs.flags & FLAG_ZF != 0;
     let low_byte_set = register & 0xff != 0;
     let success = match site.outcome {
         x if x == OutcomeSource::ZfSet as u32 => zf,
@@ -361,6 +354,37 @@ pub fn cas_outcome(ctx: ProbeContext) -> u32 {
     }
     bump(Counter::CasHits);
     0
+}
+
+/// One general register at a probe hit, numbered as [`R`]; 0 for
+/// [`NO_REGISTER`] or anything else out of range (the daemon never writes
+/// such a number for a register it needs). Each arm reads the context at a
+/// constant offset, as the verifier requires, and only the register asked
+/// for is read.
+#[inline(always)]
+fn register(ctx: &ProbeContext, which: u32) -> u64 {
+    let regs = ctx.regs;
+    unsafe {
+        match which {
+            x if x == R::Rax as u32 => core::ptr::read_volatile(&raw const (*regs).rax),
+            x if x == R::R14 as u32 => core::ptr::read_volatile(&raw const (*regs).r14),
+            x if x == R::Rbx as u32 => core::ptr::read_volatile(&raw const (*regs).rbx),
+            x if x == R::Rcx as u32 => core::ptr::read_volatile(&raw const (*regs).rcx),
+            x if x == R::Rdx as u32 => core::ptr::read_volatile(&raw const (*regs).rdx),
+            x if x == R::Rsi as u32 => core::ptr::read_volatile(&raw const (*regs).rsi),
+            x if x == R::Rdi as u32 => core::ptr::read_volatile(&raw const (*regs).rdi),
+            x if x == R::Rbp as u32 => core::ptr::read_volatile(&raw const (*regs).rbp),
+            x if x == R::R8 as u32 => core::ptr::read_volatile(&raw const (*regs).r8),
+            x if x == R::R9 as u32 => core::ptr::read_volatile(&raw const (*regs).r9),
+            x if x == R::R10 as u32 => core::ptr::read_volatile(&raw const (*regs).r10),
+            x if x == R::R11 as u32 => core::ptr::read_volatile(&raw const (*regs).r11),
+            x if x == R::R12 as u32 => core::ptr::read_volatile(&raw const (*regs).r12),
+            x if x == R::R13 as u32 => core::ptr::read_volatile(&raw const (*regs).r13),
+            x if x == R::R15 as u32 => core::ptr::read_volatile(&raw const (*regs).r15),
+            x if x == R::Rsp as u32 => core::ptr::read_volatile(&raw const (*regs).rsp),
+            _ => 0,
+        }
+    }
 }
 
 /// The general registers and flags at a probe hit.
@@ -401,7 +425,9 @@ impl Registers {
         }
     }
 
-    /// The register numbered as [`R`]; R15 for anything out of range.
+    /// The register numbered as [`R`]; 0 for [`NO_REGISTER`] or anything
+    /// else out of range (the daemon never writes such a number for a
+    /// register it needs).
     #[inline(always)]
     fn select(&self, which: u32) -> u64 {
         match which {
@@ -419,8 +445,9 @@ impl Registers {
             x if x == R::R12 as u32 => self.gp[11],
             x if x == R::R13 as u32 => self.gp[12],
             x if x == R::R14 as u32 => self.gp[13],
+            x if x == R::R15 as u32 => self.gp[14],
             x if x == R::Rsp as u32 => self.rsp,
-            _ => self.gp[14],
+            _ => 0,
         }
     }
 }
@@ -452,8 +479,8 @@ fn read_user<T>(address: u64) -> Option<T> {
 /// Copies the string at `data` of `len` bytes (at most `limit`) into the
 /// event.
 #[inline(always)]
-fn copy_string(event: &mut MapEvent, data: u64, len: u64, limit: u32) {
-    event.go_kind = go_kind::STRING as u32;
+fn copy_string(event: &mut MapEvent, layout: &GoLayout, data: u64, len: u64, limit: u32) {
+    event.go_kind = layout.kind_string;
     copy_key(event, data, len, limit, KeyKind::Str);
 }
 
@@ -510,43 +537,46 @@ fn read_int(event: &mut MapEvent, data: u64, size: u64) {
 
 /// Kind and size of the Go type at `typ`.
 #[inline(always)]
-fn type_kind_size(typ: u64) -> (u8, u64) {
-    let kind = read_user::<u8>(typ + GO_TYPE_KIND_OFFSET).unwrap_or(0) & GO_KIND_MASK;
-    let size = read_user::<u64>(typ + GO_TYPE_SIZE_OFFSET).unwrap_or(0);
+fn type_kind_size(layout: &GoLayout, typ: u64) -> (u32, u64) {
+    let kind = read_user::<u8>(typ + layout.type_kind_offset as u64).unwrap_or(0) as u32
+        & layout.kind_mask;
+    let size = read_user::<u64>(typ + layout.type_size_offset as u64).unwrap_or(0);
     (kind, size)
 }
 
 /// Whether values of this kind are stored in an interface's data word
 /// itself rather than pointed to.
 #[inline(always)]
-fn pointer_shaped(kind: u8) -> bool {
-    kind == go_kind::POINTER
-        || kind == go_kind::UNSAFE_POINTER
-        || kind == 18
-        || kind == 19
-        || kind == 21
+fn pointer_shaped(layout: &GoLayout, kind: u32) -> bool {
+    kind < 32 && layout.pointer_kinds & (1u32 << kind) != 0
+}
+
+/// Whether this kind is an integer.
+#[inline(always)]
+fn integer(layout: &GoLayout, kind: u32) -> bool {
+    kind >= layout.kind_int_first && kind <= layout.kind_int_last
 }
 
 /// An interface's dynamic value: type `typ`, data word `data`.
 #[inline(always)]
-fn decode_interface(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
+fn decode_interface(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64, limit: u32) {
     event.key_type = typ;
     if typ == 0 {
         // A nil interface key.
         event.key_kind = KeyKind::Int as u32;
         return;
     }
-    let (kind, size) = type_kind_size(typ);
-    event.go_kind = kind as u32;
-    if kind == go_kind::STRING {
+    let (kind, size) = type_kind_size(layout, typ);
+    event.go_kind = kind;
+    if kind == layout.kind_string {
         let (Some(ptr), Some(len)) = (read_user::<u64>(data), read_user::<u64>(data + 8)) else {
             event.key_kind = KeyKind::Unreadable as u32;
             return;
         };
-        copy_string(event, ptr, len, limit);
-    } else if (go_kind::INT..=go_kind::UINTPTR).contains(&kind) {
+        copy_string(event, layout, ptr, len, limit);
+    } else if integer(layout, kind) {
         read_int(event, data, size);
-    } else if pointer_shaped(kind) {
+    } else if pointer_shaped(layout, kind) {
         event.key_int = data;
         event.key_len = 8;
         event.key_kind = KeyKind::Int as u32;
@@ -557,17 +587,17 @@ fn decode_interface(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
 
 /// A key of type `typ` stored at `data` (runtime maps' generic functions).
 #[inline(always)]
-fn decode_stored(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
+fn decode_stored(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64, limit: u32) {
     event.key_type = typ;
-    let (kind, size) = type_kind_size(typ);
-    event.go_kind = kind as u32;
-    if kind == go_kind::STRING {
+    let (kind, size) = type_kind_size(layout, typ);
+    event.go_kind = kind;
+    if kind == layout.kind_string {
         let (Some(ptr), Some(len)) = (read_user::<u64>(data), read_user::<u64>(data + 8)) else {
             event.key_kind = KeyKind::Unreadable as u32;
             return;
         };
-        copy_string(event, ptr, len, limit);
-    } else if kind == go_kind::INTERFACE {
+        copy_string(event, layout, ptr, len, limit);
+    } else if kind == layout.kind_interface {
         // An empty interface holds the type first; one with methods holds
         // an itab, whose type is its second word.
         let (Some(first), Some(second)) = (read_user::<u64>(data), read_user::<u64>(data + 8))
@@ -575,14 +605,14 @@ fn decode_stored(event: &mut MapEvent, typ: u64, data: u64, limit: u32) {
             event.key_kind = KeyKind::Unreadable as u32;
             return;
         };
-        let methods = read_user::<u64>(typ + 64).unwrap_or(0);
+        let methods = read_user::<u64>(typ + layout.interface_methods_offset as u64).unwrap_or(0);
         let dynamic = if methods == 0 || first == 0 {
             first
         } else {
             read_user::<u64>(first + 8).unwrap_or(0)
         };
-        decode_interface(event, dynamic, second, limit);
-    } else if (go_kind::INT..=go_kind::UINTPTR).contains(&kind) || pointer_shaped(kind) {
+        decode_interface(event, layout, dynamic, second, limit);
+    } else if integer(layout, kind) || pointer_shaped(layout, kind) {
         read_int(event, data, if size > 8 { 8 } else { size });
     } else {
         copy_bytes(event, data, size, limit);
@@ -600,8 +630,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let regs = Registers::read(&ctx);
-    let skip = skipped(site.skip_when, regs.flags);
-    if skip {
+    if skipped(site.skip_when, regs.flags) {
         bump(Counter::SkippedReentry);
         return 0;
     }
@@ -620,13 +649,16 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         count_map_op(key, op);
         return 0;
     }
+    let Some(layout) = GO_LAYOUT.get(0) else {
+        return 0;
+    };
     let Some(event) = MAP_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
     let event = unsafe { &mut *event };
     let pid_tgid = bpf_get_current_pid_tgid();
-    event.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    event.header = header(EventTag::Map, pid_tgid, unsafe { bpf_ktime_get_ns() });
     event.map_addr = map_addr;
     event.key_type = 0;
     event.key_int = 0;
@@ -637,16 +669,12 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     } else {
         0
     };
-    event.tgid = (pid_tgid >> 32) as u32;
-    event.tid = pid_tgid as u32;
-    event.cpu = unsafe { bpf_get_smp_processor_id() };
     event.site_index = site.site_index;
     event.op = site.op;
     event.key_kind = KeyKind::None as u32;
     event.key_len = 0;
     event.copied = 0;
     event.go_kind = 0;
-    event._pad = 0;
     let key_a = regs.select(site.key_a);
     let key_b = regs.select(site.key_b);
     let map_type = if site.type_register != NO_REGISTER {
@@ -655,17 +683,18 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         0
     };
     let limit = site.key_bytes;
+    let key_type_at = map_type + layout.maptype_key_offset as u64;
     match site.key_shape {
-        x if x == KeyShape::Str as u32 => copy_string(event, key_a, key_b, limit),
+        x if x == KeyShape::Str as u32 => copy_string(event, layout, key_a, key_b, limit),
         x if x == KeyShape::Int as u32 => {
             let key_type = if map_type != 0 {
-                read_user::<u64>(map_type + GO_MAPTYPE_KEY_OFFSET).unwrap_or(0)
+                read_user::<u64>(key_type_at).unwrap_or(0)
             } else {
                 0
             };
             event.key_type = key_type;
             event.go_kind = if key_type != 0 {
-                type_kind_size(key_type).0 as u32
+                type_kind_size(layout, key_type).0
             } else {
                 0
             };
@@ -677,13 +706,11 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
             };
             event.key_kind = KeyKind::Int as u32;
         }
-        x if x == KeyShape::Iface as u32 => decode_interface(event, key_a, key_b, limit),
-        x if x == KeyShape::Pointer as u32 => {
-            match read_user::<u64>(map_type + GO_MAPTYPE_KEY_OFFSET) {
-                Some(key_type) if map_type != 0 => decode_stored(event, key_type, key_a, limit),
-                _ => event.key_kind = KeyKind::Unreadable as u32,
-            }
-        }
+        x if x == KeyShape::Iface as u32 => decode_interface(event, layout, key_a, key_b, limit),
+        x if x == KeyShape::Pointer as u32 => match read_user::<u64>(key_type_at) {
+            Some(key_type) if map_type != 0 => decode_stored(event, layout, key_type, key_a, limit),
+            _ => event.key_kind = KeyKind::Unreadable as u32,
+        },
         _ => {}
     }
     output(&ctx, event, Counter::MapHits);
@@ -721,13 +748,13 @@ const FUTEX_LOCK_PI2: u32 = 13;
 /// Strips FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME from an op.
 const FUTEX_CMD_MASK: u32 = 0x7f;
 
-/// The target's tgid and this thread's id, if this thread is the target's.
+/// This thread's `pid_tgid`, if it belongs to the target.
 #[inline(always)]
-fn target_thread() -> Option<(u32, u32)> {
+fn target_thread() -> Option<u64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     match TARGET.get(0) {
-        Some(&target) if target == tgid && target != 0 => Some((tgid, pid_tgid as u32)),
+        Some(&target) if target == tgid && target != 0 => Some(pid_tgid),
         _ => None,
     }
 }
@@ -793,11 +820,21 @@ fn native_caller() -> u64 {
     0
 }
 
+/// The in-flight key of a native thread's futex wait.
+#[inline(always)]
+fn thread_key(pid_tgid: u64) -> InflightKey {
+    InflightKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        goroutine: THREAD_KEY | (pid_tgid as u32) as u64,
+    }
+}
+
 /// A thread of the target enters a futex wait: one contention on the
 /// futex word's address; the wait is measured until the syscall returns.
 #[tracepoint]
 pub fn futex_enter(ctx: TracePointContext) -> u32 {
-    let Some((tgid, tid)) = target_thread() else {
+    let Some(pid_tgid) = target_thread() else {
         return 0;
     };
     let Ok(op) = (unsafe { ctx.read_at::<u64>(FUTEX_OP_OFFSET) }) else {
@@ -816,11 +853,6 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     };
     let caller_ip = native_caller();
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = InflightKey {
-        tgid,
-        _pad: 0,
-        goroutine: THREAD_KEY | tid as u64,
-    };
     let value = Inflight {
         start_ns: now,
         lock_addr: uaddr,
@@ -829,24 +861,22 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         caller_ip,
         stack_id: -1,
     };
-    if INFLIGHT.insert(key, value, 0).is_err() {
+    if INFLIGHT.insert(thread_key(pid_tgid), value, 0).is_err() {
         bump(Counter::InflightErrors);
     }
     let event = LockEvent {
-        timestamp_ns: now,
+        header: header(EventTag::Lock, pid_tgid, now),
         lock_addr: uaddr,
         goroutine: 0,
         wait_ns: 0,
         caller_ip,
         stack_id: -1,
-        tgid,
-        tid,
-        cpu: unsafe { bpf_get_smp_processor_id() },
         kind: SiteKind::LockSlowEntry as u32,
         site_index: FUTEX_SITE,
         role: LockRole::Futex as u32,
+        _pad: 0,
     };
-    emit(&ctx, &event);
+    output(&ctx, &event, Counter::Hits);
     0
 }
 
@@ -854,35 +884,17 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
 /// the acquisition (or wake-up) with its wait.
 #[tracepoint]
 pub fn futex_exit(ctx: TracePointContext) -> u32 {
-    let Some((tgid, tid)) = target_thread() else {
+    let Some(pid_tgid) = target_thread() else {
         return 0;
     };
-    let key = InflightKey {
-        tgid,
-        _pad: 0,
-        goroutine: THREAD_KEY | tid as u64,
-    };
+    let key = thread_key(pid_tgid);
     // Wakes and other commands have no entry: not a wait.
     let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
         return 0;
     };
     let _ = INFLIGHT.remove(key);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let event = LockEvent {
-        timestamp_ns: now,
-        lock_addr: inflight.lock_addr,
-        goroutine: 0,
-        wait_ns: now.saturating_sub(inflight.start_ns),
-        caller_ip: inflight.caller_ip,
-        stack_id: -1,
-        tgid,
-        tid,
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        kind: SiteKind::LockSlowReturn as u32,
-        site_index: FUTEX_SITE,
-        role: inflight.role,
-    };
-    emit(&ctx, &event);
+    let event = wait_event(&inflight, 0, pid_tgid, SiteKind::LockSlowReturn, FUTEX_SITE);
+    output(&ctx, &event, Counter::Hits);
     0
 }
 

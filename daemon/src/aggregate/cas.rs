@@ -3,7 +3,7 @@
 
 use probe_common::CasCounts;
 
-use crate::report::heatmap::Heatmap;
+use crate::model::{CodeLocation, Heatmap, HeatmapKind, RowLabel};
 
 /// Width of one time column of the CAS heatmaps, in seconds.
 pub const COLUMN_SECONDS: f64 = 1.0;
@@ -24,34 +24,29 @@ pub struct CasTimeline {
 }
 
 impl CasTimeline {
-    /// A timeline for the given CAS sites (plan indexes with their labels)
-    /// on a host with `cpus` possible CPUs.
-    pub fn new(sites: Vec<(usize, String)>, cpus: usize) -> Self {
-        let labels: Vec<String> = sites.iter().map(|(_, label)| label.clone()).collect();
+    /// A timeline for the given CAS sites (plan indexes with where they
+    /// are) on a host with `cpus` possible CPUs.
+    pub fn new(sites: Vec<(usize, CodeLocation)>, cpus: usize) -> Self {
+        let rows: Vec<RowLabel> = sites
+            .iter()
+            .map(|(_, site)| RowLabel::Site(site.clone()))
+            .collect();
         Self {
             totals: vec![vec![CasCounts::default(); cpus]; sites.len()],
             sites: sites.into_iter().map(|(index, _)| index).collect(),
             failures_by_cpu: Heatmap::new(
-                "CAS failures by CPU",
-                "CPU",
+                HeatmapKind::CasFailuresByCpu,
                 COLUMN_SECONDS,
-                (0..cpus).map(|cpu| format!("cpu{cpu}")).collect(),
+                (0..cpus).map(RowLabel::Cpu).collect(),
                 0,
             ),
             failures_by_site: Heatmap::new(
-                "CAS failures by site",
-                "site",
+                HeatmapKind::CasFailuresBySite,
                 COLUMN_SECONDS,
-                labels.clone(),
+                rows.clone(),
                 0,
             ),
-            attempts_by_site: Heatmap::new(
-                "CAS attempts by site",
-                "site",
-                COLUMN_SECONDS,
-                labels,
-                0,
-            ),
+            attempts_by_site: Heatmap::new(HeatmapKind::CasAttemptsBySite, COLUMN_SECONDS, rows, 0),
         }
     }
 
@@ -104,7 +99,11 @@ mod tests {
     #[test]
     fn deltas_go_to_their_columns_and_totals_stay_exact() {
         // Plan site 1 is the only CAS site; the host has 2 CPUs.
-        let mut timeline = CasTimeline::new(vec![(1, "f+0x10".into())], 2);
+        let site = CodeLocation {
+            function: "f".into(),
+            offset: 0x10,
+        };
+        let mut timeline = CasTimeline::new(vec![(1, site)], 2);
         timeline.sample(0, &[vec![counts(10, 3), counts(5, 1)]]);
         timeline.sample(1, &[vec![counts(10, 3), counts(9, 2)]]);
         timeline.sample(2, &[vec![counts(20, 8), counts(9, 2)]]);

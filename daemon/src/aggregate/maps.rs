@@ -9,10 +9,14 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use probe_common::{go_kind, KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG};
+use probe_common::{KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG};
 
-use super::topk::{hash64, HyperLogLog, SpaceSaving};
-use crate::plan::maps::MapKind;
+use super::topk::{HyperLogLog, SpaceSaving};
+use crate::{
+    goruntime::kind,
+    model::{hash::stable_hash as hash64, Key, MapKind},
+    target::Symbolizer,
+};
 
 /// Maps whose keys are tracked; operations on further maps are counted
 /// without keys.
@@ -23,30 +27,52 @@ pub const DEFAULT_KEY_CAPACITY: usize = 1024;
 /// Most time cells in a key's row: the column width doubles when needed.
 pub const MAX_KEY_COLUMNS: usize = 64;
 
-/// A decoded key. `text` is what reports show (string keys verbatim,
-/// integers in decimal); `tag` keeps a string "1" apart from an integer 1.
+/// A key as decoded from an event, before the report names its type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HotKey {
-    /// Which decoding produced `text`.
-    pub tag: KeyTag,
-    /// The key as text.
-    pub text: Box<str>,
-}
-
-/// How a key was decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyTag {
-    /// A string (truncated keys end in `…`).
-    Str,
-    /// An integer, in decimal.
-    Int,
-    /// A pointer-shaped value, in hex.
-    Pointer,
-    /// Another type: `TYPE#HASH` of the bytes copied (`text` holds the
-    /// type's address until the report names it).
-    Other,
+pub enum RawKey {
+    /// A string (its first bytes when `truncated`).
+    Str {
+        /// The bytes copied, as text.
+        text: Box<str>,
+        /// Whether the key was longer.
+        truncated: bool,
+    },
+    /// A signed integer.
+    Signed(i64),
+    /// An unsigned integer.
+    Unsigned(u64),
+    /// A pointer-shaped value.
+    Pointer(u64),
+    /// Another type: its type descriptor's runtime address and a hash of
+    /// the bytes copied.
+    Other {
+        /// The key type's `*abi.Type` (runtime address).
+        key_type: u64,
+        /// The bytes' hash.
+        hash: u64,
+    },
     /// The key's memory could not be read.
     Unreadable,
+}
+
+impl RawKey {
+    /// The key for reports, its type named through the symbols.
+    pub fn to_key(&self, symbolizer: Option<&Symbolizer>) -> Key {
+        match self {
+            Self::Str { text, truncated } => Key::Str {
+                text: text.to_string(),
+                truncated: *truncated,
+            },
+            Self::Signed(v) => Key::Signed(*v),
+            Self::Unsigned(v) => Key::Unsigned(*v),
+            Self::Pointer(v) => Key::Pointer(*v),
+            Self::Other { key_type, hash } => Key::Other {
+                type_name: symbolizer.and_then(|s| s.type_name(*key_type)),
+                hash: *hash,
+            },
+            Self::Unreadable => Key::Unreadable,
+        }
+    }
 }
 
 /// What a kept key carries besides its count.
@@ -72,7 +98,7 @@ pub struct MapStats {
     pub per_cpu: Vec<u64>,
     /// Hot keys, `None` for maps beyond [`MAX_KEYED_MAPS`] or counted only
     /// in the kernel.
-    pub keys: Option<SpaceSaving<HotKey, KeyPayload>>,
+    pub keys: Option<SpaceSaving<RawKey, KeyPayload>>,
     /// Distinct keys seen (estimate).
     pub distinct_keys: HyperLogLog,
     /// Distinct keys written (stores, swaps, load-or-stores; estimate).
@@ -101,24 +127,10 @@ impl MapStats {
     pub fn total_ops(&self) -> u64 {
         MapOp::ALL
             .iter()
-            .filter(|op| is_user_op(**op))
+            .filter(|op| op.is_user_op())
             .map(|&op| self.ops[op as usize])
             .sum()
     }
-}
-
-/// Whether an operation is a user-level one (not `miss`, `dirty_copy`,
-/// `expand`).
-pub fn is_user_op(op: MapOp) -> bool {
-    !matches!(op, MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand)
-}
-
-/// Whether an operation writes (may add a key).
-pub fn is_write(op: MapOp) -> bool {
-    matches!(
-        op,
-        MapOp::Store | MapOp::LoadOrStore | MapOp::Swap | MapOp::CompareAndSwap
-    )
 }
 
 /// Names the user-level `sync.Map` operation of a call from its caller's
@@ -220,7 +232,7 @@ impl MapAggregate {
             .or_insert_with(|| MapStats::new(site.kind));
         stats.keyed = true;
         stats.ops[op as usize] += 1;
-        let cpu = event.cpu as usize;
+        let cpu = event.header.cpu as usize;
         if stats.per_cpu.len() <= cpu {
             stats.per_cpu.resize(cpu + 1, 0);
         }
@@ -230,7 +242,7 @@ impl MapAggregate {
         };
         let hash = hash64(&key);
         stats.distinct_keys.add_hash(hash);
-        if is_write(op) {
+        if op.is_write() {
             stats.keyed_writes += 1;
             stats.distinct_written.add_hash(hash);
         }
@@ -302,69 +314,38 @@ fn fold_pairs(cells: &mut Vec<u64>) {
 }
 
 /// The key an event carries, or `None` for operations without a key.
-pub fn decode_key(event: &MapEvent) -> Option<HotKey> {
-    let kind = KeyKind::from_raw(event.key_kind)?;
-    let go_kind = event.go_kind as u8;
-    let (tag, text) = match kind {
+pub fn decode_key(event: &MapEvent) -> Option<RawKey> {
+    let go_kind = event.go_kind;
+    Some(match KeyKind::from_raw(event.key_kind)? {
         KeyKind::None => return None,
         KeyKind::Str => {
             let copied = (event.copied as usize).min(event.key.len());
-            let mut text = String::from_utf8_lossy(&event.key[..copied]).into_owned();
-            if (event.key_len as usize) > copied {
-                text.push('…');
+            RawKey::Str {
+                text: String::from_utf8_lossy(&event.key[..copied]).into(),
+                truncated: (event.key_len as usize) > copied,
             }
-            (KeyTag::Str, text)
         }
         KeyKind::Int => {
             let width = event.key_len.clamp(1, 8);
             let value = event.key_int;
-            let signed = (go_kind::INT..=6).contains(&go_kind);
-            let pointer = go_kind == go_kind::UINTPTR
-                || go_kind == go_kind::POINTER
-                || go_kind == go_kind::UNSAFE_POINTER
-                || matches!(go_kind, 18 | 19 | 21);
-            if pointer {
-                (KeyTag::Pointer, format!("{value:#x}"))
-            } else if signed {
+            if kind::is_address(go_kind) {
+                RawKey::Pointer(value)
+            } else if kind::is_signed(go_kind) {
                 let shift = 64 - 8 * width;
-                let signed_value = ((value << shift) as i64) >> shift;
-                (KeyTag::Int, signed_value.to_string())
+                RawKey::Signed(((value << shift) as i64) >> shift)
             } else {
-                (KeyTag::Int, value.to_string())
+                RawKey::Unsigned(value)
             }
         }
         KeyKind::Bytes => {
             let copied = (event.copied as usize).min(event.key.len());
-            let hash = hash64(&event.key[..copied]);
-            (
-                KeyTag::Other,
-                format!("{:#x}#{:016x}", event.key_type, hash),
-            )
+            RawKey::Other {
+                key_type: event.key_type,
+                hash: hash64(&event.key[..copied]),
+            }
         }
-        KeyKind::Unreadable => (KeyTag::Unreadable, "(unreadable)".to_string()),
-    };
-    Some(HotKey {
-        tag,
-        text: text.into_boxed_str(),
+        KeyKind::Unreadable => RawKey::Unreadable,
     })
-}
-
-/// Converts the kernel's raw key kind.
-trait FromRaw: Sized {
-    fn from_raw(raw: u32) -> Option<Self>;
-}
-
-impl FromRaw for KeyKind {
-    fn from_raw(raw: u32) -> Option<Self> {
-        Some(match raw {
-            0 => KeyKind::None,
-            1 => KeyKind::Int,
-            2 => KeyKind::Str,
-            3 => KeyKind::Bytes,
-            4 => KeyKind::Unreadable,
-            _ => return None,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -376,21 +357,23 @@ mod tests {
         let mut bytes = [0u8; MAX_KEY_BYTES];
         bytes[..key.len()].copy_from_slice(key.as_bytes());
         MapEvent {
-            timestamp_ns: 0,
+            header: probe_common::EventHeader {
+                tag: probe_common::EventTag::Map as u32,
+                cpu,
+                tgid: 1,
+                tid: 1,
+                timestamp_ns: 0,
+            },
             map_addr: map,
             key_type: 0,
             key_int: 0,
             caller_ip: 0,
-            tgid: 1,
-            tid: 1,
-            cpu,
             site_index: 0,
             op: op as u32,
             key_kind: KeyKind::Str as u32,
             key_len: key.len() as u32,
             copied: key.len() as u32,
-            go_kind: go_kind::STRING as u32,
-            _pad: 0,
+            go_kind: kind::STRING,
             key: bytes,
         }
     }
@@ -419,7 +402,7 @@ mod tests {
         assert_eq!(stats.per_cpu, vec![2, 2]);
         let keys = stats.keys.as_ref().unwrap();
         let top = keys.top(1)[0];
-        assert_eq!(&*top.key.text, "a");
+        assert_eq!(top.key.to_key(None).to_string(), "a");
         assert_eq!(top.count, 3);
         assert_eq!(top.payload.ops[MapOp::Load as usize], 2);
         assert_eq!(top.payload.per_cpu, vec![1, 2]);
@@ -448,15 +431,20 @@ mod tests {
         e.key_len = 8;
         e.go_kind = 6; // int64
         e.key_int = (-5i64) as u64;
-        assert_eq!(&*decode_key(&e).unwrap().text, "-5");
+        assert_eq!(decode_key(&e), Some(RawKey::Signed(-5)));
         e.key_len = 4;
         e.go_kind = 5; // int32
         e.key_int = 0xffff_fffe;
-        assert_eq!(&*decode_key(&e).unwrap().text, "-2");
+        assert_eq!(decode_key(&e), Some(RawKey::Signed(-2)));
         e.go_kind = 10; // uint32
-        assert_eq!(&*decode_key(&e).unwrap().text, "4294967294");
+        assert_eq!(decode_key(&e), Some(RawKey::Unsigned(4294967294)));
+        e.go_kind = kind::POINTER;
+        assert_eq!(decode_key(&e), Some(RawKey::Pointer(0xffff_fffe)));
         let mut s = event(1, MapOp::Load, "abcdef", 0);
         s.copied = 3;
-        assert_eq!(&*decode_key(&s).unwrap().text, "abc…");
+        assert_eq!(
+            decode_key(&s).map(|k| k.to_key(None).to_string()),
+            Some("abc…".to_string())
+        );
     }
 }

@@ -10,10 +10,9 @@
 //! key with a true count above `N / capacity` is kept, and while no more
 //! than `capacity` distinct keys were seen, every count is exact (error 0).
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher, Hash},
-};
+use std::{collections::HashMap, hash::Hash};
+
+use crate::model::hash::stable_hash as hash64;
 
 /// One kept key.
 #[derive(Debug, Clone)]
@@ -241,22 +240,6 @@ impl HyperLogLog {
             raw
         };
         estimate.round() as u64
-    }
-}
-
-/// A fixed-key 64-bit hash (the same in every run).
-pub fn hash64<T: Hash + ?Sized>(value: &T) -> u64 {
-    FixedState.hash_one(value)
-}
-
-/// SipHash with fixed keys.
-#[derive(Clone, Copy, Default)]
-struct FixedState;
-
-impl BuildHasher for FixedState {
-    type Hasher = std::hash::DefaultHasher;
-    fn build_hasher(&self) -> Self::Hasher {
-        std::hash::DefaultHasher::new()
     }
 }
 

@@ -28,11 +28,15 @@
 use std::collections::BTreeSet;
 
 use iced_x86::{
-    Code, ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
-    Mnemonic, OpAccess, OpKind, Register, RflagsBits,
+    ConditionCode, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register,
+    RflagsBits,
 };
 
-use super::site::{find_cmpxchg, is_emulated, SiteError};
+use super::site::find_cmpxchg;
+use super::x86::{
+    direct_target, is_emulated_at as emulated, is_write, mnemonic, Listing, SiteError,
+};
+use crate::model::{CasCondition, CasProbe};
 
 /// How many instructions after a CAS [`plan_cas_sites`] examines, the one
 /// right after it included.
@@ -127,7 +131,8 @@ pub fn plan_cas_sites_next(code: &[u8], function_address: u64) -> Result<Vec<Cas
 
 fn plan(code: &[u8], function_address: u64, search: bool) -> Result<Vec<CasSite>, SiteError> {
     let cas_list = find_cmpxchg(code, function_address)?;
-    let listing = Listing::decode(code, function_address);
+    let listing = Listing::sweep(code, function_address);
+    let targets = listing.branch_targets();
     let mut factory = InstructionInfoFactory::new();
     let mut sites = Vec::new();
     for cas in cas_list.iter().filter(|cas| cas.locked) {
@@ -153,7 +158,7 @@ fn plan(code: &[u8], function_address: u64, search: bool) -> Result<Vec<CasSite>
                 via_call: false,
             }
         };
-        let site = match &listing.targets {
+        let site = match &targets {
             Some(targets) if targets.contains(&cas.next_address) => fallback(true),
             Some(_) if !search => fallback(false),
             Some(targets) => walk(
@@ -186,14 +191,15 @@ pub fn plan_cas_call_sites(
     is_cas_function: impl Fn(u64) -> bool,
     search: bool,
 ) -> Vec<CasSite> {
-    let listing = Listing::decode(code, function_address);
+    let listing = Listing::sweep(code, function_address);
+    let targets = listing.branch_targets();
     let mut factory = InstructionInfoFactory::new();
     let mut sites = Vec::new();
     for (index, call) in listing.instructions.iter().enumerate() {
-        let direct_call = call.flow_control() == FlowControl::Call
-            && call.op_count() > 0
-            && call.op0_kind() == OpKind::NearBranch64;
-        if !direct_call || !is_cas_function(call.near_branch_target()) {
+        let callee = (call.flow_control() == FlowControl::Call)
+            .then(|| direct_target(call))
+            .flatten();
+        if !callee.is_some_and(&is_cas_function) {
             continue;
         }
         let first = index + 1;
@@ -213,7 +219,7 @@ pub fn plan_cas_call_sites(
             ambiguous,
             via_call: true,
         };
-        let site = match &listing.targets {
+        let site = match &targets {
             Some(targets) if targets.contains(&next.ip()) => fallback(true),
             Some(targets) if search => walk(
                 &listing,
@@ -235,43 +241,32 @@ pub fn plan_cas_call_sites(
     sites
 }
 
-/// One line for a report, e.g. `je at 0x48f6dd (+0xa after lock cmpxchg at
-/// 0x48f6d3), emulated: success iff ZF=0`.
-pub fn describe(site: &CasSite) -> String {
-    let condition = match site.outcome {
-        Outcome::Zf { success_when_set } => format!("ZF={}", u8::from(success_when_set)),
-        Outcome::Register {
-            reg,
-            success_when_nonzero,
-        } => {
-            let name = low_byte_of(reg).unwrap_or(reg);
-            let relation = if success_when_nonzero { "!=" } else { "==" };
-            format!("{} {relation} 0", format!("{name:?}").to_lowercase())
+impl CasSite {
+    /// How reports describe where and how the outcome is read, e.g. `je at
+    /// 0x48f6dd (+0xa after lock cmpxchg at 0x48f6d3), emulated: success iff
+    /// ZF=0`.
+    pub fn probe(&self) -> CasProbe {
+        CasProbe {
+            mnemonic: self.mnemonic.clone(),
+            address: self.probe_address,
+            cas_address: self.cmpxchg_address,
+            via_call: self.via_call,
+            emulated: self.emulated,
+            condition: match self.outcome {
+                Outcome::Zf { success_when_set } => CasCondition::Zf {
+                    set: success_when_set,
+                },
+                Outcome::Register {
+                    reg,
+                    success_when_nonzero,
+                } => CasCondition::Register {
+                    name: format!("{:?}", low_byte_of(reg).unwrap_or(reg)).to_lowercase(),
+                    nonzero: success_when_nonzero,
+                },
+            },
+            ambiguous: self.ambiguous,
         }
-    };
-    format!(
-        "{mnemonic} at {probe:#x} (+{delta:#x} after {what} at {cas:#x}), {cost}: \
-         success iff {condition}{ambiguous}",
-        what = if site.via_call {
-            "CAS call"
-        } else {
-            "lock cmpxchg"
-        },
-        mnemonic = site.mnemonic,
-        probe = site.probe_address,
-        delta = site.probe_address.wrapping_sub(site.cmpxchg_address),
-        cas = site.cmpxchg_address,
-        cost = if site.emulated {
-            "emulated"
-        } else {
-            "single-stepped"
-        },
-        ambiguous = if site.ambiguous {
-            " (ambiguous: also reached by a branch)"
-        } else {
-            ""
-        },
-    )
+    }
 }
 
 /// Follows the straight line from `listing[first]` (the instruction after
@@ -465,13 +460,7 @@ impl State {
         }
         let info = factory.info(instr);
         for used in info.used_registers() {
-            if matches!(
-                used.access(),
-                OpAccess::Write
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadWrite
-                    | OpAccess::ReadCondWrite
-            ) {
+            if is_write(used.access()) {
                 let full = used.register().full_register();
                 self.held.retain(|held| held.full != full);
             }
@@ -483,73 +472,6 @@ impl State {
             self.held.push(held);
         }
     }
-}
-
-/// The function's instructions by linear sweep, and the targets of its
-/// direct branches.
-struct Listing<'a> {
-    code: &'a [u8],
-    start: u64,
-    instructions: Vec<Instruction>,
-    /// Targets of direct branches and calls; `None` when the sweep stopped
-    /// at undecodable bytes or the function has an indirect jump.
-    targets: Option<BTreeSet<u64>>,
-}
-
-impl<'a> Listing<'a> {
-    fn decode(code: &'a [u8], start: u64) -> Listing<'a> {
-        let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
-        let mut instructions = Vec::new();
-        let mut targets = Some(BTreeSet::new());
-        let mut instr = Instruction::default();
-        while decoder.can_decode() {
-            let offset = decoder.position();
-            decoder.decode_out(&mut instr);
-            if instr.is_invalid() {
-                if !code[offset..].iter().all(|&b| b == 0xcc || b == 0x00) {
-                    targets = None;
-                }
-                break;
-            }
-            if instr.flow_control() == FlowControl::IndirectBranch {
-                targets = None;
-            }
-            if instr.op_count() > 0 && instr.op0_kind() == OpKind::NearBranch64 {
-                if let Some(set) = targets.as_mut() {
-                    set.insert(instr.near_branch_target());
-                }
-            }
-            instructions.push(instr);
-        }
-        Listing {
-            code,
-            start,
-            instructions,
-            targets,
-        }
-    }
-
-    fn index_of(&self, address: u64) -> Option<usize> {
-        self.instructions
-            .binary_search_by_key(&address, Instruction::ip)
-            .ok()
-    }
-
-    fn get(&self, index: usize) -> (&Instruction, &'a [u8]) {
-        let instr = &self.instructions[index];
-        let offset = (instr.ip() - self.start) as usize;
-        (instr, &self.code[offset..offset + instr.len()])
-    }
-}
-
-/// [`is_emulated`], with the REX byte of a two-byte `push` checked: the
-/// kernel emulates only `0x41`.
-fn emulated(instr: &Instruction, bytes: &[u8]) -> bool {
-    is_emulated(instr) && (instr.code() != Code::Push_r64 || bytes.len() == 1 || bytes[0] == 0x41)
-}
-
-fn mnemonic(instr: &Instruction) -> String {
-    format!("{:?}", instr.mnemonic()).to_lowercase()
 }
 
 /// AL, CL, …, R15L: the registers whose value is the low byte of a 64-bit
@@ -601,8 +523,13 @@ fn is_immediate(kind: OpKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iced_x86::{Decoder, DecoderOptions};
 
     const BASE: u64 = 0x1000;
+
+    fn describe(site: &CasSite) -> String {
+        site.probe().to_string()
+    }
 
     /// Decodes `code` and lists "address mnemonic [target]" per instruction,
     /// so every test vector is checked to be the sequence it claims.
@@ -675,7 +602,7 @@ mod tests {
                 success_when_set: false
             }
         );
-        assert!(describe(site).contains("CAS call"));
+        assert!(site.probe().to_string().contains("CAS call"));
 
         // Without the search: right after the call, reading AL.
         let naive = plan_cas_call_sites(code, start, |callee| callee == 0x46_14e0, false);
@@ -1061,7 +988,10 @@ mod tests {
                 ..site(BASE, 0x1005, zf(true), true, "jne")
             }
         );
-        assert!(describe(&only_site(code)).ends_with("(ambiguous: also reached by a branch)"));
+        assert!(only_site(code)
+            .probe()
+            .to_string()
+            .ends_with("(ambiguous: also reached by a branch)"));
     }
 
     /// An indirect jump could land anywhere: only the next instruction.

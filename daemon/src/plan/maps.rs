@@ -1,41 +1,24 @@
 //! Map operation sites: the functions behind Go's `sync.Map` (both
 //! implementations) and the runtime's map functions (`map[K]V`), with where
-//! each finds the map and the key at its probe site.
+//! each finds the map and the key at its probe site; and the maps a user
+//! selects with `--map`.
 //!
 //! Go inlines the small `sync.Map` wrappers (`Store` calls `Swap`, `Delete`
 //! calls `LoadAndDelete`, and from Go 1.24 every method calls the
 //! `internal/sync.HashTrieMap` one). The probes sit on the functions that
 //! exist; each event carries the caller's return address, and the
-//! aggregator names the user-level operation from the inlined frames there
-//! (see [`sync_map_op_from_frames`]).
+//! aggregator names the user-level operation from the inlined frames there.
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Register};
+use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction};
 use probe_common::{GeneralRegister, KeyShape, MapOp};
+use thiserror::Error;
 
-use super::{file_offset, site::SiteChoice, PlanError, SiteMode};
-use crate::target::Target;
-use probe_common::SkipWhen;
-
-/// Which kind of map a site observes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum MapKind {
-    /// Go's `sync.Map`.
-    #[serde(rename = "sync.Map")]
-    SyncMap,
-    /// A runtime map (`map[K]V`).
-    #[serde(rename = "map")]
-    Runtime,
-}
-
-impl MapKind {
-    /// The name reports use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SyncMap => "sync.Map",
-            Self::Runtime => "map",
-        }
-    }
-}
+use super::{code, entry_placement, Placement, PlanError, SiteMode};
+use crate::{
+    goruntime::{self, runtime_map_registers as rmap, Generation},
+    model::MapKind,
+    target::Executable,
+};
 
 /// Where a site finds its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,10 +36,10 @@ pub struct KeyAccess {
 }
 
 /// A function that performs a map operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapFunction {
     /// Its symbol.
-    pub name: &'static str,
+    pub name: String,
     /// What it does.
     pub op: MapOp,
     /// Which kind of map.
@@ -70,159 +53,67 @@ pub struct MapFunction {
     pub user_op: bool,
 }
 
-use GeneralRegister as R;
+impl MapFunction {
+    /// The registers its probe reads.
+    fn reads(&self) -> Vec<GeneralRegister> {
+        let mut reads = vec![self.map, GeneralRegister::Rsp, self.key.a, self.key.b];
+        reads.extend(self.key.map_type);
+        reads
+    }
+}
 
 const NO_KEY: KeyAccess = KeyAccess {
     shape: KeyShape::None,
-    a: R::Rax,
-    b: R::Rax,
+    a: GeneralRegister::Rax,
+    b: GeneralRegister::Rax,
     map_type: None,
     width: 0,
 };
 
-/// `sync.Map` methods up to Go 1.23: receiver in RAX, the `any` key as
-/// (type, data) in RBX, RCX.
-const SYNC_MAP_OLD: &[(&str, MapOp, bool)] = &[
-    ("sync.(*Map).Load", MapOp::Load, true),
-    ("sync.(*Map).Store", MapOp::Store, true),
-    ("sync.(*Map).LoadOrStore", MapOp::LoadOrStore, true),
-    ("sync.(*Map).LoadAndDelete", MapOp::LoadAndDelete, true),
-    ("sync.(*Map).Delete", MapOp::Delete, true),
-    ("sync.(*Map).Swap", MapOp::Swap, true),
-    ("sync.(*Map).CompareAndSwap", MapOp::CompareAndSwap, true),
-    (
-        "sync.(*Map).CompareAndDelete",
-        MapOp::CompareAndDelete,
-        true,
-    ),
-    ("sync.(*Map).Range", MapOp::Range, false),
-    ("sync.(*Map).Clear", MapOp::Clear, false),
-    ("sync.(*Map).missLocked", MapOp::Miss, false),
-    ("sync.(*Map).dirtyLocked", MapOp::DirtyCopy, false),
-];
-
-/// The `internal/sync.HashTrieMap` instantiation behind `sync.Map` from Go
-/// 1.24 (its methods' symbol prefix).
-pub const HASH_TRIE_MAP_PREFIX: &str =
-    "internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).";
-
-/// `HashTrieMap` methods from Go 1.24: receiver in RAX, the generic
-/// dictionary in RBX, the `any` key as (type, data) in RCX, RDI.
-const SYNC_MAP_NEW: &[(&str, MapOp, bool)] = &[
-    ("Load", MapOp::Load, true),
-    ("Store", MapOp::Store, true),
-    ("LoadOrStore", MapOp::LoadOrStore, true),
-    ("LoadAndDelete", MapOp::LoadAndDelete, true),
-    ("Delete", MapOp::Delete, true),
-    ("Swap", MapOp::Swap, true),
-    ("CompareAndSwap", MapOp::CompareAndSwap, true),
-    ("CompareAndDelete", MapOp::CompareAndDelete, true),
-    ("Range", MapOp::Range, false),
-    ("Clear", MapOp::Clear, false),
-    ("expand", MapOp::Expand, false),
-];
-
-/// The runtime's map functions, the same names and arguments for bucket maps
-/// (≤ 1.23) and swiss tables (≥ 1.24): map type in RAX, map in RBX, key in
-/// RCX (and RDI for a string's length).
-const RUNTIME_MAP: &[(&str, MapOp, KeyShape, u32)] = &[
-    ("runtime.mapaccess1", MapOp::Load, KeyShape::Pointer, 0),
-    ("runtime.mapaccess2", MapOp::Load, KeyShape::Pointer, 0),
-    ("runtime.mapaccess1_fat", MapOp::Load, KeyShape::Pointer, 0),
-    ("runtime.mapaccess2_fat", MapOp::Load, KeyShape::Pointer, 0),
-    ("runtime.mapaccess1_fast32", MapOp::Load, KeyShape::Int, 4),
-    ("runtime.mapaccess2_fast32", MapOp::Load, KeyShape::Int, 4),
-    ("runtime.mapaccess1_fast64", MapOp::Load, KeyShape::Int, 8),
-    ("runtime.mapaccess2_fast64", MapOp::Load, KeyShape::Int, 8),
-    ("runtime.mapaccess1_faststr", MapOp::Load, KeyShape::Str, 0),
-    ("runtime.mapaccess2_faststr", MapOp::Load, KeyShape::Str, 0),
-    ("runtime.mapassign", MapOp::Store, KeyShape::Pointer, 0),
-    ("runtime.mapassign_fast32", MapOp::Store, KeyShape::Int, 4),
-    (
-        "runtime.mapassign_fast32ptr",
-        MapOp::Store,
-        KeyShape::Int,
-        4,
-    ),
-    ("runtime.mapassign_fast64", MapOp::Store, KeyShape::Int, 8),
-    (
-        "runtime.mapassign_fast64ptr",
-        MapOp::Store,
-        KeyShape::Int,
-        8,
-    ),
-    ("runtime.mapassign_faststr", MapOp::Store, KeyShape::Str, 0),
-    ("runtime.mapdelete", MapOp::Delete, KeyShape::Pointer, 0),
-    ("runtime.mapdelete_fast32", MapOp::Delete, KeyShape::Int, 4),
-    ("runtime.mapdelete_fast64", MapOp::Delete, KeyShape::Int, 8),
-    ("runtime.mapdelete_faststr", MapOp::Delete, KeyShape::Str, 0),
-];
-
-/// The `sync.Map` functions for a Go version (both generations when it is
-/// unknown).
-pub fn sync_map_functions(version: Option<(u32, u32)>) -> Vec<MapFunction> {
-    let old = || {
-        SYNC_MAP_OLD
-            .iter()
-            .map(|&(name, op, user_op)| sync_map_function(name, op, user_op, R::Rbx, R::Rcx))
-    };
-    let new = || {
-        SYNC_MAP_NEW.iter().map(|&(method, op, user_op)| {
-            // Leaked once per plan: a handful of short names.
-            let name = Box::leak(format!("{HASH_TRIE_MAP_PREFIX}{method}").into_boxed_str());
-            sync_map_function(name, op, user_op, R::Rcx, R::Rdi)
+/// The `sync.Map` functions of one generation.
+pub fn sync_map_functions(generation: &Generation) -> Vec<MapFunction> {
+    let facts = &generation.sync_map;
+    let keyed = goruntime::SYNC_MAP_METHODS
+        .iter()
+        .map(|&(m, op)| (m, op, true));
+    let internal = facts.internal.iter().map(|&(m, op)| (m, op, false));
+    keyed
+        .chain(internal)
+        .map(|(method, op, user_op)| MapFunction {
+            name: format!("{}{method}", facts.prefix),
+            op,
+            kind: MapKind::SyncMap,
+            map: facts.receiver,
+            key: if user_op {
+                KeyAccess {
+                    shape: KeyShape::Iface,
+                    a: facts.key_type,
+                    b: facts.key_data,
+                    map_type: None,
+                    width: 0,
+                }
+            } else {
+                NO_KEY
+            },
+            user_op,
         })
-    };
-    match version {
-        Some((1, minor)) if minor < 24 => old().collect(),
-        Some(_) => new().collect(),
-        None => old().chain(new()).collect(),
-    }
-}
-
-/// A `sync.Map` function: receiver in RAX, the `any` key (user-level
-/// operations) as (type, data) in `key_type`, `key_data`.
-fn sync_map_function(
-    name: &'static str,
-    op: MapOp,
-    user_op: bool,
-    key_type: GeneralRegister,
-    key_data: GeneralRegister,
-) -> MapFunction {
-    MapFunction {
-        name,
-        op,
-        kind: MapKind::SyncMap,
-        map: R::Rax,
-        key: if user_op {
-            KeyAccess {
-                shape: KeyShape::Iface,
-                a: key_type,
-                b: key_data,
-                map_type: None,
-                width: 0,
-            }
-        } else {
-            NO_KEY
-        },
-        user_op,
-    }
+        .collect()
 }
 
 /// The runtime map functions.
 pub fn runtime_map_functions() -> Vec<MapFunction> {
-    RUNTIME_MAP
+    goruntime::RUNTIME_MAP_FUNCTIONS
         .iter()
         .map(|&(name, op, shape, width)| MapFunction {
-            name,
+            name: name.to_string(),
             op,
             kind: MapKind::Runtime,
-            map: R::Rbx,
+            map: rmap::MAP,
             key: KeyAccess {
                 shape,
-                a: R::Rcx,
-                b: R::Rdi,
-                map_type: Some(R::Rax),
+                a: rmap::KEY,
+                b: rmap::KEY_LEN,
+                map_type: Some(rmap::MAP_TYPE),
                 width,
             },
             user_op: true,
@@ -231,37 +122,29 @@ pub fn runtime_map_functions() -> Vec<MapFunction> {
 }
 
 /// One planned map operation site.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedMapSite {
     /// The function.
     pub function: MapFunction,
-    /// Its link-time entry.
-    pub function_address: u64,
-    /// The probed instruction.
-    pub address: u64,
-    /// Its file offset.
-    pub file_offset: u64,
-    /// Why this instruction.
-    pub choice: SiteChoice,
-    /// When a hit is a re-entry and not counted.
-    pub skip_when: SkipWhen,
+    /// Where its probe goes.
+    pub at: Placement,
 }
 
-/// Plans a site for every function of `functions` present in the target,
-/// leaving out thin wrappers around another of them (from Go 1.24,
-/// `mapaccess1_faststr` only calls `mapaccess2_faststr`: probing both would
-/// count each load twice). Returns the sites and the names not found.
+/// Plans a site for every function of `functions` present in the
+/// executable, leaving out thin wrappers around another of them (from Go
+/// 1.24, `mapaccess1_faststr` only calls `mapaccess2_faststr`: probing both
+/// would count each load twice). Returns the sites and the names not found.
 pub fn plan_map_sites(
-    target: &Target,
+    exe: &Executable,
     functions: &[MapFunction],
     mode: SiteMode,
 ) -> Result<(Vec<PlannedMapSite>, Vec<String>), PlanError> {
     let mut present = Vec::new();
     let mut missing = Vec::new();
     for function in functions {
-        match target.symbols.function(function.name) {
-            Some(symbol) => present.push((*function, symbol.start, symbol.end)),
-            None => missing.push(function.name.to_string()),
+        match exe.symbols.function(&function.name) {
+            Some(symbol) => present.push((function, symbol.start, symbol.end)),
+            None => missing.push(function.name.clone()),
         }
     }
     let user_entries: Vec<u64> = present
@@ -271,61 +154,18 @@ pub fn plan_map_sites(
         .collect();
     let mut sites = Vec::new();
     for (function, start, end) in present {
-        let code = target
-            .elf
-            .read_vaddr(start, end.saturating_sub(start) as usize)
-            .ok_or_else(|| PlanError::Site {
-                function: function.name.to_string(),
-                address: start,
-                reason: "cannot read its code".into(),
-            })?;
-        if function.user_op && is_thin_wrapper(code, start, &user_entries) {
+        let bytes = code(exe, &function.name, start, end)?;
+        if function.user_op && is_thin_wrapper(bytes, start, &user_entries) {
             log::debug!("{}: wraps another probed map function", function.name);
             continue;
         }
-        let mut preserve = vec![
-            register(function.map),
-            Register::RSP,
-            register(function.key.a),
-            register(function.key.b),
-        ];
-        if let Some(map_type) = function.key.map_type {
-            preserve.push(register(map_type));
-        }
-        let site =
-            super::entry_site_preserving(target, function.name, start, end, mode, &preserve)?;
+        let at = entry_placement(exe, &function.name, start, end, mode, &function.reads())?;
         sites.push(PlannedMapSite {
-            function,
-            function_address: start,
-            address: site.address,
-            file_offset: file_offset(target, function.name, site.address)?,
-            choice: site.choice,
-            skip_when: site.skip_when,
+            function: function.clone(),
+            at,
         });
     }
     Ok((sites, missing))
-}
-
-/// The iced register of a shared register number.
-fn register(reg: GeneralRegister) -> Register {
-    match reg {
-        R::Rax => Register::RAX,
-        R::Rbx => Register::RBX,
-        R::Rcx => Register::RCX,
-        R::Rdx => Register::RDX,
-        R::Rsi => Register::RSI,
-        R::Rdi => Register::RDI,
-        R::Rbp => Register::RBP,
-        R::R8 => Register::R8,
-        R::R9 => Register::R9,
-        R::R10 => Register::R10,
-        R::R11 => Register::R11,
-        R::R12 => Register::R12,
-        R::R13 => Register::R13,
-        R::R14 => Register::R14,
-        R::R15 => Register::R15,
-        R::Rsp => Register::RSP,
-    }
 }
 
 /// Most instructions a function may have and still count as a thin wrapper.
@@ -363,62 +203,81 @@ pub fn is_thin_wrapper(code: &[u8], start: u64, entries: &[u64]) -> bool {
     calls_into == 1 && other_calls <= 1
 }
 
-/// The user-level `sync.Map` operation of a call, from the logical frames
-/// (innermost first, `function (file:line)`) at its call site: the
-/// outermost `sync.(*Map).Method` or `HashTrieMap` method inlined there.
-/// `None` when no frame is one (a direct call from user code: the probed
-/// function's own operation applies).
-pub fn sync_map_op_from_frames(frames: &[String]) -> Option<MapOp> {
-    frames.iter().rev().find_map(|frame| {
-        let function = frame.split(" (").next().unwrap_or(frame);
-        let method = function.strip_prefix("sync.(*Map).").or_else(|| {
-            function
-                .strip_prefix("internal/sync.(*HashTrieMap[")
-                .and_then(|rest| rest.split_once("]).").map(|(_, m)| m))
-        })?;
-        sync_map_method_op(method)
-    })
+/// A map selected with `--map`, resolved against the executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapSelector {
+    /// A runtime address given as such (from a report).
+    Runtime(u64),
+    /// A global variable that is the map (a `sync.Map`), at this link-time
+    /// address.
+    Global {
+        /// The variable's name.
+        name: String,
+        /// Its link-time address.
+        address: u64,
+    },
+    /// A pointer-sized global variable holding the map (a `map[K]V` or a
+    /// `*sync.Map`): its value is read again every second, as the program
+    /// may replace the map.
+    Variable {
+        /// The variable's name.
+        name: String,
+        /// Its link-time address.
+        address: u64,
+    },
 }
 
-/// The operation of a `sync.Map` method name.
-pub fn sync_map_method_op(method: &str) -> Option<MapOp> {
-    Some(match method {
-        "Load" => MapOp::Load,
-        "Store" => MapOp::Store,
-        "LoadOrStore" => MapOp::LoadOrStore,
-        "LoadAndDelete" => MapOp::LoadAndDelete,
-        "Delete" => MapOp::Delete,
-        "Swap" => MapOp::Swap,
-        "CompareAndSwap" => MapOp::CompareAndSwap,
-        "CompareAndDelete" => MapOp::CompareAndDelete,
-        "Range" => MapOp::Range,
-        "Clear" => MapOp::Clear,
-        _ => return None,
+/// A `--map` argument that names nothing.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SelectorError {
+    /// `0x…` that is not hexadecimal.
+    #[error("--map {0}: not a hexadecimal address")]
+    BadAddress(String),
+    /// No global of that name.
+    #[error("--map {name}: no global variable {name} in {exe}{}; give a global's full name (e.g. main.sessions) or an address from a report", if *.no_symbols { " (it has no symbol table)" } else { "" })]
+    NoSuchGlobal {
+        /// The name given.
+        name: String,
+        /// The executable.
+        exe: String,
+        /// Whether the executable has no globals at all.
+        no_symbols: bool,
+    },
+}
+
+/// Resolves a `--map` argument: `0x…` (an address from a report) or the
+/// name of a global variable.
+pub fn resolve_selector(exe: &Executable, text: &str) -> Result<MapSelector, SelectorError> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16)
+            .map(MapSelector::Runtime)
+            .map_err(|_| SelectorError::BadAddress(text.to_string()));
+    }
+    let global = exe
+        .symbols
+        .global(text)
+        .ok_or_else(|| SelectorError::NoSuchGlobal {
+            name: text.to_string(),
+            exe: exe.name.clone(),
+            no_symbols: exe.symbols.global_count() == 0,
+        })?;
+    let name = text.to_string();
+    Ok(if global.size == 8 {
+        MapSelector::Variable {
+            name,
+            address: global.address,
+        }
+    } else {
+        MapSelector::Global {
+            name,
+            address: global.address,
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_outermost_inlined_sync_map_method_names_the_operation() {
-        let go127 = [
-            "internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).Store (hashtriemap.go:1)".to_string(),
-            "sync.(*Map).Store (map.go:2)".to_string(),
-            "main.storeSync (main.go:3)".to_string(),
-        ];
-        assert_eq!(sync_map_op_from_frames(&go127), Some(MapOp::Store));
-        let go123 = [
-            "sync.(*Map).Delete (map.go:2)".to_string(),
-            "main.f (main.go:3)".to_string(),
-        ];
-        assert_eq!(sync_map_op_from_frames(&go123), Some(MapOp::Delete));
-        assert_eq!(
-            sync_map_op_from_frames(&["main.loadSync (main.go:9)".to_string()]),
-            None
-        );
-    }
 
     #[test]
     fn a_function_that_only_calls_another_entry_is_a_wrapper() {
@@ -443,5 +302,19 @@ mod tests {
         code.extend_from_slice(&[0xeb, 0xd0, 0xcc, 0xcc]);
         assert!(is_thin_wrapper(&code, 0x1000, &[0x1000, 0x2000]));
         assert!(!is_thin_wrapper(&code, 0x1000, &[0x1000, 0x4000]));
+    }
+
+    #[test]
+    fn sync_map_functions_follow_the_generation() {
+        let old = sync_map_functions(&goruntime::GENERATIONS[0]);
+        let store = old.iter().find(|f| f.op == MapOp::Store).unwrap();
+        assert_eq!(store.name, "sync.(*Map).Store");
+        assert_eq!(store.key.a, GeneralRegister::Rbx);
+        let new = sync_map_functions(&goruntime::GENERATIONS[1]);
+        let store = new.iter().find(|f| f.op == MapOp::Store).unwrap();
+        assert!(store.name.starts_with("internal/sync.(*HashTrieMap["));
+        assert_eq!(store.key.a, GeneralRegister::Rcx);
+        let expand = new.iter().find(|f| f.op == MapOp::Expand).unwrap();
+        assert_eq!(expand.key.shape, KeyShape::None);
     }
 }

@@ -1,21 +1,28 @@
-//! Probe planning: which functions of the target to probe, and at which
-//! instruction of each.
+//! Probe planning: which functions of an executable to probe, and at which
+//! instruction of each. Pure: an [`Executable`] and a [`PlanRequest`] in, a
+//! [`ProbePlan`] out, with no process and no privileges involved.
 //!
 //! The planner works on link-time addresses of the executable; the loader
-//! turns them into file offsets for the kernel, and the aggregator turns
-//! runtime addresses back into names.
+//! turns them into file offsets for the kernel (already in the plan) and
+//! adds the load bias where the kernel needs runtime addresses.
 
 pub mod cas;
 pub mod maps;
 pub mod site;
+pub mod x86;
 
 use std::collections::BTreeSet;
 
-use probe_common::{ArgRegister, LockRole, SiteKind, SkipWhen};
+use probe_common::{GeneralRegister, LockRole, SiteKind, SkipWhen};
 use thiserror::Error;
 
-use crate::target::Target;
+use crate::{
+    goruntime::{self, GoVersion},
+    model::{Builtin, ProbeKind, SiteCost},
+    target::{demangle, Executable},
+};
 use site::{choose_entry_site, EntrySite, SiteChoice};
+use x86::SiteError;
 
 /// Where in a function to put an entry probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,9 +36,9 @@ pub enum SiteMode {
     Entry,
 }
 
-/// One instruction to probe.
-#[derive(Debug, Clone)]
-pub struct PlannedSite {
+/// Where one probe goes: an instruction of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
     /// The function probed, as its symbol names it.
     pub function: String,
     /// Link-time address of the function's entry.
@@ -44,10 +51,31 @@ pub struct PlannedSite {
     pub choice: SiteChoice,
     /// When the probe must not count a hit.
     pub skip_when: SkipWhen,
-    /// What a hit means.
-    pub kind: SiteKind,
-    /// Where the lock's address is at this instruction.
-    pub arg_register: ArgRegister,
+}
+
+impl Placement {
+    /// The probed instruction's offset from the function's entry.
+    pub fn offset(&self) -> u64 {
+        self.address - self.function_address
+    }
+
+    /// How the kernel runs the probed instruction.
+    pub fn cost(&self) -> SiteCost {
+        match self.choice {
+            SiteChoice::Entry => SiteCost::Entry,
+            SiteChoice::Emulated { .. } => SiteCost::Emulated,
+            SiteChoice::SingleStepped { .. } => SiteCost::SingleStepped,
+        }
+    }
+}
+
+/// What a lock site reads and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockProbe {
+    /// The register holding the lock's address (plus `addr_adjust`).
+    pub arg: GeneralRegister,
+    /// The register holding the goroutine, for Go code.
+    pub goroutine: Option<GeneralRegister>,
     /// Bytes to subtract from the argument to get the lock's address.
     pub addr_adjust: u32,
     /// What kind of wait the site observes.
@@ -56,19 +84,92 @@ pub struct PlannedSite {
     pub capture_stack: bool,
     /// Whether a semaphore wait entry records itself for `runtime.ready`.
     pub track_blocked: bool,
-    /// For CAS outcome sites: which compare-and-swap and how to read it.
-    pub cas: Option<cas::CasSite>,
-    /// For built-in CAS sources: what they belong to (`sync.Map`); `None`
-    /// for sites the user asked for.
-    pub builtin: Option<&'static str>,
+}
+
+/// What a probe site observes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteProbe {
+    /// Entry into a lock's contended slow path.
+    LockEntry(LockProbe),
+    /// A `RET` of a lock's slow path: the waiter holds the lock.
+    LockReturn(LockProbe),
+    /// Entry into a lock's semaphore wait (blocked time).
+    SemaEntry(LockProbe),
+    /// `runtime.ready`: the goroutine in the register is made runnable.
+    Ready {
+        /// Where the readied goroutine is.
+        goroutine: GeneralRegister,
+    },
+    /// A compare-and-swap's outcome.
+    Cas {
+        /// Which compare-and-swap, and how to read it.
+        site: cas::CasSite,
+        /// What a built-in CAS source belongs to; `None` for sites the user
+        /// asked for.
+        builtin: Option<Builtin>,
+    },
+}
+
+/// One instruction to probe and what the probe observes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedSite {
+    /// Where.
+    pub at: Placement,
+    /// What.
+    pub probe: SiteProbe,
+}
+
+impl PlannedSite {
+    /// The kernel side's kind of site.
+    pub fn kind(&self) -> SiteKind {
+        match self.probe {
+            SiteProbe::LockEntry(_) => SiteKind::LockSlowEntry,
+            SiteProbe::LockReturn(_) => SiteKind::LockSlowReturn,
+            SiteProbe::SemaEntry(_) => SiteKind::SemaEntry,
+            SiteProbe::Ready { .. } => SiteKind::Ready,
+            SiteProbe::Cas { .. } => SiteKind::CasOutcome,
+        }
+    }
+
+    /// The kind reports give the probe.
+    pub fn probe_kind(&self) -> ProbeKind {
+        match self.probe {
+            SiteProbe::LockEntry(_) => ProbeKind::LockEntry,
+            SiteProbe::LockReturn(_) => ProbeKind::LockReturn,
+            SiteProbe::SemaEntry(_) => ProbeKind::SemaEntry,
+            SiteProbe::Ready { .. } => ProbeKind::Ready,
+            SiteProbe::Cas { .. } => ProbeKind::Cas,
+        }
+    }
+
+    /// The compare-and-swap of a CAS site.
+    pub fn cas(&self) -> Option<(&cas::CasSite, Option<Builtin>)> {
+        match &self.probe {
+            SiteProbe::Cas { site, builtin } => Some((site, *builtin)),
+            _ => None,
+        }
+    }
+}
+
+/// Link-time code ranges where the futex probes look for a native waiter's
+/// call site: the executable's text, minus the lock implementation's own
+/// functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NativeRanges {
+    /// The text section, `[start, end)`.
+    pub text: Option<(u64, u64)>,
+    /// Functions to look past, `[start, end)`.
+    pub skip: Vec<(u64, u64)>,
 }
 
 /// All the sites to attach, in order; a site's index is its BPF cookie.
 #[derive(Debug, Clone, Default)]
 pub struct ProbePlan {
+    /// The executable's Go version, when it is Go.
+    pub go_version: Option<GoVersion>,
     /// Sites to attach.
     pub sites: Vec<PlannedSite>,
-    /// Functions looked for but not found (for the report).
+    /// Functions looked for but not found.
     pub missing: Vec<String>,
     /// Trace the target's futex waits (syscall tracepoints, no sites).
     pub futex: bool,
@@ -80,7 +181,26 @@ pub struct ProbePlan {
     /// Bytes of each key to copy.
     pub key_bytes: u32,
     /// With `futex`: where native waiters' call sites are looked for.
-    pub native_code: probe_common::NativeCode,
+    pub native: NativeRanges,
+}
+
+impl ProbePlan {
+    /// Whether any map site counts in the kernel per map instead of
+    /// emitting events (runtime maps; `sync.Map`s when a selection is given).
+    pub fn counts_maps_in_kernel(&self) -> bool {
+        self.sync_map_filtered
+            || self
+                .map_sites
+                .iter()
+                .any(|site| site.function.kind == crate::model::MapKind::Runtime)
+    }
+
+    /// Whether blocked time is measured (`runtime.ready` is probed).
+    pub fn blocked_time(&self) -> bool {
+        self.sites
+            .iter()
+            .any(|site| matches!(site.probe, SiteProbe::Ready { .. }))
+    }
 }
 
 /// Errors planning probes.
@@ -112,41 +232,44 @@ pub enum PlanError {
         /// The functions it matched (the first few).
         functions: String,
     },
-    /// A function's code could not be read or decoded.
-    #[error("cannot choose a probe site in {function} at {address:#x}: {reason}")]
-    Site {
+    /// A function's code could not be decoded.
+    #[error("cannot choose a probe site in {function} at {address:#x}")]
+    Decode {
         /// The function.
         function: String,
         /// Its address.
         address: u64,
-        /// What went wrong.
-        reason: String,
+        /// What could not be decoded.
+        #[source]
+        source: SiteError,
+    },
+    /// A function's code is not in the file.
+    #[error("cannot read {len} bytes of code of {function} at {address:#x}")]
+    CodeUnreadable {
+        /// The function.
+        function: String,
+        /// Its address.
+        address: u64,
+        /// Its size.
+        len: u64,
+    },
+    /// An address to probe is not backed by the file.
+    #[error("{function}: address {address:#x} is not backed by the file")]
+    NotInFile {
+        /// The function.
+        function: String,
+        /// The address.
+        address: u64,
+    },
+    /// A slow path without a `RET` (its waits cannot be timed).
+    #[error("{function} at {address:#x}: no RET instruction found")]
+    NoReturn {
+        /// The function.
+        function: String,
+        /// Its address.
+        address: u64,
     },
 }
-
-/// The contended slow paths of Go's `sync.Mutex` for a Go version: from Go
-/// 1.24 `sync.Mutex` wraps `internal/sync.Mutex`. With an unknown version,
-/// both are looked for.
-pub fn go_mutex_slow_paths(version: Option<(u32, u32)>) -> Vec<&'static str> {
-    const OLD: &str = "sync.(*Mutex).lockSlow";
-    const NEW: &str = "internal/sync.(*Mutex).lockSlow";
-    match version {
-        Some((1, minor)) if minor < 24 => vec![OLD],
-        Some(_) => vec![NEW],
-        None => vec![NEW, OLD],
-    }
-}
-
-/// The semaphore waits of Go's `sync.RWMutex`: (function, offset of the
-/// semaphore its argument points at, role). `RLock` waits for a writer on
-/// `readerSem`; `Lock`, once it holds the inner mutex (probed as the mutex
-/// slow path at the RWMutex's own address, offset 0), waits for readers on
-/// `writerSem`. The layout `{w Mutex (8 bytes); writerSem uint32; readerSem
-/// uint32; …}` is the same from Go 1.18 to 1.27.
-pub const GO_RWMUTEX_WAITS: [(&str, u32, LockRole); 2] = [
-    ("sync.runtime_SemacquireRWMutexR", 12, LockRole::RwReader),
-    ("sync.runtime_SemacquireRWMutex", 8, LockRole::RwWriter),
-];
 
 /// What to probe.
 #[derive(Debug, Clone, Default)]
@@ -168,7 +291,7 @@ pub struct PlanRequest {
     /// (needs `wait_times`: the slow paths' returns clear stale waits).
     pub blocked_time: bool,
     /// Also watch the compare-and-swaps inside Go's `sync.Map`
-    /// implementation (see [`go_builtin_cas_patterns`]).
+    /// implementation.
     pub builtin_cas: bool,
     /// Probe Go's lock slow paths.
     pub locks: bool,
@@ -177,7 +300,7 @@ pub struct PlanRequest {
     /// Probe runtime map operations (`map[K]V`; Go targets).
     pub runtime_maps: bool,
     /// Maps selected with `--map` (names or addresses): only their keys are
-    /// reported. Resolved against the live process by the session.
+    /// reported. Resolved against the live process by the pipeline.
     pub map_selection: Vec<String>,
     /// Bytes of string and other keys to copy (1 ..= 128).
     pub key_bytes: u32,
@@ -201,23 +324,34 @@ impl PlanRequest {
 /// Bytes of a key copied by default.
 pub const DEFAULT_KEY_BYTES: u32 = 64;
 
-/// Functions of Go's `sync.Map` whose internal compare-and-swap retry loops
-/// are watched without any `--cas` pattern: the read-map entry CASes up to
-/// Go 1.23, the `HashTrieMap` (and its entries) from Go 1.24.
-pub fn go_builtin_cas_patterns(version: Option<(u32, u32)>) -> Vec<&'static str> {
-    const OLD: [&str; 2] = ["sync.(*Map).*", "sync.(*entry).*"];
-    const NEW: [&str; 2] = ["internal/sync.(*HashTrieMap[*", "internal/sync.(*entry[*"];
-    match version {
-        Some((1, minor)) if minor < 24 => OLD.to_vec(),
-        Some(_) => NEW.to_vec(),
-        None => OLD.iter().chain(NEW.iter()).copied().collect(),
+/// The registers a Go lock entry probe reads: the lock's address and the
+/// goroutine.
+const GO_LOCK_READS: [GeneralRegister; 2] = [goruntime::FIRST_ARGUMENT, goruntime::GOROUTINE];
+
+/// A Go lock site's probe: the argument and the goroutine per Go's ABI.
+fn go_lock(
+    addr_adjust: u32,
+    role: LockRole,
+    capture_stack: bool,
+    track_blocked: bool,
+) -> LockProbe {
+    LockProbe {
+        arg: goruntime::FIRST_ARGUMENT,
+        goroutine: Some(goruntime::GOROUTINE),
+        addr_adjust,
+        role,
+        capture_stack,
+        track_blocked,
     }
 }
 
-/// Plans every probe for a target: Go's lock slow paths (for Go binaries),
-/// extra slow paths, and CAS outcome sites.
-pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
+/// Plans every probe for an executable: Go's lock slow paths (for Go
+/// binaries), extra slow paths, CAS outcome sites and map operation sites.
+pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanError> {
+    let version = exe.go_version();
+    let generations = goruntime::generations(version);
     let mut plan = ProbePlan {
+        go_version: version,
         futex: request.futex,
         sync_map_filtered: !request.map_selection.is_empty(),
         key_bytes: request
@@ -226,108 +360,91 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
         ..ProbePlan::default()
     };
     if request.futex {
-        plan.native_code = native_code(target);
+        plan.native = native_ranges(exe);
     }
+    // (function, semaphore offset, role)
     let mut wanted: Vec<(String, u32, LockRole)> = Vec::new();
-    if target.go.is_some() && request.locks {
-        for name in go_mutex_slow_paths(target.go_version_number()) {
-            wanted.push((name.to_string(), 0, LockRole::Mutex));
+    if exe.is_go() && request.locks {
+        for generation in &generations {
+            wanted.push((generation.mutex_slow_path.to_string(), 0, LockRole::Mutex));
         }
-        for (name, adjust, role) in GO_RWMUTEX_WAITS {
-            wanted.push((name.to_string(), adjust, role));
+        for wait in goruntime::RWMUTEX_WAITS {
+            wanted.push((wait.function.to_string(), wait.semaphore_offset, wait.role));
         }
     }
     for name in &request.extra_slow_paths {
         wanted.push((name.clone(), 0, LockRole::Mutex));
     }
     for (name, addr_adjust, role) in &wanted {
-        let Some(function) = target.symbols.function(name) else {
+        let Some(function) = exe.symbols.function(name) else {
             plan.missing.push(name.clone());
             continue;
         };
-        let site = entry_site(
-            target,
-            &function.name,
-            function.start,
-            function.end,
-            request.mode,
-        )?;
-        let returns = if request.wait_times {
-            return_sites(target, &function.name, function.start, function.end)?
-        } else {
-            Vec::new()
-        };
+        let (start, end) = (function.start, function.end);
+        let at = entry_placement(exe, name, start, end, request.mode, &GO_LOCK_READS)?;
+        let probe = go_lock(
+            *addr_adjust,
+            *role,
+            request.wait_times,
+            request.blocked_time && *role != LockRole::Mutex,
+        );
         plan.sites.push(PlannedSite {
-            function: name.clone(),
-            function_address: function.start,
-            address: site.address,
-            file_offset: file_offset(target, name, site.address)?,
-            choice: site.choice,
-            skip_when: site.skip_when,
-            kind: SiteKind::LockSlowEntry,
-            arg_register: ArgRegister::Rax,
-            addr_adjust: *addr_adjust,
-            role: *role,
-            capture_stack: request.wait_times,
-            track_blocked: request.blocked_time && *role != LockRole::Mutex,
-            cas: None,
-            builtin: None,
+            at,
+            probe: SiteProbe::LockEntry(probe),
         });
-        for address in returns {
-            plan.sites.push(PlannedSite {
-                function: name.clone(),
-                function_address: function.start,
-                address,
-                file_offset: file_offset(target, name, address)?,
-                choice: SiteChoice::SingleStepped {
-                    offset: address - function.start,
-                    mnemonic: "ret".into(),
-                },
-                skip_when: SkipWhen::Never,
-                kind: SiteKind::LockSlowReturn,
-                arg_register: ArgRegister::Rax,
-                addr_adjust: *addr_adjust,
-                role: *role,
-                capture_stack: false,
-                track_blocked: false,
-                cas: None,
-                builtin: None,
-            });
+        if request.wait_times {
+            for address in return_sites(exe, name, start, end)? {
+                plan.sites.push(PlannedSite {
+                    at: Placement {
+                        function: name.clone(),
+                        function_address: start,
+                        address,
+                        file_offset: file_offset(exe, name, address)?,
+                        choice: SiteChoice::SingleStepped {
+                            offset: address - start,
+                            mnemonic: "ret".into(),
+                        },
+                        skip_when: SkipWhen::Never,
+                    },
+                    probe: SiteProbe::LockReturn(LockProbe {
+                        capture_stack: false,
+                        track_blocked: false,
+                        ..probe
+                    }),
+                });
+            }
         }
     }
-    if target.go.is_some() && request.locks && request.blocked_time && request.wait_times {
-        plan_blocked_time(target, request.mode, &mut plan)?;
+    if exe.is_go() && request.locks && request.blocked_time && request.wait_times {
+        plan_blocked_time(exe, &generations, request.mode, &mut plan)?;
     }
-    let wanted: Vec<String> = wanted
-        .into_iter()
-        .filter(|(_, _, role)| *role == LockRole::Mutex)
-        .map(|(name, _, _)| name)
-        .collect();
-    if target.go.is_some() && request.builtin_cas {
-        for pattern in go_builtin_cas_patterns(target.go_version_number()) {
-            // A program that never uses sync.Map may lack these functions.
-            match cas_sites(target, pattern, request.mode) {
-                Ok(sites) => plan.sites.extend(sites.into_iter().map(|site| PlannedSite {
-                    builtin: Some("sync.Map"),
-                    ..site
-                })),
-                Err(PlanError::NoMatch { .. } | PlanError::NoCas { .. }) => {}
-                Err(e) => log::warn!("built-in CAS sources {pattern}: {e}"),
+    if exe.is_go() && request.builtin_cas {
+        for generation in &generations {
+            for pattern in generation.sync_map_cas_patterns {
+                // A program that never uses sync.Map may lack these functions.
+                match cas_sites(exe, pattern, request.mode, Some(Builtin::SyncMap)) {
+                    Ok(sites) => plan.sites.extend(sites),
+                    Err(PlanError::NoMatch { .. } | PlanError::NoCas { .. }) => {}
+                    Err(e) => log::warn!("built-in CAS sources {pattern}: {e}"),
+                }
             }
         }
     }
     for pattern in &request.cas_patterns {
-        plan.sites.extend(cas_sites(target, pattern, request.mode)?);
+        plan.sites
+            .extend(cas_sites(exe, pattern, request.mode, None)?);
     }
-    if target.go.is_some() {
+    if exe.is_go() {
         let mut functions = Vec::new();
         if request.sync_maps {
-            functions.extend(maps::sync_map_functions(target.go_version_number()));
+            for generation in &generations {
+                functions.extend(maps::sync_map_functions(generation));
+            }
         }
         if request.runtime_maps {
             functions.extend(maps::runtime_map_functions());
         }
-        let (sites, missing) = maps::plan_map_sites(target, &functions, request.mode)?;
+        let (sites, missing) = maps::plan_map_sites(exe, &functions, request.mode)?;
         plan.map_sites = sites;
         // Absent sync.Map methods are normal (unused methods are not linked).
         plan.missing.extend(
@@ -337,16 +454,21 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
         );
     }
     if plan.sites.is_empty() && plan.map_sites.is_empty() && !plan.futex {
+        let mutexes: Vec<String> = wanted
+            .into_iter()
+            .filter(|(_, _, role)| *role == LockRole::Mutex)
+            .map(|(name, _, _)| name)
+            .collect();
         return Err(PlanError::NothingToProbe {
-            exe: target.process.exe_display.clone(),
-            go_version: target.go.as_ref().map(|go| go.version.clone()),
-            looked_for: if wanted.is_empty() {
-                go_mutex_slow_paths(None)
-                    .into_iter()
-                    .map(String::from)
+            exe: exe.name.clone(),
+            go_version: exe.go.as_ref().map(|go| go.version.clone()),
+            looked_for: if mutexes.is_empty() {
+                goruntime::generations(None)
+                    .iter()
+                    .map(|g| g.mutex_slow_path.to_string())
                     .collect()
             } else {
-                wanted
+                mutexes
             },
         });
     }
@@ -354,39 +476,27 @@ pub fn plan(target: &Target, request: &PlanRequest) -> Result<ProbePlan, PlanErr
 }
 
 /// Where the futex tracepoints look for a native waiter's call site: the
-/// executable's text (runtime addresses), minus Rust std's futex lock path
-/// (`std::sys::…` functions about mutexes and futexes), so the call site is
-/// the code that called `lock()`. C's path is all in libc, outside the text.
-pub fn native_code(target: &Target) -> probe_common::NativeCode {
-    let mut code = probe_common::NativeCode::default();
-    let Some(text) = target.elf.text_section() else {
-        return code;
+/// executable's text, minus Rust std's futex lock path (`std::sys::…`
+/// functions about mutexes and futexes), so the call site is the code that
+/// called `lock()`. C's path is all in libc, outside the text.
+pub fn native_ranges(exe: &Executable) -> NativeRanges {
+    let Some(text) = exe.elf.text_section() else {
+        return NativeRanges::default();
     };
-    code.text_start = text.address.wrapping_add(target.load_bias);
-    code.text_end = code.text_start + text.size;
-    let skipped = target.symbols.functions().iter().filter(|f| {
-        let name = crate::target::demangle(&f.name);
-        let name = name.trim_start_matches('<');
-        name.starts_with("std::sys::") && (name.contains("futex") || name.contains("mutex"))
-    });
-    for (slot, function) in code.skip.iter_mut().zip(skipped) {
-        *slot = [
-            function.start.wrapping_add(target.load_bias),
-            function.end.wrapping_add(target.load_bias),
-        ];
-    }
-    code
-}
-
-/// A mutex's semaphore wait, by Go version (the semaphore is the mutex's
-/// second word, `sema` at offset 4, in both generations).
-pub fn go_mutex_semaphore_waits(version: Option<(u32, u32)>) -> Vec<&'static str> {
-    const OLD: &str = "sync.runtime_SemacquireMutex";
-    const NEW: &str = "internal/sync.runtime_SemacquireMutex";
-    match version {
-        Some((1, minor)) if minor < 24 => vec![OLD],
-        Some(_) => vec![NEW],
-        None => vec![NEW, OLD],
+    let skip = exe
+        .symbols
+        .functions()
+        .iter()
+        .filter(|f| {
+            let name = demangle(&f.name);
+            let name = name.trim_start_matches('<');
+            name.starts_with("std::sys::") && (name.contains("futex") || name.contains("mutex"))
+        })
+        .map(|f| (f.start, f.end))
+        .collect();
+    NativeRanges {
+        text: Some((text.address, text.address + text.size)),
+        skip,
     }
 }
 
@@ -394,71 +504,98 @@ pub fn go_mutex_semaphore_waits(version: Option<(u32, u32)>) -> Vec<&'static str
 /// ones are already lock sites) and `runtime.ready`, where a parked waiter
 /// becomes runnable.
 fn plan_blocked_time(
-    target: &Target,
+    exe: &Executable,
+    generations: &[&goruntime::Generation],
     mode: SiteMode,
     plan: &mut ProbePlan,
 ) -> Result<(), PlanError> {
-    let mut wanted: Vec<(&str, SiteKind, u32)> =
-        go_mutex_semaphore_waits(target.go_version_number())
-            .into_iter()
-            .map(|name| (name, SiteKind::SemaEntry, 4))
-            .collect();
-    wanted.push(("runtime.ready", SiteKind::Ready, 0));
-    for (name, kind, addr_adjust) in wanted {
-        let Some(function) = target.symbols.function(name) else {
+    for generation in generations {
+        let name = generation.mutex_semaphore_wait;
+        let Some(function) = exe.symbols.function(name) else {
             plan.missing.push(name.to_string());
             continue;
         };
-        let site = entry_site(target, name, function.start, function.end, mode)?;
+        let at = entry_placement(
+            exe,
+            name,
+            function.start,
+            function.end,
+            mode,
+            &GO_LOCK_READS,
+        )?;
         plan.sites.push(PlannedSite {
-            function: name.to_string(),
-            function_address: function.start,
-            address: site.address,
-            file_offset: file_offset(target, name, site.address)?,
-            choice: site.choice,
-            skip_when: site.skip_when,
-            kind,
-            arg_register: ArgRegister::Rax,
-            addr_adjust,
-            role: LockRole::Mutex,
-            capture_stack: false,
-            track_blocked: kind == SiteKind::SemaEntry,
-            cas: None,
-            builtin: None,
+            at,
+            probe: SiteProbe::SemaEntry(go_lock(
+                goruntime::MUTEX_SEMA_OFFSET,
+                LockRole::Mutex,
+                false,
+                true,
+            )),
         });
+    }
+    let name = goruntime::READY;
+    match exe.symbols.function(name) {
+        None => plan.missing.push(name.to_string()),
+        Some(function) => {
+            let reads = [goruntime::FIRST_ARGUMENT, goruntime::GOROUTINE];
+            let at = entry_placement(exe, name, function.start, function.end, mode, &reads)?;
+            plan.sites.push(PlannedSite {
+                at,
+                probe: SiteProbe::Ready {
+                    goroutine: goruntime::FIRST_ARGUMENT,
+                },
+            });
+        }
     }
     Ok(())
 }
 
-fn file_offset(target: &Target, function: &str, address: u64) -> Result<u64, PlanError> {
-    target
-        .elf
+/// The file offset of a link-time code address.
+fn file_offset(exe: &Executable, function: &str, address: u64) -> Result<u64, PlanError> {
+    exe.elf
         .vaddr_to_file_offset(address)
-        .ok_or_else(|| PlanError::Site {
+        .ok_or_else(|| PlanError::NotInFile {
             function: function.to_string(),
             address,
-            reason: "address is not backed by the file".into(),
         })
 }
 
-/// Go functions that perform a compare-and-swap and return its success as a
-/// boolean: calls to them count as CAS attempts at the call site.
-pub const GO_CAS_FUNCTIONS: &[&str] = &[
-    "sync/atomic.CompareAndSwap*",
-    "sync/atomic.(*).CompareAndSwap",
-    "runtime/internal/atomic.Cas*",
-    "internal/runtime/atomic.Cas*",
-];
+/// A function's code, `[start, end)`.
+fn code<'a>(
+    exe: &'a Executable,
+    function: &str,
+    start: u64,
+    end: u64,
+) -> Result<&'a [u8], PlanError> {
+    let len = end.saturating_sub(start);
+    exe.elf
+        .read_vaddr(start, len as usize)
+        .ok_or_else(|| PlanError::CodeUnreadable {
+            function: function.to_string(),
+            address: start,
+            len,
+        })
+}
+
+/// The error of undecodable code in a function.
+fn decode_error(function: &str, address: u64) -> impl FnOnce(SiteError) -> PlanError + '_ {
+    move |source| PlanError::Decode {
+        function: function.to_string(),
+        address,
+        source,
+    }
+}
 
 /// CAS outcome sites of every function matching `pattern`: each `LOCK
 /// CMPXCHG` in it, and in Go binaries each call to one of
-/// [`GO_CAS_FUNCTIONS`] (unless it is one of them itself).
+/// [`goruntime::CAS_FUNCTIONS`] (unless it is one of them itself).
 fn cas_sites(
-    target: &Target,
+    exe: &Executable,
     pattern: &str,
     mode: SiteMode,
+    builtin: Option<Builtin>,
 ) -> Result<Vec<PlannedSite>, PlanError> {
-    let functions: Vec<_> = target
+    let functions: Vec<_> = exe
         .symbols
         .functions()
         .iter()
@@ -467,15 +604,18 @@ fn cas_sites(
     if functions.is_empty() {
         return Err(PlanError::NoMatch {
             pattern: pattern.to_string(),
-            exe: target.process.exe_display.clone(),
+            exe: exe.name.clone(),
         });
     }
-    let cas_functions: BTreeSet<u64> = if target.go.is_some() {
-        target
-            .symbols
+    let cas_functions: BTreeSet<u64> = if exe.is_go() {
+        exe.symbols
             .functions()
             .iter()
-            .filter(|f| GO_CAS_FUNCTIONS.iter().any(|p| glob_match(p, &f.name)))
+            .filter(|f| {
+                goruntime::CAS_FUNCTIONS
+                    .iter()
+                    .any(|p| glob_match(p, &f.name))
+            })
             .map(|f| f.start)
             .collect()
     } else {
@@ -483,24 +623,12 @@ fn cas_sites(
     };
     let mut sites = Vec::new();
     for function in &functions {
-        let len = function.end.saturating_sub(function.start);
-        let code = target
-            .elf
-            .read_vaddr(function.start, len as usize)
-            .ok_or_else(|| PlanError::Site {
-                function: function.name.clone(),
-                address: function.start,
-                reason: format!("cannot read {len} bytes of code"),
-            })?;
+        let code = code(exe, &function.name, function.start, function.end)?;
         let found = match mode {
             SiteMode::Auto => cas::plan_cas_sites(code, function.start),
             SiteMode::Entry => cas::plan_cas_sites_next(code, function.start),
         }
-        .map_err(|e| PlanError::Site {
-            function: function.name.clone(),
-            address: function.start,
-            reason: e.to_string(),
-        })?;
+        .map_err(decode_error(&function.name, function.start))?;
         let calls = if cas_functions.contains(&function.start) {
             Vec::new()
         } else {
@@ -512,31 +640,22 @@ fn cas_sites(
             )
         };
         for site in found.into_iter().chain(calls) {
+            let offset = site.probe_address - function.start;
+            let mnemonic = site.mnemonic.clone();
             sites.push(PlannedSite {
-                function: function.name.clone(),
-                function_address: function.start,
-                address: site.probe_address,
-                file_offset: file_offset(target, &function.name, site.probe_address)?,
-                choice: if site.emulated {
-                    SiteChoice::Emulated {
-                        offset: site.probe_address - function.start,
-                        mnemonic: site.mnemonic.clone(),
-                    }
-                } else {
-                    SiteChoice::SingleStepped {
-                        offset: site.probe_address - function.start,
-                        mnemonic: site.mnemonic.clone(),
-                    }
+                at: Placement {
+                    function: function.name.clone(),
+                    function_address: function.start,
+                    address: site.probe_address,
+                    file_offset: file_offset(exe, &function.name, site.probe_address)?,
+                    choice: if site.emulated {
+                        SiteChoice::Emulated { offset, mnemonic }
+                    } else {
+                        SiteChoice::SingleStepped { offset, mnemonic }
+                    },
+                    skip_when: SkipWhen::Never,
                 },
-                skip_when: SkipWhen::Never,
-                kind: SiteKind::CasOutcome,
-                arg_register: ArgRegister::Rax,
-                addr_adjust: 0,
-                role: LockRole::Mutex,
-                capture_stack: false,
-                track_blocked: false,
-                cas: Some(site),
-                builtin: None,
+                probe: SiteProbe::Cas { site, builtin },
             });
         }
     }
@@ -582,69 +701,47 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// Every `RET` of a slow path, found by decoding: where the waiter holds
 /// the lock. (Never a uretprobe on Go code: it rewrites return addresses on
 /// goroutine stacks, which Go moves.)
-fn return_sites(target: &Target, name: &str, start: u64, end: u64) -> Result<Vec<u64>, PlanError> {
-    let site_error = |reason: String| PlanError::Site {
-        function: name.to_string(),
-        address: start,
-        reason,
-    };
-    let len = end.saturating_sub(start);
-    let code = target
-        .elf
-        .read_vaddr(start, len as usize)
-        .ok_or_else(|| site_error(format!("cannot read {len} bytes of code")))?;
-    let returns = site::find_returns(code, start).map_err(|e| site_error(e.to_string()))?;
+fn return_sites(exe: &Executable, name: &str, start: u64, end: u64) -> Result<Vec<u64>, PlanError> {
+    let code = code(exe, name, start, end)?;
+    let returns = site::find_returns(code, start).map_err(decode_error(name, start))?;
     if returns.is_empty() {
-        return Err(site_error("no RET instruction found".into()));
+        return Err(PlanError::NoReturn {
+            function: name.to_string(),
+            address: start,
+        });
     }
     Ok(returns)
 }
 
-fn entry_site(
-    target: &Target,
+/// The entry site of a function whose probe reads the registers `reads`
+/// (see [`choose_entry_site`]).
+fn entry_placement(
+    exe: &Executable,
     name: &str,
     start: u64,
     end: u64,
     mode: SiteMode,
-) -> Result<EntrySite, PlanError> {
-    entry_site_preserving(
-        target,
-        name,
-        start,
-        end,
-        mode,
-        &[iced_x86::Register::RAX, iced_x86::Register::R14],
-    )
-}
-
-/// The entry site of a function whose probe reads `preserve` (see
-/// [`choose_entry_site`]).
-fn entry_site_preserving(
-    target: &Target,
-    name: &str,
-    start: u64,
-    end: u64,
-    mode: SiteMode,
-    preserve: &[iced_x86::Register],
-) -> Result<EntrySite, PlanError> {
-    let site_error = |reason: String| PlanError::Site {
-        function: name.to_string(),
-        address: start,
-        reason,
-    };
-    if mode == SiteMode::Entry {
-        return Ok(EntrySite {
+    reads: &[GeneralRegister],
+) -> Result<Placement, PlanError> {
+    let site = if mode == SiteMode::Entry {
+        EntrySite {
             address: start,
             skip_when: SkipWhen::Never,
             choice: SiteChoice::Entry,
-        });
-    }
-    let len = end.saturating_sub(start);
-    let code = target
-        .elf
-        .read_vaddr(start, len as usize)
-        .ok_or_else(|| site_error(format!("cannot read {len} bytes of code")))?;
-    choose_entry_site(code, start, end, preserve).map_err(|e| site_error(e.to_string()))
+        }
+    } else {
+        let code = code(exe, name, start, end)?;
+        let preserve: Vec<_> = reads.iter().map(|&r| x86::register(r)).collect();
+        choose_entry_site(code, start, end, &preserve).map_err(decode_error(name, start))?
+    };
+    Ok(Placement {
+        function: name.to_string(),
+        function_address: start,
+        address: site.address,
+        file_offset: file_offset(exe, name, site.address)?,
+        choice: site.choice,
+        skip_when: site.skip_when,
+    })
 }
 
 #[cfg(test)]
@@ -663,18 +760,5 @@ mod tests {
         assert!(glob_match("*", ""));
         assert!(!glob_match("a*b", "acbd"));
         assert!(glob_match("a*b*", "acbd"));
-    }
-
-    #[test]
-    fn mutex_slow_path_moves_to_internal_sync_in_go_1_24() {
-        assert_eq!(
-            go_mutex_slow_paths(Some((1, 23))),
-            ["sync.(*Mutex).lockSlow"]
-        );
-        assert_eq!(
-            go_mutex_slow_paths(Some((1, 24))),
-            ["internal/sync.(*Mutex).lockSlow"]
-        );
-        assert_eq!(go_mutex_slow_paths(None).len(), 2);
     }
 }

@@ -1,19 +1,7 @@
 //! Instruction-level placement of probes inside a function.
 //!
-//! A uprobe on x86-64 costs very different amounts depending on the probed
-//! instruction. The kernel emulates a handful of instructions in the trap
-//! handler (about 0.8 µs per hit on Linux 6.18); everything else it copies to
-//! an out-of-line slot and single-steps there (about 15 µs per hit). The
-//! emulated set is small:
-//!
-//! - conditional jumps, short (`0x70..=0x7f`) and near (`0x0f 0x80..=0x8f`);
-//! - `jmp rel8` / `jmp rel32` (`0xeb` / `0xe9`) and `call rel32` (`0xe8`);
-//! - the one-byte `nop` (`0x90`);
-//! - `push r64` (`0x50..=0x57`, optionally with the REX prefix `0x41`).
-//!
-//! Branches carrying an operand-size prefix (`0x66`) are refused outright, and
-//! any instruction carrying a lock prefix or an ES/CS/SS/DS segment prefix
-//! cannot be probed at all.
+//! Which instructions the kernel emulates when probed (cheap) and which it
+//! single-steps (dear) is in [`super::x86`].
 //!
 //! The first instruction of a function is rarely in that set: Go functions
 //! start with a stack-bound check (`cmp rsp, [r14+0x10]`), glibc functions
@@ -28,10 +16,13 @@
 //! is sound for Go text (it carries no data between instructions).
 
 use iced_x86::{
-    Code, ConditionCode, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction,
-    InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
+    ConditionCode, Decoder, DecoderError, DecoderOptions, FlowControl, Instruction,
+    InstructionInfoFactory, Mnemonic, Register,
 };
 use probe_common::SkipWhen;
+
+use super::x86::{clobbers, direct_target, is_emulated_at, mnemonic, Listing};
+pub use super::x86::{is_emulated, SiteError};
 
 /// How many instructions from the entry [`choose_entry_site`] examines before
 /// giving up and probing the entry itself.
@@ -102,60 +93,6 @@ pub struct CasInstruction {
     pub is_16b: bool,
     /// Carries a `LOCK` prefix.
     pub locked: bool,
-}
-
-/// Why a function's code could not be analysed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SiteError {
-    /// No bytes were given, or the function's range is empty.
-    #[error("no code for the function at {function_address:#x}")]
-    Empty {
-        /// The function's entry address.
-        function_address: u64,
-    },
-    /// The bytes at `offset` are not a valid x86-64 instruction.
-    #[error("invalid instruction at {address:#x} (function offset {offset:#x})")]
-    InvalidInstruction {
-        /// Virtual address of the undecodable bytes.
-        address: u64,
-        /// Their offset from the function's entry.
-        offset: u64,
-    },
-    /// The instruction at `offset` continues past the end of the given bytes.
-    #[error(
-        "instruction at {address:#x} (function offset {offset:#x}) runs past the end of the code"
-    )]
-    Truncated {
-        /// Virtual address of the incomplete instruction.
-        address: u64,
-        /// Its offset from the function's entry.
-        offset: u64,
-    },
-}
-
-/// Whether the kernel emulates a uprobe on `instr` instead of single-stepping
-/// it, judged from the decoded instruction alone.
-///
-/// Only canonical encodings are accepted: a branch may carry nothing but a
-/// single `bnd` (`0xf2`) prefix, and a `nop` must be `0x90` or `REX.W 0x90`.
-/// The one inexactness: [`Instruction`] does not record which REX byte a
-/// two-byte `push r8`..`push r15` used, and the kernel emulates only the
-/// `0x41` form. Compilers emit nothing else, and [`choose_entry_site`],
-/// which has the bytes, checks it.
-pub fn is_emulated(instr: &Instruction) -> bool {
-    let bnd = usize::from(instr.has_repne_prefix());
-    match instr.code() {
-        Code::Nopd => instr.len() == 1,
-        Code::Nopq => instr.len() == 2,
-        Code::Push_r64 => {
-            instr.len() == 1 || (instr.len() == 2 && is_extended_gpr(instr.op0_register()))
-        }
-        Code::Call_rel32_64 | Code::Jmp_rel32_64 => instr.len() == 5 + bnd,
-        Code::Jmp_rel8_64 => instr.len() == 2 + bnd,
-        _ if instr.is_jcc_short() => instr.len() == 2 + bnd,
-        _ if instr.is_jcc_near() => instr.len() == 6 + bnd,
-        _ => false,
-    }
 }
 
 /// Chooses the cheapest instruction at which a probe still sees every call of
@@ -234,11 +171,10 @@ pub fn choose_entry_site(
             if truncated && index > 0 {
                 return Ok(entry);
             }
-            return Err(decode_error(truncated, function_address, offset));
+            return Err(SiteError::at(truncated, function_address, offset));
         }
         let bytes = &code[offset..offset + instr.len()];
-        let emulated =
-            is_emulated(&instr) && (instr.code() != Code::Push_r64 || push_is_emulated(bytes));
+        let emulated = is_emulated_at(&instr, bytes);
 
         if let Some(site) = reentry.take() {
             // A stack check may take two branches to the morestack block
@@ -292,13 +228,13 @@ pub fn choose_entry_site(
 /// Trailing padding that does not decode (a lone `0x00` or `0xcc` tail) is
 /// ignored; any other decode failure is an error naming its offset.
 pub fn find_returns(code: &[u8], function_address: u64) -> Result<Vec<u64>, SiteError> {
-    let mut returns = Vec::new();
-    sweep(code, function_address, |instr| {
-        if instr.mnemonic() == Mnemonic::Ret {
-            returns.push(instr.ip());
-        }
-    })?;
-    Ok(returns)
+    let listing = Listing::sweep_all(code, function_address)?;
+    Ok(listing
+        .instructions
+        .iter()
+        .filter(|instr| instr.mnemonic() == Mnemonic::Ret)
+        .map(Instruction::ip)
+        .collect())
 }
 
 /// Every `CMPXCHG`, `CMPXCHG8B` and `CMPXCHG16B` (locked or not) of the
@@ -306,22 +242,24 @@ pub fn find_returns(code: &[u8], function_address: u64) -> Result<Vec<u64>, Site
 ///
 /// Decode failures are handled as in [`find_returns`].
 pub fn find_cmpxchg(code: &[u8], function_address: u64) -> Result<Vec<CasInstruction>, SiteError> {
-    let mut found = Vec::new();
-    sweep(code, function_address, |instr| {
-        if matches!(
-            instr.mnemonic(),
-            Mnemonic::Cmpxchg | Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b
-        ) {
-            found.push(CasInstruction {
-                address: instr.ip(),
-                next_address: instr.next_ip(),
-                length: instr.len(),
-                is_16b: instr.mnemonic() == Mnemonic::Cmpxchg16b,
-                locked: instr.has_lock_prefix(),
-            });
-        }
-    })?;
-    Ok(found)
+    let listing = Listing::sweep_all(code, function_address)?;
+    Ok(listing
+        .instructions
+        .iter()
+        .filter(|instr| {
+            matches!(
+                instr.mnemonic(),
+                Mnemonic::Cmpxchg | Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b
+            )
+        })
+        .map(|instr| CasInstruction {
+            address: instr.ip(),
+            next_address: instr.next_ip(),
+            length: instr.len(),
+            is_16b: instr.mnemonic() == Mnemonic::Cmpxchg16b,
+            locked: instr.has_lock_prefix(),
+        })
+        .collect())
 }
 
 /// The bytes of one function and the address range they belong to.
@@ -342,11 +280,7 @@ impl Function<'_> {
     /// Decodes the instruction at `address`, if its bytes are available and
     /// valid.
     fn decode_at(&self, address: u64) -> Option<Instruction> {
-        let offset = usize::try_from(address.checked_sub(self.start)?).ok()?;
-        let bytes = self.code.get(offset..)?;
-        let mut decoder = Decoder::with_ip(64, bytes, address, DecoderOptions::NONE);
-        let instr = decoder.decode();
-        (!instr.is_invalid()).then_some(instr)
+        super::x86::decode_at(self.code, self.start, address)
     }
 }
 
@@ -395,7 +329,7 @@ fn classify_site(function: &Function<'_>, instr: &Instruction) -> Option<EntrySi
         skip_when,
         choice: SiteChoice::Emulated {
             offset: instr.ip() - function.start,
-            mnemonic: format!("{:?}", instr.mnemonic()).to_lowercase(),
+            mnemonic: mnemonic(instr),
         },
     })
 }
@@ -457,50 +391,6 @@ fn branches_into_prologue(function: &Function<'_>, site: u64) -> bool {
     false
 }
 
-/// The target of a direct near branch or call.
-fn direct_target(instr: &Instruction) -> Option<u64> {
-    (instr.op_count() > 0 && instr.op0_kind() == OpKind::NearBranch64)
-        .then(|| instr.near_branch_target())
-}
-
-/// Whether an instruction writes memory, RSP, or a register in `preserve`
-/// (compared as full registers: `mov eax, …` writes RAX).
-fn clobbers(info: &iced_x86::InstructionInfo, preserve: &[Register]) -> bool {
-    let writes = |access: OpAccess| {
-        matches!(
-            access,
-            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-        )
-    };
-    let clobbered = info.used_registers().iter().any(|used| {
-        if !writes(used.access()) {
-            return false;
-        }
-        let full = used.register().full_register();
-        full == Register::RSP || preserve.iter().any(|p| p.full_register() == full)
-    });
-    clobbered || info.used_memory().iter().any(|m| writes(m.access()))
-}
-
-/// The kernel emulates `push r64` only as one byte, or two with REX `0x41`.
-fn push_is_emulated(bytes: &[u8]) -> bool {
-    bytes.len() == 1 || (bytes.len() == 2 && bytes[0] == 0x41)
-}
-
-fn is_extended_gpr(register: Register) -> bool {
-    matches!(
-        register,
-        Register::R8
-            | Register::R9
-            | Register::R10
-            | Register::R11
-            | Register::R12
-            | Register::R13
-            | Register::R14
-            | Register::R15
-    )
-}
-
 /// Limits `code` to the function's range when its end is known.
 fn clip(code: &[u8], start: u64, end: u64) -> &[u8] {
     match end.checked_sub(start) {
@@ -510,42 +400,6 @@ fn clip(code: &[u8], start: u64, end: u64) -> &[u8] {
         },
         _ => code,
     }
-}
-
-fn decode_error(truncated: bool, function_address: u64, offset: usize) -> SiteError {
-    let offset = offset as u64;
-    let address = function_address.wrapping_add(offset);
-    if truncated {
-        SiteError::Truncated { address, offset }
-    } else {
-        SiteError::InvalidInstruction { address, offset }
-    }
-}
-
-/// Decodes `code` from start to end, handing every instruction to `visit`.
-fn sweep(
-    code: &[u8],
-    function_address: u64,
-    mut visit: impl FnMut(&Instruction),
-) -> Result<(), SiteError> {
-    if code.is_empty() {
-        return Err(SiteError::Empty { function_address });
-    }
-    let mut decoder = Decoder::with_ip(64, code, function_address, DecoderOptions::NONE);
-    let mut instr = Instruction::default();
-    while decoder.can_decode() {
-        let offset = decoder.position();
-        decoder.decode_out(&mut instr);
-        if instr.is_invalid() {
-            if code[offset..].iter().all(|&b| b == 0xcc || b == 0x00) {
-                break;
-            }
-            let truncated = decoder.last_error() == DecoderError::NoMoreBytes;
-            return Err(decode_error(truncated, function_address, offset));
-        }
-        visit(&instr);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

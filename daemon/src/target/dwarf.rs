@@ -31,6 +31,7 @@ use object::{Object, ObjectSection, SectionIndex};
 use thiserror::Error;
 
 use super::elf::{ElfError, ElfImage, Section};
+use crate::{goruntime, model::LockKind};
 
 /// The reader every DWARF structure here is parsed with.
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
@@ -41,37 +42,6 @@ type Entry<'abbrev, 'unit, 'a> = DebuggingInformationEntry<'abbrev, 'unit, Slice
 /// How many `DW_TAG_typedef`/qualifier entries are followed from a
 /// variable's type before giving up on finding a wanted type name.
 const MAX_TYPE_HOPS: usize = 4;
-
-/// Which of Go's lock types a global variable is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LockKind {
-    /// `sync.Mutex` (or the runtime-internal `internal/sync.Mutex`).
-    Mutex,
-    /// `sync.RWMutex` (or `internal/sync.RWMutex`).
-    RwMutex,
-}
-
-impl LockKind {
-    /// The lock kind of a Go type as named in DWARF (`sync.Mutex`,
-    /// `sync.RWMutex`, and the `internal/sync` types Go 1.24 introduced);
-    /// `None` for any other type.
-    pub fn from_go_type(type_name: &str) -> Option<LockKind> {
-        match type_name {
-            "sync.Mutex" | "internal/sync.Mutex" => Some(LockKind::Mutex),
-            "sync.RWMutex" | "internal/sync.RWMutex" => Some(LockKind::RwMutex),
-            _ => None,
-        }
-    }
-
-    /// The Go type name of the exported lock type (`sync.Mutex` or
-    /// `sync.RWMutex`).
-    pub fn go_type_name(self) -> &'static str {
-        match self {
-            LockKind::Mutex => "sync.Mutex",
-            LockKind::RwMutex => "sync.RWMutex",
-        }
-    }
-}
 
 /// A global variable whose own type is a Go lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,11 +81,11 @@ pub enum DwarfError {
 /// Empty when the binary has no DWARF (stripped, or linked with
 /// `-ldflags=-w`).
 pub fn global_locks(elf: &ElfImage) -> Result<Vec<GlobalLock>, DwarfError> {
-    let variables = global_variables(elf, |type_name| LockKind::from_go_type(type_name).is_some())?;
+    let variables = global_variables(elf, |type_name| goruntime::lock_type(type_name).is_some())?;
     Ok(variables
         .into_iter()
         .filter_map(|(name, address, type_name)| {
-            let kind = LockKind::from_go_type(&type_name)?;
+            let kind = goruntime::lock_type(&type_name)?;
             Some(GlobalLock {
                 name,
                 address,
@@ -632,25 +602,14 @@ mod tests {
 
     #[test]
     fn lock_kinds_from_go_type_names() {
-        assert_eq!(LockKind::from_go_type("sync.Mutex"), Some(LockKind::Mutex));
-        assert_eq!(
-            LockKind::from_go_type("sync.RWMutex"),
-            Some(LockKind::RwMutex)
-        );
-        assert_eq!(
-            LockKind::from_go_type("internal/sync.Mutex"),
-            Some(LockKind::Mutex)
-        );
-        assert_eq!(
-            LockKind::from_go_type("internal/sync.RWMutex"),
-            Some(LockKind::RwMutex)
-        );
-        assert_eq!(LockKind::from_go_type("sync.Once"), None);
-        assert_eq!(LockKind::from_go_type("*sync.Mutex"), None);
-        assert_eq!(LockKind::from_go_type("[4]sync.Mutex"), None);
-        for kind in [LockKind::Mutex, LockKind::RwMutex] {
-            assert_eq!(LockKind::from_go_type(kind.go_type_name()), Some(kind));
-        }
+        let kind = goruntime::lock_type;
+        assert_eq!(kind("sync.Mutex"), Some(LockKind::Mutex));
+        assert_eq!(kind("sync.RWMutex"), Some(LockKind::RwMutex));
+        assert_eq!(kind("internal/sync.Mutex"), Some(LockKind::Mutex));
+        assert_eq!(kind("internal/sync.RWMutex"), Some(LockKind::RwMutex));
+        assert_eq!(kind("sync.Once"), None);
+        assert_eq!(kind("*sync.Mutex"), None);
+        assert_eq!(kind("[4]sync.Mutex"), None);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -690,7 +649,7 @@ mod tests {
         assert!(found.windows(2).all(|w| w[0].1 <= w[1].1));
         assert!(found.iter().all(|(_, a, t)| *a != 0 && t == "AtomicU64"));
         // A Rust binary has no Go lock types.
-        assert!(!offered.iter().any(|t| LockKind::from_go_type(t).is_some()));
+        assert!(!offered.iter().any(|t| goruntime::lock_type(t).is_some()));
 
         // The runtime address differs from the link-time one by the same
         // bias as every other symbol: check against a function's.

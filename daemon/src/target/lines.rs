@@ -5,7 +5,7 @@
 //! tables (`.debug_line`). [`SourceLines`] reads both once per binary and
 //! answers any number of lookups. All addresses are link-time addresses.
 //!
-//! For Go code, [`SourceLines::frames`] also unwinds inlining: the pclntab
+//! For Go code, [`SourceLines::inline_frames`] also unwinds inlining: the pclntab
 //! gives the inlined calls at an address through each function's inline
 //! tree, which lies in the `go:func.*` data (found through `.symtab`).
 
@@ -15,15 +15,12 @@ use std::collections::HashMap;
 use gimli::{EndianSlice, LittleEndian, SectionId};
 
 use super::elf::ElfImage;
-use super::pclntab::{self, Pclntab};
+use super::pclntab::{self, InlineFrame, Pclntab};
 use super::symbols::{locate_pclntab, text_start_fallback};
+use crate::{goruntime::GOFUNC_SYMBOLS, model::SourceLine};
 
 /// Words of `runtime.moduledata` searched for its `gofunc` field.
 const MODULEDATA_WORDS: usize = 64;
-
-/// Names of the symbol at moduledata.gofunc, the base of funcdata offsets:
-/// Go 1.20+, then Go 1.18 and 1.19.
-const GOFUNC_SYMBOLS: [&str; 2] = ["go:func.*", "go.func.*"];
 
 /// The line information of one executable, read once.
 #[derive(Debug, Clone, Default)]
@@ -52,41 +49,29 @@ impl SourceLines {
         self.go.is_none() && self.dwarf.rows.is_empty()
     }
 
-    /// The source position of the instruction at link-time `address`, as
-    /// `file:line`.
-    pub fn line(&self, address: u64) -> Option<String> {
+    /// The source position of the instruction at link-time `address`.
+    pub fn line(&self, address: u64) -> Option<SourceLine> {
         let (file, line) = self
             .go
             .as_ref()
             .and_then(|go| go.line(address))
             .or_else(|| self.dwarf.line(address))?;
-        Some(format!("{file}:{line}"))
+        Some(SourceLine { file, line })
     }
 
-    /// The logical frames at link-time `address`, innermost first, as
-    /// `function (file:line)`: for Go code with a pclntab and its funcdata
-    /// (the `go:func.*` symbol, or through the module data in stripped
-    /// binaries), one per inlined call and then the function
-    /// holding the code (`file:line` of the address for the innermost, of
-    /// the call site for the others; `?` for what the tables do not give).
-    /// Otherwise a single frame, `file:line` as [`SourceLines::line`]
-    /// gives it, or none if nothing is known.
-    pub fn frames(&self, address: u64) -> Vec<String> {
-        let inlined = self.go.as_ref().and_then(|go| go.frames(address));
-        match inlined {
-            Some(frames) if !frames.is_empty() => frames
-                .into_iter()
-                .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
-                .collect(),
-            _ => self.line(address).into_iter().collect(),
-        }
+    /// The logical frames at link-time `address`, innermost first, from Go's
+    /// inline tree (the pclntab and its funcdata: the `go:func.*` symbol, or
+    /// the module data in stripped binaries): one per inlined call, then
+    /// the function holding the code (the position of the address for the
+    /// innermost, of the call site for the others; `?` and 0 for what the
+    /// tables do not give). Empty without an inline tree (not Go code, or
+    /// no funcdata found).
+    pub fn inline_frames(&self, address: u64) -> Vec<InlineFrame> {
+        self.go
+            .as_ref()
+            .and_then(|go| go.frames(address))
+            .unwrap_or_default()
     }
-}
-
-/// `file:line` of link-time `address` in `elf`. Reads all line information
-/// on each call: use [`SourceLines`] for several addresses.
-pub fn source_line(elf: &ElfImage, address: u64) -> Option<String> {
-    SourceLines::new(elf).line(address)
 }
 
 /// A copy of the pclntab, from its header on, and of the funcdata.
@@ -448,9 +433,8 @@ mod tests {
             .find(|s| s.name.contains("mapwatch_line_marker"))
             .expect("marker symbol");
         let found = lines.line(symbol.address).expect("a line for the marker");
-        let (file, line) = found.rsplit_once(':').unwrap();
-        assert!(file.ends_with("target/lines.rs"), "{found}");
-        let line: u32 = line.parse().unwrap();
+        assert!(found.file.ends_with("target/lines.rs"), "{found}");
+        let line = found.line;
         assert!(
             line >= marker_line && line <= marker_line + 3,
             "{found}, expected near {marker_line}"
@@ -468,10 +452,10 @@ mod tests {
     }
 
     #[test]
-    fn frames_fall_back_to_the_line() {
+    fn no_inline_frames_outside_go_code() {
         let lines = SourceLines::default();
-        assert!(lines.frames(0x401000).is_empty());
-        // This test binary (Rust, DWARF lines): one `file:line` frame.
+        assert!(lines.inline_frames(0x401000).is_empty());
+        // This test binary is Rust: DWARF lines, no Go inline tree.
         let exe = std::env::current_exe().unwrap();
         let elf = ElfImage::open(&exe).unwrap();
         let lines = SourceLines::new(&elf);
@@ -480,13 +464,8 @@ mod tests {
             .iter()
             .find(|s| s.name.contains("mapwatch_line_marker"))
             .expect("marker symbol");
-        let frames = lines.frames(symbol.address);
-        assert_eq!(
-            frames,
-            lines.line(symbol.address).into_iter().collect::<Vec<_>>()
-        );
-        assert_eq!(frames.len(), 1);
-        assert!(lines.frames(u64::MAX).is_empty());
+        assert!(lines.inline_frames(symbol.address).is_empty());
+        assert!(lines.line(symbol.address).is_some());
     }
 
     /// The `lock cmpxchg` of `counter.CompareAndSwap` in main.casIncrement
@@ -529,9 +508,13 @@ mod tests {
                 .position(|w| w[0] == 0xf0 && w[1] & 0xf8 == 0x48 && w[2..] == [0x0f, 0xb1])
                 .expect("lock cmpxchg in main.casIncrement");
             let address = function.address + at as u64;
-            let frames = lines.frames(address);
+            let frames: Vec<String> = lines
+                .inline_frames(address)
+                .iter()
+                .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                .collect();
             assert_eq!(frames.len(), 2, "{version}: {frames:?}");
-            let innermost = lines.line(address).unwrap();
+            let innermost = lines.line(address).unwrap().to_string();
             assert!(
                 innermost.contains("/src/sync/atomic/type.go:"),
                 "{version}: {innermost}"
@@ -599,9 +582,13 @@ mod tests {
                 .position(|w| w == [0xf0, 0x0f, 0xb1])
                 .expect("lock cmpxchg in main.main.func5");
             let address = function.address + at as u64;
-            let frames = lines.frames(address);
+            let frames: Vec<String> = lines
+                .inline_frames(address)
+                .iter()
+                .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                .collect();
             assert_eq!(frames.len(), depth, "{version}: {frames:?}");
-            let innermost = lines.line(address).unwrap();
+            let innermost = lines.line(address).unwrap().to_string();
             let lock = if depth == 3 {
                 "internal/sync.(*Mutex).Lock"
             } else {

@@ -1,128 +1,144 @@
-//! The traced process and its executable: where it lives, whether it is Go
-//! (and which version), its functions and global variables, and how its
-//! link-time addresses relate to the addresses it runs at.
+//! The traced executable, parsed with no I/O beyond reading its bytes:
+//! ELF structure, Go build information, functions and globals, DWARF global
+//! locks, source lines and inline trees — and, given where it is loaded,
+//! the names of runtime addresses ([`Symbolizer`]).
+//!
+//! Everything here works on bytes and link-time addresses; nothing needs
+//! root or a running process, so the planner and its tests can use an
+//! [`Executable`] opened from a path or built from bytes.
 
 pub mod buildinfo;
 pub mod dwarf;
 pub mod elf;
 pub mod lines;
-pub mod memory;
 pub mod pclntab;
-pub mod process;
+mod symbolize;
 pub mod symbols;
+
+use std::path::Path;
 
 use thiserror::Error;
 
-use buildinfo::GoBuildInfo;
-use elf::ElfImage;
-use process::{Process, ProcessError};
+use crate::goruntime::GoVersion;
+use buildinfo::{BuildInfoError, GoBuildInfo};
+use elf::{ElfError, ElfImage};
 use symbols::{FunctionSource, SymbolError, SymbolTable};
 
-/// Errors resolving a target.
+pub use symbolize::Symbolizer;
+
+/// Errors reading an executable.
 #[derive(Debug, Error)]
-pub enum TargetError {
-    /// The process could not be found or read.
-    #[error(transparent)]
-    Process(#[from] ProcessError),
-    /// The executable could not be read or parsed.
-    #[error("PID {pid}: cannot read its executable {exe}: {reason}")]
-    Executable {
-        /// The process.
-        pid: u32,
-        /// The executable's path as the process sees it.
-        exe: String,
+pub enum ExecutableError {
+    /// The file is not an ELF image mapwatch can read.
+    #[error("cannot read the executable {name}")]
+    Elf {
+        /// The executable, as it was named.
+        name: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: ElfError,
+    },
+    /// Its symbols could not be read.
+    #[error("cannot read the symbols of {name}")]
+    Symbols {
+        /// The executable.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: SymbolError,
     },
 }
 
-/// A process resolved down to its executable's symbols.
+/// An executable resolved down to what mapwatch needs: its ELF image, Go
+/// build information, functions and globals, and its global locks.
 #[derive(Debug)]
-pub struct Target {
-    /// The process.
-    pub process: Process,
-    /// Its executable.
+pub struct Executable {
+    /// How the executable is named in messages and reports (the path the
+    /// process sees, or the path it was opened from).
+    pub name: String,
+    /// Its ELF image.
     pub elf: ElfImage,
-    /// Go build information, when the executable is a Go binary.
+    /// Go build information, when it is a Go binary.
     pub go: Option<GoBuildInfo>,
     /// Functions and global variables.
     pub symbols: SymbolTable,
-    /// Runtime address minus link-time address (0 unless position-independent).
-    pub load_bias: u64,
     /// Global variables of a lock type, from DWARF (empty without DWARF).
     pub global_locks: Vec<dwarf::GlobalLock>,
 }
 
-impl Target {
-    /// Resolves the process with the given PID.
-    pub fn open(pid: u32) -> Result<Self, TargetError> {
-        let process = Process::open(pid)?;
-        let exe_error = |reason: String| TargetError::Executable {
-            pid,
-            exe: process.exe_display.clone(),
-            reason,
-        };
-        let elf = ElfImage::open(&process.exe_path).map_err(|e| exe_error(e.to_string()))?;
-        let go = match elf.section(".go.buildinfo") {
-            Some(section) => {
-                let data = elf
-                    .section_data(&section)
-                    .map_err(|e| exe_error(e.to_string()))?;
-                match buildinfo::parse(&data) {
-                    Ok(info) => Some(info),
-                    Err(e) => {
-                        log::warn!("PID {pid}: unreadable Go build info: {e}");
-                        None
-                    }
-                }
+impl Executable {
+    /// Reads the executable at `path`, named `name` in messages.
+    pub fn open(path: &Path, name: &str) -> Result<Self, ExecutableError> {
+        let elf = ElfImage::open(path).map_err(|source| ExecutableError::Elf {
+            name: name.to_string(),
+            source,
+        })?;
+        Self::from_elf(elf, name)
+    }
+
+    /// Parses an executable from its bytes.
+    pub fn parse(bytes: Vec<u8>, name: &str) -> Result<Self, ExecutableError> {
+        let elf = ElfImage::parse(bytes).map_err(|source| ExecutableError::Elf {
+            name: name.to_string(),
+            source,
+        })?;
+        Self::from_elf(elf, name)
+    }
+
+    /// Resolves an ELF image.
+    pub fn from_elf(elf: ElfImage, name: &str) -> Result<Self, ExecutableError> {
+        let go = match GoBuildInfo::from_elf(&elf) {
+            Ok(info) => Some(info),
+            Err(BuildInfoError::NotFound) => None,
+            Err(e) => {
+                log::warn!("{name}: unreadable Go build info: {e}");
+                None
             }
-            None => None,
         };
         let symbols = match SymbolTable::from_elf(&elf) {
             Ok(symbols) => symbols,
             // A stripped native binary: nothing to name, which the planner
             // reports as "nothing to probe" with what it looked for.
             Err(SymbolError::NoSymbols) => {
-                log::info!("PID {pid}: {} has no symbols", process.exe_display);
+                log::info!("{name} has no symbols");
                 SymbolTable::new(Vec::new(), Vec::new(), FunctionSource::Symtab)
             }
-            Err(e) => return Err(exe_error(e.to_string())),
-        };
-        let load_bias = if elf.is_pie() {
-            let base = process.exe_mapping_base()?.ok_or_else(|| {
-                exe_error("position-independent, but not found in /proc/PID/maps".into())
-            })?;
-            base.wrapping_sub(elf.first_load_vaddr().unwrap_or(0))
-        } else {
-            0
+            Err(source) => {
+                return Err(ExecutableError::Symbols {
+                    name: name.to_string(),
+                    source,
+                })
+            }
         };
         let global_locks = dwarf::global_locks(&elf).unwrap_or_else(|e| {
             log::warn!(
-                "PID {pid}: cannot read DWARF, global locks are named only when contended: {e}"
+                "{name}: cannot read DWARF, global locks are named only when contended: {e}"
             );
             Vec::new()
         });
         Ok(Self {
-            process,
+            name: name.to_string(),
             elf,
             go,
             symbols,
-            load_bias,
             global_locks,
         })
     }
 
-    /// The Go version as (major, minor), when known.
-    pub fn go_version_number(&self) -> Option<(u32, u32)> {
-        self.go
-            .as_ref()
-            .and_then(|go| buildinfo::parse_go_version(&go.version))
+    /// The Go version as (major, minor), when it is a Go binary whose
+    /// version parses.
+    pub fn go_version(&self) -> Option<GoVersion> {
+        self.go.as_ref().and_then(GoBuildInfo::version_number)
     }
 
-    /// Names a runtime data address: the global variable it falls in
+    /// Whether it is a Go binary.
+    pub fn is_go(&self) -> bool {
+        self.go.is_some()
+    }
+
+    /// Names a link-time data address: the global variable it falls in
     /// (`main.hotMu`, or `main.locks+16` inside one), when symbols allow.
-    pub fn global_name(&self, runtime_address: u64) -> Option<String> {
-        let address = runtime_address.wrapping_sub(self.load_bias);
+    pub fn global_name(&self, address: u64) -> Option<String> {
         let (global, offset) = self.symbols.global_at(address)?;
         let name = demangle(&global.name);
         Some(if offset == 0 {
@@ -174,7 +190,7 @@ pub fn demangle(symbol: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::demangle;
+    use super::*;
 
     #[test]
     fn demangles_nested_names() {
@@ -189,5 +205,20 @@ mod tests {
         // Malformed: left as it is.
         assert_eq!(demangle("_ZN99fooE"), "_ZN99fooE");
         assert_eq!(demangle("_ZNxE"), "_ZNxE");
+    }
+
+    #[test]
+    fn reads_its_own_test_binary_without_a_process() {
+        let path = std::env::current_exe().unwrap();
+        let exe = Executable::open(&path, "self").unwrap();
+        assert!(!exe.is_go());
+        assert!(exe.symbols.function_count() > 100);
+        let bytes = std::fs::read(&path).unwrap();
+        let again = Executable::parse(bytes, "self").unwrap();
+        assert_eq!(again.symbols.function_count(), exe.symbols.function_count());
+        assert!(matches!(
+            Executable::parse(vec![0; 64], "zeros"),
+            Err(ExecutableError::Elf { .. })
+        ));
     }
 }

@@ -1,17 +1,13 @@
 //! Prometheus metrics (OpenMetrics text) served over HTTP while attached.
 //!
-//! The session refreshes a [`MetricsSnapshot`] once per second from the
-//! aggregate; each scrape encodes the latest snapshot with
-//! `prometheus-client`. Label sets are bounded: at most [`MAX_LOCKS`] locks,
-//! [`MAX_CAS_SITES`] CAS sites and [`MAX_MAPS`] maps, the busiest, and per
-//! map the [`HOT_KEYS`] hottest keys; the rest of a map's operations are
-//! `key="other"`. Keys can be user data: they are exported as hashes unless
-//! `--metrics-expose-keys`.
+//! Each scrape encodes the latest snapshot the pipeline published with
+//! `prometheus-client`. Label sets are bounded: at most [`MAX_LOCKS`]
+//! locks, [`MAX_CAS_SITES`] CAS sites and [`MAX_MAPS`] maps, the busiest,
+//! and per map the [`HOT_KEYS`] hottest keys; the rest of a map's
+//! operations are `key="other"`. Keys can be user data: they are exported
+//! as hashes unless `--metrics-expose-keys`.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use prometheus_client::{
     collector::Collector,
@@ -23,10 +19,11 @@ use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinHandle,
 };
 
-use crate::aggregate::WAIT_BUCKETS;
+use crate::model::{hash::stable_hash, Key, LockKind, MapKind, MapOp, Snapshot};
 
 /// Most locks exported (by contentions).
 pub const MAX_LOCKS: usize = 100;
@@ -37,33 +34,32 @@ pub const MAX_MAPS: usize = 50;
 /// Hot keys exported per map (the rest fold into `key="other"`).
 pub const HOT_KEYS: usize = 10;
 
-/// Upper bounds of the wait histogram's buckets, as log2 buckets of ns:
-/// bucket `b` of [`crate::aggregate::LockStats::wait_histogram`] ends at
-/// 2^(b+1) ns. Exported from ~1 µs (b = 9) to ~17 s (b = 33), then +Inf.
+/// Log2 wait buckets: bucket `b` ends at 2^(b+1) ns. Exported from ~1 µs
+/// (b = 9) to ~17 s (b = 33), then +Inf.
 const FIRST_BUCKET: usize = 9;
 const LAST_BUCKET: usize = 33;
 
 /// One lock's figures.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct LockMetric {
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LockFigures {
     /// Global name, else the address.
     pub lock: String,
-    /// `mutex`, `rwmutex` or `futex`.
-    pub kind: &'static str,
+    /// Its kind.
+    pub kind: LockKind,
     /// Slow-path entries.
     pub contentions: u64,
     /// Measured waits.
     pub acquisitions: u64,
     /// Their sum, seconds.
     pub wait_seconds: f64,
-    /// Their log2 histogram (ns buckets).
+    /// Prometheus buckets: (upper bound in seconds, count in the bucket).
     #[serde(skip)]
-    pub histogram: Vec<u64>,
+    pub buckets: Vec<(f64, u64)>,
 }
 
 /// One CAS site's figures.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct CasMetric {
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CasFigures {
     /// `function+0xOFFSET`.
     pub site: String,
     /// Attempts.
@@ -73,12 +69,12 @@ pub struct CasMetric {
 }
 
 /// One map's figures.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct MapMetric {
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MapFigures {
     /// Global name, else the address.
     pub map: String,
-    /// `sync.Map` or `map`.
-    pub kind: &'static str,
+    /// Its kind.
+    pub kind: MapKind,
     /// Operations by name (non-zero), internal events included.
     pub ops: Vec<(&'static str, u64)>,
     /// The hottest keys (exported form) and their operations, then
@@ -86,10 +82,10 @@ pub struct MapMetric {
     pub hot_keys: Vec<(String, u64)>,
 }
 
-/// What a scrape shows, and what `--jsonl` writes once per second (one JSON
-/// object per line).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct MetricsSnapshot {
+/// The bounded figures a scrape shows, and what `--jsonl` writes once per
+/// second (one JSON object per line).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figures {
     /// Seconds since attach.
     pub elapsed_seconds: f64,
     /// Target PID.
@@ -98,26 +94,105 @@ pub struct MetricsSnapshot {
     pub exe: String,
     /// Target Go version, or empty.
     pub go_version: String,
-    /// Locks.
-    pub locks: Vec<LockMetric>,
-    /// CAS sites.
-    pub cas: Vec<CasMetric>,
-    /// Maps.
-    pub maps: Vec<MapMetric>,
+    /// Locks, most contended first.
+    pub locks: Vec<LockFigures>,
+    /// CAS sites, most failures first.
+    pub cas: Vec<CasFigures>,
+    /// Maps, busiest first.
+    pub maps: Vec<MapFigures>,
     /// Events lost.
     pub events_lost: u64,
-    /// Probe hits by probe kind (`lock`, `cas`).
+    /// Probe hits by probe kind (`lock`, `cas`, `map`).
     pub probe_hits: Vec<(&'static str, u64)>,
 }
 
+impl Figures {
+    /// The bounded figures of a snapshot; keys hashed unless `expose_keys`.
+    pub fn of(snapshot: &Snapshot, expose_keys: bool) -> Self {
+        let c = &snapshot.probe_counters;
+        Self {
+            elapsed_seconds: snapshot.duration_seconds,
+            pid: snapshot.target.pid,
+            exe: snapshot.target.exe.clone(),
+            go_version: snapshot.target.go_version.clone().unwrap_or_default(),
+            locks: snapshot
+                .locks
+                .iter()
+                .take(MAX_LOCKS)
+                .map(|lock| LockFigures {
+                    lock: lock
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("{:#x}", lock.address)),
+                    kind: lock.kind,
+                    contentions: lock.contentions,
+                    acquisitions: lock.acquisitions,
+                    wait_seconds: lock.wait_seconds_total,
+                    buckets: histogram_buckets(
+                        &lock
+                            .wait_histogram
+                            .iter()
+                            .map(|b| (b.ns_min, b.count))
+                            .collect::<Vec<_>>(),
+                    ),
+                })
+                .collect(),
+            cas: snapshot
+                .cas
+                .iter()
+                .take(MAX_CAS_SITES)
+                .map(|cas| CasFigures {
+                    site: cas.site.to_string(),
+                    attempts: cas.attempts,
+                    failures: cas.failures,
+                })
+                .collect(),
+            maps: snapshot
+                .maps
+                .iter()
+                .take(MAX_MAPS)
+                .map(|map| {
+                    let mut ops: Vec<(&'static str, u64)> = map
+                        .ops
+                        .0
+                        .iter()
+                        .chain(&map.internal.0)
+                        .map(|&(op, n)| (op.name(), n))
+                        .collect();
+                    ops.sort_by_key(|&(name, _)| {
+                        MapOp::ALL.iter().position(|op| op.name() == name)
+                    });
+                    let mut hot_keys: Vec<(String, u64)> = Vec::new();
+                    if map.keyed {
+                        for key in map.top_keys.iter().take(HOT_KEYS) {
+                            hot_keys.push((exported_key(&key.key, expose_keys), key.total));
+                        }
+                        let listed: u64 = hot_keys.iter().map(|(_, n)| n).sum();
+                        hot_keys.push(("other".into(), map.total.saturating_sub(listed)));
+                    }
+                    MapFigures {
+                        map: map.label(),
+                        kind: map.kind,
+                        ops,
+                        hot_keys,
+                    }
+                })
+                .collect(),
+            events_lost: snapshot.events_lost,
+            probe_hits: vec![("lock", c.hits), ("cas", c.cas_hits), ("map", c.map_hits)],
+        }
+    }
+}
+
 /// How a key appears in a label: as it is with `expose`, else `h:` and 16
-/// hex digits of a fixed 64-bit hash (the same key, the same hash, in every
-/// run; `other` stays `other`'s own label).
-pub fn exported_key(key: &str, expose: bool) -> String {
+/// hex digits of a fixed 64-bit hash of its text (the same key, the same
+/// hash, in every run).
+pub fn exported_key(key: &Key, expose: bool) -> String {
+    let text = key.to_string();
     if expose {
-        key.to_string()
+        text
     } else {
-        format!("h:{:016x}", crate::aggregate::topk::hash64(key))
+        format!("h:{:016x}", stable_hash(text.as_str()))
     }
 }
 
@@ -132,21 +207,27 @@ pub struct MetricsError {
 
 /// A running `/metrics` endpoint.
 pub struct MetricsServer {
-    snapshot: Arc<Mutex<MetricsSnapshot>>,
     task: JoinHandle<()>,
     /// Where it listens.
     pub local_addr: SocketAddr,
 }
 
 impl MetricsServer {
-    /// Binds `addr` and serves `/metrics` until dropped.
-    pub async fn bind(addr: SocketAddr) -> Result<Self, MetricsError> {
+    /// Binds `addr` and serves `/metrics` from the latest of `snapshots`
+    /// until dropped; keys are hashed unless `expose_keys`.
+    pub async fn bind(
+        addr: SocketAddr,
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        expose_keys: bool,
+    ) -> Result<Self, MetricsError> {
         let error = |source| MetricsError { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(error)?;
         let local_addr = listener.local_addr().map_err(error)?;
-        let snapshot = Arc::new(Mutex::new(MetricsSnapshot::default()));
         let mut registry = Registry::with_prefix("mapwatch");
-        registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
+        registry.register_collector(Box::new(SnapshotCollector {
+            snapshots,
+            expose_keys,
+        }));
         let registry = Arc::new(registry);
         let task = tokio::spawn(async move {
             loop {
@@ -161,16 +242,7 @@ impl MetricsServer {
                 });
             }
         });
-        Ok(Self {
-            snapshot,
-            task,
-            local_addr,
-        })
-    }
-
-    /// Replaces what scrapes show.
-    pub fn update(&self, snapshot: MetricsSnapshot) {
-        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        Ok(Self { task, local_addr })
     }
 }
 
@@ -224,24 +296,21 @@ async fn serve(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()
     stream.shutdown().await
 }
 
+/// Encodes the latest snapshot at each scrape.
 #[derive(Debug)]
-struct SnapshotCollector(Arc<Mutex<MetricsSnapshot>>);
+struct SnapshotCollector {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    expose_keys: bool,
+}
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        encode_snapshot(&snapshot, &mut encoder)
+        let snapshot = self.snapshots.borrow().clone();
+        encode_figures(&Figures::of(&snapshot, self.expose_keys), &mut encoder)
     }
 }
 
-fn encode_snapshot(
-    s: &MetricsSnapshot,
-    encoder: &mut DescriptorEncoder,
-) -> Result<(), std::fmt::Error> {
+fn encode_figures(s: &Figures, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let info = [
         ("pid", s.pid.to_string()),
         ("exe", s.exe.clone()),
@@ -275,13 +344,12 @@ fn encode_snapshot(
     )?;
     for lock in &s.locks {
         let labels = [("lock", lock.lock.clone()), ("kind", lock.kind.to_string())];
-        let buckets = histogram_buckets(&lock.histogram);
         family
             .encode_family(&labels)?
             .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                 lock.wait_seconds,
                 lock.acquisitions,
-                &buckets,
+                &lock.buckets,
                 None,
             )?;
     }
@@ -290,12 +358,12 @@ fn encode_snapshot(
         (
             "cas_attempts",
             "Compare-and-swaps executed at a site.",
-            (|c: &CasMetric| c.attempts) as fn(&CasMetric) -> u64,
+            (|c: &CasFigures| c.attempts) as fn(&CasFigures) -> u64,
         ),
         (
             "cas_failures",
             "Compare-and-swaps that failed at a site.",
-            |c: &CasMetric| c.failures,
+            |c: &CasFigures| c.failures,
         ),
     ] {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -368,22 +436,30 @@ fn encode_snapshot(
     Ok(())
 }
 
-/// Prometheus buckets (upper bound in seconds, count in the bucket) from a
-/// log2 ns histogram: everything up to ~1 µs in the first, ~17 s and more in
-/// +Inf.
-fn histogram_buckets(histogram: &[u64]) -> Vec<(f64, u64)> {
-    let count =
-        |range: std::ops::Range<usize>| -> u64 { range.filter_map(|b| histogram.get(b)).sum() };
-    let mut buckets = Vec::with_capacity(LAST_BUCKET - FIRST_BUCKET + 2);
-    buckets.push((
+/// Prometheus buckets (upper bound in seconds, count in the bucket) from
+/// the non-empty log2 buckets of a wait histogram, given as (lower bound in
+/// ns, count): everything up to ~1 µs in the first, ~17 s and more in +Inf.
+fn histogram_buckets(buckets: &[(u64, u64)]) -> Vec<(f64, u64)> {
+    let mut counts = [0u64; 64];
+    for &(ns_min, count) in buckets {
+        let bucket = if ns_min == 0 {
+            0
+        } else {
+            63 - ns_min.leading_zeros() as usize
+        };
+        counts[bucket] += count;
+    }
+    let count = |range: std::ops::Range<usize>| -> u64 { counts[range].iter().sum() };
+    let mut out = Vec::with_capacity(LAST_BUCKET - FIRST_BUCKET + 2);
+    out.push((
         2f64.powi(FIRST_BUCKET as i32 + 1) / 1e9,
         count(0..FIRST_BUCKET + 1),
     ));
     for b in FIRST_BUCKET + 1..=LAST_BUCKET {
-        buckets.push((2f64.powi(b as i32 + 1) / 1e9, count(b..b + 1)));
+        out.push((2f64.powi(b as i32 + 1) / 1e9, count(b..b + 1)));
     }
-    buckets.push((f64::MAX, count(LAST_BUCKET + 1..WAIT_BUCKETS)));
-    buckets
+    out.push((f64::MAX, count(LAST_BUCKET + 1..64)));
+    out
 }
 
 #[cfg(test)]
@@ -392,13 +468,13 @@ mod tests {
 
     #[test]
     fn histogram_buckets_partition_every_wait() {
-        let mut histogram = vec![0u64; WAIT_BUCKETS];
-        histogram[0] = 1; // 1 ns
-        histogram[9] = 2; // ~0.5-1 µs
-        histogram[10] = 3; // ~1-2 µs
-        histogram[33] = 4; // ~8.6-17 s
-        histogram[40] = 5; // ~18 min
-        let buckets = histogram_buckets(&histogram);
+        let buckets = histogram_buckets(&[
+            (0, 1),       // 0-1 ns
+            (1 << 9, 2),  // ~0.5-1 µs
+            (1 << 10, 3), // ~1-2 µs
+            (1 << 33, 4), // ~8.6-17 s
+            (1 << 40, 5), // ~18 min
+        ]);
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 15);
         assert_eq!(buckets[0].1, 3);
         assert_eq!(buckets[1].1, 3);
@@ -407,38 +483,25 @@ mod tests {
         assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
+    #[test]
+    fn keys_are_hashed_unless_exposed() {
+        let key = Key::Str {
+            text: "user-7".into(),
+            truncated: false,
+        };
+        assert_eq!(exported_key(&key, true), "user-7");
+        let hashed = exported_key(&key, false);
+        assert!(hashed.starts_with("h:") && hashed.len() == 18, "{hashed}");
+        assert_eq!(hashed, exported_key(&key, false));
+    }
+
     #[tokio::test]
     async fn serves_openmetrics_text() {
-        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap())
+        let snapshot = crate::view::sample_snapshot();
+        let (_tx, rx) = watch::channel(Arc::new(snapshot));
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), rx, true)
             .await
             .unwrap();
-        server.update(MetricsSnapshot {
-            elapsed_seconds: 1.0,
-            pid: 42,
-            exe: "/bin/x".into(),
-            go_version: "go1.27.3".into(),
-            locks: vec![LockMetric {
-                lock: "main.hotMu".into(),
-                kind: "mutex",
-                contentions: 7,
-                acquisitions: 7,
-                wait_seconds: 0.5,
-                histogram: vec![0; WAIT_BUCKETS],
-            }],
-            cas: vec![CasMetric {
-                site: "main.f+0x10".into(),
-                attempts: 9,
-                failures: 2,
-            }],
-            maps: vec![MapMetric {
-                map: "main.cache".into(),
-                kind: "map",
-                ops: vec![("load", 30)],
-                hot_keys: vec![("user-7".into(), 20), ("other".into(), 10)],
-            }],
-            events_lost: 0,
-            probe_hits: vec![("lock", 14)],
-        });
         let mut stream = TcpStream::connect(server.local_addr).await.unwrap();
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -448,13 +511,13 @@ mod tests {
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         for line in [
-            r#"mapwatch_lock_contentions_total{lock="main.hotMu",kind="mutex"} 7"#,
-            r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu",kind="mutex"} 7"#,
+            r#"mapwatch_lock_contentions_total{lock="main.hotMu",kind="mutex"} 12"#,
+            r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu",kind="mutex"} 12"#,
             r#"mapwatch_cas_failures_total{site="main.f+0x10"} 2"#,
-            r#"mapwatch_map_ops_total{map="main.cache",kind="map",op="load"} 30"#,
-            r#"mapwatch_hot_key_ops_total{map="main.cache",key="user-7"} 20"#,
-            r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 10"#,
-            r#"mapwatch_target_info{pid="42",exe="/bin/x",go_version="go1.27.3"} 1"#,
+            r#"mapwatch_map_ops_total{map="main.cache",kind="map",op="load"} 100"#,
+            r#"mapwatch_hot_key_ops_total{map="main.cache",key="k1"} 75"#,
+            r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 25"#,
+            r#"mapwatch_target_info{pid="7",exe="/bin/x",go_version="go1.27.3"} 1"#,
             "mapwatch_events_lost_total 0",
             "# EOF",
         ] {

@@ -1,8 +1,19 @@
-//! The plain-text view of a [`Report`].
+//! The plain-text report of a session.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, io};
 
-use super::{heatmap, human_duration as seconds, Report};
+use super::{heatmap, human_duration as seconds, truncate, Format};
+use crate::model::{skip_when_name, LockKind, ProbeKind, Snapshot as Report};
+
+/// The plain-text report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextReport;
+
+impl Format for TextReport {
+    fn write(&self, report: &Report, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(render(report).as_bytes())
+    }
+}
 
 /// How many locks the text view lists.
 pub const TOP_LOCKS: usize = 20;
@@ -19,17 +30,20 @@ pub fn render(report: &Report) -> String {
     let t = &report.target;
     let _ = writeln!(
         out,
-        "mapwatch: PID {} {} ({}), {:.1} s, stopped by {}",
+        "mapwatch: PID {} {} ({}), {:.1} s, {}",
         t.pid,
         t.exe,
         t.go_version.as_deref().unwrap_or("not Go"),
         report.duration_seconds,
-        report.stopped_by
+        match report.stopped_by {
+            Some(reason) => format!("stopped by {reason}"),
+            None => "running".to_string(),
+        }
     );
     let returns = report
         .probes
         .iter()
-        .filter(|p| p.kind == "lock-return")
+        .filter(|p| p.kind == ProbeKind::LockReturn)
         .count();
     if returns > 0 {
         let _ = writeln!(
@@ -40,18 +54,21 @@ pub fn render(report: &Report) -> String {
     for probe in report
         .probes
         .iter()
-        .filter(|p| p.kind != "lock-return" && p.kind != "map")
+        .filter(|p| p.kind != ProbeKind::LockReturn && p.kind != ProbeKind::Map)
     {
         let _ = writeln!(
             out,
             "  probe {} +{:#x} ({} site, skip when {})",
-            probe.function, probe.offset, probe.site, probe.skip_when
+            probe.function,
+            probe.offset,
+            probe.site,
+            skip_when_name(probe.skip_when)
         );
     }
     let map_probes: Vec<&str> = report
         .probes
         .iter()
-        .filter(|p| p.kind == "map")
+        .filter(|p| p.kind == ProbeKind::Map)
         .map(|p| p.function.as_str())
         .collect();
     if !map_probes.is_empty() {
@@ -79,12 +96,12 @@ pub fn render(report: &Report) -> String {
                 lock.contentions,
                 seconds(lock.wait_seconds_total),
                 seconds(lock.wait_seconds_max),
-                lock.address,
+                format!("{:#x}", lock.address),
                 lock.name.as_deref().unwrap_or("(not a global)"),
                 match lock.kind {
-                    "rwmutex" => " (RWMutex)",
-                    "futex" => " (futex)",
-                    _ => "",
+                    LockKind::RwMutex => " (RWMutex)",
+                    LockKind::Futex => " (futex)",
+                    LockKind::Mutex => "",
                 }
             );
         }
@@ -98,7 +115,9 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "\n  waits of {} ({} acquisitions{}):",
-                lock.name.as_deref().unwrap_or(&lock.address),
+                lock.name
+                    .clone()
+                    .unwrap_or_else(|| format!("{:#x}", lock.address)),
                 lock.acquisitions,
                 match (lock.blocked_seconds_total, lock.blocked_parks) {
                     (Some(blocked), Some(parks)) => format!(
@@ -120,7 +139,9 @@ pub fn render(report: &Report) -> String {
                     "    {:>5.1}% of the wait, {} acquisitions, at {}",
                     site.share * 100.0,
                     site.count,
-                    site.frames.first().map_or("(unknown)", String::as_str)
+                    site.frames
+                        .first()
+                        .map_or("(unknown)".to_string(), ToString::to_string)
                 );
                 for frame in site.frames.iter().skip(1).take(2) {
                     let _ = writeln!(out, "{:>32}{frame}", "from ");
@@ -208,24 +229,20 @@ fn render_maps(out: &mut String, report: &Report) {
     let _ = writeln!(out);
     let _ = writeln!(out, "MAPS (operations by kind; hot keys of keyed maps)");
     for map in report.maps.iter().take(TEXT_MAPS) {
-        let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
-        let internal: Vec<String> = map
-            .internal
-            .iter()
-            .map(|(op, n)| format!("{op} {n}"))
-            .collect();
+        let ops = map.ops.to_string();
+        let internal = map.internal.to_string();
         let _ = writeln!(
             out,
-            "  {} {} ({}): {} ops: {}{}",
-            map.kind.as_str(),
+            "  {} {} ({:#x}): {} ops: {}{}",
+            map.kind,
             map.name.as_deref().unwrap_or("(not a global)"),
             map.address,
             map.total,
-            ops.join(", "),
+            ops,
             if internal.is_empty() {
                 String::new()
             } else {
-                format!("; internal: {}", internal.join(", "))
+                format!("; internal: {}", internal)
             }
         );
         if !map.keyed {
@@ -245,7 +262,7 @@ fn render_maps(out: &mut String, report: &Report) {
             }
         );
         for key in map.top_keys.iter().take(TEXT_KEYS) {
-            let ops: Vec<String> = key.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+            let ops = key.ops.to_string();
             let share = if map.total > 0 {
                 100.0 * key.total as f64 / map.total as f64
             } else {
@@ -256,8 +273,8 @@ fn render_maps(out: &mut String, report: &Report) {
                 "    {:>10}  {:>5.1}%  {:<32}  {}",
                 key.total,
                 share,
-                truncate(&key.key, 32),
-                ops.join(", ")
+                truncate(&key.key.to_string(), 32),
+                ops
             );
         }
         // Where the hottest keys are used: their share per CPU.
@@ -276,7 +293,7 @@ fn render_maps(out: &mut String, report: &Report) {
             let _ = writeln!(
                 out,
                 "    {} by CPU: {}",
-                truncate(&key.key, 32),
+                truncate(&key.key.to_string(), 32),
                 shares.join(", ")
             );
         }
@@ -292,13 +309,28 @@ fn render_maps(out: &mut String, report: &Report) {
     }
 }
 
-/// `text` cut to `width` characters, with `…` when cut.
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_lock_map_and_cas() {
+        let text = render(&crate::view::sample_snapshot());
+        assert!(
+            text.starts_with("mapwatch: PID 7 /bin/x (go1.27.3), 3.0 s, stopped by target-exited"),
+            "{text}"
+        );
+        assert!(text.contains("main.hotMu"), "{text}");
+        assert!(
+            text.contains("at main.worker+0x2c (/src/main.go:12)")
+                || text.contains("at sync.(*Mutex).Lock (/src/main.go:46)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("map main.cache (0xc0002000): 100 ops: load 100"),
+            "{text}"
+        );
+        assert!(text.contains("main.f+0x10"), "{text}");
+        assert!(text.contains("probe internal/sync.(*Mutex).lockSlow +0x4 (emulated site, skip when below-or-equal)"), "{text}");
     }
 }

@@ -5,7 +5,7 @@ use std::{collections::HashMap, fs::File, os::unix::fs::FileExt as _};
 
 use thiserror::Error;
 
-use super::Target;
+use crate::target::{demangle, Executable};
 
 /// Errors reading the target's memory.
 #[derive(Debug, Error)]
@@ -78,13 +78,13 @@ const MAX_SECTION_BYTES: u64 = 256 << 20;
 /// Pointer-sized global variables by the value they hold now: a runtime
 /// map is named after the variable holding its header pointer. Variables
 /// whose names start with `main.` win over others holding the same value.
-pub fn pointer_globals(target: &Target, memory: &Memory) -> HashMap<u64, String> {
+pub fn pointer_globals(exe: &Executable, load_bias: u64, memory: &Memory) -> HashMap<u64, String> {
     let mut sections = Vec::new();
     for name in DATA_SECTIONS {
-        let Some(section) = target.elf.section(name) else {
+        let Some(section) = exe.elf.section(name) else {
             continue;
         };
-        let start = section.address.wrapping_add(target.load_bias);
+        let start = section.address.wrapping_add(load_bias);
         // Nobody's globals need more; a bogus header must not allocate more.
         let mut bytes = vec![0u8; section.size.min(MAX_SECTION_BYTES) as usize];
         if memory.read(start, &mut bytes).is_ok() {
@@ -92,7 +92,7 @@ pub fn pointer_globals(target: &Target, memory: &Memory) -> HashMap<u64, String>
         }
     }
     let mut by_value: HashMap<u64, String> = HashMap::new();
-    for global in target.symbols.globals() {
+    for global in exe.symbols.globals() {
         if global.size != 8 {
             continue;
         }
@@ -106,7 +106,7 @@ pub fn pointer_globals(target: &Target, memory: &Memory) -> HashMap<u64, String>
         if value == 0 {
             continue;
         }
-        let name = super::demangle(&global.name);
+        let name = demangle(&global.name);
         match by_value.get(&value) {
             Some(existing) if existing.starts_with("main.") || !name.starts_with("main.") => {}
             _ => {
@@ -115,56 +115,4 @@ pub fn pointer_globals(target: &Target, memory: &Memory) -> HashMap<u64, String>
         }
     }
     by_value
-}
-
-/// A map selected with `--map`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MapSelector {
-    /// A fixed address: a `sync.Map` variable, or an address given.
-    Address(u64),
-    /// A pointer-sized variable holding the map (a `map[K]V` or a
-    /// `*sync.Map`): its value is read again every second, as the program
-    /// may replace the map.
-    Variable {
-        /// The variable's name.
-        name: String,
-        /// Its runtime address.
-        address: u64,
-    },
-}
-
-/// Resolves a `--map` argument: `0x…` (an address from a report) or the
-/// name of a global variable.
-pub fn resolve_map_selector(target: &Target, text: &str) -> Result<MapSelector, String> {
-    if let Some(hex) = text.strip_prefix("0x") {
-        return u64::from_str_radix(hex, 16)
-            .map(MapSelector::Address)
-            .map_err(|_| format!("--map {text}: not a hexadecimal address"));
-    }
-    let global = target.symbols.global(text).ok_or_else(|| {
-        format!(
-            "--map {text}: no global variable {text} in {}{}; give a global's full name (e.g. main.sessions) or an address from a report",
-            target.process.exe_display,
-            if target.symbols.global_count() == 0 { " (it has no symbol table)" } else { "" }
-        )
-    })?;
-    let address = global.address.wrapping_add(target.load_bias);
-    Ok(if global.size == 8 {
-        MapSelector::Variable {
-            name: text.to_string(),
-            address,
-        }
-    } else {
-        MapSelector::Address(address)
-    })
-}
-
-impl MapSelector {
-    /// The map's current address, if it has one (a nil map has none).
-    pub fn current(&self, memory: &Memory) -> Option<u64> {
-        match self {
-            Self::Address(address) => Some(*address),
-            Self::Variable { address, .. } => memory.read_u64(*address).ok().filter(|&v| v != 0),
-        }
-    }
 }

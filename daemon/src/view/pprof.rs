@@ -6,37 +6,62 @@
 //! `go tool pprof -sample_index=delay` shows where goroutines waited and
 //! `-sample_index=cas_failures` where compare-and-swaps failed.
 
-use std::{collections::HashMap, io::Write as _, path::Path};
+use std::{collections::HashMap, io, io::Write as _};
 
 use flate2::{write::GzEncoder, Compression};
 
-use crate::report::Report;
+use super::Format;
+use crate::model::{Frame, Snapshot};
 
-/// Writes `report` as a gzipped pprof profile.
-pub fn write(report: &Report, path: &Path) -> std::io::Result<()> {
-    let bytes = encode(report);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&bytes)?;
-    std::fs::write(path, gz.finish()?)
+/// The gzipped pprof profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PprofReport;
+
+impl Format for PprofReport {
+    fn write(&self, report: &Snapshot, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(&encode(report))?;
+        out.write_all(&gz.finish()?)
+    }
 }
 
-/// A frame as the report prints it: `function+0xOFF (file:line)`,
-/// `function (file:line)` or a bare name/address.
-fn parse_frame(frame: &str) -> (String, String, i64) {
-    let (name, position) = match frame.rsplit_once(" (") {
-        Some((name, rest)) => (name, rest.strip_suffix(')').unwrap_or(rest)),
-        None => (frame, ""),
-    };
-    let function = name.split_once('+').map_or(name, |(f, _)| f).to_string();
-    let (file, line) = match position.rsplit_once(':') {
-        Some((file, line)) => (file.to_string(), line.parse().unwrap_or(0)),
-        None => (position.to_string(), 0),
-    };
-    (function, file, line)
+/// A location of the profile: a function at a line of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Place {
+    function: String,
+    file: String,
+    line: i64,
+}
+
+impl Place {
+    /// The place of a stack frame (the function's name without offset).
+    fn of(frame: &Frame) -> Self {
+        let (file, line) = frame
+            .source
+            .as_ref()
+            .map_or((String::new(), 0), |s| (s.file.clone(), i64::from(s.line)));
+        Self {
+            function: frame
+                .function
+                .clone()
+                .unwrap_or_else(|| format!("{:#x}", frame.address)),
+            file,
+            line,
+        }
+    }
+
+    /// A synthetic place with only a name.
+    fn named(name: String) -> Self {
+        Self {
+            function: name,
+            file: String::new(),
+            line: 0,
+        }
+    }
 }
 
 /// Builds `profile.proto` bytes.
-pub fn encode(report: &Report) -> Vec<u8> {
+pub fn encode(report: &Snapshot) -> Vec<u8> {
     let mut p = ProfileBuilder::default();
     let sample_types = [
         ("contentions", "count"),
@@ -53,11 +78,18 @@ pub fn encode(report: &Report) -> Vec<u8> {
     }
     let mut samples: Vec<(Vec<u64>, [i64; 4])> = Vec::new();
     for lock in &report.locks {
-        let lock_name = lock.name.clone().unwrap_or_else(|| lock.address.clone());
+        let lock_name = lock
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{:#x}", lock.address));
         for site in &lock.top_call_sites {
-            let mut locations: Vec<u64> = site.frames.iter().map(|f| p.location(f)).collect();
+            let mut locations: Vec<u64> = site
+                .frames
+                .iter()
+                .map(|f| p.location(Place::of(f)))
+                .collect();
             // The lock itself as the leaf, so profiles group by lock too.
-            locations.insert(0, p.location(&format!("lock {lock_name}")));
+            locations.insert(0, p.location(Place::named(format!("lock {lock_name}"))));
             samples.push((
                 locations,
                 [site.count as i64, (site.wait_seconds * 1e9) as i64, 0, 0],
@@ -65,11 +97,15 @@ pub fn encode(report: &Report) -> Vec<u8> {
         }
     }
     for cas in &report.cas {
-        let frame = match &cas.source {
-            Some(source) => format!("{} ({source})", cas.site),
-            None => cas.site.clone(),
+        let place = match &cas.source {
+            Some(source) => Place {
+                function: cas.site.to_string(),
+                file: source.file.clone(),
+                line: i64::from(source.line),
+            },
+            None => Place::named(cas.site.to_string()),
         };
-        let location = p.location(&frame);
+        let location = p.location(place);
         samples.push((
             vec![location],
             [0, 0, cas.failures as i64, cas.attempts as i64],
@@ -122,7 +158,7 @@ struct ProfileBuilder {
     functions: Vec<(u64, u64, u64)>,
     function_ids: HashMap<(String, String), u64>,
     locations: Vec<(u64, u64, i64)>,
-    location_ids: HashMap<String, u64>,
+    location_ids: HashMap<Place, u64>,
 }
 
 impl ProfileBuilder {
@@ -140,24 +176,24 @@ impl ProfileBuilder {
         id
     }
 
-    fn location(&mut self, frame: &str) -> u64 {
-        if let Some(&id) = self.location_ids.get(frame) {
+    fn location(&mut self, place: Place) -> u64 {
+        if let Some(&id) = self.location_ids.get(&place) {
             return id;
         }
-        let (function, file, line) = parse_frame(frame);
-        let function_id = match self.function_ids.get(&(function.clone(), file.clone())) {
+        let key = (place.function.clone(), place.file.clone());
+        let function_id = match self.function_ids.get(&key) {
             Some(&id) => id,
             None => {
                 let id = self.functions.len() as u64 + 1;
-                let (name, file_id) = (self.string(&function), self.string(&file));
+                let (name, file_id) = (self.string(&place.function), self.string(&place.file));
                 self.functions.push((id, name, file_id));
-                self.function_ids.insert((function, file), id);
+                self.function_ids.insert(key, id);
                 id
             }
         };
         let id = self.locations.len() as u64 + 1;
-        self.locations.push((id, function_id, line));
-        self.location_ids.insert(frame.to_string(), id);
+        self.locations.push((id, function_id, place.line));
+        self.location_ids.insert(place, id);
         id
     }
 }
@@ -186,25 +222,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn varints_and_frames() {
+    fn varints() {
         let mut v = Vec::new();
         put_varint(&mut v, 300);
         assert_eq!(v, [0xac, 0x02]);
+    }
+
+    #[test]
+    fn frames_become_places_without_offsets() {
+        let report = crate::view::sample_snapshot();
+        let frames = &report.locks[0].top_call_sites[0].frames;
         assert_eq!(
-            parse_frame("main.f+0x1a (/src/main.go:12)"),
-            ("main.f".to_string(), "/src/main.go".to_string(), 12)
+            Place::of(&frames[1]),
+            Place {
+                function: "main.worker".into(),
+                file: "/src/main.go".into(),
+                line: 12
+            }
         );
-        assert_eq!(
-            parse_frame("sync.(*Mutex).Lock (/go/src/sync/mutex.go:46)"),
-            (
-                "sync.(*Mutex).Lock".to_string(),
-                "/go/src/sync/mutex.go".to_string(),
-                46
-            )
-        );
-        assert_eq!(
-            parse_frame("0x4000"),
-            ("0x4000".to_string(), String::new(), 0)
-        );
+        assert_eq!(Place::of(&Frame::unknown(0x4000)).function, "0x4000");
+        let bytes = encode(&report);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("lock main.hotMu") && text.contains("main.worker"));
     }
 }

@@ -15,8 +15,8 @@ use ratatui::{
 };
 use tokio::sync::mpsc;
 
-use super::{seconds, LiveSnapshot};
-use crate::report::heatmap;
+use super::{seconds, target_label};
+use crate::{model::Snapshot, view::heatmap};
 
 /// The views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +52,13 @@ pub struct LiveTui {
     terminal: DefaultTerminal,
     view: View,
     heatmap: usize,
-    snapshot: LiveSnapshot,
+    snapshot: Snapshot,
 }
 
 impl LiveTui {
     /// Switches the terminal to the full-screen view and starts reading
     /// keys, which arrive on the returned channel (for [`LiveTui::handle_key`]).
-    pub fn start() -> io::Result<(Self, mpsc::UnboundedReceiver<KeyEvent>)> {
+    pub fn start(first: Snapshot) -> io::Result<(Self, mpsc::UnboundedReceiver<KeyEvent>)> {
         let terminal = ratatui::try_init()?;
         let (tx, keys) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -80,13 +80,13 @@ impl LiveTui {
             terminal,
             view: View::Locks,
             heatmap: 0,
-            snapshot: LiveSnapshot::default(),
+            snapshot: first,
         };
         Ok((tui, keys))
     }
 
     /// Shows a new snapshot.
-    pub fn show(&mut self, snapshot: LiveSnapshot) -> io::Result<()> {
+    pub fn show(&mut self, snapshot: Snapshot) -> io::Result<()> {
         self.snapshot = snapshot;
         self.draw()
     }
@@ -133,7 +133,7 @@ impl Drop for LiveTui {
 }
 
 /// Draws one frame.
-pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnapshot) {
+pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &Snapshot) {
     let [header, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -141,11 +141,12 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnap
         Constraint::Length(1),
     ])
     .areas(frame.area());
-    let f = &snapshot.figures;
     frame.render_widget(
         Paragraph::new(format!(
             "mapwatch · {} · {:.0}s attached · events lost {}",
-            snapshot.target, f.elapsed_seconds, f.events_lost
+            target_label(snapshot),
+            snapshot.duration_seconds,
+            snapshot.events_lost
         )),
         header,
     );
@@ -163,13 +164,17 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnap
     let bold = Style::new().add_modifier(Modifier::BOLD);
     match view {
         View::Locks => {
-            let rows = f.locks.iter().map(|l| {
+            let rows = snapshot.locks.iter().map(|l| {
                 Row::new(vec![
-                    Cell::from(l.lock.clone()),
-                    Cell::from(l.kind),
+                    Cell::from(
+                        l.name
+                            .clone()
+                            .unwrap_or_else(|| format!("{:#x}", l.address)),
+                    ),
+                    Cell::from(l.kind.to_string()),
                     Cell::from(l.contentions.to_string()),
                     Cell::from(l.acquisitions.to_string()),
-                    Cell::from(seconds(l.wait_seconds)),
+                    Cell::from(seconds(l.wait_seconds_total)),
                 ])
             });
             let table = Table::new(
@@ -192,22 +197,31 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnap
         }
         View::Maps => {
             let mut lines = Vec::new();
-            for map in &f.maps {
-                let total: u64 = map
-                    .ops
-                    .iter()
-                    .filter(|(op, _)| !matches!(*op, "miss" | "dirty_copy" | "expand"))
-                    .map(|(_, n)| n)
-                    .sum();
-                let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+            for map in &snapshot.maps {
+                let total = map.total;
+                let mut ops = map.ops.to_string();
+                if !map.internal.is_empty() {
+                    ops = format!("{ops}, {}", map.internal);
+                }
                 lines.push(Line::styled(
-                    format!("{} {} — {total} ops: {}", map.kind, map.map, ops.join(", ")),
+                    format!("{} {} — {total} ops: {ops}", map.kind, map.label()),
                     bold,
                 ));
-                for (key, n) in &map.hot_keys {
+                let share = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+                for key in &map.top_keys {
                     lines.push(Line::from(format!(
-                        "    {n:>10}  {:>5.1}%  {key}",
-                        100.0 * *n as f64 / total.max(1) as f64
+                        "    {:>10}  {:>5.1}%  {}",
+                        key.total,
+                        share(key.total),
+                        key.key
+                    )));
+                }
+                if map.keyed {
+                    let listed: u64 = map.top_keys.iter().map(|k| k.total).sum();
+                    let other = total.saturating_sub(listed);
+                    lines.push(Line::from(format!(
+                        "    {other:>10}  {:>5.1}%  other",
+                        share(other)
                     )));
                 }
             }
@@ -224,14 +238,14 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnap
             );
         }
         View::Cas => {
-            let rows = f.cas.iter().map(|c| {
+            let rows = snapshot.cas.iter().map(|c| {
                 let ratio = if c.attempts == 0 {
                     0.0
                 } else {
                     100.0 * c.failures as f64 / c.attempts as f64
                 };
                 Row::new(vec![
-                    Cell::from(c.site.clone()),
+                    Cell::from(c.site.to_string()),
                     Cell::from(c.attempts.to_string()),
                     Cell::from(c.failures.to_string()),
                     Cell::from(format!("{ratio:.1}%")),
@@ -277,32 +291,10 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &LiveSnap
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::metrics::{LockMetric, MapMetric, MetricsSnapshot};
     use ratatui::{backend::TestBackend, Terminal};
 
     fn screen(view: View) -> String {
-        let snapshot = LiveSnapshot {
-            target: "PID 7 /bin/x (go1.27.3)".into(),
-            figures: MetricsSnapshot {
-                elapsed_seconds: 3.0,
-                locks: vec![LockMetric {
-                    lock: "main.hotMu".into(),
-                    kind: "mutex",
-                    contentions: 12,
-                    acquisitions: 12,
-                    wait_seconds: 0.002,
-                    histogram: Vec::new(),
-                }],
-                maps: vec![MapMetric {
-                    map: "main.cache".into(),
-                    kind: "map",
-                    ops: vec![("load", 100)],
-                    hot_keys: vec![("k1".into(), 75), ("other".into(), 25)],
-                }],
-                ..MetricsSnapshot::default()
-            },
-            heatmaps: Vec::new(),
-        };
+        let snapshot = crate::view::sample_snapshot();
         let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
         terminal
             .draw(|frame| render(frame, view, 0, &snapshot))
@@ -326,6 +318,8 @@ mod tests {
         let maps = screen(View::Maps);
         assert!(maps.contains("main.cache"), "{maps}");
         assert!(maps.contains("75.0%  k1"), "{maps}");
-        assert!(screen(View::Heatmaps).contains("no heatmap yet"));
+        assert!(maps.contains("25.0%  other"), "{maps}");
+        assert!(screen(View::Cas).contains("main.f+0x10"));
+        assert!(screen(View::Heatmaps).contains("CAS failures by site"));
     }
 }

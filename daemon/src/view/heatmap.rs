@@ -1,10 +1,6 @@
-//! Heatmaps: a grid of counts with one row per thing (CPU, call site, wait
-//! bucket, key) and one column per time slice, plus two views of it — shade
-//! blocks (or ANSI colours) for a terminal, and a self-contained SVG.
-//!
-//! The model is deliberately plain: [`Heatmap`] holds the counts, the
-//! renderers decide how to squeeze them into the space they have by summing
-//! adjacent time columns ([`Heatmap::aggregate_columns`]).
+//! Heatmap views: shade blocks (or ANSI colours) for a terminal, and a
+//! self-contained SVG. Both squeeze a map into the space they have by
+//! summing adjacent time columns ([`Heatmap::aggregate_columns`]).
 
 use std::{
     collections::HashSet,
@@ -12,187 +8,28 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Serialize;
+use crate::model::Heatmap;
 
-/// The most time columns a heatmap grows to; [`Heatmap::add`] ignores counts
-/// beyond it so a bogus timestamp cannot make it allocate without bound.
-pub const MAX_COLUMNS: usize = 1 << 20;
-
-/// A grid of counts: rows × time columns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Heatmap {
-    /// What the map shows, e.g. `CAS failures by CPU`.
-    pub title: String,
-    /// What a row is, e.g. `CPU`.
-    pub row_label: String,
-    /// The width of one time column in seconds, e.g. `1.0`.
-    pub column_seconds: f64,
-    /// Row names, top to bottom.
-    pub rows: Vec<String>,
-    /// `cells[row][column]`; every row has the same length.
-    pub cells: Vec<Vec<u64>>,
-}
-
-impl Heatmap {
-    /// An all-zero heatmap with the given rows and `columns` time columns
-    /// (at most [`MAX_COLUMNS`]).
-    pub fn new(
-        title: impl Into<String>,
-        row_label: impl Into<String>,
-        column_seconds: f64,
-        rows: Vec<String>,
-        columns: usize,
-    ) -> Self {
-        let columns = columns.min(MAX_COLUMNS);
-        let cells = vec![vec![0; columns]; rows.len()];
-        Self {
-            title: title.into(),
-            row_label: row_label.into(),
-            column_seconds,
-            rows,
-            cells,
+/// A stable file name from a title: lowercase, `[a-z0-9-]` only, runs of
+/// anything else turned into one `-`, e.g. `cas-failures-by-cpu.svg`;
+/// `heatmap.svg` when nothing is left.
+pub fn file_name(title: &str) -> String {
+    let mut stem = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            stem.push(c);
+        } else if !stem.is_empty() && !stem.ends_with('-') {
+            stem.push('-');
+        }
+        if stem.len() >= 80 {
+            break;
         }
     }
-
-    /// Appends a row of zeros named `name` and returns its index.
-    pub fn add_row(&mut self, name: impl Into<String>) -> usize {
-        let columns = self.columns();
-        self.rows.push(name.into());
-        self.cells.push(vec![0; columns]);
-        self.rows.len() - 1
-    }
-
-    /// Adds `count` to a cell (saturating), growing every row with zero
-    /// columns when `column` is past the end. Returns false, changing
-    /// nothing, when `row` does not exist or `column` is not below
-    /// [`MAX_COLUMNS`].
-    pub fn add(&mut self, row: usize, column: usize, count: u64) -> bool {
-        if row >= self.rows.len() || column >= MAX_COLUMNS {
-            return false;
-        }
-        // Keep `cells` in step with `rows` even if a caller edited the fields.
-        if self.cells.len() < self.rows.len() {
-            self.cells.resize(self.rows.len(), Vec::new());
-        }
-        let columns = self.columns().max(column + 1);
-        for cells in &mut self.cells {
-            if cells.len() < columns {
-                cells.resize(columns, 0);
-            }
-        }
-        match self.cells.get_mut(row).and_then(|r| r.get_mut(column)) {
-            Some(cell) => {
-                *cell = cell.saturating_add(count);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The number of time columns (the longest row's length; 0 without rows).
-    pub fn columns(&self) -> usize {
-        self.cells.iter().map(Vec::len).max().unwrap_or(0)
-    }
-
-    /// The largest cell (0 for an empty map).
-    pub fn max(&self) -> u64 {
-        self.cells.iter().flatten().copied().max().unwrap_or(0)
-    }
-
-    /// The sum of one row (saturating; 0 for a row that does not exist).
-    pub fn row_total(&self, row: usize) -> u64 {
-        self.cells
-            .get(row)
-            .map_or(0, |cells| cells.iter().fold(0, |a, &c| a.saturating_add(c)))
-    }
-
-    /// The sum of all cells (saturating).
-    pub fn total(&self) -> u64 {
-        (0..self.cells.len()).fold(0, |a, row| a.saturating_add(self.row_total(row)))
-    }
-
-    /// True when there is nothing to draw: no rows, no columns, or all zeros.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() || self.columns() == 0 || self.total() == 0
-    }
-
-    /// A copy whose columns are the sums of `factor` adjacent columns (the
-    /// last one possibly of fewer) and whose `column_seconds` is `factor`
-    /// times as wide. A factor of 0 or 1 gives an unchanged copy.
-    pub fn aggregate_columns(&self, factor: usize) -> Heatmap {
-        let factor = factor.max(1);
-        let columns = self.columns().div_ceil(factor);
-        let mut out = Heatmap::new(
-            self.title.clone(),
-            self.row_label.clone(),
-            self.seconds_per_column() * factor as f64,
-            self.rows.clone(),
-            columns,
-        );
-        for (row, cells) in self.cells.iter().enumerate().take(out.cells.len()) {
-            for (column, &count) in cells.iter().enumerate() {
-                if let Some(cell) = out
-                    .cells
-                    .get_mut(row)
-                    .and_then(|r| r.get_mut(column / factor))
-                {
-                    *cell = cell.saturating_add(count);
-                }
-            }
-        }
-        out
-    }
-
-    /// Stable file name from the title: lowercase, `[a-z0-9-]` only, runs of
-    /// anything else turned into one `-`, e.g. `cas-failures-by-cpu.svg`;
-    /// `heatmap.svg` when nothing is left.
-    pub fn file_name(&self) -> String {
-        let mut stem = String::new();
-        for c in self.title.chars().flat_map(char::to_lowercase) {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                stem.push(c);
-            } else if !stem.is_empty() && !stem.ends_with('-') {
-                stem.push('-');
-            }
-            if stem.len() >= 80 {
-                break;
-            }
-        }
-        let stem = stem.trim_end_matches('-');
-        if stem.is_empty() {
-            "heatmap.svg".to_string()
-        } else {
-            format!("{stem}.svg")
-        }
-    }
-
-    /// `column_seconds`, or 1 when it is not a positive finite number.
-    fn seconds_per_column(&self) -> f64 {
-        if self.column_seconds.is_finite() && self.column_seconds > 0.0 {
-            self.column_seconds
-        } else {
-            1.0
-        }
-    }
-
-    /// One cell, 0 when out of range.
-    fn cell(&self, row: usize, column: usize) -> u64 {
-        self.cells
-            .get(row)
-            .and_then(|r| r.get(column))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// The smallest non-zero cell (0 when all are zero).
-    fn min_nonzero(&self) -> u64 {
-        self.cells
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|&c| c > 0)
-            .min()
-            .unwrap_or(0)
+    let stem = stem.trim_end_matches('-');
+    if stem.is_empty() {
+        "heatmap.svg".to_string()
+    } else {
+        format!("{stem}.svg")
     }
 }
 
@@ -276,7 +113,7 @@ pub fn render_terminal(map: &Heatmap, width: usize, colour: bool) -> String {
 /// [`render_terminal`] with every option, including a log scale.
 pub fn render_terminal_with(map: &Heatmap, options: &TerminalOptions) -> String {
     let mut out = String::new();
-    let title = clean(&map.title, usize::MAX);
+    let title = clean(&map.title(), usize::MAX);
     if map.is_empty() {
         let _ = writeln!(out, "{title}: no data");
         return out;
@@ -305,9 +142,9 @@ pub fn render_terminal_with(map: &Heatmap, options: &TerminalOptions) -> String 
     let names: Vec<String> = shown
         .rows
         .iter()
-        .map(|r| clean(r, MAX_NAME_CHARS))
+        .map(|r| clean(&r.to_string(), MAX_NAME_CHARS))
         .collect();
-    let label = clean(&map.row_label, MAX_NAME_CHARS);
+    let label = clean(map.kind.row_label(), MAX_NAME_CHARS);
     let name_width = names
         .iter()
         .map(|n| n.chars().count())
@@ -398,9 +235,10 @@ const LEGEND_STEPS: usize = 30;
 /// small SVG saying "no data".
 pub fn render_svg(map: &Heatmap) -> String {
     let mut out = String::new();
-    let title = xml_escape(&clean(&map.title, usize::MAX));
+    let raw_title = map.title();
+    let title = xml_escape(&clean(&raw_title, usize::MAX));
     if map.is_empty() {
-        let width = (MARGIN * 2 + map.title.chars().count() * 8).max(200);
+        let width = (MARGIN * 2 + raw_title.chars().count() * 8).max(200);
         let _ = writeln!(
             out,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60" viewBox="0 0 {width} 60" font-family="sans-serif">"#
@@ -417,8 +255,9 @@ pub fn render_svg(map: &Heatmap) -> String {
         return out;
     }
 
-    let names: Vec<String> = map.rows.iter().map(|r| clean(r, MAX_NAME_CHARS)).collect();
-    let label = clean(&map.row_label, MAX_NAME_CHARS);
+    let row_names: Vec<String> = map.rows.iter().map(ToString::to_string).collect();
+    let names: Vec<String> = row_names.iter().map(|r| clean(r, MAX_NAME_CHARS)).collect();
+    let label = clean(map.kind.row_label(), MAX_NAME_CHARS);
     let name_chars = names
         .iter()
         .map(|n| n.chars().count())
@@ -442,7 +281,7 @@ pub fn render_svg(map: &Heatmap) -> String {
     let height = legend_y + 34;
     let width = (grid_x + grid_w + TOTALS_W + MARGIN)
         .max(grid_x + LEGEND_STEPS * 5 + 160)
-        .max(MARGIN * 2 + map.title.chars().count() * 9);
+        .max(MARGIN * 2 + raw_title.chars().count() * 9);
 
     let _ = writeln!(
         out,
@@ -489,7 +328,7 @@ pub fn render_svg(map: &Heatmap) -> String {
     // Rows: name, cells, total.
     for (row, name) in names.iter().enumerate() {
         let y = GRID_TOP + row * CELL_H;
-        let full = xml_escape(&clean(shown.rows.get(row).map_or("", String::as_str), 200));
+        let full = xml_escape(&clean(row_names.get(row).map_or("", String::as_str), 200));
         let _ = writeln!(
             out,
             r#"<text x="{MARGIN}" y="{}">{}<title>{full}</title></text>"#,
@@ -577,7 +416,7 @@ pub fn render_svg(map: &Heatmap) -> String {
     out
 }
 
-/// Writes [`render_svg`] of each map to `dir/`[`file_name`](Heatmap::file_name),
+/// Writes [`render_svg`] of each map to `dir/`[`file_name`] of its title,
 /// creating `dir`, and returns the paths in order. Maps whose file names
 /// clash get `-2`, `-3`, … appended rather than overwriting each other.
 pub fn write_svgs(dir: &Path, maps: &[Heatmap]) -> std::io::Result<Vec<PathBuf>> {
@@ -585,7 +424,7 @@ pub fn write_svgs(dir: &Path, maps: &[Heatmap]) -> std::io::Result<Vec<PathBuf>>
     let mut used = HashSet::new();
     let mut paths = Vec::with_capacity(maps.len());
     for map in maps {
-        let base = map.file_name();
+        let base = file_name(&map.title());
         let stem = base.trim_end_matches(".svg").to_string();
         let mut name = base;
         let mut n = 2;
@@ -690,60 +529,18 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{HeatmapKind, Key, RowLabel};
 
     fn cpus(n: usize, columns: usize) -> Heatmap {
-        let rows = (0..n).map(|i| i.to_string()).collect();
-        Heatmap::new("CAS failures by CPU", "CPU", 1.0, rows, columns)
+        let rows = (0..n).map(RowLabel::Cpu).collect();
+        Heatmap::new(HeatmapKind::CasFailuresByCpu, 1.0, rows, columns)
     }
 
-    #[test]
-    fn add_grows_every_row() {
-        let mut map = cpus(2, 3);
-        assert_eq!(map.columns(), 3);
-        assert!(map.add(1, 7, 5));
-        assert_eq!(map.columns(), 8);
-        assert!(map.cells.iter().all(|r| r.len() == 8));
-        assert!(map.add(1, 7, 2));
-        assert_eq!(map.cells[1][7], 7);
-        assert!(!map.add(2, 0, 1), "no such row");
-        assert!(!map.add(0, MAX_COLUMNS, 1), "too far");
-        assert_eq!(map.columns(), 8);
-        assert!(map.add(0, 0, u64::MAX));
-        assert!(map.add(0, 0, 1));
-        assert_eq!(map.cells[0][0], u64::MAX, "saturates");
-        let row = map.add_row("new");
-        assert_eq!(row, 2);
-        assert_eq!(map.cells[2].len(), 8);
-    }
-
-    #[test]
-    fn totals() {
-        let mut map = cpus(3, 0);
-        map.add(0, 0, 1);
-        map.add(0, 4, 2);
-        map.add(2, 1, 10);
-        assert_eq!(map.row_total(0), 3);
-        assert_eq!(map.row_total(1), 0);
-        assert_eq!(map.row_total(2), 10);
-        assert_eq!(map.row_total(9), 0);
-        assert_eq!(map.total(), 13);
-        assert_eq!(map.max(), 10);
-        assert!(!map.is_empty());
-        assert!(cpus(3, 5).is_empty());
-        assert!(cpus(0, 5).is_empty());
-        assert_eq!(cpus(0, 5).columns(), 0);
-    }
-
-    #[test]
-    fn aggregation() {
-        let mut map = cpus(1, 5);
-        for c in 0..5 {
-            map.add(0, c, c as u64 + 1);
-        }
-        let agg = map.aggregate_columns(2);
-        assert_eq!(agg.cells, vec![vec![3, 7, 5]]);
-        assert_eq!(agg.column_seconds, 2.0);
-        assert_eq!(map.aggregate_columns(0), map);
+    fn key(text: &str) -> RowLabel {
+        RowLabel::Key(Key::Str {
+            text: text.into(),
+            truncated: false,
+        })
     }
 
     #[test]
@@ -828,10 +625,12 @@ mod tests {
     #[test]
     fn svg_shape_and_escaping() {
         let mut map = Heatmap::new(
-            "Hot keys <top>",
-            "key",
+            HeatmapKind::HotKeys {
+                map_name: Some("<top>".into()),
+                map_address: 0,
+            },
             0.5,
-            vec!["a<b & \"c\">".into(), "plain".into(), "\x1b[31mred".into()],
+            vec![key("a<b & \"c\">"), key("plain"), key("\x1b[31mred")],
             0,
         );
         map.add(0, 0, 5);
@@ -843,7 +642,7 @@ mod tests {
         assert_eq!(svg.matches(r#"<rect class="cell""#).count(), 3);
         assert!(svg.contains("a&lt;b &amp; &quot;c&quot;&gt;"));
         assert!(!svg.contains("a<b"));
-        assert!(svg.contains("Hot keys &lt;top&gt;"));
+        assert!(svg.contains("Hot keys of &lt;top&gt;"));
         assert!(!svg.contains('\x1b'));
         assert!(svg.contains("t=1.5s: 1"));
         assert!(!svg.contains("<script"));
@@ -874,14 +673,13 @@ mod tests {
 
     #[test]
     fn file_names() {
-        let mut map = cpus(0, 0);
-        assert_eq!(map.file_name(), "cas-failures-by-cpu.svg");
-        map.title = "  Lock waits (log2 ns) / main.mu!! ".into();
-        assert_eq!(map.file_name(), "lock-waits-log2-ns-main-mu.svg");
-        map.title = "../../etc/passwd".into();
-        assert_eq!(map.file_name(), "etc-passwd.svg");
-        map.title = "ÿ€".into();
-        assert_eq!(map.file_name(), "heatmap.svg");
+        assert_eq!(file_name(&cpus(0, 0).title()), "cas-failures-by-cpu.svg");
+        assert_eq!(
+            file_name("  Lock waits (log2 ns) / main.mu!! "),
+            "lock-waits-log2-ns-main-mu.svg"
+        );
+        assert_eq!(file_name("../../etc/passwd"), "etc-passwd.svg");
+        assert_eq!(file_name("ÿ€"), "heatmap.svg");
     }
 
     #[test]
@@ -902,7 +700,7 @@ mod tests {
     #[test]
     fn sample_and_xmllint() {
         let mut map = cpus(8, 0);
-        map.rows[7] = "<odd & \"name\">".into();
+        map.rows[7] = key("<odd & \"name\">");
         for c in 0..90u64 {
             for r in 0..8u64 {
                 let v = ((c * 7 + r * 13) % 23).saturating_sub(8 + r) * (1 + (c / 30)) * (r + 1);

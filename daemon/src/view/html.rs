@@ -2,9 +2,27 @@
 //! scripts, no external resources, inline SVG heatmaps and wait histograms,
 //! viewable offline and easy to attach to an incident.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, io};
 
-use crate::report::{heatmap::render_svg, human_duration as dur, LockReport, Report};
+use super::{heatmap::render_svg, human_duration as dur, Format};
+use crate::model::{LockReport, Snapshot as Report};
+
+/// The HTML report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HtmlReport;
+
+impl Format for HtmlReport {
+    fn write(&self, report: &Report, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(render(report).as_bytes())
+    }
+}
+
+/// A lock's name, or its address.
+fn lock_label(lock: &LockReport) -> String {
+    lock.name
+        .clone()
+        .unwrap_or_else(|| format!("{:#x}", lock.address))
+}
 
 /// Escapes text for HTML.
 fn esc(text: &str) -> String {
@@ -74,7 +92,9 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
         esc(&t.exe),
         esc(t.go_version.as_deref().unwrap_or("not Go")),
         esc(&dur(report.duration_seconds)),
-        esc(&report.stopped_by),
+        esc(&report
+            .stopped_by
+            .map_or("nothing yet".to_string(), |r| r.to_string())),
         report.events_lost
     );
 
@@ -88,19 +108,14 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                 .top_call_sites
                 .first()
                 .map(|s| {
-                    let own = s
-                        .frames
-                        .iter()
-                        .find(|f| !f.starts_with("sync.") && !f.starts_with("internal/"))
-                        .or(s.frames.first())
-                        .map_or(String::new(), |f| esc(f));
+                    let own = s.own_frame().map_or(String::new(), |f| esc(&f.to_string()));
                     format!("{:.0}% at <code>{own}</code>", s.share * 100.0)
                 })
                 .unwrap_or_default();
             let _ = write!(
                 h,
                 "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
-                esc(lock.name.as_deref().unwrap_or(&lock.address)),
+                esc(&lock_label(lock)),
                 lock.kind,
                 lock.contentions,
                 esc(&dur(lock.wait_seconds_total)),
@@ -113,7 +128,7 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
             let _ = write!(
                 h,
                 "<h3>Waits of <code>{}</code> ({} acquisitions)</h3>",
-                esc(lock.name.as_deref().unwrap_or(&lock.address)),
+                esc(&lock_label(lock)),
                 lock.acquisitions
             );
             h.push_str(&histogram_svg(lock));
@@ -125,7 +140,7 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     site.count,
                     site.frames
                         .iter()
-                        .map(|f| format!("<code>{}</code>", esc(f)))
+                        .map(|f| format!("<code>{}</code>", esc(&f.to_string())))
                         .collect::<Vec<_>>()
                         .join("<br>")
                 );
@@ -136,19 +151,19 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
     if !report.maps.is_empty() {
         h.push_str("<h2>Maps and hot keys</h2><table><tr><th class=\"l\">map</th><th class=\"l\">kind</th><th>operations</th><th class=\"l\">by kind</th><th class=\"l\">hottest key</th></tr>");
         for map in &report.maps {
-            let ops: Vec<String> = map.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+            let ops = map.ops.to_string();
             let hottest = map
                 .top_keys
                 .first()
-                .map(|k| format!("<code>{}</code> ({})", esc(&k.key), k.total))
+                .map(|k| format!("<code>{}</code> ({})", esc(&k.key.to_string()), k.total))
                 .unwrap_or_default();
             let _ = write!(
                 h,
                 "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
-                esc(map.name.as_deref().unwrap_or(&map.address)),
-                map.kind.as_str(),
+                esc(&map.label()),
+                map.kind,
                 map.total,
-                esc(&ops.join(", ")),
+                esc(&ops),
                 hottest
             );
         }
@@ -157,17 +172,17 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
             let _ = write!(
                 h,
                 "<h3>Hot keys of <code>{}</code> (~{} distinct keys)</h3><table><tr><th class=\"l\">key</th><th>operations</th><th class=\"l\">by kind</th><th>exact</th></tr>",
-                esc(map.name.as_deref().unwrap_or(&map.address)),
+                esc(&map.label()),
                 map.distinct_keys
             );
             for key in &map.top_keys {
-                let ops: Vec<String> = key.ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+                let ops = key.ops.to_string();
                 let _ = write!(
                     h,
                     "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
-                    esc(&key.key),
+                    esc(&key.key.to_string()),
                     key.total,
-                    esc(&ops.join(", ")),
+                    esc(&ops),
                     if key.exact { "yes".to_string() } else { format!("±{}", key.error) }
                 );
             }
@@ -189,8 +204,8 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
             let _ = write!(
                 h,
                 "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{:.1}%</td></tr>",
-                esc(&cas.site),
-                esc(cas.source.as_deref().unwrap_or("")),
+                esc(&cas.site.to_string()),
+                esc(&cas.source.as_ref().map_or(String::new(), ToString::to_string)),
                 cas.attempts,
                 cas.failures,
                 cas.failure_ratio * 100.0

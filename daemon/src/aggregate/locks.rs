@@ -1,0 +1,202 @@
+//! Lock statistics: contentions, waits, call sites and blocked time per
+//! lock, and the lock-wait timeline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use probe_common::{LockEvent, LockRole, SiteKind};
+
+use crate::model::LockKind;
+
+/// Number of log2 wait buckets (2^63 ns is centuries).
+pub const WAIT_BUCKETS: usize = 64;
+
+/// Most time columns (seconds) kept: a bogus timestamp must not allocate
+/// the world.
+pub const MAX_COLUMNS: usize = 86_400;
+
+/// The log2 bucket of a wait in ns: bucket `b` holds `[2^b, 2^(b+1))` ns
+/// (bucket 0 also holds 0 ns).
+pub fn wait_bucket(wait_ns: u64) -> usize {
+    (63 - wait_ns.max(1).leading_zeros()) as usize
+}
+
+/// A waiting call site: (return address into the slow path's caller, user
+/// stack id or -1).
+pub type CallSiteKey = (u64, i64);
+
+/// Statistics of one lock, keyed by its runtime address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockStats {
+    /// Entries into the lock's contended slow path.
+    pub contentions: u64,
+    /// Contentions per CPU (index = CPU number).
+    pub per_cpu: Vec<u64>,
+    /// Timestamp (ns, monotonic) of the first contention.
+    pub first_ns: u64,
+    /// Timestamp (ns, monotonic) of the last contention.
+    pub last_ns: u64,
+    /// Slow-path returns seen: contended acquisitions whose wait is known.
+    pub acquisitions: u64,
+    /// Sum of their waits, ns.
+    pub wait_total_ns: u64,
+    /// Longest wait, ns.
+    pub wait_max_ns: u64,
+    /// Waits by log2 bucket (see [`wait_bucket`]).
+    pub wait_histogram: [u64; WAIT_BUCKETS],
+    /// Of the waits, those of RWMutex readers (`RLock`), ns.
+    pub reader_wait_total_ns: u64,
+    /// Of the contentions, those of RWMutex readers.
+    pub reader_contentions: u64,
+    /// Whether an RWMutex semaphore wait was seen on this lock (it is then
+    /// an RWMutex whatever DWARF says).
+    pub rwmutex: bool,
+    /// Whether its waits were futex waits (a native lock or other futex).
+    pub futex: bool,
+    /// Waits by call site: (acquisitions, total wait ns).
+    pub call_sites: HashMap<CallSiteKey, (u64, u64)>,
+    /// Time goroutines spent parked on the lock's semaphores, from park to
+    /// runnable (`--blocked-time`), ns.
+    pub blocked_total_ns: u64,
+    /// Parks counted in `blocked_total_ns`.
+    pub blocked_count: u64,
+}
+
+impl Default for LockStats {
+    fn default() -> Self {
+        Self {
+            contentions: 0,
+            per_cpu: Vec::new(),
+            first_ns: 0,
+            last_ns: 0,
+            acquisitions: 0,
+            wait_total_ns: 0,
+            wait_max_ns: 0,
+            wait_histogram: [0; WAIT_BUCKETS],
+            reader_wait_total_ns: 0,
+            reader_contentions: 0,
+            rwmutex: false,
+            futex: false,
+            call_sites: HashMap::new(),
+            blocked_total_ns: 0,
+            blocked_count: 0,
+        }
+    }
+}
+
+impl LockStats {
+    /// The lock's kind: an RWMutex when `known_rwmutex` (DWARF says so) or
+    /// a reader or writer semaphore wait was seen on it, a futex for futex
+    /// words, else a mutex.
+    pub fn kind(&self, known_rwmutex: bool) -> LockKind {
+        if known_rwmutex || self.rwmutex {
+            LockKind::RwMutex
+        } else if self.futex {
+            LockKind::Futex
+        } else {
+            LockKind::Mutex
+        }
+    }
+
+    /// Waits of writers, ns: everything but the readers' (for an RWMutex,
+    /// its inner mutex plus waiting for readers to leave; for a Mutex, all).
+    pub fn writer_wait_total_ns(&self) -> u64 {
+        self.wait_total_ns - self.reader_wait_total_ns
+    }
+
+    /// The call sites, most wait first.
+    pub fn sites_by_wait(&self) -> Vec<(CallSiteKey, (u64, u64))> {
+        let mut sites: Vec<_> = self.call_sites.iter().map(|(&k, &v)| (k, v)).collect();
+        sites.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(&b.0)));
+        sites
+    }
+}
+
+/// Every lock seen.
+#[derive(Debug, Clone, Default)]
+pub struct Locks {
+    /// Per-lock statistics by lock address.
+    pub locks: BTreeMap<u64, LockStats>,
+    /// Lock waits by time column (1 s) and log2 bucket: `timeline[column][bucket]`.
+    pub timeline: Vec<[u64; WAIT_BUCKETS]>,
+}
+
+impl Locks {
+    /// Folds in one lock event of the target; `column` is its time column.
+    /// Returns false for an event of unknown kind.
+    pub fn add(&mut self, event: &LockEvent, column: usize) -> bool {
+        match SiteKind::from_raw(event.kind) {
+            Some(SiteKind::LockSlowEntry) => self.add_entry(event),
+            Some(SiteKind::LockSlowReturn) => self.add_return(event, column),
+            Some(SiteKind::Ready) => {
+                let stats = self.locks.entry(event.lock_addr).or_default();
+                stats.blocked_total_ns = stats.blocked_total_ns.saturating_add(event.wait_ns);
+                stats.blocked_count += 1;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn add_return(&mut self, event: &LockEvent, column: usize) {
+        let stats = self.locks.entry(event.lock_addr).or_default();
+        let role = LockRole::from_raw(event.role);
+        if role == Some(LockRole::RwReader) {
+            stats.reader_wait_total_ns = stats.reader_wait_total_ns.saturating_add(event.wait_ns);
+        }
+        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        stats.futex |= role == Some(LockRole::Futex);
+        let site = stats
+            .call_sites
+            .entry((event.caller_ip, event.stack_id))
+            .or_default();
+        site.0 += 1;
+        site.1 = site.1.saturating_add(event.wait_ns);
+        stats.acquisitions += 1;
+        stats.wait_total_ns = stats.wait_total_ns.saturating_add(event.wait_ns);
+        stats.wait_max_ns = stats.wait_max_ns.max(event.wait_ns);
+        let bucket = wait_bucket(event.wait_ns);
+        stats.wait_histogram[bucket] += 1;
+        let column = column.min(MAX_COLUMNS);
+        if self.timeline.len() <= column {
+            self.timeline.resize(column + 1, [0; WAIT_BUCKETS]);
+        }
+        self.timeline[column][bucket] += 1;
+    }
+
+    fn add_entry(&mut self, event: &LockEvent) {
+        let stats = self.locks.entry(event.lock_addr).or_default();
+        let role = LockRole::from_raw(event.role);
+        if role == Some(LockRole::RwReader) {
+            stats.reader_contentions += 1;
+        }
+        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        stats.futex |= role == Some(LockRole::Futex);
+        let time = event.header.timestamp_ns;
+        if stats.contentions == 0 {
+            stats.first_ns = time;
+        }
+        stats.contentions += 1;
+        stats.first_ns = stats.first_ns.min(time);
+        stats.last_ns = stats.last_ns.max(time);
+        let cpu = event.header.cpu as usize;
+        if stats.per_cpu.len() <= cpu {
+            stats.per_cpu.resize(cpu + 1, 0);
+        }
+        stats.per_cpu[cpu] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets() {
+        assert_eq!(wait_bucket(0), 0);
+        assert_eq!(wait_bucket(1), 0);
+        assert_eq!(wait_bucket(2), 1);
+        assert_eq!(wait_bucket(1023), 9);
+        assert_eq!(wait_bucket(1024), 10);
+        assert_eq!(wait_bucket(u64::MAX), 63);
+    }
+}

@@ -1,0 +1,281 @@
+//! Aggregation: the state of one target, owned by one task. Kernel events
+//! and counter readings go in; a [`Snapshot`](crate::model::Snapshot) of
+//! everything observed comes out whenever asked (each tick, and at the end).
+//!
+//! The state is plain data: [`Aggregator::apply`] folds in what the intake
+//! read from the rings, [`Aggregator::sample`] what the pipeline read from
+//! the kernel's counters, and [`Aggregator::snapshot`] projects it all onto
+//! the model, naming addresses through the target's symbols.
+
+pub mod cas;
+pub mod locks;
+pub mod maps;
+mod snapshot;
+pub mod topk;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use probe_common::{CasCounts, MAP_OPS};
+
+use crate::{
+    intake::IntakeMessage,
+    model::{CodeLocation, LockKind, ProbeCounters, ProbeInfo, TargetInfo},
+    plan::ProbePlan,
+    target::Symbolizer,
+};
+use cas::CasTimeline;
+use locks::Locks;
+use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
+
+pub use snapshot::SnapshotInputs;
+
+/// What a snapshot says about the target and its probes that does not
+/// change while attached.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The target.
+    pub target: TargetInfo,
+    /// The probes attached.
+    pub probes: Vec<ProbeInfo>,
+    /// Global locks DWARF knows of, by runtime address.
+    pub global_locks: BTreeMap<u64, LockKind>,
+    /// Whether blocked time is measured.
+    pub blocked_time: bool,
+    /// The CAS sites, in report order: plan index and the CAS's location.
+    pub cas_sites: Vec<(usize, CodeLocation)>,
+}
+
+impl Catalog {
+    /// The catalog of a plan attached to a target.
+    pub fn new(target: TargetInfo, plan: &ProbePlan, symbolizer: &Symbolizer) -> Self {
+        let probes = plan
+            .sites
+            .iter()
+            .map(|site| ProbeInfo {
+                kind: site.probe_kind(),
+                function: site.at.function.clone(),
+                address: site.at.address,
+                offset: site.at.offset(),
+                site: site.at.cost(),
+                skip_when: site.at.skip_when,
+            })
+            .chain(plan.map_sites.iter().map(|site| ProbeInfo {
+                kind: crate::model::ProbeKind::Map,
+                function: site.at.function.clone(),
+                address: site.at.address,
+                offset: site.at.offset(),
+                site: site.at.cost(),
+                skip_when: site.at.skip_when,
+            }))
+            .collect();
+        let bias = symbolizer.load_bias();
+        let global_locks = symbolizer
+            .executable()
+            .global_locks
+            .iter()
+            .map(|lock| (lock.address.wrapping_add(bias), lock.kind))
+            .collect();
+        let cas_sites = plan
+            .sites
+            .iter()
+            .enumerate()
+            .filter_map(|(index, site)| {
+                let (cas, _) = site.cas()?;
+                Some((
+                    index,
+                    CodeLocation {
+                        function: site.at.function.clone(),
+                        offset: cas.cmpxchg_address - site.at.function_address,
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            target,
+            probes,
+            global_locks,
+            blocked_time: plan.blocked_time(),
+            cas_sites,
+        }
+    }
+}
+
+/// What the pipeline read from the kernel's counters at one tick.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSample {
+    /// The probe counters.
+    pub counters: ProbeCounters,
+    /// Per CAS site (in [`Catalog::cas_sites`] order) and CPU, cumulative.
+    pub cas: Vec<Vec<CasCounts>>,
+    /// Per map counted in the kernel, cumulative, if map sites count there.
+    pub map_counts: Option<Vec<(u64, [u64; MAP_OPS])>>,
+}
+
+/// The state of one target.
+pub struct Aggregator {
+    catalog: Catalog,
+    plan: Arc<ProbePlan>,
+    symbolizer: Arc<Symbolizer>,
+    /// `CLOCK_MONOTONIC` ns when the session began (time column 0).
+    start_ns: u64,
+    locks: Locks,
+    maps: MapAggregate,
+    cas: Option<CasTimeline>,
+    /// The CAS time column the next sample goes to.
+    cas_column: usize,
+    counters: ProbeCounters,
+    lost_per_cpu: BTreeMap<u32, u64>,
+    /// Samples that could not be decoded.
+    malformed: u64,
+    /// Lock events received.
+    events: u64,
+    /// Events from processes other than the target (should stay zero: the
+    /// probes are attached to one process).
+    foreign: u64,
+}
+
+impl Aggregator {
+    /// An empty aggregate for `plan` attached to the target `catalog`
+    /// describes, in a session that began at `start_ns` (`CLOCK_MONOTONIC`,
+    /// the clock of `bpf_ktime_get_ns`) on a host with `cpus` possible CPUs.
+    pub fn new(
+        catalog: Catalog,
+        plan: Arc<ProbePlan>,
+        symbolizer: Arc<Symbolizer>,
+        start_ns: u64,
+        cpus: usize,
+    ) -> Self {
+        let sites: Vec<MapSiteInfo> = plan
+            .map_sites
+            .iter()
+            .map(|site| MapSiteInfo {
+                kind: site.function.kind,
+                refine_op: site.function.kind == crate::model::MapKind::SyncMap
+                    && site.function.user_op,
+            })
+            .collect();
+        let resolver: Option<OpResolver> = sites.iter().any(|s| s.refine_op).then(|| {
+            let symbolizer = symbolizer.clone();
+            Arc::new(move |return_address: u64| symbolizer.sync_map_operation(return_address))
+                as OpResolver
+        });
+        let cas = (!catalog.cas_sites.is_empty())
+            .then(|| CasTimeline::new(catalog.cas_sites.clone(), cpus));
+        Self {
+            catalog,
+            plan,
+            symbolizer,
+            start_ns,
+            locks: Locks::default(),
+            maps: MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY),
+            cas,
+            cas_column: 0,
+            counters: ProbeCounters::default(),
+            lost_per_cpu: BTreeMap::new(),
+            malformed: 0,
+            events: 0,
+            foreign: 0,
+        }
+    }
+
+    /// The time column (seconds since the session began) of a timestamp.
+    fn column(&self, timestamp_ns: u64) -> usize {
+        (timestamp_ns.saturating_sub(self.start_ns) / 1_000_000_000) as usize
+    }
+
+    /// Folds one intake message in. Events from a process other than the
+    /// target are counted as foreign and otherwise ignored.
+    pub fn apply(&mut self, message: IntakeMessage) {
+        let pid = self.catalog.target.pid;
+        match message {
+            IntakeMessage::Events(events) => {
+                for event in events {
+                    self.events += 1;
+                    if event.header.tgid != pid {
+                        self.foreign += 1;
+                        continue;
+                    }
+                    let column = self.column(event.header.timestamp_ns);
+                    if !self.locks.add(&event, column) {
+                        self.malformed += 1;
+                    }
+                }
+            }
+            IntakeMessage::MapEvents(events) => {
+                for event in events {
+                    if event.header.tgid != pid {
+                        self.foreign += 1;
+                        continue;
+                    }
+                    let column = self.column(event.header.timestamp_ns);
+                    self.maps.add(&event, column.min(locks::MAX_COLUMNS) as u64);
+                }
+            }
+            IntakeMessage::Lost { cpu, count } => {
+                *self.lost_per_cpu.entry(cpu).or_default() += count;
+            }
+            IntakeMessage::Malformed { .. } => self.malformed += 1,
+        }
+    }
+
+    /// Folds in a reading of the kernel's counters; with `advance`, the
+    /// reading closes a time column (a tick), else it tops up the current
+    /// one (the final reading).
+    pub fn sample(&mut self, reading: KernelSample, advance: bool) {
+        self.counters = reading.counters;
+        if let Some(cas) = self.cas.as_mut() {
+            cas.sample(self.cas_column, &reading.cas);
+        }
+        if advance {
+            self.cas_column += 1;
+        }
+        if let Some(counts) = &reading.map_counts {
+            self.maps.set_kernel_counts(counts);
+        }
+    }
+
+    /// The plan indexes of the CAS sites, in the order
+    /// [`KernelSample::cas`] lists them.
+    pub fn cas_sites(&self) -> Vec<usize> {
+        self.catalog.cas_sites.iter().map(|(i, _)| *i).collect()
+    }
+
+    /// The addresses of the maps seen so far.
+    pub fn map_addresses(&self) -> Vec<u64> {
+        self.maps.maps.keys().copied().collect()
+    }
+
+    /// The user stack ids a snapshot shows (those of each lock's top call
+    /// sites), to read from the kernel for it.
+    pub fn stack_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .locks
+            .locks
+            .values()
+            .flat_map(|stats| {
+                stats
+                    .sites_by_wait()
+                    .into_iter()
+                    .take(snapshot::TOP_CALL_SITES)
+                    .map(|((_, id), _)| id)
+            })
+            .filter(|&id| id >= 0)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Events lost in total: the larger of the rings' LOST records and the
+    /// probes' failed writes (the kernel reports a full ring as LOST only
+    /// when a later write succeeds).
+    pub fn events_lost(&self) -> u64 {
+        self.lost_per_cpu
+            .values()
+            .sum::<u64>()
+            .max(self.counters.output_errors)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,381 @@
+//! The projection of the aggregate onto the model: a [`Snapshot`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggregator};
+use crate::{
+    advisor::{self, MapMix},
+    model::{
+        CallSite, CasReport, Frame, Heatmap, HeatmapKind, KeyReport, LockKind, LockReport, MapOp,
+        MapReport, MapsHint, OpCounts, RowLabel, Snapshot, StopReason, WaitBucket,
+    },
+};
+
+/// How many call sites a lock's report lists.
+pub const TOP_CALL_SITES: usize = 5;
+
+/// How many frames a call site shows.
+pub const CALL_SITE_FRAMES: usize = 8;
+
+/// Hot keys listed per map.
+pub const TOP_KEYS: usize = 10;
+
+/// Maps listed.
+pub const MAX_MAPS: usize = 50;
+
+/// Rows of a hot-key heatmap.
+pub const HEATMAP_KEYS: usize = 10;
+
+/// Hot-key heatmaps at most.
+pub const MAX_KEY_HEATMAPS: usize = 8;
+
+/// How reports name the nil map (loads from a nil map are legal Go).
+pub const NIL_MAP: &str = "(nil map)";
+
+/// What a snapshot needs besides the aggregate: facts the pipeline holds.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotInputs<'a> {
+    /// Seconds since attach.
+    pub elapsed_seconds: f64,
+    /// What ended the session, for the final snapshot.
+    pub stopped_by: Option<StopReason>,
+    /// Runtime maps by address → the pointer-sized global holding them.
+    pub map_names: Option<&'a HashMap<u64, String>>,
+    /// User stacks by id (instruction pointers, innermost first).
+    pub stacks: Option<&'a HashMap<i64, Vec<u64>>>,
+    /// mapwatch's own peak resident memory.
+    pub peak_rss_bytes: u64,
+}
+
+impl Aggregator {
+    /// A snapshot of the target and its probes with no figures (what there
+    /// is before anything was read).
+    pub fn empty_snapshot(&self) -> Snapshot {
+        Snapshot {
+            target: self.catalog.target.clone(),
+            duration_seconds: 0.0,
+            stopped_by: None,
+            events_lost: 0,
+            probes: self.catalog.probes.clone(),
+            probe_counters: Default::default(),
+            locks: Vec::new(),
+            cas: Vec::new(),
+            maps: Vec::new(),
+            maps_hint: None,
+            map_events: 0,
+            mapwatch_peak_rss_bytes: 0,
+            heatmaps: Vec::new(),
+        }
+    }
+
+    /// Everything observed so far.
+    pub fn snapshot(&self, inputs: &SnapshotInputs<'_>) -> Snapshot {
+        let mut heatmaps = Vec::new();
+        heatmaps.extend(self.wait_heatmap());
+        if let Some(cas) = &self.cas {
+            heatmaps.push(cas.failures_by_cpu.clone());
+            heatmaps.push(cas.failures_by_site.clone());
+        }
+        let (maps, key_heatmaps) = self.map_reports(inputs.map_names);
+        heatmaps.extend(key_heatmaps);
+        let counted: Vec<&MapReport> = maps.iter().filter(|m| !m.keyed && m.address != 0).collect();
+        let maps_hint = counted.first().map(|busiest| MapsHint {
+            counted: counted.len(),
+            busiest: busiest.label(),
+        });
+        Snapshot {
+            target: self.catalog.target.clone(),
+            duration_seconds: inputs.elapsed_seconds,
+            stopped_by: inputs.stopped_by,
+            events_lost: self.events_lost(),
+            probes: self.catalog.probes.clone(),
+            probe_counters: self.counters,
+            locks: self.lock_reports(inputs.stacks),
+            cas: self.cas_reports(),
+            maps_hint,
+            maps,
+            map_events: self.maps.events,
+            mapwatch_peak_rss_bytes: inputs.peak_rss_bytes,
+            heatmaps,
+        }
+    }
+
+    /// Every lock seen, plus every global lock DWARF knows of (with zero
+    /// contentions when never seen), most contended first.
+    fn lock_reports(&self, stacks: Option<&HashMap<i64, Vec<u64>>>) -> Vec<LockReport> {
+        let known = &self.catalog.global_locks;
+        let mut addresses: BTreeSet<u64> = self.locks.locks.keys().copied().collect();
+        addresses.extend(known.keys().copied());
+        let blocked = self.catalog.blocked_time;
+        let mut locks: Vec<LockReport> = addresses
+            .into_iter()
+            .map(|address| {
+                let stats = self.locks.locks.get(&address);
+                let known_rwmutex = known.get(&address) == Some(&LockKind::RwMutex);
+                let kind = match stats {
+                    Some(stats) => stats.kind(known_rwmutex),
+                    None if known_rwmutex => LockKind::RwMutex,
+                    None => LockKind::Mutex,
+                };
+                let rwmutex = kind == LockKind::RwMutex;
+                let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));
+                LockReport {
+                    name: self.symbolizer.global_name(address),
+                    address,
+                    kind,
+                    reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
+                    writer_wait_seconds_total: rw(&|s| s.writer_wait_total_ns() as f64 / 1e9),
+                    reader_contentions: rwmutex.then(|| stats.map_or(0, |s| s.reader_contentions)),
+                    blocked_seconds_total: blocked
+                        .then(|| stats.map_or(0.0, |s| s.blocked_total_ns as f64 / 1e9)),
+                    blocked_parks: blocked.then(|| stats.map_or(0, |s| s.blocked_count)),
+                    top_call_sites: stats
+                        .map(|s| self.call_sites(s, stacks))
+                        .unwrap_or_default(),
+                    contentions: stats.map_or(0, |s| s.contentions),
+                    per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
+                    acquisitions: stats.map_or(0, |s| s.acquisitions),
+                    wait_seconds_total: stats.map_or(0.0, |s| s.wait_total_ns as f64 / 1e9),
+                    wait_seconds_max: stats.map_or(0.0, |s| s.wait_max_ns as f64 / 1e9),
+                    wait_histogram: stats.map(wait_buckets).unwrap_or_default(),
+                }
+            })
+            .collect();
+        locks.sort_by(|a, b| {
+            b.contentions
+                .cmp(&a.contentions)
+                .then_with(|| a.address.cmp(&b.address))
+        });
+        locks
+    }
+
+    /// A lock's waiting call sites, most wait first, symbolized.
+    fn call_sites(
+        &self,
+        stats: &LockStats,
+        stacks: Option<&HashMap<i64, Vec<u64>>>,
+    ) -> Vec<CallSite> {
+        let total = stats.wait_total_ns.max(1) as f64;
+        stats
+            .sites_by_wait()
+            .into_iter()
+            .take(TOP_CALL_SITES)
+            .map(|((caller_ip, stack_id), (count, wait_ns))| {
+                // Frame 0 of the walked stack is the slow path itself; the
+                // caller's return address comes first, then the rest outwards.
+                let walked = stacks
+                    .and_then(|s| s.get(&stack_id))
+                    .map(|s| s.get(1..).unwrap_or(&[]));
+                let frames: Vec<Frame> = std::iter::once(caller_ip)
+                    .filter(|&ip| ip != 0)
+                    .chain(walked.into_iter().flatten().copied())
+                    .flat_map(|ip| self.symbolizer.return_frames(ip))
+                    .take(CALL_SITE_FRAMES)
+                    .collect();
+                CallSite {
+                    frames,
+                    wait_seconds: wait_ns as f64 / 1e9,
+                    count,
+                    share: wait_ns as f64 / total,
+                }
+            })
+            .collect()
+    }
+
+    /// Lock waits over time: rows = log2 wait buckets (longest on top),
+    /// columns = seconds, cells = acquisitions. `None` when no wait was
+    /// measured.
+    fn wait_heatmap(&self) -> Option<Heatmap> {
+        let timeline = &self.locks.timeline;
+        let used = |bucket: usize| timeline.iter().any(|col| col[bucket] > 0);
+        let lowest = (0..WAIT_BUCKETS).find(|&b| used(b))?;
+        let highest = (0..WAIT_BUCKETS).rev().find(|&b| used(b))?;
+        let buckets: Vec<usize> = (lowest..=highest).rev().collect();
+        let mut map = Heatmap::new(
+            HeatmapKind::LockWait,
+            1.0,
+            buckets.iter().map(|&b| RowLabel::WaitBucket(b)).collect(),
+            timeline.len(),
+        );
+        for (column, counts) in timeline.iter().enumerate() {
+            for (row, &bucket) in buckets.iter().enumerate() {
+                map.add(row, column, counts[bucket]);
+            }
+        }
+        Some(map)
+    }
+
+    /// The CAS sites, most failures first.
+    fn cas_reports(&self) -> Vec<CasReport> {
+        let Some(timeline) = &self.cas else {
+            return Vec::new();
+        };
+        let mut reports: Vec<CasReport> = timeline
+            .sites
+            .iter()
+            .enumerate()
+            .filter_map(|(row, &index)| {
+                let site = self.plan.sites.get(index)?;
+                let (cas, builtin) = site.cas()?;
+                let (attempts, failures, per_cpu_failures) = timeline.site_totals(row);
+                Some(CasReport {
+                    site: self.catalog.cas_sites.get(row)?.1.clone(),
+                    function: site.at.function.clone(),
+                    builtin,
+                    source: self.symbolizer.user_line(cas.cmpxchg_address),
+                    address: cas.cmpxchg_address,
+                    probe: cas.probe(),
+                    attempts,
+                    failures,
+                    failure_ratio: if attempts == 0 {
+                        0.0
+                    } else {
+                        failures as f64 / attempts as f64
+                    },
+                    per_cpu_failures,
+                })
+            })
+            .collect();
+        reports.sort_by(|a, b| {
+            b.failures
+                .cmp(&a.failures)
+                .then_with(|| a.site.cmp(&b.site))
+        });
+        reports
+    }
+
+    /// Names a map: a `sync.Map` by the global it is, a runtime map by the
+    /// pointer-sized global holding it.
+    fn map_name(&self, names: Option<&HashMap<u64, String>>, address: u64) -> Option<String> {
+        if address == 0 {
+            // Go allows loads from (and deletes in) a nil map.
+            return Some(NIL_MAP.to_string());
+        }
+        names
+            .and_then(|names| names.get(&address).cloned())
+            .or_else(|| {
+                self.symbolizer
+                    .global_name(address)
+                    .filter(|name| !name.contains('+'))
+            })
+    }
+
+    /// Every map's report, busiest first, and a hot-key heatmap per keyed
+    /// map (at most a few).
+    fn map_reports(&self, names: Option<&HashMap<u64, String>>) -> (Vec<MapReport>, Vec<Heatmap>) {
+        let mut reports = Vec::new();
+        let mut heatmaps = Vec::new();
+        let mut ordered: Vec<(&u64, &MapStats)> = self.maps.maps.iter().collect();
+        ordered.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
+        for (&address, stats) in ordered.into_iter().take(MAX_MAPS) {
+            let name = self.map_name(names, address);
+            let mut top_keys = Vec::new();
+            let (capacity, bound) = match &stats.keys {
+                Some(keys) => (keys.capacity(), keys.error_bound()),
+                None => (0, 0),
+            };
+            if let Some(keys) = &stats.keys {
+                let top = keys.top(TOP_KEYS.max(HEATMAP_KEYS));
+                let named: Vec<_> = top
+                    .iter()
+                    .map(|entry| entry.key.to_key(Some(&self.symbolizer)))
+                    .collect();
+                for (entry, key) in top.iter().zip(&named).take(TOP_KEYS) {
+                    top_keys.push(KeyReport {
+                        key: key.clone(),
+                        ops: OpCounts::from_counts(&entry.payload.ops, MapOp::is_user_op),
+                        total: entry.payload.ops.iter().sum(),
+                        exact: entry.error == 0,
+                        error: entry.error,
+                        per_cpu: entry.payload.per_cpu.clone(),
+                    });
+                }
+                let columns = top.iter().map(|e| e.payload.cells.len()).max().unwrap_or(0);
+                if columns > 0 && heatmaps.len() < MAX_KEY_HEATMAPS {
+                    let mut heatmap = Heatmap::new(
+                        HeatmapKind::HotKeys {
+                            map_name: name.clone(),
+                            map_address: address,
+                        },
+                        self.maps.column_scale as f64,
+                        Vec::new(),
+                        columns,
+                    );
+                    for (entry, key) in top.iter().zip(named).take(HEATMAP_KEYS) {
+                        let row = heatmap.add_row(RowLabel::Key(key));
+                        for (column, &count) in entry.payload.cells.iter().enumerate() {
+                            heatmap.add(row, column, count);
+                        }
+                    }
+                    heatmaps.push(heatmap);
+                }
+            }
+            let advice = if stats.keyed {
+                advisor::advise(&mix_of(stats, top_keys.first()))
+            } else {
+                Vec::new()
+            };
+            reports.push(MapReport {
+                name,
+                address,
+                kind: stats.kind,
+                ops: OpCounts::from_counts(&stats.ops, MapOp::is_user_op),
+                total: stats.total_ops(),
+                internal: OpCounts::from_counts(&stats.ops, |op| !op.is_user_op()),
+                keyed: stats.keyed,
+                per_cpu: stats.per_cpu.clone(),
+                distinct_keys: if stats.keyed {
+                    stats.distinct_keys.estimate()
+                } else {
+                    0
+                },
+                top_keys,
+                top_k_capacity: capacity,
+                top_k_error_bound: bound,
+                advice,
+            });
+        }
+        (reports, heatmaps)
+    }
+}
+
+/// The non-empty log2 buckets of a lock's waits.
+fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
+    stats
+        .wait_histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .map(|(bucket, &count)| WaitBucket {
+            ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
+            ns_max: 1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX),
+            count,
+        })
+        .collect()
+}
+
+/// The advisor's view of one map.
+fn mix_of(stats: &MapStats, hottest: Option<&KeyReport>) -> MapMix {
+    let mut mix = MapMix {
+        kind: Some(stats.kind),
+        total: stats.total_ops(),
+        distinct_written: stats.distinct_written.estimate(),
+        keyed_writes: stats.keyed_writes,
+        misses: stats.ops[MapOp::Miss as usize],
+        dirty_copies: stats.ops[MapOp::DirtyCopy as usize],
+        expansions: stats.ops[MapOp::Expand as usize],
+        cpus: stats.per_cpu.iter().filter(|&&n| n > 0).count(),
+        hottest: hottest.map(|key| {
+            (
+                key.key.clone(),
+                key.total,
+                key.per_cpu.iter().filter(|&&n| n > 0).count(),
+            )
+        }),
+        ..MapMix::default()
+    };
+    for op in MapOp::ALL {
+        mix.add_ops(op, stats.ops[op as usize]);
+    }
+    mix
+}

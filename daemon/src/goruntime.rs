@@ -1,0 +1,384 @@
+//! Go runtime facts, in one table: which functions mapwatch probes in each
+//! Go version, where their arguments live, and the type layout the map
+//! probes decode keys with.
+//!
+//! Go 1.24 moved `sync.Mutex`'s implementation to `internal/sync.Mutex` and
+//! `sync.Map`'s to `internal/sync.HashTrieMap`, and replaced the runtime's
+//! bucket maps with swiss tables (same function names, same arguments).
+//! Everything that differs between those two generations is a field of
+//! [`Generation`]; everything that is the same from Go 1.18 to 1.27 is a
+//! constant here. The planner reads this table, and the loader writes
+//! [`layout`] into the kernel side, so no other module knows a Go version.
+
+use probe_common::{GeneralRegister as R, GoLayout, KeyShape, LockRole, MapOp};
+
+use crate::model::LockKind;
+
+/// A Go version as (major, minor).
+pub type GoVersion = (u32, u32);
+
+/// The facts of one generation of Go's `sync` and map implementations.
+#[derive(Debug)]
+pub struct Generation {
+    /// Which versions: from `since` on (inclusive), up to the next
+    /// generation.
+    pub since: GoVersion,
+    /// `sync.Mutex`'s contended slow path.
+    pub mutex_slow_path: &'static str,
+    /// The mutex's semaphore wait (`sema` at [`MUTEX_SEMA_OFFSET`]).
+    pub mutex_semaphore_wait: &'static str,
+    /// Functions whose compare-and-swaps make up `sync.Map` (globs).
+    pub sync_map_cas_patterns: &'static [&'static str],
+    /// The `sync.Map` implementation's methods.
+    pub sync_map: SyncMapFacts,
+    /// How runtime maps are built.
+    pub maps: MapImplementation,
+}
+
+/// Where `sync.Map`'s methods are and what they receive.
+#[derive(Debug)]
+pub struct SyncMapFacts {
+    /// The methods' symbol prefix.
+    pub prefix: &'static str,
+    /// The methods after the user-level ones of [`SYNC_MAP_METHODS`]: the
+    /// implementation's internal events (no key).
+    pub internal: &'static [(&'static str, MapOp)],
+    /// The receiver.
+    pub receiver: R,
+    /// The `any` key's type word.
+    pub key_type: R,
+    /// The `any` key's data word.
+    pub key_data: R,
+}
+
+/// How runtime maps (`map[K]V`) are implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapImplementation {
+    /// Hash buckets with overflow chains (Go ≤ 1.23).
+    Buckets,
+    /// Swiss tables (Go ≥ 1.24).
+    Swiss,
+}
+
+/// The generations, oldest first.
+pub const GENERATIONS: [Generation; 2] = [
+    Generation {
+        since: (1, 18),
+        mutex_slow_path: "sync.(*Mutex).lockSlow",
+        mutex_semaphore_wait: "sync.runtime_SemacquireMutex",
+        sync_map_cas_patterns: &["sync.(*Map).*", "sync.(*entry).*"],
+        sync_map: SyncMapFacts {
+            prefix: "sync.(*Map).",
+            internal: &[
+                ("Range", MapOp::Range),
+                ("Clear", MapOp::Clear),
+                ("missLocked", MapOp::Miss),
+                ("dirtyLocked", MapOp::DirtyCopy),
+            ],
+            receiver: R::Rax,
+            key_type: R::Rbx,
+            key_data: R::Rcx,
+        },
+        maps: MapImplementation::Buckets,
+    },
+    Generation {
+        since: (1, 24),
+        mutex_slow_path: "internal/sync.(*Mutex).lockSlow",
+        mutex_semaphore_wait: "internal/sync.runtime_SemacquireMutex",
+        sync_map_cas_patterns: &["internal/sync.(*HashTrieMap[*", "internal/sync.(*entry[*"],
+        sync_map: SyncMapFacts {
+            prefix: HASH_TRIE_MAP_PREFIX,
+            internal: &[
+                ("Range", MapOp::Range),
+                ("Clear", MapOp::Clear),
+                ("expand", MapOp::Expand),
+            ],
+            // The generic dictionary is in RBX.
+            receiver: R::Rax,
+            key_type: R::Rcx,
+            key_data: R::Rdi,
+        },
+        maps: MapImplementation::Swiss,
+    },
+];
+
+/// The methods of `sync.Map` (and of `HashTrieMap` behind it from Go 1.24)
+/// that take a key: user-level operations, whose caller names the
+/// operation when the probed method only implements it (`Store` → `Swap`).
+pub const SYNC_MAP_METHODS: [(&str, MapOp); 8] = [
+    ("Load", MapOp::Load),
+    ("Store", MapOp::Store),
+    ("LoadOrStore", MapOp::LoadOrStore),
+    ("LoadAndDelete", MapOp::LoadAndDelete),
+    ("Delete", MapOp::Delete),
+    ("Swap", MapOp::Swap),
+    ("CompareAndSwap", MapOp::CompareAndSwap),
+    ("CompareAndDelete", MapOp::CompareAndDelete),
+];
+
+/// The `internal/sync.HashTrieMap` instantiation behind `sync.Map` from Go
+/// 1.24 (its methods' symbol prefix).
+pub const HASH_TRIE_MAP_PREFIX: &str =
+    "internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).";
+
+/// The generations a Go version may be: its own, or every one when the
+/// version is unknown (then both sets of symbols are looked for).
+pub fn generations(version: Option<GoVersion>) -> Vec<&'static Generation> {
+    match version {
+        Some(version) => GENERATIONS
+            .iter()
+            .rev()
+            .find(|g| version >= g.since)
+            .or(GENERATIONS.first())
+            .into_iter()
+            .collect(),
+        None => GENERATIONS.iter().rev().collect(),
+    }
+}
+
+/// Go's register ABI (ABIInternal) on amd64: the first integer argument.
+pub const FIRST_ARGUMENT: R = R::Rax;
+/// Go's register ABI on amd64: the current goroutine (`g`).
+pub const GOROUTINE: R = R::R14;
+
+/// Offset of `sema` in both generations' `Mutex` (`{state int32; sema
+/// uint32}`).
+pub const MUTEX_SEMA_OFFSET: u32 = 4;
+
+/// One of `sync.RWMutex`'s semaphore waits.
+#[derive(Debug, Clone, Copy)]
+pub struct RwMutexWait {
+    /// The function.
+    pub function: &'static str,
+    /// Offset in the RWMutex of the semaphore its argument points at.
+    pub semaphore_offset: u32,
+    /// Who waits there.
+    pub role: LockRole,
+}
+
+/// The semaphore waits of `sync.RWMutex`: `RLock` waits for a writer on
+/// `readerSem`; `Lock`, once it holds the inner mutex (probed as the mutex
+/// slow path at the RWMutex's own address, offset 0), waits for readers on
+/// `writerSem`. The layout `{w Mutex (8 bytes); writerSem uint32; readerSem
+/// uint32; …}` is the same from Go 1.18 to 1.27.
+pub const RWMUTEX_WAITS: [RwMutexWait; 2] = [
+    RwMutexWait {
+        function: "sync.runtime_SemacquireRWMutexR",
+        semaphore_offset: 12,
+        role: LockRole::RwReader,
+    },
+    RwMutexWait {
+        function: "sync.runtime_SemacquireRWMutex",
+        semaphore_offset: 8,
+        role: LockRole::RwWriter,
+    },
+];
+
+/// Where the runtime makes a goroutine (its `g` in RAX) runnable.
+pub const READY: &str = "runtime.ready";
+
+/// Go functions that perform a compare-and-swap and return its success as a
+/// boolean in AL: calls to them count as CAS attempts at the call site.
+pub const CAS_FUNCTIONS: &[&str] = &[
+    "sync/atomic.CompareAndSwap*",
+    "sync/atomic.(*).CompareAndSwap",
+    "runtime/internal/atomic.Cas*",
+    "internal/runtime/atomic.Cas*",
+];
+
+/// The runtime's map functions, the same names and arguments for bucket maps
+/// and swiss tables: (function, operation, key shape, integer width).
+pub const RUNTIME_MAP_FUNCTIONS: &[(&str, MapOp, KeyShape, u32)] = &[
+    ("runtime.mapaccess1", MapOp::Load, KeyShape::Pointer, 0),
+    ("runtime.mapaccess2", MapOp::Load, KeyShape::Pointer, 0),
+    ("runtime.mapaccess1_fat", MapOp::Load, KeyShape::Pointer, 0),
+    ("runtime.mapaccess2_fat", MapOp::Load, KeyShape::Pointer, 0),
+    ("runtime.mapaccess1_fast32", MapOp::Load, KeyShape::Int, 4),
+    ("runtime.mapaccess2_fast32", MapOp::Load, KeyShape::Int, 4),
+    ("runtime.mapaccess1_fast64", MapOp::Load, KeyShape::Int, 8),
+    ("runtime.mapaccess2_fast64", MapOp::Load, KeyShape::Int, 8),
+    ("runtime.mapaccess1_faststr", MapOp::Load, KeyShape::Str, 0),
+    ("runtime.mapaccess2_faststr", MapOp::Load, KeyShape::Str, 0),
+    ("runtime.mapassign", MapOp::Store, KeyShape::Pointer, 0),
+    ("runtime.mapassign_fast32", MapOp::Store, KeyShape::Int, 4),
+    (
+        "runtime.mapassign_fast32ptr",
+        MapOp::Store,
+        KeyShape::Int,
+        4,
+    ),
+    ("runtime.mapassign_fast64", MapOp::Store, KeyShape::Int, 8),
+    (
+        "runtime.mapassign_fast64ptr",
+        MapOp::Store,
+        KeyShape::Int,
+        8,
+    ),
+    ("runtime.mapassign_faststr", MapOp::Store, KeyShape::Str, 0),
+    ("runtime.mapdelete", MapOp::Delete, KeyShape::Pointer, 0),
+    ("runtime.mapdelete_fast32", MapOp::Delete, KeyShape::Int, 4),
+    ("runtime.mapdelete_fast64", MapOp::Delete, KeyShape::Int, 8),
+    ("runtime.mapdelete_faststr", MapOp::Delete, KeyShape::Str, 0),
+];
+
+/// Where the runtime map functions receive their arguments.
+pub mod runtime_map_registers {
+    use super::R;
+    /// The map type (`*abi.MapType`, `*abi.SwissMapType`).
+    pub const MAP_TYPE: R = R::Rax;
+    /// The map header.
+    pub const MAP: R = R::Rbx;
+    /// The key (a pointer, an integer, or a string's data).
+    pub const KEY: R = R::Rcx;
+    /// A string key's length.
+    pub const KEY_LEN: R = R::Rdi;
+}
+
+/// Go's type kinds (`internal/abi.Kind`), the same numbers from Go 1.18 to
+/// 1.27.
+pub mod kind {
+    /// `int`: the first integer kind.
+    pub const INT: u32 = 2;
+    /// `int64`: the last signed one (`int`, `int8` … `int64` are 2 … 6).
+    pub const INT64: u32 = 6;
+    /// `uintptr`: the last integer kind.
+    pub const UINTPTR: u32 = 12;
+    /// `chan`.
+    pub const CHAN: u32 = 18;
+    /// `func`.
+    pub const FUNC: u32 = 19;
+    /// `interface{…}`.
+    pub const INTERFACE: u32 = 20;
+    /// `map`.
+    pub const MAP: u32 = 21;
+    /// `*T`.
+    pub const POINTER: u32 = 22;
+    /// `string`.
+    pub const STRING: u32 = 24;
+    /// `unsafe.Pointer`.
+    pub const UNSAFE_POINTER: u32 = 26;
+
+    /// Kinds whose values are one machine word that an interface holds in
+    /// its data word itself.
+    pub const POINTER_SHAPED: [u32; 5] = [CHAN, FUNC, MAP, POINTER, UNSAFE_POINTER];
+
+    /// Whether integers of this kind are signed.
+    pub fn is_signed(kind: u32) -> bool {
+        (INT..=INT64).contains(&kind)
+    }
+
+    /// Whether values of this kind are shown as addresses.
+    pub fn is_address(kind: u32) -> bool {
+        kind == UINTPTR || POINTER_SHAPED.contains(&kind)
+    }
+}
+
+/// The type layout the map probes decode keys with (`abi.Type`,
+/// `abi.MapType`/`abi.SwissMapType`, `abi.InterfaceType`), the same from Go
+/// 1.18 to 1.27: the key type follows the 48-byte `abi.Type` in a map type;
+/// an interface type's methods slice is at 64 (after `abi.Type` and the
+/// package path). Before Go 1.26, `Kind_` keeps flags above the low five
+/// bits.
+pub fn layout(_version: Option<GoVersion>) -> GoLayout {
+    GoLayout {
+        maptype_key_offset: 48,
+        type_size_offset: 0,
+        type_kind_offset: 23,
+        kind_mask: 31,
+        interface_methods_offset: 64,
+        kind_string: kind::STRING,
+        kind_interface: kind::INTERFACE,
+        kind_int_first: kind::INT,
+        kind_int_last: kind::UINTPTR,
+        pointer_kinds: kind::POINTER_SHAPED
+            .iter()
+            .fold(0, |mask, &kind| mask | (1 << kind)),
+    }
+}
+
+/// The lock types DWARF names global locks by.
+pub const LOCK_TYPES: [(&str, LockKind); 4] = [
+    ("sync.Mutex", LockKind::Mutex),
+    ("internal/sync.Mutex", LockKind::Mutex),
+    ("sync.RWMutex", LockKind::RwMutex),
+    ("internal/sync.RWMutex", LockKind::RwMutex),
+];
+
+/// The lock kind of a Go type as DWARF names it, if it is a lock.
+pub fn lock_type(type_name: &str) -> Option<LockKind> {
+    LOCK_TYPES
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map(|&(_, kind)| kind)
+}
+
+/// Prefixes of type descriptor symbols (`type:main.point` from Go 1.20,
+/// `type.main.point` before).
+pub const TYPE_SYMBOL_PREFIXES: [&str; 2] = ["type:", "type."];
+
+/// Names of the symbol at `moduledata.gofunc`, the base of funcdata
+/// offsets (inline trees): Go 1.20+, then Go 1.18 and 1.19.
+pub const GOFUNC_SYMBOLS: [&str; 2] = ["go:func.*", "go.func.*"];
+
+/// The user-level `sync.Map` operation a function is, if it is one of the
+/// methods of either generation (`sync.(*Map).Store`, or a `HashTrieMap`
+/// method).
+pub fn sync_map_operation(function: &str) -> Option<MapOp> {
+    let method = function.strip_prefix("sync.(*Map).").or_else(|| {
+        function
+            .strip_prefix("internal/sync.(*HashTrieMap[")
+            .and_then(|rest| rest.split_once("]).").map(|(_, m)| m))
+    })?;
+    SYNC_MAP_METHODS
+        .iter()
+        .chain(
+            GENERATIONS
+                .iter()
+                .flat_map(|g| g.sync_map.internal)
+                .filter(|(_, op)| op.is_user_op()),
+        )
+        .find(|(name, _)| *name == method)
+        .map(|&(_, op)| op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generation_follows_the_version() {
+        let slow = |v| {
+            generations(v)
+                .iter()
+                .map(|g| g.mutex_slow_path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(slow(Some((1, 23))), ["sync.(*Mutex).lockSlow"]);
+        assert_eq!(slow(Some((1, 24))), ["internal/sync.(*Mutex).lockSlow"]);
+        assert_eq!(slow(Some((1, 27))), ["internal/sync.(*Mutex).lockSlow"]);
+        assert_eq!(slow(Some((1, 12))), ["sync.(*Mutex).lockSlow"]);
+        assert_eq!(slow(None).len(), 2);
+    }
+
+    #[test]
+    fn sync_map_methods_name_their_operation() {
+        assert_eq!(sync_map_operation("sync.(*Map).Store"), Some(MapOp::Store));
+        assert_eq!(
+            sync_map_operation(&format!("{HASH_TRIE_MAP_PREFIX}Delete")),
+            Some(MapOp::Delete)
+        );
+        assert_eq!(sync_map_operation("sync.(*Map).missLocked"), None);
+        assert_eq!(sync_map_operation("main.f"), None);
+    }
+
+    #[test]
+    fn layout_marks_pointer_shaped_kinds() {
+        let layout = layout(Some((1, 27)));
+        for kind in 0..32u32 {
+            let marked = layout.pointer_kinds & (1 << kind) != 0;
+            assert_eq!(marked, kind::POINTER_SHAPED.contains(&kind), "kind {kind}");
+        }
+        assert!(kind::is_signed(6) && !kind::is_signed(7));
+        assert_eq!(lock_type("internal/sync.RWMutex"), Some(LockKind::RwMutex));
+    }
+}

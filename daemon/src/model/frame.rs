@@ -1,0 +1,159 @@
+//! Code positions: a stack frame, a source line, a place in a function.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A source position, `file:line`. Unknown parts are `?` and 0, as in Go's
+/// tracebacks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceLine {
+    /// The source file's path.
+    pub file: String,
+    /// The line, 0 if unknown.
+    pub line: u32,
+}
+
+impl fmt::Display for SourceLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+impl Serialize for SourceLine {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One logical frame of a call stack.
+///
+/// A return address in Go code unwinds into several logical frames: the
+/// functions inlined at the call (innermost first), then the real function
+/// holding the code. Only the real one has an [`offset`](Self::offset).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// The function (demangled), `None` when no symbol covers the address.
+    pub function: Option<String>,
+    /// The address's offset from the function's entry; `None` for inlined
+    /// frames.
+    pub offset: Option<u64>,
+    /// The source position in this frame (for an inlined function, where it
+    /// was; for the others, the call site), when known.
+    pub source: Option<SourceLine>,
+    /// Whether the function was inlined at this position.
+    pub inlined: bool,
+    /// The runtime address the frame was resolved from.
+    pub address: u64,
+}
+
+impl Frame {
+    /// A frame that no symbol names.
+    pub fn unknown(address: u64) -> Self {
+        Self {
+            function: None,
+            offset: None,
+            source: None,
+            inlined: false,
+            address,
+        }
+    }
+
+    /// The function's name, or `?`.
+    pub fn function_name(&self) -> &str {
+        self.function.as_deref().unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Frame {
+    /// `function (file:line)` for inlined frames, `function+0xOFF (file:line)`
+    /// for real ones, `0xADDRESS` when nothing names the code.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.function, self.offset) {
+            (Some(name), Some(offset)) if !self.inlined => write!(f, "{name}+{offset:#x}")?,
+            (Some(name), _) => f.write_str(name)?,
+            (None, _) if self.inlined => f.write_str("?")?,
+            (None, _) => write!(f, "{:#x}", self.address)?,
+        }
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Frame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A place in a function: `function+0xOFFSET`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CodeLocation {
+    /// The function.
+    pub function: String,
+    /// Bytes from its entry.
+    pub offset: u64,
+}
+
+impl fmt::Display for CodeLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{:#x}", self.function, self.offset)
+    }
+}
+
+impl Serialize for CodeLocation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(file: &str, line: u32) -> Option<SourceLine> {
+        Some(SourceLine {
+            file: file.into(),
+            line,
+        })
+    }
+
+    #[test]
+    fn frames_print_as_reports_show_them() {
+        let real = Frame {
+            function: Some("main.f".into()),
+            offset: Some(0x1a),
+            source: line("/src/main.go", 12),
+            inlined: false,
+            address: 0x401a,
+        };
+        assert_eq!(real.to_string(), "main.f+0x1a (/src/main.go:12)");
+        let inlined = Frame {
+            function: Some("sync.(*Mutex).Lock".into()),
+            offset: None,
+            source: line("/go/src/sync/mutex.go", 46),
+            inlined: true,
+            address: 0x401a,
+        };
+        assert_eq!(
+            inlined.to_string(),
+            "sync.(*Mutex).Lock (/go/src/sync/mutex.go:46)"
+        );
+        assert_eq!(Frame::unknown(0x4000).to_string(), "0x4000");
+        let bare = Frame {
+            source: None,
+            ..real
+        };
+        assert_eq!(bare.to_string(), "main.f+0x1a");
+        assert_eq!(
+            CodeLocation {
+                function: "main.g".into(),
+                offset: 0x2c
+            }
+            .to_string(),
+            "main.g+0x2c"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The vocabulary every layer shares: what mapwatch observes, as types.
+//!
+//! Nothing here does I/O or knows where its values come from. The
+//! aggregator fills a [`Snapshot`] once per tick and publishes it; every view
+//! and exporter (text, JSON, HTML, pprof, SVG, metrics, JSON lines, the live
+//! views) reads only these types. Values stay typed — [`Frame`]s, [`Key`]s,
+//! kinds and reasons as enums — until a view formats them: the `Display`
+//! impls here are the one textual form each has, and JSON serializes enums
+//! by their `serde` renames.
+
+mod frame;
+pub mod hash;
+mod heatmap;
+mod key;
+mod snapshot;
+
+pub use frame::{CodeLocation, Frame, SourceLine};
+pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
+pub use key::Key;
+pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
+pub use snapshot::{
+    Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, KeyReport, LockReport, MapReport,
+    MapsHint, OpCounts, ProbeInfo, Snapshot, TargetInfo, WaitBucket,
+};
+
+use serde::Serialize;
+
+/// Which kind of lock a lock report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// `sync.Mutex` (or `internal/sync.Mutex`).
+    Mutex,
+    /// `sync.RWMutex`: known from DWARF, or from a reader or writer
+    /// semaphore wait seen on it.
+    #[serde(rename = "rwmutex")]
+    RwMutex,
+    /// A futex word waited on (`--futex`): a native mutex, or another futex
+    /// user such as a condition variable.
+    Futex,
+}
+
+/// Which kind of map a map report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum MapKind {
+    /// Go's `sync.Map`.
+    #[serde(rename = "sync.Map")]
+    SyncMap,
+    /// A runtime map (`map[K]V`).
+    #[serde(rename = "map")]
+    Runtime,
+}
+
+impl std::fmt::Display for MapKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SyncMap => "sync.Map",
+            Self::Runtime => "map",
+        })
+    }
+}
+
+impl std::fmt::Display for LockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Mutex => "mutex",
+            Self::RwMutex => "rwmutex",
+            Self::Futex => "futex",
+        })
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The target process exited.
+    TargetExited,
+    /// `--duration` elapsed.
+    Duration,
+    /// SIGINT (Ctrl-C) or SIGTERM.
+    Signal,
+    /// `q` in the live view.
+    Quit,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TargetExited => "target-exited",
+            Self::Duration => "duration",
+            Self::Signal => "signal",
+            Self::Quit => "quit",
+        })
+    }
+}
+
+/// What an attached probe observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// Entry into a lock's contended slow path.
+    LockEntry,
+    /// A `RET` of a lock's slow path (wait times).
+    LockReturn,
+    /// A compare-and-swap's outcome.
+    Cas,
+    /// A map operation.
+    Map,
+    /// Entry into a lock's semaphore wait (`--blocked-time`).
+    SemaEntry,
+    /// Go's `runtime.ready` (`--blocked-time`).
+    Ready,
+}
+
+/// How the kernel runs a probed instruction, which sets the cost of a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteCost {
+    /// The function's first instruction (likely single-stepped).
+    Entry,
+    /// An instruction the kernel emulates in its trap handler (cheap).
+    Emulated,
+    /// An instruction the kernel single-steps out of line (dear).
+    SingleStepped,
+}
+
+impl std::fmt::Display for SiteCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Entry => "entry",
+            Self::Emulated => "emulated",
+            Self::SingleStepped => "single-stepped",
+        })
+    }
+}
+
+/// What a built-in CAS source belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Builtin {
+    /// Go's `sync.Map` implementation.
+    #[serde(rename = "sync.Map")]
+    SyncMap,
+}
+
+/// Probe counters summed over all CPUs, as the kernel side keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProbeCounters {
+    /// Lock probe hits that became events (entries and returns).
+    pub hits: u64,
+    /// Hits skipped because the stack-check branch was about to re-enter.
+    pub skipped_reentry: u64,
+    /// Hits at sites with no configuration (a bug if not zero).
+    pub unknown_site: u64,
+    /// Events the kernel could not write to the ring buffer.
+    pub output_errors: u64,
+    /// CAS outcome probe hits.
+    pub cas_hits: u64,
+    /// Slow-path returns with no recorded entry (waits begun before attach).
+    pub unmatched_returns: u64,
+    /// Slow-path entries the in-flight map could not take.
+    pub inflight_errors: u64,
+    /// Map operations written as events.
+    pub map_hits: u64,
+    /// Map operations neither written nor counted (per-map table full).
+    pub map_counts_full: u64,
+}
+
+/// Serializes an address as `0x…` hex, as every report shows addresses.
+pub(crate) fn hex<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{value:#x}"))
+}
+
+/// How reports name a [`SkipWhen`].
+pub fn skip_when_name(value: SkipWhen) -> &'static str {
+    match value {
+        SkipWhen::Never => "never",
+        SkipWhen::BelowOrEqual => "below-or-equal",
+        SkipWhen::Below => "below",
+    }
+}
+
+/// Serializes a [`SkipWhen`] by its report name.
+pub(crate) fn skip_name<S: serde::Serializer>(
+    value: &SkipWhen,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(skip_when_name(*value))
+}

@@ -1,0 +1,498 @@
+//! The snapshot: everything observed of one target up to a moment, as the
+//! aggregator publishes it each tick. The final snapshot of a session is its
+//! report: `--format json` prints exactly a serialized [`Snapshot`].
+
+use std::fmt;
+
+use serde::ser::SerializeMap as _;
+use serde::{Serialize, Serializer};
+
+use super::{
+    hex, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind, MapKind, MapOp,
+    ProbeCounters, ProbeKind, SiteCost, SkipWhen, SourceLine, StopReason,
+};
+
+/// Everything observed of one target, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// The traced process.
+    pub target: TargetInfo,
+    /// How long the probes have been (were) attached, seconds.
+    pub duration_seconds: f64,
+    /// What ended the session; `None` while it runs.
+    pub stopped_by: Option<StopReason>,
+    /// Events the kernel dropped because a ring buffer was full (the larger
+    /// of the rings' LOST records and the probes' failed writes).
+    pub events_lost: u64,
+    /// The probes attached.
+    pub probes: Vec<ProbeInfo>,
+    /// Kernel-side probe counters.
+    pub probe_counters: ProbeCounters,
+    /// Locks, most contended first.
+    pub locks: Vec<LockReport>,
+    /// Compare-and-swap sites, most failures first.
+    pub cas: Vec<CasReport>,
+    /// Maps, most operations first, with hot keys and the advisor's findings.
+    pub maps: Vec<MapReport>,
+    /// How to see the keys of maps that were only counted, when some were.
+    pub maps_hint: Option<MapsHint>,
+    /// Map operation events received (equal to `probe_counters.map_hits`
+    /// when none was lost).
+    pub map_events: u64,
+    /// mapwatch's own peak resident memory (VmHWM), bytes.
+    pub mapwatch_peak_rss_bytes: u64,
+    /// Heatmaps: lock waits, CAS failures by CPU and by site, hot keys.
+    pub heatmaps: Vec<Heatmap>,
+}
+
+impl Snapshot {
+    /// The lock report of the lock at `address`, if any.
+    pub fn lock_at(&self, address: u64) -> Option<&LockReport> {
+        self.locks.iter().find(|lock| lock.address == address)
+    }
+}
+
+/// The traced process.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// Its PID.
+    pub pid: u32,
+    /// Its executable as the process sees it.
+    pub exe: String,
+    /// Its Go version (`go1.23.9`), or null for non-Go targets.
+    pub go_version: Option<String>,
+}
+
+/// One attached probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeInfo {
+    /// What it observes.
+    pub kind: ProbeKind,
+    /// The function probed.
+    pub function: String,
+    /// The probed instruction's link-time address.
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// Its offset from the function's entry.
+    pub offset: u64,
+    /// How the kernel runs the probed instruction.
+    pub site: SiteCost,
+    /// When a hit is not counted.
+    #[serde(serialize_with = "skip_name")]
+    pub skip_when: SkipWhen,
+}
+
+/// One lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockReport {
+    /// Name of the global variable it is (`main.hotMu`), or null.
+    pub name: Option<String>,
+    /// Its runtime address.
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// Its kind.
+    pub kind: LockKind,
+    /// Entries into its contended slow path.
+    pub contentions: u64,
+    /// Contentions per CPU (index = CPU number).
+    pub per_cpu: Vec<u64>,
+    /// With `--blocked-time`: the time goroutines spent parked on the
+    /// lock's semaphores (park to runnable), seconds; else null.
+    pub blocked_seconds_total: Option<f64>,
+    /// With `--blocked-time`: the parks counted in it.
+    pub blocked_parks: Option<u64>,
+    /// Contended acquisitions whose wait was measured (slow-path returns).
+    pub acquisitions: u64,
+    /// Sum of their waits (slow-path entry to return), seconds.
+    pub wait_seconds_total: f64,
+    /// Longest of them, seconds.
+    pub wait_seconds_max: f64,
+    /// Their waits by log2 bucket (non-empty buckets only).
+    pub wait_histogram: Vec<WaitBucket>,
+    /// For an RWMutex: readers' waits for writers (`RLock`), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_wait_seconds_total: Option<f64>,
+    /// For an RWMutex: writers' waits (its inner mutex, then the readers to
+    /// leave), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_wait_seconds_total: Option<f64>,
+    /// For an RWMutex: contentions of readers (included in `contentions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_contentions: Option<u64>,
+    /// Where the waiters were, most wait first.
+    pub top_call_sites: Vec<CallSite>,
+}
+
+/// One waiting call site: a user stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSite {
+    /// Frames, innermost first, from the slow path's caller outwards.
+    pub frames: Vec<Frame>,
+    /// Total wait of the acquisitions from here, seconds.
+    pub wait_seconds: f64,
+    /// Acquisitions from here.
+    pub count: u64,
+    /// Share of the lock's total wait, 0 to 1.
+    pub share: f64,
+}
+
+impl CallSite {
+    /// The first frame outside the lock implementations (`sync.`,
+    /// `internal/`), else the first.
+    pub fn own_frame(&self) -> Option<&Frame> {
+        self.frames
+            .iter()
+            .find(|f| {
+                let name = f.function_name();
+                !name.starts_with("sync.") && !name.starts_with("internal/")
+            })
+            .or(self.frames.first())
+    }
+}
+
+/// One log2 bucket of a wait histogram: waits in `[ns_min, ns_max)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitBucket {
+    /// Lower bound, ns (inclusive).
+    pub ns_min: u64,
+    /// Upper bound, ns (exclusive).
+    pub ns_max: u64,
+    /// Waits in the bucket.
+    pub count: u64,
+}
+
+/// One compare-and-swap instruction watched.
+#[derive(Debug, Clone, Serialize)]
+pub struct CasReport {
+    /// `function+0xOFFSET` of the `LOCK CMPXCHG` (or of the CAS call).
+    pub site: CodeLocation,
+    /// The function.
+    pub function: String,
+    /// What a built-in CAS source belongs to; null for sites chosen with
+    /// `--cas`.
+    pub builtin: Option<Builtin>,
+    /// Source line of the CAS in the caller's own code (through Go's inline
+    /// tree), when the binary has line information.
+    pub source: Option<SourceLine>,
+    /// Link-time address of the `LOCK CMPXCHG`.
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// Where its outcome is read.
+    pub probe: CasProbe,
+    /// Compare-and-swaps executed.
+    pub attempts: u64,
+    /// Those that failed.
+    pub failures: u64,
+    /// failures / attempts (0 when there were no attempts).
+    pub failure_ratio: f64,
+    /// Failures per CPU (index = CPU number, every CPU of the host).
+    pub per_cpu_failures: Vec<u64>,
+}
+
+/// Where and how a CAS's outcome is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasProbe {
+    /// Mnemonic of the probed instruction (`je`).
+    pub mnemonic: String,
+    /// Its link-time address.
+    pub address: u64,
+    /// Link-time address of the CAS (or of the call performing it).
+    pub cas_address: u64,
+    /// The CAS is a call to a CAS function.
+    pub via_call: bool,
+    /// The kernel emulates the probed instruction.
+    pub emulated: bool,
+    /// What says the CAS succeeded.
+    pub condition: CasCondition,
+    /// The probed instruction is also reached by a branch.
+    pub ambiguous: bool,
+}
+
+/// What says a CAS succeeded, at the probed instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasCondition {
+    /// ZF equals `set`.
+    Zf {
+        /// The value of ZF that means success.
+        set: bool,
+    },
+    /// The low byte of a register is (non)zero.
+    Register {
+        /// Its name (`al`, `r9l`).
+        name: String,
+        /// Whether non-zero means success.
+        nonzero: bool,
+    },
+}
+
+impl fmt::Display for CasProbe {
+    /// `je at 0x48f6dd (+0xa after lock cmpxchg at 0x48f6d3), emulated:
+    /// success iff ZF=0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {:#x} (+{:#x} after {} at {:#x}), {}: success iff ",
+            self.mnemonic,
+            self.address,
+            self.address.wrapping_sub(self.cas_address),
+            if self.via_call {
+                "CAS call"
+            } else {
+                "lock cmpxchg"
+            },
+            self.cas_address,
+            if self.emulated {
+                "emulated"
+            } else {
+                "single-stepped"
+            },
+        )?;
+        match &self.condition {
+            CasCondition::Zf { set } => write!(f, "ZF={}", u8::from(*set))?,
+            CasCondition::Register { name, nonzero } => {
+                write!(f, "{name} {} 0", if *nonzero { "!=" } else { "==" })?
+            }
+        }
+        if self.ambiguous {
+            f.write_str(" (ambiguous: also reached by a branch)")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for CasProbe {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Operation counts by operation, non-zero only, in name order (as reports
+/// list them); serialized as an object `{name: count}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpCounts(pub Vec<(MapOp, u64)>);
+
+impl OpCounts {
+    /// The non-zero counts among `counts` (indexed by [`MapOp`]) of the
+    /// operations `keep` accepts.
+    pub fn from_counts(counts: &[u64], keep: impl Fn(MapOp) -> bool) -> Self {
+        let mut ops: Vec<(MapOp, u64)> = MapOp::ALL
+            .iter()
+            .filter(|&&op| keep(op))
+            .filter_map(|&op| {
+                let count = counts.get(op as usize).copied().unwrap_or(0);
+                (count > 0).then_some((op, count))
+            })
+            .collect();
+        ops.sort_by_key(|(op, _)| op.name());
+        Self(ops)
+    }
+
+    /// Their sum.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for OpCounts {
+    /// `load 45000, store 5000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (op, count)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {count}", op.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for OpCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (op, count) in &self.0 {
+            map.serialize_entry(op.name(), count)?;
+        }
+        map.end()
+    }
+}
+
+/// One map.
+#[derive(Debug, Clone, Serialize)]
+pub struct MapReport {
+    /// The global variable that is (sync.Map) or holds (map) it, or null.
+    pub name: Option<String>,
+    /// Its runtime address (the `sync.Map`, or the runtime map's header);
+    /// `--map` accepts it.
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// Its kind.
+    pub kind: MapKind,
+    /// User-level operations.
+    pub ops: OpCounts,
+    /// Their sum.
+    pub total: u64,
+    /// Internal events (`miss`, `dirty_copy` up to Go 1.23; `expand` from
+    /// Go 1.24).
+    pub internal: OpCounts,
+    /// Whether keys were recorded (else the map was only counted).
+    pub keyed: bool,
+    /// Operations per CPU (keyed maps).
+    pub per_cpu: Vec<u64>,
+    /// Estimated distinct keys seen (HyperLogLog, about ±2%).
+    pub distinct_keys: u64,
+    /// The busiest keys, most operations first.
+    pub top_keys: Vec<KeyReport>,
+    /// Keys kept per map: counts are exact while no more distinct keys than
+    /// this were seen.
+    pub top_k_capacity: usize,
+    /// The most any listed count can overestimate (0: all exact).
+    pub top_k_error_bound: u64,
+    /// The advisor's findings.
+    pub advice: Vec<Advice>,
+}
+
+impl MapReport {
+    /// How reports name the map: its name, else its address.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{:#x}", self.address))
+    }
+}
+
+/// One hot key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyReport {
+    /// The key.
+    pub key: Key,
+    /// Operations by kind.
+    pub ops: OpCounts,
+    /// Their sum.
+    pub total: u64,
+    /// Whether the counts are exact (the key was kept since its first
+    /// operation); else `total` may overestimate by up to `error`.
+    pub exact: bool,
+    /// The largest possible overestimate.
+    pub error: u64,
+    /// Operations per CPU.
+    pub per_cpu: Vec<u64>,
+}
+
+/// What the advisor found about a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finding {
+    /// Nothing stands out.
+    Fits,
+    /// A `sync.Map` under write-heavy traffic to new keys.
+    WriteHeavySyncMap,
+    /// Many loads missed a `sync.Map`'s read-only map.
+    ReadMisses,
+    /// One key takes a large share of operations from several CPUs.
+    HotKey,
+    /// Too few operations to judge.
+    TooFewOperations,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fits => "fits",
+            Self::WriteHeavySyncMap => "write-heavy-sync-map",
+            Self::ReadMisses => "read-misses",
+            Self::HotKey => "hot-key",
+            Self::TooFewOperations => "too-few-operations",
+        })
+    }
+}
+
+/// One finding of the advisor, with the figures behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Advice {
+    /// What it found.
+    pub finding: Finding,
+    /// The finding and what to do, with the figures that led to it.
+    pub text: String,
+}
+
+/// Maps that were only counted, and the `--map` that would show the keys
+/// of the busiest of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsHint {
+    /// How many maps were only counted.
+    pub counted: usize,
+    /// The busiest one: its name, else its address.
+    pub busiest: String,
+}
+
+impl fmt::Display for MapsHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} map(s) were only counted; for their keys attach with --map {}",
+            self.counted, self.busiest
+        )
+    }
+}
+
+impl Serialize for MapsHint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_probes_describe_themselves() {
+        let probe = CasProbe {
+            mnemonic: "je".into(),
+            address: 0x48_f6dd,
+            cas_address: 0x48_f6d3,
+            via_call: false,
+            emulated: true,
+            condition: CasCondition::Zf { set: false },
+            ambiguous: false,
+        };
+        assert_eq!(
+            probe.to_string(),
+            "je at 0x48f6dd (+0xa after lock cmpxchg at 0x48f6d3), emulated: success iff ZF=0"
+        );
+        let call = CasProbe {
+            condition: CasCondition::Register {
+                name: "al".into(),
+                nonzero: true,
+            },
+            via_call: true,
+            emulated: false,
+            ambiguous: true,
+            ..probe
+        };
+        assert_eq!(
+            call.to_string(),
+            "je at 0x48f6dd (+0xa after CAS call at 0x48f6d3), single-stepped: success iff al != 0 (ambiguous: also reached by a branch)"
+        );
+    }
+
+    #[test]
+    fn op_counts_list_non_zero_ops_by_name() {
+        let mut counts = [0u64; super::super::MAP_OPS];
+        counts[MapOp::Store as usize] = 2;
+        counts[MapOp::Load as usize] = 5;
+        counts[MapOp::Miss as usize] = 1;
+        let ops = OpCounts::from_counts(&counts, MapOp::is_user_op);
+        assert_eq!(ops.0, vec![(MapOp::Load, 5), (MapOp::Store, 2)]);
+        assert_eq!(ops.total(), 7);
+        assert_eq!(
+            serde_json::to_string(&ops).unwrap(),
+            r#"{"load":5,"store":2}"#
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! One target's pipeline: probes attached, rings read, state aggregated,
+//! and a snapshot of it published every tick.
+//!
+//! [`Pipeline::start`] attaches the plan to the process and spawns one task
+//! that owns everything mutable — the attached probes, the aggregate, the
+//! `--map` selection — and is the only writer of the target's state. Every
+//! tick (one second) it reads the kernel's counters, folds them in, and
+//! publishes an immutable [`Snapshot`] on a watch channel, which any number
+//! of consumers (metrics, JSON lines, the live views) read without ever
+//! locking the state. [`Pipeline::stop`] detaches the probes, drains the
+//! rings, and returns the final snapshot: the report.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs},
+    intake::{Intake, IntakeError},
+    loader::{AttachedProbes, LoadError},
+    model::{Snapshot, StopReason, TargetInfo},
+    plan::{
+        maps::{resolve_selector, MapSelector, SelectorError},
+        ProbePlan,
+    },
+    process::{monotonic_ns, own_peak_rss_bytes, pointer_globals, Memory, MemoryError, Target},
+};
+
+/// How often the pipeline reads the kernel's counters and publishes a
+/// snapshot (the width of one time column).
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Errors running a pipeline.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// A `--map` names nothing.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// `--map` needs the target's memory.
+    #[error("--map needs the target's memory")]
+    Memory(#[source] MemoryError),
+    /// The probes could not be attached, or read back.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The target exited while the probes were being attached.
+    #[error("PID {0} exited while mapwatch was attaching")]
+    Exited(u32),
+    /// The rings could not be read.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    /// The pipeline's task ended abnormally.
+    #[error("the pipeline task of PID {pid} failed")]
+    Task {
+        /// The process.
+        pid: u32,
+        /// What happened to it.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// How a pipeline reads its target.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Pages per CPU ring buffer (a power of two).
+    pub buffer_pages: usize,
+    /// Maps whose keys to report (`--map`: names or addresses).
+    pub map_selection: Vec<String>,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
+    stop: oneshot::Sender<StopReason>,
+    task: JoinHandle<Result<Snapshot, PipelineError>>,
+    pid: u32,
+    /// Probes attached.
+    pub attached: usize,
+    /// CPUs whose rings are read.
+    pub cpus: usize,
+}
+
+impl Pipeline {
+    /// Attaches `plan` to the target and starts its task (within a tokio
+    /// runtime).
+    pub fn start(
+        target: &Target,
+        plan: Arc<ProbePlan>,
+        options: &PipelineOptions,
+    ) -> Result<Self, PipelineError> {
+        let pid = target.process.pid;
+        // The line tables are read before anything is attached: events are
+        // named through them (sync.Map's inlined operations), and reading
+        // them later would stall the task that must keep up with the rings.
+        let symbolizer = Arc::new(target.symbolizer());
+        symbolizer.warm();
+        let mut probes = match AttachedProbes::attach(
+            &plan,
+            pid,
+            &target.process.exe_path,
+            &target.process.exe_display,
+            target.load_bias,
+        ) {
+            Ok(probes) => probes,
+            Err(_) if !target.process.is_alive() => return Err(PipelineError::Exited(pid)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut selection = MapSelection::resolve(target, &options.map_selection)?;
+        selection.refresh(&mut probes)?;
+        if plan.counts_maps_in_kernel() {
+            // Name the maps that exist already, in case the target exits
+            // before the first second is up.
+            selection.scan_names();
+        }
+        let events = probes.take_events()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let intake = Intake::start(events, options.buffer_pages, tx)?;
+        let cpus = intake.cpus.len();
+        let info = TargetInfo {
+            pid,
+            exe: target.process.exe_display.clone(),
+            go_version: target.exe.go.as_ref().map(|go| go.version.clone()),
+        };
+        let catalog = Catalog::new(info, &plan, &symbolizer);
+        let aggregator = Aggregator::new(
+            catalog,
+            plan.clone(),
+            symbolizer,
+            monotonic_ns(),
+            possible_cpus(),
+        );
+        let state = State {
+            aggregator,
+            probes,
+            selection,
+            plan,
+            stacks: HashMap::new(),
+            started: Instant::now(),
+        };
+        // What subscribers see before the first tick: the target and its
+        // probes, no figures (and nothing that needs the line tables).
+        let first = state.aggregator.empty_snapshot();
+        let snapshots = Arc::new(watch::Sender::new(Arc::new(first)));
+        let (stop, stopped) = oneshot::channel();
+        let attached = state.probes.attached;
+        let task = tokio::spawn(run(state, intake, rx, snapshots.clone(), stopped));
+        Ok(Self {
+            snapshots,
+            stop,
+            task,
+            pid,
+            attached,
+            cpus,
+        })
+    }
+
+    /// A receiver of the snapshots published from now on (the latest one is
+    /// there at once).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    /// Whether the task has ended (it failed, or was stopped).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the pipeline: detaches the probes, drains the rings, and
+    /// returns the final snapshot, which says it was stopped by `reason`
+    /// (it is not published: subscribers see the channel close).
+    pub async fn stop(self, reason: StopReason) -> Result<Snapshot, PipelineError> {
+        // The task may have ended already (with an error, returned below).
+        let _ = self.stop.send(reason);
+        match self.task.await {
+            Ok(result) => result,
+            Err(source) => Err(PipelineError::Task {
+                pid: self.pid,
+                source,
+            }),
+        }
+    }
+}
+
+/// Number of possible CPUs (the per-CPU maps' width).
+fn possible_cpus() -> usize {
+    aya::util::nr_cpus().unwrap_or(1)
+}
+
+/// What the pipeline's task owns.
+struct State {
+    aggregator: Aggregator,
+    probes: AttachedProbes,
+    selection: MapSelection,
+    plan: Arc<ProbePlan>,
+    /// User stacks read from the kernel so far (an id's stack never changes).
+    stacks: HashMap<i64, Vec<u64>>,
+    started: Instant,
+}
+
+impl State {
+    /// Reads the kernel's counters.
+    fn kernel_sample(&self) -> Result<KernelSample, LoadError> {
+        Ok(KernelSample {
+            counters: self.probes.counters()?,
+            cas: self.probes.cas_counts(&self.aggregator.cas_sites())?,
+            map_counts: if self.plan.counts_maps_in_kernel() {
+                Some(self.probes.map_counts()?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Reads the stacks a snapshot shows that were not read yet.
+    fn read_stacks(&mut self) -> Result<(), LoadError> {
+        let wanted: Vec<i64> = self
+            .aggregator
+            .stack_ids()
+            .into_iter()
+            .filter(|id| !self.stacks.contains_key(id))
+            .collect();
+        if !wanted.is_empty() {
+            self.stacks.extend(self.probes.stacks(&wanted)?);
+        }
+        Ok(())
+    }
+
+    /// A snapshot of everything so far.
+    fn snapshot(&self, stopped_by: Option<StopReason>) -> Snapshot {
+        self.aggregator.snapshot(&SnapshotInputs {
+            elapsed_seconds: self.started.elapsed().as_secs_f64(),
+            stopped_by,
+            map_names: Some(&self.selection.names),
+            stacks: Some(&self.stacks),
+            peak_rss_bytes: own_peak_rss_bytes().unwrap_or(0),
+        })
+    }
+
+    /// One tick: the selection refreshed, the kernel read, maps named.
+    fn tick(&mut self) -> Result<(), LoadError> {
+        self.selection.refresh(&mut self.probes)?;
+        let sample = self.kernel_sample()?;
+        self.aggregator.sample(sample, true);
+        self.selection.name_maps(&self.aggregator.map_addresses());
+        Ok(())
+    }
+}
+
+/// The pipeline's task: aggregates until told to stop, publishing a
+/// snapshot every tick while anyone listens.
+async fn run(
+    mut state: State,
+    intake: Intake,
+    mut messages: mpsc::UnboundedReceiver<crate::intake::IntakeMessage>,
+    snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
+    mut stopped: oneshot::Receiver<StopReason>,
+) -> Result<Snapshot, PipelineError> {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    let reason = loop {
+        tokio::select! {
+            reason = &mut stopped => break reason.unwrap_or(StopReason::Signal),
+            message = messages.recv() => match message {
+                Some(message) => state.aggregator.apply(message),
+                // The intake's tasks ended: a ring could not be read.
+                None => break StopReason::Signal,
+            },
+            _ = tick.tick() => {
+                state.tick()?;
+                if snapshots.receiver_count() > 0 {
+                    state.read_stacks()?;
+                    snapshots.send_replace(Arc::new(state.snapshot(None)));
+                }
+            }
+        }
+    };
+    // The CAS counts up to now go to the current column; then no probe
+    // fires any more, and what the rings hold is all there will be.
+    let cas = state.kernel_sample()?;
+    state.aggregator.sample(cas, false);
+    state.probes.detach()?;
+    intake.stop().await?;
+    while let Ok(message) = messages.try_recv() {
+        state.aggregator.apply(message);
+    }
+    let last = state.kernel_sample()?;
+    state.aggregator.sample(last, false);
+    state.read_stacks()?;
+    // Runtime maps are named by the variables holding them, read while the
+    // target ran and once more now (if it is still there).
+    state.selection.name_maps(&state.aggregator.map_addresses());
+    Ok(state.snapshot(Some(reason)))
+}
+
+/// The maps chosen with `--map`, kept up to date in the kernel's selection,
+/// and the names of runtime maps.
+struct MapSelection {
+    /// Selectors with their runtime addresses.
+    selectors: Vec<MapSelector>,
+    selected: HashSet<u64>,
+    memory: Option<Memory>,
+    target: Target,
+    /// Maps by address → the pointer-sized global holding them.
+    names: HashMap<u64, String>,
+    /// Maps left unnamed by the last scan of the globals.
+    unnamed_at_last_scan: usize,
+}
+
+impl MapSelection {
+    /// Resolves the `--map` arguments against the target.
+    fn resolve(target: &Target, names: &[String]) -> Result<Self, PipelineError> {
+        let selectors = names
+            .iter()
+            .map(|name| resolve_selector(&target.exe, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let memory = match Memory::open(target.process.pid) {
+            Ok(memory) => Some(memory),
+            Err(e) if selectors.is_empty() => {
+                log::warn!("runtime maps will not be named: {e}");
+                None
+            }
+            Err(e) => return Err(PipelineError::Memory(e)),
+        };
+        Ok(Self {
+            selectors,
+            selected: HashSet::new(),
+            memory,
+            target: target.clone(),
+            names: HashMap::new(),
+            unnamed_at_last_scan: 0,
+        })
+    }
+
+    /// The runtime address a selector points at now (a map variable may
+    /// have been assigned a new map; a nil map has none).
+    fn current(&self, selector: &MapSelector) -> Option<u64> {
+        let bias = self.target.load_bias;
+        match selector {
+            MapSelector::Runtime(address) => Some(*address),
+            MapSelector::Global { address, .. } => Some(address.wrapping_add(bias)),
+            MapSelector::Variable { address, .. } => self
+                .memory
+                .as_ref()?
+                .read_u64(address.wrapping_add(bias))
+                .ok()
+                .filter(|&v| v != 0),
+        }
+    }
+
+    /// Names the maps among `seen` not named yet, by reading the target's
+    /// pointer-sized globals again (a map may be created at any time; a
+    /// name found once is kept when the target has exited).
+    fn name_maps(&mut self, seen: &[u64]) {
+        if self.memory.is_none() {
+            return;
+        }
+        let bias = self.target.load_bias;
+        let unnamed = seen
+            .iter()
+            .filter(|&&address| {
+                !self.names.contains_key(&address)
+                    && self
+                        .target
+                        .exe
+                        .global_name(address.wrapping_sub(bias))
+                        .is_none()
+            })
+            .count();
+        // Scan again only when maps appeared that the last scan did not see.
+        if unnamed == 0 || unnamed == self.unnamed_at_last_scan {
+            return;
+        }
+        self.unnamed_at_last_scan = unnamed;
+        self.scan_names();
+    }
+
+    /// Reads the target's pointer-sized globals: maps by the variable
+    /// holding them.
+    fn scan_names(&mut self) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        for (address, name) in pointer_globals(&self.target.exe, self.target.load_bias, memory) {
+            self.names.entry(address).or_insert(name);
+        }
+    }
+
+    /// Selects in the kernel the maps the selectors point at now.
+    fn refresh(&mut self, probes: &mut AttachedProbes) -> Result<(), LoadError> {
+        let fresh: Vec<u64> = self
+            .selectors
+            .iter()
+            .filter_map(|selector| self.current(selector))
+            .filter(|address| !self.selected.contains(address))
+            .collect();
+        if !fresh.is_empty() {
+            probes.select_maps(&fresh)?;
+            self.selected.extend(fresh);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The traced process as the operating system shows it: `/proc/PID` (its
+//! executable, where that is mapped, whether it is alive), its memory, and
+//! mapwatch's own resource use.
+
+mod memory;
+mod proc;
+
+use std::{
+    os::fd::{FromRawFd as _, OwnedFd},
+    sync::Arc,
+    time::Duration,
+};
+
+use thiserror::Error;
+use tokio::io::{unix::AsyncFd, Interest};
+
+use crate::target::{Executable, ExecutableError, Symbolizer};
+
+pub use memory::{pointer_globals, Memory, MemoryError};
+pub use proc::{Process, ProcessError};
+
+/// Errors resolving a target.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// The process could not be found or read.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// Its executable could not be read.
+    #[error("PID {pid}")]
+    Executable {
+        /// The process.
+        pid: u32,
+        /// What went wrong.
+        #[source]
+        source: ExecutableError,
+    },
+    /// A position-independent executable that is not mapped.
+    #[error("PID {pid}: {exe} is position-independent, but not found in /proc/{pid}/maps")]
+    NotMapped {
+        /// The process.
+        pid: u32,
+        /// The executable.
+        exe: String,
+    },
+}
+
+/// A process and its executable, with where the executable is loaded.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The process.
+    pub process: Process,
+    /// Its executable (shared by every process running the same file).
+    pub exe: Arc<Executable>,
+    /// Runtime address minus link-time address (0 unless
+    /// position-independent).
+    pub load_bias: u64,
+}
+
+impl Target {
+    /// Resolves the process with the given PID and reads its executable.
+    pub fn open(pid: u32) -> Result<Self, TargetError> {
+        let process = Process::open(pid)?;
+        let exe = Executable::open(&process.exe_path, &process.exe_display)
+            .map_err(|source| TargetError::Executable { pid, source })?;
+        Self::with_executable(process, Arc::new(exe))
+    }
+
+    /// The target for a process whose executable was read already.
+    pub fn with_executable(process: Process, exe: Arc<Executable>) -> Result<Self, TargetError> {
+        let load_bias = if exe.elf.is_pie() {
+            let base = process
+                .exe_mapping_base()?
+                .ok_or_else(|| TargetError::NotMapped {
+                    pid: process.pid,
+                    exe: process.exe_display.clone(),
+                })?;
+            base.wrapping_sub(exe.elf.first_load_vaddr().unwrap_or(0))
+        } else {
+            0
+        };
+        Ok(Self {
+            process,
+            exe,
+            load_bias,
+        })
+    }
+
+    /// A symbolizer for this process's addresses.
+    pub fn symbolizer(&self) -> Symbolizer {
+        Symbolizer::new(self.exe.clone(), self.load_bias)
+    }
+
+    /// Resolves when the process exits: through a pidfd where the kernel has
+    /// them, else by polling `/proc`.
+    pub async fn exited(&self) {
+        let pid = self.process.pid;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if raw >= 0 {
+            // SAFETY: the syscall returned a fresh fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+            // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
+            if let Ok(fd) = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                // A pidfd becomes readable when the process exits.
+                if fd.readable().await.is_ok() {
+                    return;
+                }
+            }
+        }
+        while self.process.is_alive() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// This process's peak resident set size (VmHWM), bytes, if `/proc` says.
+pub fn own_peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock of the kernel's `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_a_target() {
+        let target = Target::open(std::process::id()).expect("own process");
+        assert!(target.process.is_alive());
+        assert!(target.exe.symbols.function_count() > 0);
+        assert!(own_peak_rss_bytes().unwrap_or(0) > 0);
+        assert!(monotonic_ns() > 0);
+    }
+}
