@@ -303,12 +303,15 @@ mod tests {
             key_type: 0,
             key_int: 7,
             caller_ip: 0,
+            key_hash: 9,
             site_index: 3,
             op: 0,
             key_kind: 1,
             key_len: 8,
             copied: 0,
             go_kind: 2,
+            counted: 0,
+            _pad: 0,
             key: [0; probe_common::MAX_KEY_BYTES],
         };
         assert_eq!(decode(&as_bytes(&map), &[]), Some(Event::Map(map)));

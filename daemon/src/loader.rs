@@ -7,14 +7,16 @@ use std::{collections::HashMap, num::NonZeroU32, path::Path};
 use aya::{
     maps::{Array, Map, MapData, MapError, PerCpuArray, StackTraceMap},
     programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
         ProgramError, TracePoint, UProbe,
     },
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, Pod,
 };
 use probe_common::{
-    CasCounts, Counter, GeneralRegister, MapCounts, MapFilter, MapSiteConfig, NativeCode,
-    OutcomeSource, SiteConfig, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
+    BlockedStats, CasCounts, Control, Counter, GeneralRegister, KeyCounts, KeyCountsKey, LockStats,
+    LockStatsKey, MapCounts, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, SiteConfig,
+    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -22,8 +24,8 @@ use crate::{
     goruntime,
     model::{MapKind, ProbeCounters},
     plan::{
-        cas::Outcome, x86::general_register, LockProbe, Placement, PlannedSite, ProbePlan,
-        SiteProbe,
+        cas::Outcome, exits::ExitWhen, x86::general_register, LockProbe, Placement, PlannedSite,
+        ProbePlan, SiteProbe,
     },
 };
 
@@ -36,6 +38,7 @@ static PROBE_OBJECT: &[u8] =
 /// The uprobe programs, by what their sites observe.
 const LOCK_SLOW_PROGRAM: &str = "lock_slow";
 const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
+const LOCK_EXIT_PROGRAM: &str = "lock_exit";
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
 const GO_READY_PROGRAM: &str = "go_ready";
 const MAP_OP_PROGRAM: &str = "map_op";
@@ -126,6 +129,13 @@ pub enum LoadError {
 /// Loaded and attached probes. Dropping this detaches them.
 pub struct AttachedProbes {
     ebpf: Ebpf,
+    /// Possible CPUs: the width of per-CPU values.
+    cpus: usize,
+
+    /// Each uprobe's program and link.
+    uprobe_links: Vec<(&'static str, UProbeLinkId)>,
+    /// The futex tracepoints' links.
+    tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
     /// Number of attached probes (uprobes and tracepoints).
     pub attached: usize,
 }
@@ -160,8 +170,9 @@ impl AttachedProbes {
             }
         }
         let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(Box::new(e)))?;
+        write_control(&mut ebpf, Control::default_on())?;
         write_sites(&mut ebpf, plan)?;
-        let mut attached = 0;
+        let mut uprobe_links = Vec::new();
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         for (program, belongs) in [
             (
@@ -171,6 +182,9 @@ impl AttachedProbes {
             ),
             (LOCK_SLOW_RET_PROGRAM, |p| {
                 matches!(p, SiteProbe::LockReturn(_))
+            }),
+            (LOCK_EXIT_PROGRAM, |p| {
+                matches!(p, SiteProbe::LockExit { .. })
             }),
             (CAS_OUTCOME_PROGRAM, |p| matches!(p, SiteProbe::Cas { .. })),
             (GO_READY_PROGRAM, |p| matches!(p, SiteProbe::Ready { .. })),
@@ -186,14 +200,19 @@ impl AttachedProbes {
             }
             let uprobe = load_uprobe(&mut ebpf, program)?;
             let placements = sites.map(|(index, site)| (index, &site.at));
-            attached += attach_all(uprobe, placements, exe_path, exe_name, scope)?;
+            for link in attach_all(uprobe, placements, exe_path, exe_name, scope)? {
+                uprobe_links.push((program, link));
+            }
         }
         if !plan.map_sites.is_empty() {
             write_map_sites(&mut ebpf, plan)?;
             let uprobe = load_uprobe(&mut ebpf, MAP_OP_PROGRAM)?;
             let placements = plan.map_sites.iter().map(|site| &site.at).enumerate();
-            attached += attach_all(uprobe, placements, exe_path, exe_name, scope)?;
+            for link in attach_all(uprobe, placements, exe_path, exe_name, scope)? {
+                uprobe_links.push((MAP_OP_PROGRAM, link));
+            }
         }
+        let mut tracepoint_links = Vec::new();
         if plan.futex {
             let mut native: Array<_, NativeCode> = Array::try_from(
                 ebpf.map_mut("NATIVE_CODE")
@@ -203,31 +222,60 @@ impl AttachedProbes {
             native
                 .set(0, native_code(plan, load_bias), 0)
                 .map_err(map_error("NATIVE_CODE", "writing the native code ranges"))?;
-            attach_futex_tracepoints(&mut ebpf, pid)?;
-            attached += 2;
+            tracepoint_links = attach_futex_tracepoints(&mut ebpf, pid)?;
         }
-        Ok(Self { ebpf, attached })
+        Ok(Self {
+            ebpf,
+            cpus: aya::util::nr_cpus().unwrap_or(1),
+            attached: uprobe_links.len() + tracepoint_links.len(),
+            uprobe_links,
+            tracepoint_links,
+        })
     }
 
-    /// Detaches every probe by unloading its program; the maps stay
-    /// readable, so counters read afterwards match the events written.
+    /// Sets the switches every probe reads first.
+    pub fn set_control(&mut self, control: Control) -> Result<(), LoadError> {
+        write_control(&mut self.ebpf, control)
+    }
+
+    /// Detaches every probe; the maps stay readable, so counters read
+    /// afterwards match the events written.
+    ///
+    /// Each detached uprobe waits for a grace period in the kernel (about
+    /// 100 ms here), so the links are closed from several threads at once:
+    /// their waits overlap instead of adding up.
     pub fn detach(&mut self) -> Result<(), LoadError> {
-        for (name, program) in self.ebpf.programs_mut() {
-            let result = match program {
-                aya::programs::Program::UProbe(p) => p.unload(),
-                aya::programs::Program::TracePoint(p) => p.unload(),
-                _ => Ok(()),
-            };
-            match result {
-                Ok(()) | Err(ProgramError::NotLoaded) => {}
-                Err(source) => {
-                    return Err(LoadError::Detach {
+        // The two program types share no trait for `take_link`.
+        macro_rules! take_links {
+            ($into:ident, $links:expr, $program:ty, $what:literal) => {
+                for (name, id) in $links.drain(..) {
+                    let program: &mut $program = self
+                        .ebpf
+                        .program_mut(name)
+                        .and_then(|p| p.try_into().ok())
+                        .ok_or(LoadError::Missing($what))?;
+                    let link = program.take_link(id).map_err(|source| LoadError::Detach {
                         name: name.to_string(),
                         source: Box::new(source),
-                    })
+                    })?;
+                    $into.push(Box::new(link));
                 }
-            }
+            };
         }
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
+        take_links!(
+            links,
+            self.uprobe_links,
+            UProbe,
+            "an attached uprobe program"
+        );
+        take_links!(
+            links,
+            self.tracepoint_links,
+            TracePoint,
+            "an attached tracepoint program"
+        );
+        close_in_parallel(links);
         Ok(())
     }
 
@@ -299,6 +347,44 @@ impl AttachedProbes {
         Ok(result)
     }
 
+    /// Reads a per-CPU hash map whole: every key with its values per CPU;
+    /// in batches of a few syscalls where the kernel has batched lookups,
+    /// else key by key.
+    fn per_cpu_table<K: Pod, V: Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(K, Vec<V>)>, LoadError> {
+        let map = self.ebpf.map(name).ok_or(LoadError::Missing(name))?;
+        if let Map::PerCpuHashMap(data) = map {
+            if let Some(rows) = batch::lookup_all(data, self.cpus) {
+                return Ok(rows);
+            }
+        }
+        let table: aya::maps::PerCpuHashMap<_, K, V> =
+            aya::maps::PerCpuHashMap::try_from(map).map_err(map_error(name, "opening"))?;
+        let mut rows = Vec::new();
+        for entry in table.iter() {
+            let (key, values) = entry.map_err(map_error(name, "reading"))?;
+            rows.push((key, values.iter().copied().collect()));
+        }
+        Ok(rows)
+    }
+
+    /// Contentions and waits per (lock, call site, role) and CPU.
+    pub fn lock_stats(&self) -> Result<Vec<(LockStatsKey, Vec<LockStats>)>, LoadError> {
+        self.per_cpu_table("LOCK_STATS")
+    }
+
+    /// Parks per lock and CPU.
+    pub fn blocked_stats(&self) -> Result<Vec<(u64, Vec<BlockedStats>)>, LoadError> {
+        self.per_cpu_table("BLOCKED")
+    }
+
+    /// Operations per (map, key, caller) and CPU.
+    pub fn key_counts(&self) -> Result<Vec<(KeyCountsKey, Vec<KeyCounts>)>, LoadError> {
+        self.per_cpu_table("KEY_COUNTS")
+    }
+
     /// Reads user stacks by id: instruction pointers, innermost first.
     /// Stacks the kernel no longer has are left out.
     pub fn stacks(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<u64>>, LoadError> {
@@ -341,6 +427,12 @@ impl AttachedProbes {
             inflight_errors: sums[Counter::InflightErrors as usize],
             map_hits: sums[Counter::MapHits as usize],
             map_counts_full: sums[Counter::MapCountsFull as usize],
+            lock_stats_full: sums[Counter::LockStatsFull as usize],
+            key_counts_full: sums[Counter::KeyCountsFull as usize],
+            not_exits: sums[Counter::NotExits as usize],
+            map_ops_counted: sums[Counter::MapOpsCounted as usize],
+            disabled_hits: sums[Counter::DisabledHits as usize],
+            keys_unsampled: sums[Counter::KeysUnsampled as usize],
         })
     }
 }
@@ -364,12 +456,21 @@ fn site_config(index: usize, site: &PlannedSite) -> Result<SiteConfig, LoadError
         role: probe.role as u32,
         capture_stack: u32::from(probe.capture_stack),
         track_blocked: u32::from(probe.track_blocked),
+        count_if: 0,
         _pad: 0,
     };
     Ok(match &site.probe {
         SiteProbe::LockEntry(probe)
         | SiteProbe::LockReturn(probe)
         | SiteProbe::SemaEntry(probe) => lock(probe),
+        SiteProbe::LockExit { probe, when } => SiteConfig {
+            count_if: match *when {
+                ExitWhen::Always => 0,
+                ExitWhen::Taken(condition) => condition as u32,
+                ExitWhen::NotTaken(condition) => condition as u32 | CONDITION_NEGATED,
+            },
+            ..lock(probe)
+        },
         SiteProbe::Ready { goroutine } => SiteConfig {
             arg_register: *goroutine as u32,
             goroutine_register: NO_REGISTER,
@@ -417,10 +518,23 @@ fn site_config(index: usize, site: &PlannedSite) -> Result<SiteConfig, LoadError
                 role: 0,
                 capture_stack: 0,
                 track_blocked: 0,
+                count_if: 0,
                 _pad: 0,
             }
         }
     })
+}
+
+/// Writes the switches.
+fn write_control(ebpf: &mut Ebpf, control: Control) -> Result<(), LoadError> {
+    let mut array: Array<_, Control> = Array::try_from(
+        ebpf.map_mut("CONTROL")
+            .ok_or(LoadError::Missing("CONTROL map"))?,
+    )
+    .map_err(map_error("CONTROL", "opening"))?;
+    array
+        .set(0, control, 0)
+        .map_err(map_error("CONTROL", "writing the switches"))
 }
 
 /// Writes every lock and CAS site's configuration into `SITES`.
@@ -539,22 +653,39 @@ fn program_load_error(name: &'static str, error: ProgramError) -> LoadError {
     }
 }
 
+/// Most threads [`close_in_parallel`] uses.
+const CLOSING_THREADS: usize = 32;
+
+/// Drops (closes) the links from up to [`CLOSING_THREADS`] threads at once.
+fn close_in_parallel(mut links: Vec<Box<dyn Send>>) {
+    if links.is_empty() {
+        return;
+    }
+    let per_thread = links.len().div_ceil(CLOSING_THREADS);
+    std::thread::scope(|scope| {
+        while !links.is_empty() {
+            let chunk: Vec<Box<dyn Send>> = links.drain(..per_thread.min(links.len())).collect();
+            scope.spawn(move || drop(chunk));
+        }
+    });
+}
+
 /// Attaches a loaded uprobe at each placement, with the site's index as its
-/// cookie; returns how many.
+/// cookie; returns the links.
 fn attach_all<'a>(
     program: &mut UProbe,
     placements: impl Iterator<Item = (usize, &'a Placement)>,
     exe_path: &Path,
     exe_name: &str,
     scope: UProbeScope,
-) -> Result<usize, LoadError> {
-    let mut attached = 0;
+) -> Result<Vec<UProbeLinkId>, LoadError> {
+    let mut links = Vec::new();
     for (index, at) in placements {
         let point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(at.file_offset),
             cookie: Some(index as u64),
         };
-        program
+        let link = program
             .attach(point, exe_path, scope)
             .map_err(|source| LoadError::Attach {
                 function: at.function.clone(),
@@ -562,16 +693,19 @@ fn attach_all<'a>(
                 exe: exe_name.to_string(),
                 source: Box::new(source),
             })?;
-        attached += 1;
+        links.push(link);
     }
-    Ok(attached)
+    Ok(links)
 }
 
 /// Where tracefs is mounted when nothing mounted it yet.
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Attaches the futex tracepoints, filtered to process `pid`.
-fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> {
+fn attach_futex_tracepoints(
+    ebpf: &mut Ebpf,
+    pid: u32,
+) -> Result<Vec<(&'static str, TracePointLinkId)>, LoadError> {
     let mut target: Array<_, u32> = Array::try_from(
         ebpf.map_mut("TARGET")
             .ok_or(LoadError::Missing("TARGET map"))?,
@@ -581,6 +715,7 @@ fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> 
         .set(0, pid, 0)
         .map_err(map_error("TARGET", "writing the target PID"))?;
     ensure_tracefs()?;
+    let mut links = Vec::new();
     for (program, event) in [
         ("futex_enter", "sys_enter_futex"),
         ("futex_exit", "sys_exit_futex"),
@@ -597,15 +732,16 @@ fn attach_futex_tracepoints(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> 
         tracepoint
             .load()
             .map_err(|e| program_load_error(program, e))?;
-        tracepoint
+        let link = tracepoint
             .attach("syscalls", event)
             .map_err(|source| LoadError::Program {
                 name: program,
                 what: format!("attaching to syscalls/{event}"),
                 source: Box::new(source),
             })?;
+        links.push((program, link));
     }
-    Ok(())
+    Ok(links)
 }
 
 /// Mounts tracefs at its usual place if no tracefs is mounted: the kernel
@@ -634,4 +770,95 @@ fn ensure_tracefs() -> Result<(), LoadError> {
         return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Batched reads of per-CPU hash maps (`BPF_MAP_LOOKUP_BATCH`, Linux 5.6):
+/// a table of thousands of keys in a few syscalls instead of two a key.
+mod batch {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+
+    use aya::{maps::MapData, Pod};
+
+    /// `BPF_MAP_LOOKUP_BATCH`.
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+    /// Keys asked for per syscall.
+    const CHUNK: usize = 1024;
+
+    /// The `batch` member of `union bpf_attr`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+
+    /// Every key of a per-CPU hash map with its value on each of `cpus`
+    /// CPUs; `None` when the kernel cannot do batched lookups (the caller
+    /// reads key by key then).
+    pub fn lookup_all<K: Pod, V: Pod>(map: &MapData, cpus: usize) -> Option<Vec<(K, Vec<V>)>> {
+        let fd = map.fd().as_fd().as_raw_fd();
+        // Per-CPU values are laid out CPU after CPU, each rounded up to 8
+        // bytes.
+        let stride = std::mem::size_of::<V>().div_ceil(8) * 8;
+        let mut keys = vec![0u8; CHUNK * std::mem::size_of::<K>()];
+        let mut values = vec![0u8; CHUNK * cpus * stride];
+        // The batch token is a bucket index the kernel hands back.
+        let mut token = [0u64; 1];
+        let mut next = [0u64; 1];
+        let mut rows = Vec::new();
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first { 0 } else { token.as_ptr() as u64 },
+                out_batch: next.as_mut_ptr() as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: CHUNK as u32,
+                map_fd: fd as u32,
+                ..BatchAttr::default()
+            };
+            // SAFETY: the attribute points at buffers of `count` keys and
+            // `count` per-CPU values and at 8-byte tokens, all alive for the
+            // call; the kernel writes at most that much.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    std::mem::size_of::<BatchAttr>(),
+                )
+            };
+            let done =
+                rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+            if rc < 0 && !done {
+                return None;
+            }
+            for i in 0..attr.count as usize {
+                let key_bytes = &keys[i * std::mem::size_of::<K>()..][..std::mem::size_of::<K>()];
+                // SAFETY: K is Pod: every bit pattern of its size is valid.
+                let key = unsafe { std::ptr::read_unaligned(key_bytes.as_ptr().cast::<K>()) };
+                let per_cpu = (0..cpus)
+                    .map(|cpu| {
+                        let at = (i * cpus + cpu) * stride;
+                        // SAFETY: V is Pod, and `at` + its size lies in the
+                        // buffer (stride ≥ its size).
+                        unsafe { std::ptr::read_unaligned(values[at..].as_ptr().cast::<V>()) }
+                    })
+                    .collect();
+                rows.push((key, per_cpu));
+            }
+            if done {
+                return Some(rows);
+            }
+            token = next;
+            first = false;
+        }
+    }
 }

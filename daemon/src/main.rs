@@ -244,7 +244,8 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(session::attach(&options))?;
+    let session = runtime.block_on(session::attach(&options))?;
+    let report = session.report;
     if let Some(path) = &args.report {
         write_file(path, ReportFormat::Html, &report)?;
     }
@@ -262,11 +263,17 @@ fn run(cli: Cli) -> Result<()> {
         Format::Text => ReportFormat::Text,
         Format::Json => ReportFormat::Json,
     };
-    let mut stdout = std::io::stdout().lock();
-    format
-        .write(&report, &mut stdout)
-        .and_then(|()| std::io::Write::flush(&mut stdout))
-        .context("writing the report to stdout")
+    {
+        let mut stdout = std::io::stdout().lock();
+        format
+            .write(&report, &mut stdout)
+            .and_then(|()| std::io::Write::flush(&mut stdout))
+            .context("writing the report to stdout")?;
+    }
+    // The report is out; now wait for the probes to be gone.
+    runtime
+        .block_on(session.stopped.detached())
+        .context("detaching the probes")
 }
 
 /// Writes the report to a file in a format, and says so.

@@ -22,6 +22,8 @@ use tokio::{
     task::JoinHandle,
 };
 
+use probe_common::Control;
+
 use crate::{
     aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs},
     intake::{Intake, IntakeError},
@@ -53,6 +55,9 @@ pub enum PipelineError {
     /// The target exited while the probes were being attached.
     #[error("PID {0} exited while mapwatch was attaching")]
     Exited(u32),
+    /// The pipeline's task ended without a report.
+    #[error("the pipeline of PID {0} ended without a report")]
+    NoReport(u32),
     /// The rings could not be read.
     #[error(transparent)]
     Intake(#[from] IntakeError),
@@ -80,7 +85,8 @@ pub struct PipelineOptions {
 pub struct Pipeline {
     snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
     stop: oneshot::Sender<StopReason>,
-    task: JoinHandle<Result<Snapshot, PipelineError>>,
+    report: oneshot::Receiver<Snapshot>,
+    task: JoinHandle<Result<(), PipelineError>>,
     pid: u32,
     /// Probes attached.
     pub attached: usize,
@@ -100,8 +106,10 @@ impl Pipeline {
         // The line tables are read before anything is attached: events are
         // named through them (sync.Map's inlined operations), and reading
         // them later would stall the task that must keep up with the rings.
+        let started = Instant::now();
         let symbolizer = Arc::new(target.symbolizer());
         symbolizer.warm();
+        log::debug!("PID {pid}: line tables read in {:?}", started.elapsed());
         let mut probes = match AttachedProbes::attach(
             &plan,
             pid,
@@ -113,6 +121,7 @@ impl Pipeline {
             Err(_) if !target.process.is_alive() => return Err(PipelineError::Exited(pid)),
             Err(e) => return Err(e.into()),
         };
+        log::debug!("PID {pid}: probes attached in {:?}", started.elapsed());
         let mut selection = MapSelection::resolve(target, &options.map_selection)?;
         selection.refresh(&mut probes)?;
         if plan.counts_maps_in_kernel() {
@@ -150,11 +159,20 @@ impl Pipeline {
         let first = state.aggregator.empty_snapshot();
         let snapshots = Arc::new(watch::Sender::new(Arc::new(first)));
         let (stop, stopped) = oneshot::channel();
+        let (report_tx, report) = oneshot::channel();
         let attached = state.probes.attached;
-        let task = tokio::spawn(run(state, intake, rx, snapshots.clone(), stopped));
+        let task = tokio::spawn(run(
+            state,
+            intake,
+            rx,
+            snapshots.clone(),
+            stopped,
+            report_tx,
+        ));
         Ok(Self {
             snapshots,
             stop,
+            report,
             task,
             pid,
             attached,
@@ -173,12 +191,44 @@ impl Pipeline {
         self.task.is_finished()
     }
 
-    /// Stops the pipeline: detaches the probes, drains the rings, and
+    /// Stops the pipeline: switches the probes off, drains the rings, and
     /// returns the final snapshot, which says it was stopped by `reason`
-    /// (it is not published: subscribers see the channel close).
-    pub async fn stop(self, reason: StopReason) -> Result<Snapshot, PipelineError> {
+    /// (it is not published: subscribers see the channel close). The probes
+    /// are detached afterwards, by the pipeline's task; await
+    /// [`Stopped::detached`] for that.
+    pub async fn stop(self, reason: StopReason) -> Result<(Snapshot, Stopped), PipelineError> {
         // The task may have ended already (with an error, returned below).
         let _ = self.stop.send(reason);
+        match self.report.await {
+            Ok(report) => Ok((
+                report,
+                Stopped {
+                    task: self.task,
+                    pid: self.pid,
+                },
+            )),
+            // The task ended without a report: its error says why.
+            Err(_) => match self.task.await {
+                Ok(Ok(())) => Err(PipelineError::NoReport(self.pid)),
+                Ok(Err(e)) => Err(e),
+                Err(source) => Err(PipelineError::Task {
+                    pid: self.pid,
+                    source,
+                }),
+            },
+        }
+    }
+}
+
+/// A stopped pipeline whose probes are being detached.
+pub struct Stopped {
+    task: JoinHandle<Result<(), PipelineError>>,
+    pid: u32,
+}
+
+impl Stopped {
+    /// Waits until every probe is detached.
+    pub async fn detached(self) -> Result<(), PipelineError> {
         match self.task.await {
             Ok(result) => result,
             Err(source) => Err(PipelineError::Task {
@@ -206,7 +256,7 @@ struct State {
 }
 
 impl State {
-    /// Reads the kernel's counters.
+    /// Reads the kernel's counters and tables.
     fn kernel_sample(&self) -> Result<KernelSample, LoadError> {
         Ok(KernelSample {
             counters: self.probes.counters()?,
@@ -215,6 +265,17 @@ impl State {
                 Some(self.probes.map_counts()?)
             } else {
                 None
+            },
+            lock_stats: self.probes.lock_stats()?,
+            blocked: if self.plan.blocked_time() {
+                self.probes.blocked_stats()?
+            } else {
+                Vec::new()
+            },
+            key_counts: if self.plan.map_sites.is_empty() {
+                Vec::new()
+            } else {
+                self.probes.key_counts()?
             },
         })
     }
@@ -262,7 +323,8 @@ async fn run(
     mut messages: mpsc::UnboundedReceiver<crate::intake::IntakeMessage>,
     snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
     mut stopped: oneshot::Receiver<StopReason>,
-) -> Result<Snapshot, PipelineError> {
+    report_tx: oneshot::Sender<Snapshot>,
+) -> Result<(), PipelineError> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
@@ -275,20 +337,31 @@ async fn run(
                 None => break StopReason::Signal,
             },
             _ = tick.tick() => {
+                let ticking = Instant::now();
                 state.tick()?;
+                let sampled = ticking.elapsed();
                 if snapshots.receiver_count() > 0 {
                     state.read_stacks()?;
                     snapshots.send_replace(Arc::new(state.snapshot(None)));
                 }
+                log::debug!("tick: sampled in {sampled:?}, published in {:?}", ticking.elapsed());
             }
         }
     };
     // The CAS counts up to now go to the current column; then no probe
     // fires any more, and what the rings hold is all there will be.
-    let cas = state.kernel_sample()?;
-    state.aggregator.sample(cas, false);
-    state.probes.detach()?;
+    let stopping = Instant::now();
+    // The probes stop counting at once (detaching them takes a kernel grace
+    // period each, about 0.1 s here: that waits until the report is out).
+    state.probes.set_control(Control {
+        enabled: 0,
+        ..Control::default_on()
+    })?;
+    // Let probes that were already running on other CPUs finish (they run
+    // for microseconds).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     intake.stop().await?;
+    log::debug!("rings drained in {:?}", stopping.elapsed());
     while let Ok(message) = messages.try_recv() {
         state.aggregator.apply(message);
     }
@@ -298,7 +371,15 @@ async fn run(
     // Runtime maps are named by the variables holding them, read while the
     // target ran and once more now (if it is still there).
     state.selection.name_maps(&state.aggregator.map_addresses());
-    Ok(state.snapshot(Some(reason)))
+    let report = state.snapshot(Some(reason));
+    log::debug!("report built in {:?}", stopping.elapsed());
+    if report_tx.send(report).is_err() {
+        log::debug!("nobody waits for the report");
+    }
+    let detaching = Instant::now();
+    state.probes.detach()?;
+    log::debug!("detached in {:?}", detaching.elapsed());
+    Ok(())
 }
 
 /// The maps chosen with `--map`, kept up to date in the kernel's selection,

@@ -13,7 +13,7 @@ use tokio::{
 use crate::{
     host,
     model::{Snapshot, StopReason},
-    pipeline::{Pipeline, PipelineOptions},
+    pipeline::{Pipeline, PipelineOptions, Stopped},
     plan::{self, PlanRequest},
     process::Target,
     view::{
@@ -49,11 +49,14 @@ pub struct AttachOptions {
 }
 
 /// Runs one attach session to completion and returns its report.
-pub async fn attach(options: &AttachOptions) -> Result<Snapshot> {
+pub async fn attach(options: &AttachOptions) -> Result<Session> {
     let pid = options.pid;
+    let started = std::time::Instant::now();
     host::check(&host::HostPaths::default())?;
     let target = Target::open(pid)?;
+    log::debug!("PID {pid}: executable read in {:?}", started.elapsed());
     let plan = plan::plan(&target.exe, &options.probes).with_context(|| format!("PID {pid}"))?;
+    log::debug!("PID {pid}: planned in {:?}", started.elapsed());
     let pipeline = Pipeline::start(
         &target,
         plan.into(),
@@ -176,15 +179,26 @@ pub async fn attach(options: &AttachOptions) -> Result<Snapshot> {
     };
     // Leave the full-screen view before the report is printed.
     drop(tui);
-    let report = pipeline
+    let stopping = std::time::Instant::now();
+    let (report, stopped) = pipeline
         .stop(stopped_by)
         .await
         .with_context(|| format!("PID {pid}"))?;
+    log::debug!("PID {pid}: report ready in {:?}", stopping.elapsed());
     drop(metrics);
     while let Some(result) = views.join_next().await {
         result.context("a live view failed")??;
     }
-    Ok(report)
+    Ok(Session { report, stopped })
+}
+
+/// A finished session: its report, and its probes being detached.
+pub struct Session {
+    /// The final snapshot.
+    pub report: Snapshot,
+    /// The pipeline detaching its probes (each takes a kernel grace
+    /// period): print the report first, then wait for it.
+    pub stopped: Stopped,
 }
 
 /// Waits for the first of: SIGINT, SIGTERM, the duration, the target's exit.

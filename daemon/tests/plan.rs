@@ -11,6 +11,7 @@ use mapwatch::{
     goruntime,
     model::{Builtin, MapKind, ProbeKind, SiteCost},
     plan::{
+        exits::ExitWhen,
         plan,
         site::SiteChoice,
         x86::{decode_at, is_emulated_at},
@@ -108,6 +109,26 @@ fn check_placements(exe: &Executable, plan: &ProbePlan, what: &str) {
             assert_eq!(mnemonic, "ret", "{what}: {}", at.function);
             assert_eq!(at.cost(), SiteCost::SingleStepped);
         }
+        if let Some(PlannedSite {
+            probe: SiteProbe::LockExit { when, .. },
+            ..
+        }) = site
+        {
+            match when {
+                ExitWhen::Always => assert!(
+                    mnemonic == "jmp" || !instr.is_jcc_short_or_near(),
+                    "{what}: {} {mnemonic}",
+                    at.function
+                ),
+                ExitWhen::Taken(_) | ExitWhen::NotTaken(_) => {
+                    assert!(
+                        instr.is_jcc_short_or_near(),
+                        "{what}: {} {mnemonic}",
+                        at.function
+                    )
+                }
+            }
+        }
         if let Some((cas, _)) = site.and_then(PlannedSite::cas) {
             // The CAS itself: a lock cmpxchg, or a call to a CAS function.
             let offset = exe.elf.vaddr_to_file_offset(cas.cmpxchg_address).unwrap();
@@ -187,15 +208,29 @@ fn go_fixtures_plan_the_functions_of_their_generation_at_emulated_sites() {
             "Go {go}: the jbe after cmp rsp,[r14+16]"
         );
         assert_eq!(entry.at.skip_when, SkipWhen::BelowOrEqual, "Go {go}");
-        let returns = plan
+        // Its waits end at emulated jumps into its epilogue, not at its
+        // single-stepped RETs.
+        let exits: Vec<_> = plan
             .sites
             .iter()
             .filter(|s| {
-                s.at.function == generation.mutex_slow_path
-                    && s.probe_kind() == ProbeKind::LockReturn
+                s.at.function == generation.mutex_slow_path && s.probe_kind() == ProbeKind::LockExit
             })
-            .count();
-        assert!(returns >= 1, "Go {go}");
+            .collect();
+        assert!(exits.len() >= 2, "Go {go}: {exits:?}");
+        assert!(
+            exits.iter().all(|s| s.at.cost() == SiteCost::Emulated),
+            "Go {go}"
+        );
+        assert!(!plan.sites.iter().any(|s| {
+            s.at.function == generation.mutex_slow_path && s.probe_kind() == ProbeKind::LockReturn
+        }));
+        // The RWMutex semaphore waits are wrappers of a call: their RETs.
+        for wait in goruntime::RWMUTEX_WAITS {
+            assert!(plan.sites.iter().any(|s| {
+                s.at.function == wait.function && s.probe_kind() == ProbeKind::LockReturn
+            }));
+        }
         // The RWMutex semaphores with their offsets into the RWMutex.
         for wait in goruntime::RWMUTEX_WAITS {
             let site = plan

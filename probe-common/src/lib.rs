@@ -68,9 +68,13 @@ pub enum SiteKind {
     /// the goroutine may park; recorded in `SEMA_PENDING`, no event.
     SemaEntry = 4,
     /// Go's `runtime.ready`: a goroutine (its `g` in RAX) is made runnable.
-    /// If it was parked on a lock's semaphore, the event carries how long
-    /// it was blocked (the figure Go's `/sync/mutex/wait/total` samples).
+    /// If it was parked on a lock's semaphore, how long it was blocked (the
+    /// figure Go's `/sync/mutex/wait/total` samples) goes to `BLOCKED`.
     Ready = 5,
+    /// A jump (or other emulated instruction) by which a slow path enters
+    /// its epilogue: the waiter holds the lock now, when the jump is taken
+    /// ([`SiteConfig::count_if`]).
+    LockExit = 6,
 }
 
 impl SiteKind {
@@ -82,6 +86,7 @@ impl SiteKind {
             3 => Some(Self::LockSlowReturn),
             4 => Some(Self::SemaEntry),
             5 => Some(Self::Ready),
+            6 => Some(Self::LockExit),
             _ => None,
         }
     }
@@ -195,8 +200,284 @@ pub struct SiteConfig {
     /// Semaphore wait entries: 1 to record the wait in `SEMA_PENDING` for
     /// `runtime.ready` (blocked time), 0 not to.
     pub track_blocked: u32,
+    /// Exit sites: 0 to count every hit, else a [`Condition`] value (plus
+    /// [`CONDITION_NEGATED`] for "when it does not hold") evaluated on the
+    /// saved flags: the hit is an exit only then.
+    pub count_if: u32,
     /// Explicit padding.
     pub _pad: u32,
+}
+
+/// A condition of x86 conditional branches, evaluated on saved flags.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// OF = 1 (`jo`).
+    Overflow = 1,
+    /// OF = 0 (`jno`).
+    NotOverflow = 2,
+    /// CF = 1 (`jb`).
+    Below = 3,
+    /// CF = 0 (`jae`).
+    AboveOrEqual = 4,
+    /// ZF = 1 (`je`).
+    Equal = 5,
+    /// ZF = 0 (`jne`).
+    NotEqual = 6,
+    /// CF = 1 or ZF = 1 (`jbe`).
+    BelowOrEqual = 7,
+    /// CF = 0 and ZF = 0 (`ja`).
+    Above = 8,
+    /// SF = 1 (`js`).
+    Sign = 9,
+    /// SF = 0 (`jns`).
+    NotSign = 10,
+    /// PF = 1 (`jp`).
+    Parity = 11,
+    /// PF = 0 (`jnp`).
+    NotParity = 12,
+    /// SF ≠ OF (`jl`).
+    Less = 13,
+    /// SF = OF (`jge`).
+    GreaterOrEqual = 14,
+    /// ZF = 1 or SF ≠ OF (`jle`).
+    LessOrEqual = 15,
+    /// ZF = 0 and SF = OF (`jg`).
+    Greater = 16,
+}
+
+/// Added to a [`Condition`] in [`SiteConfig::count_if`]: count when it
+/// does not hold.
+pub const CONDITION_NEGATED: u32 = 1 << 8;
+
+/// Whether `count_if` (see [`SiteConfig::count_if`]) holds on the saved
+/// flags `flags`.
+#[inline(always)]
+pub fn condition_holds(count_if: u32, flags: u64) -> bool {
+    let cf = flags & 1 != 0;
+    let pf = flags & (1 << 2) != 0;
+    let zf = flags & (1 << 6) != 0;
+    let sf = flags & (1 << 7) != 0;
+    let of = flags & (1 << 11) != 0;
+    let holds = match count_if & 0xff {
+        0 => return true,
+        1 => of,
+        2 => !of,
+        3 => cf,
+        4 => !cf,
+        5 => zf,
+        6 => !zf,
+        7 => cf || zf,
+        8 => !cf && !zf,
+        9 => sf,
+        10 => !sf,
+        11 => pf,
+        12 => !pf,
+        13 => sf != of,
+        14 => sf == of,
+        15 => zf || sf != of,
+        16 => !zf && sf == of,
+        _ => false,
+    };
+    if count_if & CONDITION_NEGATED != 0 {
+        !holds
+    } else {
+        holds
+    }
+}
+
+/// Switches every probe reads first (`CONTROL`, index 0), set by the daemon
+/// and its overhead governor while attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// 0: every probe returns at once (counting [`Counter::DisabledHits`]);
+    /// 1: probes run.
+    pub enabled: u32,
+    /// 1: entries record their waiter's user stack (once per new lock and
+    /// caller, and every [`STACK_RESAMPLE`]th time after); 0: only the
+    /// caller's return address.
+    pub stacks: u32,
+    /// 1: entries record their wait's start, so that its end measures it;
+    /// 0: contentions are counted, waits not timed.
+    pub wait_times: u32,
+    /// Map keys are recorded for one operation in `2^key_sample_shift`
+    /// (per CPU); the others are only counted per map.
+    pub key_sample_shift: u32,
+}
+
+impl Control {
+    /// Everything on: every probe runs in full.
+    pub const fn default_on() -> Self {
+        Self {
+            enabled: 1,
+            stacks: 1,
+            wait_times: 1,
+            key_sample_shift: 0,
+        }
+    }
+}
+
+/// How often an entry re-reads the stack of a (lock, caller) pair it has
+/// seen before: a caller reached from several paths shows more than one.
+pub const STACK_RESAMPLE: u64 = 256;
+
+/// Log2 buckets of the in-kernel wait histograms: bucket `b` counts waits
+/// in `[2^b, 2^(b+1))` ns, the last one everything longer (2^39 ns is about
+/// nine minutes).
+pub const WAIT_HIST_BUCKETS: usize = 40;
+
+/// Key of `LOCK_STATS`: one lock waited on from one call site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockStatsKey {
+    /// The lock.
+    pub lock_addr: u64,
+    /// Return address into the slow path's caller, or 0.
+    pub caller_ip: u64,
+    /// The waiter's user stack in `STACKS`, or -1.
+    pub stack_id: i64,
+    /// A [`LockRole`] value.
+    pub role: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Value of `LOCK_STATS` (per CPU): contentions and measured waits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockStats {
+    /// Entries into the slow path.
+    pub contentions: u64,
+    /// Waits measured (their ends seen).
+    pub acquisitions: u64,
+    /// Their sum, ns.
+    pub wait_ns: u64,
+    /// The longest, ns.
+    pub wait_max_ns: u64,
+    /// Their log2 histogram (see [`WAIT_HIST_BUCKETS`]).
+    pub hist: [u64; WAIT_HIST_BUCKETS],
+}
+
+/// Value of `BLOCKED` (per CPU, by lock): parks on the lock's semaphores
+/// (`--blocked-time`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockedStats {
+    /// Parks ended by `runtime.ready`.
+    pub parks: u64,
+    /// Their sum, park to runnable, ns.
+    pub blocked_ns: u64,
+}
+
+/// Key of `PAIRS`: a lock and a caller seen waiting on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairKey {
+    /// The lock.
+    pub lock_addr: u64,
+    /// The caller's return address.
+    pub caller_ip: u64,
+}
+
+/// Value of `PAIRS`: the stack last read for the pair, and how often the
+/// pair was seen since.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairStack {
+    /// The stack's id in `STACKS`, or -1.
+    pub stack_id: i64,
+    /// Entries of the pair.
+    pub hits: u64,
+}
+
+/// The kernel's flag for hash maps whose entries are allocated as they are
+/// made (`BPF_F_NO_PREALLOC`): per-CPU tables cost what they hold, not
+/// their capacity times the CPUs.
+pub const NO_PREALLOC: u32 = 1;
+
+/// Capacity of `LOCK_STATS`: distinct (lock, call site) pairs counted in
+/// the kernel; further ones become events.
+pub const MAX_LOCK_STATS: u32 = 4096;
+
+/// Capacity of `BLOCKED`: locks whose parks are counted in the kernel.
+pub const MAX_BLOCKED: u32 = 1024;
+
+/// Capacity of `PAIRS`.
+pub const MAX_PAIRS: u32 = 16384;
+
+/// Key of `KEY_COUNTS`: one key of one map, from one caller.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyCountsKey {
+    /// The map.
+    pub map_addr: u64,
+    /// The key's hash ([`key_hash`] of what the event would carry), 0 for
+    /// operations without a key.
+    pub key_hash: u64,
+    /// The caller's return address for sites that name the operation from
+    /// it, else 0.
+    pub caller_ip: u64,
+}
+
+/// Value of `KEY_COUNTS` (per CPU): operations by [`MapOp`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Operations by [`MapOp`].
+    pub ops: [u64; MAP_OPS],
+}
+
+/// Capacity of `KEY_COUNTS`: distinct (map, key, caller) counted in the
+/// kernel per CPU; operations on further ones become events.
+pub const MAX_KEY_COUNTS: u32 = 8192;
+
+/// The FNV-1a offset basis: the start of [`key_hash`].
+pub const KEY_HASH_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a prime.
+pub const KEY_HASH_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// One step of the key hash (FNV-1a over bytes).
+#[inline(always)]
+pub fn key_hash_byte(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(KEY_HASH_PRIME)
+}
+
+/// One 8-byte word into the key hash (its bytes, little-endian).
+#[inline(always)]
+pub fn key_hash_word(mut hash: u64, word: u64) -> u64 {
+    let mut i = 0;
+    while i < 8 {
+        hash = key_hash_byte(hash, (word >> (8 * i)) as u8);
+        i += 1;
+    }
+    hash
+}
+
+/// The hash both sides give a decoded key: its kind, Go kind, length,
+/// integer value and type, then the bytes copied. Never 0 (0 means "no
+/// key").
+pub fn key_hash(
+    key_kind: u32,
+    go_kind: u32,
+    key_len: u32,
+    key_int: u64,
+    key_type: u64,
+    bytes: &[u8],
+) -> u64 {
+    let mut hash = KEY_HASH_BASIS;
+    hash = key_hash_word(hash, ((key_kind as u64) << 32) | go_kind as u64);
+    hash = key_hash_word(hash, key_len as u64);
+    hash = key_hash_word(hash, key_int);
+    hash = key_hash_word(hash, key_type);
+    for &byte in bytes {
+        hash = key_hash_byte(hash, byte);
+    }
+    if hash == 0 {
+        1
+    } else {
+        hash
+    }
 }
 
 /// What kind of wait a lock site observes.
@@ -515,6 +796,8 @@ pub struct MapEvent {
     pub key_int: u64,
     /// Return address into the caller, or 0.
     pub caller_ip: u64,
+    /// The key's hash (see [`key_hash`]), 0 without a key.
+    pub key_hash: u64,
     /// [`MapSiteConfig::site_index`].
     pub site_index: u32,
     /// A [`MapOp`] value.
@@ -527,6 +810,12 @@ pub struct MapEvent {
     pub copied: u32,
     /// The key's Go kind number, or 0.
     pub go_kind: u32,
+    /// 1: the operation is counted in `KEY_COUNTS` (this event only says
+    /// which key the hash stands for, the first time a CPU counts it);
+    /// 0: the event is the only count of it (the table was full).
+    pub counted: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// The key's first bytes.
     pub key: [u8; MAX_KEY_BYTES],
 }
@@ -571,10 +860,24 @@ pub enum Counter {
     /// Map operations that could be neither events nor counted because
     /// `MAP_COUNTS` was full.
     MapCountsFull = 8,
+    /// Lock hits that became events because `LOCK_STATS` (or `BLOCKED`)
+    /// was full.
+    LockStatsFull = 9,
+    /// Map operations that became events because `KEY_COUNTS` was full.
+    KeyCountsFull = 10,
+    /// Exit hits whose branch did not go to the epilogue (not exits).
+    NotExits = 11,
+    /// Map operations counted in `KEY_COUNTS` (with their key).
+    MapOpsCounted = 12,
+    /// Probe hits while the probes were switched off ([`Control::enabled`]).
+    DisabledHits = 13,
+    /// Map operations counted per map only because their key was not
+    /// sampled ([`Control::key_sample_shift`]).
+    KeysUnsampled = 14,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 15;
 
 /// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
 /// goroutine, not thread: a goroutine parked in the slow path can resume on
@@ -667,21 +970,24 @@ const _: () = {
     assert!(offset_of!(LockEvent, site_index) == 68);
     assert!(offset_of!(LockEvent, role) == 72);
 
-    assert!(size_of::<MapEvent>() == 208);
+    assert!(size_of::<MapEvent>() == 224);
     assert!(offset_of!(MapEvent, header) == 0);
     assert!(offset_of!(MapEvent, map_addr) == 24);
     assert!(offset_of!(MapEvent, key_type) == 32);
     assert!(offset_of!(MapEvent, key_int) == 40);
     assert!(offset_of!(MapEvent, caller_ip) == 48);
-    assert!(offset_of!(MapEvent, site_index) == 56);
-    assert!(offset_of!(MapEvent, op) == 60);
-    assert!(offset_of!(MapEvent, key_kind) == 64);
-    assert!(offset_of!(MapEvent, key_len) == 68);
-    assert!(offset_of!(MapEvent, copied) == 72);
-    assert!(offset_of!(MapEvent, go_kind) == 76);
-    assert!(offset_of!(MapEvent, key) == 80);
+    assert!(offset_of!(MapEvent, key_hash) == 56);
+    assert!(offset_of!(MapEvent, site_index) == 64);
+    assert!(offset_of!(MapEvent, op) == 68);
+    assert!(offset_of!(MapEvent, key_kind) == 72);
+    assert!(offset_of!(MapEvent, key_len) == 76);
+    assert!(offset_of!(MapEvent, copied) == 80);
+    assert!(offset_of!(MapEvent, go_kind) == 84);
+    assert!(offset_of!(MapEvent, counted) == 88);
+    assert!(offset_of!(MapEvent, key) == 96);
 
-    assert!(size_of::<SiteConfig>() == 48);
+    assert!(size_of::<SiteConfig>() == 52);
+    assert!(offset_of!(SiteConfig, count_if) == 44);
     assert!(offset_of!(SiteConfig, kind) == 0);
     assert!(offset_of!(SiteConfig, arg_register) == 4);
     assert!(offset_of!(SiteConfig, goroutine_register) == 8);
@@ -721,6 +1027,19 @@ const _: () = {
 
     assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
+
+    assert!(size_of::<Control>() == 16);
+    assert!(offset_of!(Control, key_sample_shift) == 12);
+    assert!(size_of::<LockStatsKey>() == 32);
+    assert!(offset_of!(LockStatsKey, stack_id) == 16);
+    assert!(offset_of!(LockStatsKey, role) == 24);
+    assert!(size_of::<LockStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
+    assert!(offset_of!(LockStats, hist) == 32);
+    assert!(size_of::<BlockedStats>() == 16);
+    assert!(size_of::<PairKey>() == 16);
+    assert!(size_of::<PairStack>() == 16);
+    assert!(size_of::<KeyCountsKey>() == 24);
+    assert!(size_of::<KeyCounts>() == 8 * MAP_OPS);
 };
 
 #[cfg(feature = "user")]
@@ -736,4 +1055,10 @@ mod user {
     unsafe impl aya::Pod for super::NativeCode {}
     unsafe impl aya::Pod for super::GoLayout {}
     unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::Control {}
+    unsafe impl aya::Pod for super::LockStatsKey {}
+    unsafe impl aya::Pod for super::LockStats {}
+    unsafe impl aya::Pod for super::BlockedStats {}
+    unsafe impl aya::Pod for super::KeyCountsKey {}
+    unsafe impl aya::Pod for super::KeyCounts {}
 }

@@ -1,20 +1,28 @@
 //! mapwatch's kernel-side programs.
 //!
-//! One uprobe program per kind of site ([`lock_slow`], [`lock_slow_ret`],
-//! [`go_ready`], [`cas_outcome`], [`map_op`]) is attached at every site the
-//! daemon's probe planner chose. Each attachment carries a BPF cookie: the
-//! index of its configuration in `SITES` (or `MAP_SITES`), which says which
-//! registers hold what and whether the hit must be skipped (see
-//! [`probe_common::SkipWhen`]). Events go to the per-CPU perf ring buffers
-//! of `EVENTS`, each behind an [`EventHeader`] carrying its tag; per-CPU
-//! counters in `COUNTERS` record what did not become an event, so nothing is
-//! lost silently.
+//! One uprobe program per kind of site ([`lock_slow`], [`lock_exit`],
+//! [`lock_slow_ret`], [`go_ready`], [`cas_outcome`], [`map_op`]) is attached
+//! at every site the daemon's probe planner chose. Each attachment carries a
+//! BPF cookie: the index of its configuration in `SITES` (or `MAP_SITES`),
+//! which says which registers hold what and whether the hit must be skipped
+//! (see [`probe_common::SkipWhen`]).
+//!
+//! Figures are aggregated here, in per-CPU maps the daemon reads each
+//! second: contentions and measured waits per (lock, call site) in
+//! `LOCK_STATS`, parks per lock in `BLOCKED`, operations per (map, key,
+//! caller) in `KEY_COUNTS`, CAS outcomes per site in `CAS_COUNTS`. Events go
+//! to the per-CPU perf rings only to name a map key the first time a CPU
+//! counts it, and for whatever a full table could not take — never lost
+//! silently: `COUNTERS` counts every case. Every event starts with an
+//! [`EventHeader`] carrying its tag. `CONTROL` switches probes and their
+//! costlier parts on and off while attached (the overhead governor).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::BPF_F_CURRENT_CPU,
     bindings::BPF_F_USER_STACK,
+    bindings::BPF_NOEXIST,
     helpers::bpf_probe_read_user,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
@@ -26,17 +34,23 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    CasCounts, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout, Inflight,
-    InflightKey, KeyKind, KeyShape, LockEvent, LockRole, MapCounts, MapEvent, MapFilter,
-    MapSiteConfig, NativeCode, OutcomeSource, SiteConfig, SiteKind, SkipWhen, COUNTER_SLOTS,
-    FUTEX_SITE, MAP_OPS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES,
-    MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_REGISTER,
-    SYNC_MAP_COUNT_FLAG, THREAD_KEY,
+    condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, Counter,
+    EventHeader, EventTag, GeneralRegister as R, GoLayout, Inflight, InflightKey, KeyCounts,
+    KeyCountsKey, KeyKind, KeyShape, LockEvent, LockRole, LockStats, LockStatsKey, MapCounts,
+    MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, PairKey, PairStack, SiteConfig,
+    SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED,
+    MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS,
+    MAX_LOCK_STATS, MAX_PAIRS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS,
+    NO_PREALLOC, NO_REGISTER, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
 #[map]
 static SITES: Array<SiteConfig> = Array::with_max_entries(MAX_SITES, 0);
+
+/// The switches (index 0).
+#[map]
+static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
 
 /// One perf ring buffer per CPU; the daemon reads each from its own task.
 #[map]
@@ -46,13 +60,13 @@ static EVENTS: PerfEventArray<LockEvent> = PerfEventArray::new(0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-/// Waiters in a lock's slow path, by goroutine, for the wait time at return.
+/// Waiters in a lock's slow path, by goroutine, for the wait time at its end.
 #[map]
 static INFLIGHT: LruHashMap<InflightKey, Inflight> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
 /// Goroutines that entered a lock's semaphore wait and may be parked on
-/// it: when and on which lock (read at `runtime.ready`, cleared at the slow
-/// path's return).
+/// it: when and on which lock (read at `runtime.ready`, cleared when the
+/// wait ends).
 #[map]
 static SEMA_PENDING: LruHashMap<InflightKey, Inflight> =
     LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
@@ -60,6 +74,21 @@ static SEMA_PENDING: LruHashMap<InflightKey, Inflight> =
 /// User stacks of waiters, by id.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// The stack last read for each (lock, caller): stacks are read once per
+/// pair (and every [`STACK_RESAMPLE`]th entry), not at every contention.
+#[map]
+static PAIRS: LruHashMap<PairKey, PairStack> = LruHashMap::with_max_entries(MAX_PAIRS, 0);
+
+/// Contentions and waits per (lock, call site, role), per CPU.
+#[map]
+static LOCK_STATS: PerCpuHashMap<LockStatsKey, LockStats> =
+    PerCpuHashMap::with_max_entries(MAX_LOCK_STATS, NO_PREALLOC);
+
+/// Parks per lock, per CPU (`--blocked-time`).
+#[map]
+static BLOCKED: PerCpuHashMap<u64, BlockedStats> =
+    PerCpuHashMap::with_max_entries(MAX_BLOCKED, NO_PREALLOC);
 
 /// Where to look for a native waiter's call site (index 0).
 #[map]
@@ -107,6 +136,33 @@ fn bump(counter: Counter) {
     }
 }
 
+/// The switches, or `None` (counted) when the probes are off.
+#[inline(always)]
+fn control() -> Option<Control> {
+    match CONTROL.get(0) {
+        Some(control) if control.enabled != 0 => Some(*control),
+        _ => {
+            bump(Counter::DisabledHits);
+            None
+        }
+    }
+}
+
+/// The probed site's configuration, with the switches: `None` (counted)
+/// when the probes are off or the cookie names no site.
+#[inline(always)]
+fn site(ctx: &ProbeContext) -> Option<(Control, &'static SiteConfig)> {
+    let control = control()?;
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    match SITES.get(cookie) {
+        Some(site) => Some((control, site)),
+        None => {
+            bump(Counter::UnknownSite);
+            None
+        }
+    }
+}
+
 /// The header of an event written now by the current thread.
 #[inline(always)]
 fn header(tag: EventTag, pid_tgid: u64, now: u64) -> EventHeader {
@@ -117,243 +173,6 @@ fn header(tag: EventTag, pid_tgid: u64, now: u64) -> EventHeader {
         tid: pid_tgid as u32,
         timestamp_ns: now,
     }
-}
-
-/// The event of a wait that ends now: from `inflight`'s start, on its lock.
-#[inline(always)]
-fn wait_event(
-    inflight: &Inflight,
-    goroutine: u64,
-    pid_tgid: u64,
-    kind: SiteKind,
-    site_index: u32,
-) -> LockEvent {
-    let now = unsafe { bpf_ktime_get_ns() };
-    LockEvent {
-        header: header(EventTag::Lock, pid_tgid, now),
-        lock_addr: inflight.lock_addr,
-        goroutine,
-        wait_ns: now.saturating_sub(inflight.start_ns),
-        caller_ip: inflight.caller_ip,
-        stack_id: inflight.stack_id,
-        kind: kind as u32,
-        site_index,
-        role: inflight.role,
-        _pad: 0,
-    }
-}
-
-/// Entry into a lock's contended slow path.
-#[uprobe]
-pub fn lock_slow(ctx: ProbeContext) -> u32 {
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let Some(site) = SITES.get(cookie as u32) else {
-        bump(Counter::UnknownSite);
-        return 0;
-    };
-    let flags = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).eflags) };
-    if skipped(site.skip_when, flags) {
-        bump(Counter::SkippedReentry);
-        return 0;
-    }
-    let lock_addr = register(&ctx, site.arg_register).wrapping_sub(site.addr_adjust as u64);
-    let goroutine = register(&ctx, site.goroutine_register);
-    let rsp = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).rsp) };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if goroutine != 0 && site.track_blocked != 0 {
-        // A semaphore wait begins (the mutex's, or an RWMutex reader's or
-        // writer's): the goroutine may park until `runtime.ready`.
-        let key = InflightKey {
-            tgid,
-            _pad: 0,
-            goroutine,
-        };
-        let value = Inflight {
-            start_ns: unsafe { bpf_ktime_get_ns() },
-            lock_addr,
-            role: site.role,
-            _pad: 0,
-            caller_ip: 0,
-            stack_id: -1,
-        };
-        if SEMA_PENDING.insert(key, value, 0).is_err() {
-            bump(Counter::InflightErrors);
-        }
-    }
-    if site.kind == SiteKind::SemaEntry as u32 {
-        return 0;
-    }
-    // Where the waiter is: the return address on top of the stack (the
-    // probe fires before the prologue pushes a frame), and the frame-pointer
-    // walk of the frames above it.
-    let (caller_ip, stack_id) = if site.capture_stack != 0 {
-        (
-            read_user::<u64>(rsp).unwrap_or(0),
-            ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64)
-                .unwrap_or(-1),
-        )
-    } else {
-        (0, -1)
-    };
-    let now = unsafe { bpf_ktime_get_ns() };
-    if goroutine != 0 {
-        let key = InflightKey {
-            tgid,
-            _pad: 0,
-            goroutine,
-        };
-        let value = Inflight {
-            start_ns: now,
-            lock_addr,
-            role: site.role,
-            _pad: 0,
-            caller_ip,
-            stack_id,
-        };
-        if INFLIGHT.insert(key, value, 0).is_err() {
-            bump(Counter::InflightErrors);
-        }
-    }
-    let event = LockEvent {
-        header: header(EventTag::Lock, pid_tgid, now),
-        lock_addr,
-        goroutine,
-        wait_ns: 0,
-        caller_ip,
-        stack_id,
-        kind: site.kind,
-        site_index: site.site_index,
-        role: site.role,
-        _pad: 0,
-    };
-    output(&ctx, &event, Counter::Hits);
-    0
-}
-
-/// Writes an event (lock or map) to this CPU's ring; counts it in
-/// `written`, or as an output error.
-#[inline(always)]
-fn output<C: EbpfContext, T>(ctx: &C, event: &T, written: Counter) {
-    let rc = unsafe {
-        bpf_perf_event_output(
-            ctx.as_ptr(),
-            &EVENTS as *const _ as *mut _,
-            BPF_F_CURRENT_CPU,
-            event as *const T as *mut _,
-            core::mem::size_of::<T>() as u64,
-        )
-    };
-    if rc == 0 {
-        bump(written);
-    } else {
-        bump(Counter::OutputErrors);
-    }
-}
-
-/// A `RET` of a lock's slow path (Go): the goroutine in the site's
-/// goroutine register now holds the lock; emits the acquisition with its
-/// wait since the matching entry.
-#[uprobe]
-pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let Some(site) = SITES.get(cookie as u32) else {
-        bump(Counter::UnknownSite);
-        return 0;
-    };
-    let goroutine = register(&ctx, site.goroutine_register);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let key = InflightKey {
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-        goroutine,
-    };
-    let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
-        bump(Counter::UnmatchedReturns);
-        return 0;
-    };
-    let _ = INFLIGHT.remove(key);
-    // Whatever semaphore wait this goroutine began is over.
-    let _ = SEMA_PENDING.remove(key);
-    let event = wait_event(
-        &inflight,
-        goroutine,
-        pid_tgid,
-        SiteKind::LockSlowReturn,
-        site.site_index,
-    );
-    output(&ctx, &event, Counter::Hits);
-    0
-}
-
-/// Go's `runtime.ready(gp, …)`: if the goroutine in the site's argument
-/// register was parked on a lock's semaphore, emits how long it was blocked
-/// (park to runnable).
-#[uprobe]
-pub fn go_ready(ctx: ProbeContext) -> u32 {
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let Some(site) = SITES.get(cookie as u32) else {
-        bump(Counter::UnknownSite);
-        return 0;
-    };
-    let flags = unsafe { core::ptr::read_volatile(&raw const (*ctx.regs).eflags) };
-    if skipped(site.skip_when, flags) {
-        return 0;
-    }
-    let readied = register(&ctx, site.arg_register);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let key = InflightKey {
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-        goroutine: readied,
-    };
-    let Some(pending) = (unsafe { SEMA_PENDING.get(key) }).copied() else {
-        return 0;
-    };
-    let _ = SEMA_PENDING.remove(key);
-    let mut event = wait_event(
-        &pending,
-        readied,
-        pid_tgid,
-        SiteKind::Ready,
-        site.site_index,
-    );
-    event.caller_ip = 0;
-    event.stack_id = -1;
-    output(&ctx, &event, Counter::Hits);
-    0
-}
-
-/// Just after a compare-and-swap: counts the attempt, and the failure when
-/// the outcome says so. No event: counts in a per-CPU array cannot be lost.
-#[uprobe]
-pub fn cas_outcome(ctx: ProbeContext) -> u32 {
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let Some(site) = SITES.get(cookie) else {
-        bump(Counter::UnknownSite);
-        return 0;
-    };
-    let regs = Registers::read(&ctx);
-    let register = regs.select(site.outcome_register);
-    let zf = regs.flags & FLAG_ZF != 0;
-    let low_byte_set = register & 0xff != 0;
-    let success = match site.outcome {
-        x if x == OutcomeSource::ZfSet as u32 => zf,
-        x if x == OutcomeSource::ZfClear as u32 => !zf,
-        x if x == OutcomeSource::RegisterNonZero as u32 => low_byte_set,
-        _ => !low_byte_set,
-    };
-    if let Some(counts) = CAS_COUNTS.get_ptr_mut(cookie) {
-        // Per-CPU slot: only this CPU writes it.
-        unsafe {
-            (*counts).attempts += 1;
-            if !success {
-                (*counts).failures += 1;
-            }
-        }
-    }
-    bump(Counter::CasHits);
-    0
 }
 
 /// One general register at a probe hit, numbered as [`R`]; 0 for
@@ -387,69 +206,414 @@ fn register(ctx: &ProbeContext, which: u32) -> u64 {
     }
 }
 
-/// The general registers and flags at a probe hit.
-struct Registers {
-    flags: u64,
-    rsp: u64,
-    gp: [u64; 15],
+/// The saved flags and stack pointer at a probe hit.
+#[inline(always)]
+fn flags_and_rsp(ctx: &ProbeContext) -> (u64, u64) {
+    let regs = ctx.regs;
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*regs).eflags),
+            core::ptr::read_volatile(&raw const (*regs).rsp),
+        )
+    }
 }
 
-impl Registers {
-    /// Reads every register. The verifier only allows context reads at
-    /// constant offsets: read them all, unconditionally, then select.
-    #[inline(always)]
-    fn read(ctx: &ProbeContext) -> Self {
-        let regs = ctx.regs;
+/// Writes an event (lock or map) to this CPU's ring; counts it in
+/// `written`, or as an output error.
+#[inline(always)]
+fn output<C: EbpfContext, T>(ctx: &C, event: &T, written: Counter) {
+    let rc = unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            &EVENTS as *const _ as *mut _,
+            BPF_F_CURRENT_CPU,
+            event as *const T as *mut _,
+            core::mem::size_of::<T>() as u64,
+        )
+    };
+    if rc == 0 {
+        bump(written);
+    } else {
+        bump(Counter::OutputErrors);
+    }
+}
+
+/// The log2 bucket of a wait in the in-kernel histograms.
+#[inline(always)]
+fn wait_bucket(wait_ns: u64) -> usize {
+    let bucket = 63 - (wait_ns | 1).leading_zeros() as usize;
+    if bucket >= WAIT_HIST_BUCKETS {
+        WAIT_HIST_BUCKETS - 1
+    } else {
+        bucket
+    }
+}
+
+/// Per-CPU scratch space for a fresh `LOCK_STATS` value (too big for the
+/// BPF stack).
+#[map]
+static STATS_SCRATCH: PerCpuArray<LockStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Adds one contention (`wait` = `None`) or one measured wait to this
+/// CPU's statistics of `key`. False when the table is full.
+#[inline(always)]
+fn count_lock(key: &LockStatsKey, wait: Option<u64>) -> bool {
+    let add = |stats: &mut LockStats| match wait {
+        None => stats.contentions += 1,
+        Some(wait_ns) => {
+            stats.acquisitions += 1;
+            stats.wait_ns += wait_ns;
+            if wait_ns > stats.wait_max_ns {
+                stats.wait_max_ns = wait_ns;
+            }
+            if let Some(cell) = stats.hist.get_mut(wait_bucket(wait_ns)) {
+                *cell += 1;
+            }
+        }
+    };
+    if let Some(stats) = LOCK_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        add(unsafe { &mut *stats });
+        return true;
+    }
+    let Some(fresh) = STATS_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
+    let fresh = unsafe { &mut *fresh };
+    fresh.contentions = 0;
+    fresh.acquisitions = 0;
+    fresh.wait_ns = 0;
+    fresh.wait_max_ns = 0;
+    for cell in fresh.hist.iter_mut() {
+        *cell = 0;
+    }
+    add(fresh);
+    if LOCK_STATS.insert(key, *fresh, BPF_NOEXIST as u64).is_ok() {
+        return true;
+    }
+    // Another CPU created the entry meanwhile: count in this CPU's value.
+    match LOCK_STATS.get_ptr_mut(key) {
+        Some(stats) => {
+            add(unsafe { &mut *stats });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Counts a lock hit in the kernel, or (the table full) writes it as an
+/// event made by `event`; either way it is one of `Counter::Hits`.
+#[inline(always)]
+fn record_lock<C: EbpfContext>(
+    ctx: &C,
+    key: &LockStatsKey,
+    wait: Option<u64>,
+    event: impl FnOnce() -> LockEvent,
+) {
+    if count_lock(key, wait) {
+        bump(Counter::Hits);
+    } else {
+        bump(Counter::LockStatsFull);
+        output(ctx, &event(), Counter::Hits);
+    }
+}
+
+/// The user stack of a waiter at `caller` on `lock`: read once per pair
+/// (and again every [`STACK_RESAMPLE`]th time), else the last one read.
+#[inline(always)]
+fn pair_stack(ctx: &ProbeContext, lock_addr: u64, caller_ip: u64) -> i64 {
+    let key = PairKey {
+        lock_addr,
+        caller_ip,
+    };
+    if let Some(pair) = PAIRS.get_ptr_mut(key) {
+        // SAFETY: an entry of the LRU map; a racing update from another CPU
+        // at worst re-reads a stack.
+        let pair = unsafe { &mut *pair };
+        pair.hits += 1;
+        if pair.hits % STACK_RESAMPLE != 0 {
+            return pair.stack_id;
+        }
+        let stack_id = ctx
+            .get_stackid(&STACKS, BPF_F_USER_STACK as u64)
+            .unwrap_or(-1);
+        pair.stack_id = stack_id;
+        return stack_id;
+    }
+    let stack_id = ctx
+        .get_stackid(&STACKS, BPF_F_USER_STACK as u64)
+        .unwrap_or(-1);
+    let _ = PAIRS.insert(key, PairStack { stack_id, hits: 1 }, 0);
+    stack_id
+}
+
+/// Entry into a lock's contended slow path (or a semaphore wait).
+#[uprobe]
+pub fn lock_slow(ctx: ProbeContext) -> u32 {
+    let Some((control, site)) = site(&ctx) else {
+        return 0;
+    };
+    let (flags, rsp) = flags_and_rsp(&ctx);
+    if skipped(site.skip_when, flags) {
+        bump(Counter::SkippedReentry);
+        return 0;
+    }
+    let lock_addr = register(&ctx, site.arg_register).wrapping_sub(site.addr_adjust as u64);
+    let goroutine = register(&ctx, site.goroutine_register);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let key = InflightKey {
+        tgid,
+        _pad: 0,
+        goroutine,
+    };
+    if goroutine != 0 && site.track_blocked != 0 {
+        // A semaphore wait begins (the mutex's, or an RWMutex reader's or
+        // writer's): the goroutine may park until `runtime.ready`.
+        let value = Inflight {
+            start_ns: unsafe { bpf_ktime_get_ns() },
+            lock_addr,
+            role: site.role,
+            _pad: 0,
+            caller_ip: 0,
+            stack_id: -1,
+        };
+        if SEMA_PENDING.insert(key, value, 0).is_err() {
+            bump(Counter::InflightErrors);
+        }
+    }
+    if site.kind == SiteKind::SemaEntry as u32 {
+        return 0;
+    }
+    // Where the waiter is: the return address on top of the stack (the
+    // probe fires before the prologue pushes a frame), and the user stack
+    // above it once per (lock, caller).
+    let (caller_ip, stack_id) = if site.capture_stack != 0 {
+        let caller_ip = read_user::<u64>(rsp).unwrap_or(0);
+        let stack_id = if control.stacks != 0 {
+            pair_stack(&ctx, lock_addr, caller_ip)
+        } else {
+            -1
+        };
+        (caller_ip, stack_id)
+    } else {
+        (0, -1)
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if goroutine != 0 && control.wait_times != 0 {
+        let value = Inflight {
+            start_ns: now,
+            lock_addr,
+            role: site.role,
+            _pad: 0,
+            caller_ip,
+            stack_id,
+        };
+        if INFLIGHT.insert(key, value, 0).is_err() {
+            bump(Counter::InflightErrors);
+        }
+    }
+    let stats_key = LockStatsKey {
+        lock_addr,
+        caller_ip,
+        stack_id,
+        role: site.role,
+        _pad: 0,
+    };
+    let (site_index, role) = (site.site_index, site.role);
+    record_lock(&ctx, &stats_key, None, || LockEvent {
+        header: header(EventTag::Lock, pid_tgid, now),
+        lock_addr,
+        goroutine,
+        wait_ns: 0,
+        caller_ip,
+        stack_id,
+        kind: SiteKind::LockSlowEntry as u32,
+        site_index,
+        role,
+        _pad: 0,
+    });
+    0
+}
+
+/// The end of a wait of goroutine `goroutine`: counts it with its length,
+/// if its entry was seen.
+#[inline(always)]
+fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site_index: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = InflightKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        goroutine,
+    };
+    let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
+        bump(Counter::UnmatchedReturns);
+        return;
+    };
+    let _ = INFLIGHT.remove(key);
+    // Whatever semaphore wait this goroutine began is over.
+    let _ = SEMA_PENDING.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let wait_ns = now.saturating_sub(inflight.start_ns);
+    let stats_key = LockStatsKey {
+        lock_addr: inflight.lock_addr,
+        caller_ip: inflight.caller_ip,
+        stack_id: inflight.stack_id,
+        role: inflight.role,
+        _pad: 0,
+    };
+    record_lock(ctx, &stats_key, Some(wait_ns), || LockEvent {
+        header: header(EventTag::Lock, pid_tgid, now),
+        lock_addr: inflight.lock_addr,
+        goroutine,
+        wait_ns,
+        caller_ip: inflight.caller_ip,
+        stack_id: inflight.stack_id,
+        kind: SiteKind::LockSlowReturn as u32,
+        site_index,
+        role: inflight.role,
+        _pad: 0,
+    });
+}
+
+/// A jump by which a slow path enters its epilogue (see the planner's
+/// `exits` module): when taken, the waiter in the goroutine register holds
+/// the lock now.
+#[uprobe]
+pub fn lock_exit(ctx: ProbeContext) -> u32 {
+    let Some((_, site)) = site(&ctx) else {
+        return 0;
+    };
+    let (flags, _) = flags_and_rsp(&ctx);
+    if !condition_holds(site.count_if, flags) {
+        bump(Counter::NotExits);
+        return 0;
+    }
+    let goroutine = register(&ctx, site.goroutine_register);
+    end_wait(&ctx, goroutine, site.site_index);
+    0
+}
+
+/// A `RET` of a lock's slow path (Go; single-stepped, for `--probe-site
+/// entry` and code without a continuation): the goroutine in the site's
+/// goroutine register now holds the lock.
+#[uprobe]
+pub fn lock_slow_ret(ctx: ProbeContext) -> u32 {
+    let Some((_, site)) = site(&ctx) else {
+        return 0;
+    };
+    let goroutine = register(&ctx, site.goroutine_register);
+    end_wait(&ctx, goroutine, site.site_index);
+    0
+}
+
+/// Go's `runtime.ready(gp, …)`: if the goroutine in the site's argument
+/// register was parked on a lock's semaphore, counts how long it was
+/// blocked (park to runnable).
+#[uprobe]
+pub fn go_ready(ctx: ProbeContext) -> u32 {
+    let Some((_, site)) = site(&ctx) else {
+        return 0;
+    };
+    let (flags, _) = flags_and_rsp(&ctx);
+    if skipped(site.skip_when, flags) {
+        return 0;
+    }
+    let readied = register(&ctx, site.arg_register);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let key = InflightKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        goroutine: readied,
+    };
+    let Some(pending) = (unsafe { SEMA_PENDING.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = SEMA_PENDING.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let blocked_ns = now.saturating_sub(pending.start_ns);
+    if count_blocked(pending.lock_addr, blocked_ns) {
+        bump(Counter::Hits);
+        return 0;
+    }
+    bump(Counter::LockStatsFull);
+    let event = LockEvent {
+        header: header(EventTag::Lock, pid_tgid, now),
+        lock_addr: pending.lock_addr,
+        goroutine: readied,
+        wait_ns: blocked_ns,
+        caller_ip: 0,
+        stack_id: -1,
+        kind: SiteKind::Ready as u32,
+        site_index: site.site_index,
+        role: pending.role,
+        _pad: 0,
+    };
+    output(&ctx, &event, Counter::Hits);
+    0
+}
+
+/// Adds one park to this CPU's figures of `lock`; false when `BLOCKED` is
+/// full.
+#[inline(always)]
+fn count_blocked(lock: u64, blocked_ns: u64) -> bool {
+    if let Some(stats) = BLOCKED.get_ptr_mut(lock) {
+        // SAFETY: this CPU's value.
         unsafe {
-            Self {
-                flags: core::ptr::read_volatile(&raw const (*regs).eflags),
-                rsp: core::ptr::read_volatile(&raw const (*regs).rsp),
-                gp: [
-                    core::ptr::read_volatile(&raw const (*regs).rax),
-                    core::ptr::read_volatile(&raw const (*regs).rbx),
-                    core::ptr::read_volatile(&raw const (*regs).rcx),
-                    core::ptr::read_volatile(&raw const (*regs).rdx),
-                    core::ptr::read_volatile(&raw const (*regs).rsi),
-                    core::ptr::read_volatile(&raw const (*regs).rdi),
-                    core::ptr::read_volatile(&raw const (*regs).rbp),
-                    core::ptr::read_volatile(&raw const (*regs).r8),
-                    core::ptr::read_volatile(&raw const (*regs).r9),
-                    core::ptr::read_volatile(&raw const (*regs).r10),
-                    core::ptr::read_volatile(&raw const (*regs).r11),
-                    core::ptr::read_volatile(&raw const (*regs).r12),
-                    core::ptr::read_volatile(&raw const (*regs).r13),
-                    core::ptr::read_volatile(&raw const (*regs).r14),
-                    core::ptr::read_volatile(&raw const (*regs).r15),
-                ],
+            (*stats).parks += 1;
+            (*stats).blocked_ns += blocked_ns;
+        }
+        return true;
+    }
+    let fresh = BlockedStats {
+        parks: 1,
+        blocked_ns,
+    };
+    if BLOCKED.insert(lock, fresh, BPF_NOEXIST as u64).is_ok() {
+        return true;
+    }
+    match BLOCKED.get_ptr_mut(lock) {
+        Some(stats) => {
+            unsafe {
+                (*stats).parks += 1;
+                (*stats).blocked_ns += blocked_ns;
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Just after a compare-and-swap: counts the attempt, and the failure when
+/// the outcome says so. No event: counts in a per-CPU array cannot be lost.
+#[uprobe]
+pub fn cas_outcome(ctx: ProbeContext) -> u32 {
+    let Some((_, site)) = site(&ctx) else {
+        return 0;
+    };
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let (flags, _) = flags_and_rsp(&ctx);
+    let register = register(&ctx, site.outcome_register);
+    let zf = flags & FLAG_ZF != 0;
+    let low_byte_set = register & 0xff != 0;
+    let success = match site.outcome {
+        x if x == OutcomeSource::ZfSet as u32 => zf,
+        x if x == OutcomeSource::ZfClear as u32 => !zf,
+        x if x == OutcomeSource::RegisterNonZero as u32 => low_byte_set,
+        _ => !low_byte_set,
+    };
+    if let Some(counts) = CAS_COUNTS.get_ptr_mut(cookie) {
+        // Per-CPU slot: only this CPU writes it.
+        unsafe {
+            (*counts).attempts += 1;
+            if !success {
+                (*counts).failures += 1;
             }
         }
     }
-
-    /// The register numbered as [`R`]; 0 for [`NO_REGISTER`] or anything
-    /// else out of range (the daemon never writes such a number for a
-    /// register it needs).
-    #[inline(always)]
-    fn select(&self, which: u32) -> u64 {
-        match which {
-            x if x == R::Rax as u32 => self.gp[0],
-            x if x == R::Rbx as u32 => self.gp[1],
-            x if x == R::Rcx as u32 => self.gp[2],
-            x if x == R::Rdx as u32 => self.gp[3],
-            x if x == R::Rsi as u32 => self.gp[4],
-            x if x == R::Rdi as u32 => self.gp[5],
-            x if x == R::Rbp as u32 => self.gp[6],
-            x if x == R::R8 as u32 => self.gp[7],
-            x if x == R::R9 as u32 => self.gp[8],
-            x if x == R::R10 as u32 => self.gp[9],
-            x if x == R::R11 as u32 => self.gp[10],
-            x if x == R::R12 as u32 => self.gp[11],
-            x if x == R::R13 as u32 => self.gp[12],
-            x if x == R::R14 as u32 => self.gp[13],
-            x if x == R::R15 as u32 => self.gp[14],
-            x if x == R::Rsp as u32 => self.rsp,
-            _ => 0,
-        }
-    }
+    bump(Counter::CasHits);
+    0
 }
 
 /// Per-site configuration of map operation sites, indexed by cookie.
@@ -457,18 +621,27 @@ impl Registers {
 static MAP_SITES: Array<MapSiteConfig> = Array::with_max_entries(MAX_SITES, 0);
 
 /// Maps selected with `--map` (value unused): with [`MapFilter::Listed`],
-/// only their operations become events.
+/// only their keys are recorded.
 #[map]
 static MAP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(MAX_FILTERED_MAPS, 0);
 
-/// Operations per map and CPU of maps not selected: counted, no events.
+/// Operations per map and CPU of maps whose keys are not recorded.
 #[map]
 static MAP_COUNTS: PerCpuHashMap<u64, MapCounts> =
     PerCpuHashMap::with_max_entries(MAX_COUNTED_MAPS, 0);
 
+/// Operations per (map, key, caller) and CPU.
+#[map]
+static KEY_COUNTS: PerCpuHashMap<KeyCountsKey, KeyCounts> =
+    PerCpuHashMap::with_max_entries(MAX_KEY_COUNTS, NO_PREALLOC);
+
 /// Per-CPU scratch space for a [`MapEvent`] (too big for the BPF stack).
 #[map]
 static MAP_SCRATCH: PerCpuArray<MapEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU count of map operations, for key sampling.
+#[map]
+static MAP_TICKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Reads a user-space value, or `None` when the read faults.
 #[inline(always)]
@@ -619,35 +792,105 @@ fn decode_stored(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64, l
     }
 }
 
-/// A map operation (runtime map or `sync.Map`): an event with the decoded
-/// key for maps that are selected (or all, per the site), else a per-map
-/// count.
+/// The event's key hashed as [`probe_common::key_hash`] does it: kind,
+/// length, integer, type, then the bytes copied.
+#[inline(always)]
+fn hash_key(event: &MapEvent) -> u64 {
+    let mut hash = KEY_HASH_BASIS;
+    hash = key_hash_word(hash, ((event.key_kind as u64) << 32) | event.go_kind as u64);
+    hash = key_hash_word(hash, event.key_len as u64);
+    hash = key_hash_word(hash, event.key_int);
+    hash = key_hash_word(hash, event.key_type);
+    let n = event.copied as usize;
+    for i in 0..MAX_KEY_BYTES {
+        if i >= n {
+            break;
+        }
+        if let Some(&byte) = event.key.get(i) {
+            hash = key_hash_byte(hash, byte);
+        }
+    }
+    if hash == 0 {
+        1
+    } else {
+        hash
+    }
+}
+
+/// Adds one operation to this CPU's count of `key`. `Some(true)` when a
+/// new entry was made, `Some(false)` when an existing one was counted,
+/// `None` when the table is full.
+#[inline(always)]
+fn count_key(key: &KeyCountsKey, op: usize) -> Option<bool> {
+    if let Some(counts) = KEY_COUNTS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value.
+        if let Some(slot) = unsafe { (*counts).ops.get_mut(op) } {
+            *slot += 1;
+        }
+        return Some(false);
+    }
+    let mut fresh = KeyCounts { ops: [0; MAP_OPS] };
+    if let Some(slot) = fresh.ops.get_mut(op) {
+        *slot = 1;
+    }
+    if KEY_COUNTS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
+        return Some(true);
+    }
+    let counts = KEY_COUNTS.get_ptr_mut(key)?;
+    if let Some(slot) = unsafe { (*counts).ops.get_mut(op) } {
+        *slot += 1;
+    }
+    // Another CPU's insert made the entry: this CPU has not named the key.
+    Some(true)
+}
+
+/// A map operation (runtime map or `sync.Map`): counted per (map, key,
+/// caller) with the key decoded, for maps whose keys are recorded; else
+/// per map.
 #[uprobe]
 pub fn map_op(ctx: ProbeContext) -> u32 {
+    let Some(control) = control() else {
+        return 0;
+    };
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let Some(site) = MAP_SITES.get(cookie) else {
         bump(Counter::UnknownSite);
         return 0;
     };
-    let regs = Registers::read(&ctx);
-    if skipped(site.skip_when, regs.flags) {
+    let (flags, rsp) = flags_and_rsp(&ctx);
+    if skipped(site.skip_when, flags) {
         bump(Counter::SkippedReentry);
         return 0;
     }
-    let map_addr = regs.select(site.map_register);
+    let map_addr = register(&ctx, site.map_register);
     let op = site.op as usize;
     if op >= MAP_OPS {
         bump(Counter::UnknownSite);
         return 0;
     }
+    let per_map = if site.sync_map != 0 {
+        map_addr | SYNC_MAP_COUNT_FLAG
+    } else {
+        map_addr
+    };
     if site.filter == MapFilter::Listed as u32 && unsafe { MAP_FILTER.get(map_addr) }.is_none() {
-        let key = if site.sync_map != 0 {
-            map_addr | SYNC_MAP_COUNT_FLAG
-        } else {
-            map_addr
-        };
-        count_map_op(key, op);
+        count_map_op(per_map, op);
         return 0;
+    }
+    if control.key_sample_shift != 0 {
+        if let Some(ticks) = MAP_TICKS.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot.
+            let tick = unsafe {
+                *ticks += 1;
+                *ticks
+            };
+            let mask = (1u64 << (control.key_sample_shift & 31)) - 1;
+            if tick & mask != 0 {
+                bump(Counter::KeysUnsampled);
+                count_map_op(per_map, op);
+                return 0;
+            }
+        }
     }
     let Some(layout) = GO_LAYOUT.get(0) else {
         return 0;
@@ -665,7 +908,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     event.caller_ip = if site.capture_caller != 0 {
         // The probe fires before the prologue moves RSP: the return address
         // is on top of the stack.
-        read_user::<u64>(regs.rsp).unwrap_or(0)
+        read_user::<u64>(rsp).unwrap_or(0)
     } else {
         0
     };
@@ -675,10 +918,12 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     event.key_len = 0;
     event.copied = 0;
     event.go_kind = 0;
-    let key_a = regs.select(site.key_a);
-    let key_b = regs.select(site.key_b);
+    event.counted = 0;
+    event._pad = 0;
+    let key_a = register(&ctx, site.key_a);
+    let key_b = register(&ctx, site.key_b);
     let map_type = if site.type_register != NO_REGISTER {
-        regs.select(site.type_register)
+        register(&ctx, site.type_register)
     } else {
         0
     };
@@ -713,11 +958,33 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         },
         _ => {}
     }
-    output(&ctx, event, Counter::MapHits);
+    event.key_hash = if event.key_kind == KeyKind::None as u32 {
+        0
+    } else {
+        hash_key(event)
+    };
+    let key = KeyCountsKey {
+        map_addr,
+        key_hash: event.key_hash,
+        caller_ip: event.caller_ip,
+    };
+    match count_key(&key, op) {
+        Some(false) => bump(Counter::MapOpsCounted),
+        Some(true) => {
+            // The first count of the key on this CPU: say which key it is.
+            bump(Counter::MapOpsCounted);
+            event.counted = 1;
+            output(&ctx, event, Counter::MapHits);
+        }
+        None => {
+            bump(Counter::KeyCountsFull);
+            output(&ctx, event, Counter::MapHits);
+        }
+    }
     0
 }
 
-/// Counts one operation on a map that is not selected.
+/// Counts one operation on a map whose key is not recorded.
 #[inline(always)]
 fn count_map_op(map_addr: u64, op: usize) {
     if let Some(counts) = MAP_COUNTS.get_ptr_mut(map_addr) {
@@ -731,8 +998,19 @@ fn count_map_op(map_addr: u64, op: usize) {
     if let Some(slot) = fresh.ops.get_mut(op) {
         *slot = 1;
     }
-    if MAP_COUNTS.insert(map_addr, fresh, 0).is_err() {
-        bump(Counter::MapCountsFull);
+    if MAP_COUNTS
+        .insert(map_addr, fresh, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        return;
+    }
+    match MAP_COUNTS.get_ptr_mut(map_addr) {
+        Some(counts) => {
+            if let Some(slot) = unsafe { (*counts).ops.get_mut(op) } {
+                *slot += 1;
+            }
+        }
+        None => bump(Counter::MapCountsFull),
     }
 }
 
@@ -837,6 +1115,9 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     let Some(pid_tgid) = target_thread() else {
         return 0;
     };
+    if control().is_none() {
+        return 0;
+    }
     let Ok(op) = (unsafe { ctx.read_at::<u64>(FUTEX_OP_OFFSET) }) else {
         return 0;
     };
@@ -864,7 +1145,14 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     if INFLIGHT.insert(thread_key(pid_tgid), value, 0).is_err() {
         bump(Counter::InflightErrors);
     }
-    let event = LockEvent {
+    let stats_key = LockStatsKey {
+        lock_addr: uaddr,
+        caller_ip,
+        stack_id: -1,
+        role: LockRole::Futex as u32,
+        _pad: 0,
+    };
+    record_lock(&ctx, &stats_key, None, || LockEvent {
         header: header(EventTag::Lock, pid_tgid, now),
         lock_addr: uaddr,
         goroutine: 0,
@@ -875,8 +1163,7 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         site_index: FUTEX_SITE,
         role: LockRole::Futex as u32,
         _pad: 0,
-    };
-    output(&ctx, &event, Counter::Hits);
+    });
     0
 }
 
@@ -893,8 +1180,27 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = INFLIGHT.remove(key);
-    let event = wait_event(&inflight, 0, pid_tgid, SiteKind::LockSlowReturn, FUTEX_SITE);
-    output(&ctx, &event, Counter::Hits);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let wait_ns = now.saturating_sub(inflight.start_ns);
+    let stats_key = LockStatsKey {
+        lock_addr: inflight.lock_addr,
+        caller_ip: inflight.caller_ip,
+        stack_id: -1,
+        role: inflight.role,
+        _pad: 0,
+    };
+    record_lock(&ctx, &stats_key, Some(wait_ns), || LockEvent {
+        header: header(EventTag::Lock, pid_tgid, now),
+        lock_addr: inflight.lock_addr,
+        goroutine: 0,
+        wait_ns,
+        caller_ip: inflight.caller_ip,
+        stack_id: -1,
+        kind: SiteKind::LockSlowReturn as u32,
+        site_index: FUTEX_SITE,
+        role: inflight.role,
+        _pad: 0,
+    });
     0
 }
 

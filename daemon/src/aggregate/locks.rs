@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use probe_common::{LockEvent, LockRole, SiteKind};
+use probe_common::{
+    BlockedStats, LockEvent, LockRole, LockStats as KernelStats, LockStatsKey, SiteKind,
+    WAIT_HIST_BUCKETS,
+};
 
 use crate::model::LockKind;
 
@@ -114,13 +117,103 @@ impl LockStats {
 /// Every lock seen.
 #[derive(Debug, Clone, Default)]
 pub struct Locks {
-    /// Per-lock statistics by lock address.
+    /// Per-lock statistics from events (what the kernel's tables could not
+    /// take), by lock address.
     pub locks: BTreeMap<u64, LockStats>,
     /// Lock waits by time column (1 s) and log2 bucket: `timeline[column][bucket]`.
     pub timeline: Vec<[u64; WAIT_BUCKETS]>,
+    /// The kernel's lock table as last read (cumulative, per CPU).
+    table: Vec<(LockStatsKey, Vec<KernelStats>)>,
+    /// The kernel's park table as last read.
+    blocked: Vec<(u64, Vec<BlockedStats>)>,
+    /// The table's waits by bucket, summed, as last read.
+    table_histogram: Vec<u64>,
 }
 
 impl Locks {
+    /// Takes a reading of the kernel's tables; the waits they gained since
+    /// the last one go to time column `column`.
+    pub fn set_tables(
+        &mut self,
+        table: Vec<(LockStatsKey, Vec<KernelStats>)>,
+        blocked: Vec<(u64, Vec<BlockedStats>)>,
+        column: usize,
+    ) {
+        let mut histogram = [0u64; WAIT_HIST_BUCKETS];
+        for (_, per_cpu) in &table {
+            for stats in per_cpu {
+                for (total, count) in histogram.iter_mut().zip(stats.hist) {
+                    *total += count;
+                }
+            }
+        }
+        let column = column.min(MAX_COLUMNS);
+        for (bucket, &now) in histogram.iter().enumerate() {
+            let before = self.table_histogram.get(bucket).copied().unwrap_or(0);
+            let delta = now.saturating_sub(before);
+            if delta == 0 {
+                continue;
+            }
+            if self.timeline.len() <= column {
+                self.timeline.resize(column + 1, [0; WAIT_BUCKETS]);
+            }
+            self.timeline[column][bucket] += delta;
+        }
+        self.table_histogram = histogram.to_vec();
+        self.table = table;
+        self.blocked = blocked;
+    }
+
+    /// Every lock's statistics: the kernel's tables and the events together.
+    pub fn merged(&self) -> BTreeMap<u64, LockStats> {
+        let mut locks = self.locks.clone();
+        for (key, per_cpu) in &self.table {
+            let stats = locks.entry(key.lock_addr).or_default();
+            let role = LockRole::from_raw(key.role);
+            stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+            stats.futex |= role == Some(LockRole::Futex);
+            let (mut acquisitions, mut wait) = (0, 0);
+            for (cpu, row) in per_cpu.iter().enumerate() {
+                stats.contentions += row.contentions;
+                if row.contentions > 0 {
+                    if stats.per_cpu.len() <= cpu {
+                        stats.per_cpu.resize(cpu + 1, 0);
+                    }
+                    stats.per_cpu[cpu] += row.contentions;
+                }
+                stats.acquisitions += row.acquisitions;
+                stats.wait_total_ns = stats.wait_total_ns.saturating_add(row.wait_ns);
+                stats.wait_max_ns = stats.wait_max_ns.max(row.wait_max_ns);
+                for (total, count) in stats.wait_histogram.iter_mut().zip(row.hist) {
+                    *total += count;
+                }
+                if role == Some(LockRole::RwReader) {
+                    stats.reader_contentions += row.contentions;
+                    stats.reader_wait_total_ns =
+                        stats.reader_wait_total_ns.saturating_add(row.wait_ns);
+                }
+                acquisitions += row.acquisitions;
+                wait += row.wait_ns;
+            }
+            if acquisitions > 0 {
+                let site = stats
+                    .call_sites
+                    .entry((key.caller_ip, key.stack_id))
+                    .or_default();
+                site.0 += acquisitions;
+                site.1 = site.1.saturating_add(wait);
+            }
+        }
+        for (lock, per_cpu) in &self.blocked {
+            let stats = locks.entry(*lock).or_default();
+            for row in per_cpu {
+                stats.blocked_count += row.parks;
+                stats.blocked_total_ns = stats.blocked_total_ns.saturating_add(row.blocked_ns);
+            }
+        }
+        locks
+    }
+
     /// Folds in one lock event of the target; `column` is its time column.
     /// Returns false for an event of unknown kind.
     pub fn add(&mut self, event: &LockEvent, column: usize) -> bool {

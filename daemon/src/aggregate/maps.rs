@@ -7,9 +7,14 @@
 //! [`MapAggregate::key_capacity`] entries, whose time rows have at most
 //! [`MAX_KEY_COLUMNS`] cells (columns widen when a session outgrows them).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
-use probe_common::{KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG};
+use probe_common::{
+    KeyCounts, KeyCountsKey, KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG,
+};
 
 use super::topk::{HyperLogLog, SpaceSaving};
 use crate::{
@@ -92,8 +97,12 @@ pub struct KeyPayload {
 pub struct MapStats {
     /// `sync.Map` or runtime map.
     pub kind: MapKind,
-    /// Operations by [`MapOp`] (events and kernel counts).
+    /// Operations by [`MapOp`] with their key (events and the kernel's key
+    /// table).
     pub ops: [u64; MAP_OPS],
+    /// Operations by [`MapOp`] counted per map only (maps whose keys are
+    /// not recorded, and operations whose key was not sampled).
+    pub counted_ops: [u64; MAP_OPS],
     /// Operations per CPU (events only).
     pub per_cpu: Vec<u64>,
     /// Hot keys, `None` for maps beyond [`MAX_KEYED_MAPS`] or counted only
@@ -114,6 +123,7 @@ impl MapStats {
         Self {
             kind,
             ops: [0; MAP_OPS],
+            counted_ops: [0; MAP_OPS],
             per_cpu: Vec::new(),
             keys: None,
             distinct_keys: HyperLogLog::default(),
@@ -123,12 +133,22 @@ impl MapStats {
         }
     }
 
+    /// Every operation by [`MapOp`]: with their key and per map only.
+    pub fn all_ops(&self) -> [u64; MAP_OPS] {
+        let mut all = self.ops;
+        for (total, counted) in all.iter_mut().zip(self.counted_ops) {
+            *total += counted;
+        }
+        all
+    }
+
     /// All user-level operations (internal events left out).
     pub fn total_ops(&self) -> u64 {
+        let all = self.all_ops();
         MapOp::ALL
             .iter()
             .filter(|op| op.is_user_op())
-            .map(|&op| self.ops[op as usize])
+            .map(|&op| all[op as usize])
             .sum()
     }
 }
@@ -162,7 +182,11 @@ pub struct MapAggregate {
     keyed_maps: usize,
     sites: Vec<MapSiteInfo>,
     resolver: Option<OpResolver>,
-    resolved: std::collections::HashMap<u64, Option<MapOp>>,
+    resolved: HashMap<u64, Option<MapOp>>,
+    /// The kernel table's keys named by their events: the site and key.
+    named: HashMap<KeyCountsKey, (MapSiteInfo, Option<RawKey>)>,
+    /// The kernel table's counts as last read, per CPU.
+    seen: HashMap<KeyCountsKey, Vec<KeyCounts>>,
 }
 
 impl std::fmt::Debug for MapAggregate {
@@ -192,58 +216,142 @@ impl MapAggregate {
             keyed_maps: 0,
             sites,
             resolver,
-            resolved: std::collections::HashMap::new(),
+            resolved: HashMap::new(),
+            named: HashMap::new(),
+            seen: HashMap::new(),
         }
     }
 
-    /// The same configuration, no figures.
-    pub fn empty_like(&self) -> Self {
-        Self::new(self.sites.clone(), self.resolver.clone(), self.key_capacity)
-    }
-
     /// Folds in one event; `column` is its time column in seconds since the
-    /// session began.
+    /// session began. An event that names a key the kernel counts (the
+    /// first time a CPU counted it) is only remembered, for the counts that
+    /// [`apply_table`](Self::apply_table) reads.
     pub fn add(&mut self, event: &MapEvent, column: u64) {
         self.events += 1;
         let Some(site) = self.sites.get(event.site_index as usize).copied() else {
             self.unknown_sites += 1;
             return;
         };
-        let Some(mut op) = MapOp::from_raw(event.op) else {
+        let Some(op) = MapOp::from_raw(event.op) else {
             self.unknown_sites += 1;
             return;
         };
-        if site.refine_op && event.caller_ip != 0 {
-            if let Some(resolver) = &self.resolver {
-                let refined = *self
-                    .resolved
-                    .entry(event.caller_ip)
-                    .or_insert_with(|| resolver(event.caller_ip));
-                if let Some(refined) = refined {
-                    op = refined;
+        let key = decode_key(event);
+        if event.counted != 0 {
+            let table_key = KeyCountsKey {
+                map_addr: event.map_addr,
+                key_hash: event.key_hash,
+                caller_ip: event.caller_ip,
+            };
+            if let Some(key) = &key {
+                let stats = self
+                    .maps
+                    .entry(event.map_addr)
+                    .or_insert_with(|| MapStats::new(site.kind));
+                stats.distinct_keys.add_hash(hash64(key));
+            }
+            self.named.entry(table_key).or_insert((site, key));
+            return;
+        }
+        let op = self.refine(site, op, event.caller_ip);
+        self.count(
+            event.map_addr,
+            site.kind,
+            key.as_ref(),
+            op,
+            event.header.cpu as usize,
+            1,
+            column,
+        );
+    }
+
+    /// The user-level operation of a call from `caller_ip` at `site`.
+    fn refine(&mut self, site: MapSiteInfo, op: MapOp, caller_ip: u64) -> MapOp {
+        if !site.refine_op || caller_ip == 0 {
+            return op;
+        }
+        let Some(resolver) = &self.resolver else {
+            return op;
+        };
+        let refined = *self
+            .resolved
+            .entry(caller_ip)
+            .or_insert_with(|| resolver(caller_ip));
+        refined.unwrap_or(op)
+    }
+
+    /// Folds in the kernel's per-(map, key, caller) counts (cumulative, per
+    /// CPU), what changed since the last reading going to time column
+    /// `column`. Rows whose key was not named yet (its event still in a
+    /// ring) wait for the next reading.
+    pub fn apply_table(&mut self, rows: &[(KeyCountsKey, Vec<KeyCounts>)], column: u64) {
+        for (table_key, per_cpu) in rows {
+            let Some((site, key)) = self.named.get(table_key).cloned() else {
+                continue;
+            };
+            let previous = self
+                .seen
+                .entry(*table_key)
+                .or_insert_with(|| vec![KeyCounts { ops: [0; MAP_OPS] }; per_cpu.len()]);
+            if previous.len() < per_cpu.len() {
+                previous.resize(per_cpu.len(), KeyCounts { ops: [0; MAP_OPS] });
+            }
+            let mut deltas = Vec::new();
+            for (cpu, (now, before)) in per_cpu.iter().zip(previous.iter_mut()).enumerate() {
+                for op in MapOp::ALL {
+                    let delta = now.ops[op as usize].saturating_sub(before.ops[op as usize]);
+                    if delta > 0 {
+                        deltas.push((cpu, op, delta));
+                    }
                 }
+                *before = *now;
+            }
+            for (cpu, op, delta) in deltas {
+                let op = self.refine(site, op, table_key.caller_ip);
+                self.count(
+                    table_key.map_addr,
+                    site.kind,
+                    key.as_ref(),
+                    op,
+                    cpu,
+                    delta,
+                    column,
+                );
             }
         }
+    }
+
+    /// Counts `n` operations `op` on `key` (or none) of a map, on `cpu`.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        map_addr: u64,
+        kind: MapKind,
+        key: Option<&RawKey>,
+        op: MapOp,
+        cpu: usize,
+        n: u64,
+        column: u64,
+    ) {
         let keyed_maps = self.keyed_maps;
         let capacity = self.key_capacity;
         let stats = self
             .maps
-            .entry(event.map_addr)
-            .or_insert_with(|| MapStats::new(site.kind));
+            .entry(map_addr)
+            .or_insert_with(|| MapStats::new(kind));
         stats.keyed = true;
-        stats.ops[op as usize] += 1;
-        let cpu = event.header.cpu as usize;
+        stats.ops[op as usize] += n;
         if stats.per_cpu.len() <= cpu {
             stats.per_cpu.resize(cpu + 1, 0);
         }
-        stats.per_cpu[cpu] += 1;
-        let Some(key) = decode_key(event) else {
+        stats.per_cpu[cpu] += n;
+        let Some(key) = key else {
             return;
         };
-        let hash = hash64(&key);
+        let hash = hash64(key);
         stats.distinct_keys.add_hash(hash);
         if op.is_write() {
-            stats.keyed_writes += 1;
+            stats.keyed_writes += n;
             stats.distinct_written.add_hash(hash);
         }
         if stats.keys.is_none() && keyed_maps < MAX_KEYED_MAPS {
@@ -268,22 +376,22 @@ impl MapAggregate {
             }
             cell = (column / self.column_scale) as usize;
         }
-        let Some(stats) = self.maps.get_mut(&event.map_addr) else {
+        let Some(stats) = self.maps.get_mut(&map_addr) else {
             return;
         };
         let Some(keys) = stats.keys.as_mut() else {
             return;
         };
-        let payload = keys.add(&key);
-        payload.ops[op as usize] += 1;
+        let payload = keys.add_n(key, n);
+        payload.ops[op as usize] += n;
         if payload.per_cpu.len() <= cpu {
             payload.per_cpu.resize(cpu + 1, 0);
         }
-        payload.per_cpu[cpu] += 1;
+        payload.per_cpu[cpu] += n;
         if payload.cells.len() <= cell {
             payload.cells.resize(cell + 1, 0);
         }
-        payload.cells[cell] += 1;
+        payload.cells[cell] += n;
     }
 
     /// Replaces the kernel-side counts of maps whose operations were not
@@ -300,9 +408,7 @@ impl MapAggregate {
                 .maps
                 .entry(address)
                 .or_insert_with(|| MapStats::new(kind));
-            if !stats.keyed {
-                stats.ops = *ops;
-            }
+            stats.counted_ops = *ops;
         }
     }
 }
@@ -368,12 +474,15 @@ mod tests {
             key_type: 0,
             key_int: 0,
             caller_ip: 0,
+            key_hash: 0,
             site_index: 0,
             op: op as u32,
             key_kind: KeyKind::Str as u32,
             key_len: key.len() as u32,
             copied: key.len() as u32,
             go_kind: kind::STRING,
+            counted: 0,
+            _pad: 0,
             key: bytes,
         }
     }

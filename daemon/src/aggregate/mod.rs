@@ -15,7 +15,10 @@ pub mod topk;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use probe_common::{CasCounts, MAP_OPS};
+use probe_common::{
+    BlockedStats, CasCounts, KeyCounts, KeyCountsKey, LockStats as KernelStats, LockStatsKey,
+    MAP_OPS,
+};
 
 use crate::{
     intake::IntakeMessage,
@@ -109,6 +112,12 @@ pub struct KernelSample {
     pub cas: Vec<Vec<CasCounts>>,
     /// Per map counted in the kernel, cumulative, if map sites count there.
     pub map_counts: Option<Vec<(u64, [u64; MAP_OPS])>>,
+    /// The kernel's lock table: per (lock, call site, role) and CPU.
+    pub lock_stats: Vec<(LockStatsKey, Vec<KernelStats>)>,
+    /// The kernel's park table: per lock and CPU.
+    pub blocked: Vec<(u64, Vec<BlockedStats>)>,
+    /// The kernel's key table: per (map, key, caller) and CPU.
+    pub key_counts: Vec<(KeyCountsKey, Vec<KeyCounts>)>,
 }
 
 /// The state of one target.
@@ -223,14 +232,18 @@ impl Aggregator {
     /// one (the final reading).
     pub fn sample(&mut self, reading: KernelSample, advance: bool) {
         self.counters = reading.counters;
+        let column = self.cas_column;
         if let Some(cas) = self.cas.as_mut() {
-            cas.sample(self.cas_column, &reading.cas);
-        }
-        if advance {
-            self.cas_column += 1;
+            cas.sample(column, &reading.cas);
         }
         if let Some(counts) = &reading.map_counts {
             self.maps.set_kernel_counts(counts);
+        }
+        self.locks
+            .set_tables(reading.lock_stats, reading.blocked, column);
+        self.maps.apply_table(&reading.key_counts, column as u64);
+        if advance {
+            self.cas_column += 1;
         }
     }
 
@@ -250,7 +263,7 @@ impl Aggregator {
     pub fn stack_ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self
             .locks
-            .locks
+            .merged()
             .values()
             .flat_map(|stats| {
                 stats

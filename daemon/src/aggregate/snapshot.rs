@@ -104,13 +104,14 @@ impl Aggregator {
     /// contentions when never seen), most contended first.
     fn lock_reports(&self, stacks: Option<&HashMap<i64, Vec<u64>>>) -> Vec<LockReport> {
         let known = &self.catalog.global_locks;
-        let mut addresses: BTreeSet<u64> = self.locks.locks.keys().copied().collect();
+        let merged = self.locks.merged();
+        let mut addresses: BTreeSet<u64> = merged.keys().copied().collect();
         addresses.extend(known.keys().copied());
         let blocked = self.catalog.blocked_time;
         let mut locks: Vec<LockReport> = addresses
             .into_iter()
             .map(|address| {
-                let stats = self.locks.locks.get(&address);
+                let stats = merged.get(&address);
                 let known_rwmutex = known.get(&address) == Some(&LockKind::RwMutex);
                 let kind = match stats {
                     Some(stats) => stats.kind(known_rwmutex),
@@ -319,9 +320,9 @@ impl Aggregator {
                 name,
                 address,
                 kind: stats.kind,
-                ops: OpCounts::from_counts(&stats.ops, MapOp::is_user_op),
+                ops: OpCounts::from_counts(&stats.all_ops(), MapOp::is_user_op),
                 total: stats.total_ops(),
-                internal: OpCounts::from_counts(&stats.ops, |op| !op.is_user_op()),
+                internal: OpCounts::from_counts(&stats.all_ops(), |op| !op.is_user_op()),
                 keyed: stats.keyed,
                 per_cpu: stats.per_cpu.clone(),
                 distinct_keys: if stats.keyed {
@@ -356,14 +357,15 @@ fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
 
 /// The advisor's view of one map.
 fn mix_of(stats: &MapStats, hottest: Option<&KeyReport>) -> MapMix {
+    let ops = stats.all_ops();
     let mut mix = MapMix {
         kind: Some(stats.kind),
         total: stats.total_ops(),
         distinct_written: stats.distinct_written.estimate(),
         keyed_writes: stats.keyed_writes,
-        misses: stats.ops[MapOp::Miss as usize],
-        dirty_copies: stats.ops[MapOp::DirtyCopy as usize],
-        expansions: stats.ops[MapOp::Expand as usize],
+        misses: ops[MapOp::Miss as usize],
+        dirty_copies: ops[MapOp::DirtyCopy as usize],
+        expansions: ops[MapOp::Expand as usize],
         cpus: stats.per_cpu.iter().filter(|&&n| n > 0).count(),
         hottest: hottest.map(|key| {
             (
@@ -375,7 +377,7 @@ fn mix_of(stats: &MapStats, hottest: Option<&KeyReport>) -> MapMix {
         ..MapMix::default()
     };
     for op in MapOp::ALL {
-        mix.add_ops(op, stats.ops[op as usize]);
+        mix.add_ops(op, ops[op as usize]);
     }
     mix
 }

@@ -88,9 +88,17 @@ impl<K: Hash + Eq + Clone, P: Default> SpaceSaving<K, P> {
     /// Counts one occurrence of `key` and returns its entry's payload, for
     /// the caller to update. `key` is only cloned when it enters the table.
     pub fn add(&mut self, key: &K) -> &mut P {
-        self.total += 1;
+        self.add_n(key, 1)
+    }
+
+    /// Counts `n` (≥ 1) occurrences of `key` at once, as `n` calls of
+    /// [`add`](Self::add) would (a key entering the table inherits the
+    /// minimum as its error once).
+    pub fn add_n(&mut self, key: &K, n: u64) -> &mut P {
+        let n = n.max(1);
+        self.total += n;
         if let Some(&i) = self.index.get(key) {
-            self.entries[i].count += 1;
+            self.entries[i].count += n;
             self.sift_down(self.position[i]);
             return &mut self.entries[i].payload;
         }
@@ -98,7 +106,7 @@ impl<K: Hash + Eq + Clone, P: Default> SpaceSaving<K, P> {
             let i = self.entries.len();
             self.entries.push(Entry {
                 key: key.clone(),
-                count: 1,
+                count: n,
                 error: 0,
                 payload: P::default(),
             });
@@ -114,7 +122,7 @@ impl<K: Hash + Eq + Clone, P: Default> SpaceSaving<K, P> {
         self.index.remove(&entry.key);
         entry.key = key.clone();
         entry.error = entry.count;
-        entry.count += 1;
+        entry.count += n;
         entry.payload = P::default();
         self.index.insert(key.clone(), i);
         self.sift_down(0);

@@ -103,6 +103,8 @@ pub enum ProbeKind {
     LockEntry,
     /// A `RET` of a lock's slow path (wait times).
     LockReturn,
+    /// A jump by which a lock's slow path enters its epilogue (wait times).
+    LockExit,
     /// A compare-and-swap's outcome.
     Cas,
     /// A map operation.
@@ -164,6 +166,20 @@ pub struct ProbeCounters {
     pub map_hits: u64,
     /// Map operations neither written nor counted (per-map table full).
     pub map_counts_full: u64,
+    /// Lock hits written as events because the kernel's lock table was
+    /// full (counted all the same).
+    pub lock_stats_full: u64,
+    /// Map operations written as events because the kernel's key table
+    /// was full (counted all the same).
+    pub key_counts_full: u64,
+    /// Hits of exit sites whose branch did not lead out of the slow path.
+    pub not_exits: u64,
+    /// Map operations counted in the kernel's key table.
+    pub map_ops_counted: u64,
+    /// Probe hits while the probes were switched off.
+    pub disabled_hits: u64,
+    /// Map operations whose key was not sampled (counted per map only).
+    pub keys_unsampled: u64,
 }
 
 /// Serializes an address as `0x…` hex, as every report shows addresses.

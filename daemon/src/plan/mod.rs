@@ -7,6 +7,7 @@
 //! adds the load bias where the kernel needs runtime addresses.
 
 pub mod cas;
+pub mod exits;
 pub mod maps;
 pub mod site;
 pub mod x86;
@@ -93,6 +94,14 @@ pub enum SiteProbe {
     LockEntry(LockProbe),
     /// A `RET` of a lock's slow path: the waiter holds the lock.
     LockReturn(LockProbe),
+    /// A jump by which a lock's slow path enters its epilogue: the waiter
+    /// holds the lock (when the jump goes there).
+    LockExit {
+        /// The goroutine register (and the rest of the lock probe).
+        probe: LockProbe,
+        /// When a hit is an exit.
+        when: exits::ExitWhen,
+    },
     /// Entry into a lock's semaphore wait (blocked time).
     SemaEntry(LockProbe),
     /// `runtime.ready`: the goroutine in the register is made runnable.
@@ -125,6 +134,7 @@ impl PlannedSite {
         match self.probe {
             SiteProbe::LockEntry(_) => SiteKind::LockSlowEntry,
             SiteProbe::LockReturn(_) => SiteKind::LockSlowReturn,
+            SiteProbe::LockExit { .. } => SiteKind::LockExit,
             SiteProbe::SemaEntry(_) => SiteKind::SemaEntry,
             SiteProbe::Ready { .. } => SiteKind::Ready,
             SiteProbe::Cas { .. } => SiteKind::CasOutcome,
@@ -136,6 +146,7 @@ impl PlannedSite {
         match self.probe {
             SiteProbe::LockEntry(_) => ProbeKind::LockEntry,
             SiteProbe::LockReturn(_) => ProbeKind::LockReturn,
+            SiteProbe::LockExit { .. } => ProbeKind::LockExit,
             SiteProbe::SemaEntry(_) => ProbeKind::SemaEntry,
             SiteProbe::Ready { .. } => ProbeKind::Ready,
             SiteProbe::Cas { .. } => ProbeKind::Cas,
@@ -392,6 +403,14 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
             at,
             probe: SiteProbe::LockEntry(probe),
         });
+        if request.wait_times && request.mode == SiteMode::Auto {
+            let exits = exit_sites(exe, name, start, end, probe)?;
+            if !exits.is_empty() {
+                plan.sites.extend(exits);
+                continue;
+            }
+            // Some way out is not an emulated jump: the RETs.
+        }
         if request.wait_times {
             for address in return_sites(exe, name, start, end)? {
                 plan.sites.push(PlannedSite {
@@ -473,6 +492,48 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
         });
     }
     Ok(plan)
+}
+
+/// The exit sites of a slow path (see [`exits`]): where its waits end,
+/// at emulated jumps into its epilogue. Empty when some way out cannot be
+/// observed so.
+fn exit_sites(
+    exe: &Executable,
+    name: &str,
+    start: u64,
+    end: u64,
+    probe: LockProbe,
+) -> Result<Vec<PlannedSite>, PlanError> {
+    let code = code(exe, name, start, end)?;
+    let Some(edges) = exits::exit_edges(code, start) else {
+        return Ok(Vec::new());
+    };
+    edges
+        .into_iter()
+        .map(|edge| {
+            Ok(PlannedSite {
+                at: Placement {
+                    function: name.to_string(),
+                    function_address: start,
+                    address: edge.address,
+                    file_offset: file_offset(exe, name, edge.address)?,
+                    choice: SiteChoice::Emulated {
+                        offset: edge.address - start,
+                        mnemonic: edge.mnemonic,
+                    },
+                    skip_when: SkipWhen::Never,
+                },
+                probe: SiteProbe::LockExit {
+                    probe: LockProbe {
+                        capture_stack: false,
+                        track_blocked: false,
+                        ..probe
+                    },
+                    when: edge.when,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Where the futex tracepoints look for a native waiter's call site: the
