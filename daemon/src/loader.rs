@@ -121,6 +121,9 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The kernel would not keep run-time statistics.
+    #[error("enabling BPF run-time statistics")]
+    RunStats(#[source] Box<aya::sys::SyscallError>),
     /// tracefs is not mounted and could not be.
     #[error("tracefs is not mounted and mounting it at {TRACEFS} failed")]
     Tracefs(#[source] std::io::Error),
@@ -138,7 +141,33 @@ pub struct AttachedProbes {
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
     /// Number of attached probes (uprobes and tracepoints).
     pub attached: usize,
+    /// Held while the kernel keeps programs' run-time statistics.
+    run_stats: Option<std::os::fd::OwnedFd>,
 }
+
+/// How often one program ran and for how long, in the kernel's run-time
+/// statistics (kept only while some process holds them on; see
+/// [`AttachedProbes::keep_run_stats`]). The time is the program's own,
+/// without the trap that ran it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramRuns {
+    /// The program's name in the object.
+    pub program: &'static str,
+    /// Runs since it was loaded.
+    pub runs: u64,
+    /// Total run time, ns.
+    pub run_ns: u64,
+}
+
+/// Every uprobe program, for [`AttachedProbes::program_runs`].
+const UPROBE_PROGRAMS: [&str; 6] = [
+    LOCK_SLOW_PROGRAM,
+    LOCK_SLOW_RET_PROGRAM,
+    LOCK_EXIT_PROGRAM,
+    CAS_OUTCOME_PROGRAM,
+    GO_READY_PROGRAM,
+    MAP_OP_PROGRAM,
+];
 
 /// A map error with its context.
 fn map_error(name: &'static str, what: impl Into<String>) -> impl FnOnce(MapError) -> LoadError {
@@ -230,7 +259,34 @@ impl AttachedProbes {
             attached: uprobe_links.len() + tracepoint_links.len(),
             uprobe_links,
             tracepoint_links,
+            run_stats: None,
         })
+    }
+
+    /// Asks the kernel to keep programs' run-time statistics from now on
+    /// (until this is dropped). They cost two clock reads per run.
+    pub fn keep_run_stats(&mut self) -> Result<(), LoadError> {
+        if self.run_stats.is_none() {
+            let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .map_err(|e| LoadError::RunStats(Box::new(e)))?;
+            self.run_stats = Some(fd);
+        }
+        Ok(())
+    }
+
+    /// The loaded uprobe programs' run counts and times.
+    pub fn program_runs(&self) -> Vec<ProgramRuns> {
+        UPROBE_PROGRAMS
+            .iter()
+            .filter_map(|&name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some(ProgramRuns {
+                    program: name,
+                    runs: info.run_count(),
+                    run_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect()
     }
 
     /// Sets the switches every probe reads first.
@@ -443,7 +499,10 @@ fn register_field(register: Option<GeneralRegister>) -> u32 {
 }
 
 /// The configuration the kernel side reads for one site.
-fn site_config(index: usize, site: &PlannedSite) -> Result<SiteConfig, LoadError> {
+/// For the ends of waits (`LockExit`, `LockReturn`), `track_blocked` says
+/// whether semaphore waits are tracked at all (`--blocked-time`): only
+/// then does a wait's end clear its pending park.
+fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteConfig, LoadError> {
     let lock = |probe: &LockProbe| SiteConfig {
         kind: site.kind() as u32,
         arg_register: probe.arg as u32,
@@ -460,10 +519,13 @@ fn site_config(index: usize, site: &PlannedSite) -> Result<SiteConfig, LoadError
         _pad: 0,
     };
     Ok(match &site.probe {
-        SiteProbe::LockEntry(probe)
-        | SiteProbe::LockReturn(probe)
-        | SiteProbe::SemaEntry(probe) => lock(probe),
+        SiteProbe::LockEntry(probe) | SiteProbe::SemaEntry(probe) => lock(probe),
+        SiteProbe::LockReturn(probe) => SiteConfig {
+            track_blocked: u32::from(blocked),
+            ..lock(probe)
+        },
         SiteProbe::LockExit { probe, when } => SiteConfig {
+            track_blocked: u32::from(blocked),
             count_if: match *when {
                 ExitWhen::Always => 0,
                 ExitWhen::Taken(condition) => condition as u32,
@@ -544,9 +606,13 @@ fn write_sites(ebpf: &mut Ebpf, plan: &ProbePlan) -> Result<(), LoadError> {
             .ok_or(LoadError::Missing("SITES map"))?,
     )
     .map_err(map_error("SITES", "opening"))?;
+    let blocked = plan
+        .sites
+        .iter()
+        .any(|site| matches!(site.probe, SiteProbe::Ready { .. }));
     for (index, site) in plan.sites.iter().enumerate() {
         sites
-            .set(index as u32, site_config(index, site)?, 0)
+            .set(index as u32, site_config(index, site, blocked)?, 0)
             .map_err(map_error("SITES", format!("writing site {index}")))?;
     }
     Ok(())

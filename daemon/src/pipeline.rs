@@ -122,6 +122,9 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         log::debug!("PID {pid}: probes attached in {:?}", started.elapsed());
+        if std::env::var_os("MAPWATCH_RUN_STATS").is_some() {
+            probes.keep_run_stats()?;
+        }
         let mut selection = MapSelection::resolve(target, &options.map_selection)?;
         selection.refresh(&mut probes)?;
         if plan.counts_maps_in_kernel() {
@@ -375,6 +378,16 @@ async fn run(
     log::debug!("report built in {:?}", stopping.elapsed());
     if report_tx.send(report).is_err() {
         log::debug!("nobody waits for the report");
+    }
+    for runs in state.probes.program_runs() {
+        if runs.runs > 0 {
+            log::debug!(
+                "{}: {} runs, {:.0} ns each",
+                runs.program,
+                runs.runs,
+                runs.run_ns as f64 / runs.runs as f64
+            );
+        }
     }
     let detaching = Instant::now();
     state.probes.detach()?;

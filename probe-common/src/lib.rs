@@ -198,7 +198,8 @@ pub struct SiteConfig {
     /// return address and the user stack), 0 not to (counts only).
     pub capture_stack: u32,
     /// Semaphore wait entries: 1 to record the wait in `SEMA_PENDING` for
-    /// `runtime.ready` (blocked time), 0 not to.
+    /// `runtime.ready` (blocked time), 0 not to. Ends of waits: 1 when
+    /// semaphore waits are tracked, so that the end clears the pending one.
     pub track_blocked: u32,
     /// Exit sites: 0 to count every hit, else a [`Condition`] value (plus
     /// [`CONDITION_NEGATED`] for "when it does not hold") evaluated on the

@@ -54,12 +54,23 @@ const CASES: &[Case] = &[
         fixture_args: &["-calls", CALLS, "-growth", "0"],
         modes: &[
             ("unprobed", Probe::None),
+            // Counts per lock; bpftrace cannot time Go waits (no
+            // uretprobes on Go), so this is less work than mapwatch's.
+            (
+                "bpftrace",
+                Bpftrace(
+                    r#"BEGIN { printf("ready\n"); } uprobe:BIN:"internal/sync.(*Mutex).lockSlow" { @[reg("ax")] = count(); }"#,
+                ),
+            ),
             (
                 "entry",
                 Mapwatch(&["--probe-site", "entry", "--no-wait-times"]),
             ),
             ("auto", Mapwatch(&["--no-wait-times"])),
-            ("auto+ret", Mapwatch(&[])),
+            // Wait times from the single-stepped RETs.
+            ("entry+ret", Mapwatch(&["--probe-site", "entry"])),
+            // Wait times from the emulated exit edges.
+            ("auto+wait", Mapwatch(&[])),
         ],
         ns_field: "loop_ns_per_call",
     },
@@ -69,6 +80,12 @@ const CASES: &[Case] = &[
         fixture_args: &["-workers", "1", "-calls", CALLS, "-yield-every", "0"],
         modes: &[
             ("unprobed", Probe::None),
+            (
+                "bpftrace",
+                Bpftrace(
+                    r#"BEGIN { printf("ready\n"); } uprobe:BIN:main.casIncrement { @ = count(); }"#,
+                ),
+            ),
             (
                 "entry",
                 Mapwatch(&[
@@ -116,6 +133,28 @@ const CASES: &[Case] = &[
         ],
         ns_field: "ns_per_op",
     },
+    Case {
+        title: "sync.Map probe (one sync.Map.Load of a string key per call, key decoded)",
+        fixture: "hotkeys",
+        fixture_args: &["-mode", "bench-sync", "-ops", CALLS],
+        modes: &[
+            ("unprobed", Probe::None),
+            // Counts per interface value (type and data words): less work
+            // than decoding the key, as mapwatch does.
+            (
+                "bpftrace",
+                Bpftrace(
+                    r#"BEGIN { printf("ready\n"); } uprobe:BIN:"internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).Load" { @[reg("bx"), reg("cx")] = count(); }"#,
+                ),
+            ),
+            (
+                "entry",
+                Mapwatch(&["--map", "main.hotSync", "--probe-site", "entry"]),
+            ),
+            ("auto", Mapwatch(&["--map", "main.hotSync"])),
+        ],
+        ns_field: "ns_per_op",
+    },
 ];
 
 /// Runs the benchmarks with the newest Go version and prints a table each.
@@ -140,27 +179,34 @@ pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
             medians.push((label, median));
         }
         let base = medians[0].1;
+        let cost_of = |wanted: &str| {
+            medians
+                .iter()
+                .find(|(label, _)| *label == wanted)
+                .map(|(_, ns)| ns - base)
+        };
+        let auto_cost = cost_of("auto").unwrap_or(f64::NAN);
+        let bpftrace_cost = cost_of("bpftrace");
         println!();
         println!(
             "{}, Go {version}, {CALLS} calls, median of {ROUNDS} runs",
             case.title
         );
         println!(
-            "{:<10} {:>12} {:>16} {:>10}",
-            "site", "ns/call", "ns/hit (probe)", "vs auto"
+            "{:<10} {:>12} {:>16} {:>10} {:>12}",
+            "site", "ns/call", "ns/hit (probe)", "vs auto", "vs bpftrace"
         );
-        let auto_cost = medians
-            .iter()
-            .find(|(label, _)| *label == "auto")
-            .map_or(f64::NAN, |(_, ns)| ns - base);
         for (label, ns) in &medians {
             let cost = ns - base;
-            let ratio = if *label == "unprobed" {
-                String::from("-")
-            } else {
-                format!("{:.1}x", cost / auto_cost)
+            let ratio = |of: Option<f64>| match of {
+                Some(of) if *label != "unprobed" => format!("{:.3}", cost / of),
+                _ => String::from("-"),
             };
-            println!("{label:<10} {ns:>12.1} {cost:>16.1} {ratio:>10}");
+            println!(
+                "{label:<10} {ns:>12.1} {cost:>16.1} {:>10} {:>12}",
+                ratio(Some(auto_cost)),
+                ratio(bpftrace_cost)
+            );
         }
     }
     Ok(())
