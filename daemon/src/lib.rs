@@ -17,18 +17,19 @@
 //! | 1 | `duration` | durations given on the command line | — |
 //! | 1 | `goruntime` | Go runtime facts per Go version, in one table | `model` |
 //! | 2 | `target` | the executable, pure: ELF, Go build info, pclntab, symbols, DWARF, source lines, symbolization | `model`, `goruntime` |
-//! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target` |
+//! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target`, `governor` |
 //! | 3 | `advisor` | judges a map's structure from its measured mix | `model` |
+//! | 2 | `governor` | keeps the probes' estimated cost within a budget, pure: observations in, settings out | `model` |
 //! | 4 | `host` | privilege and kernel checks | — |
 //! | 4 | `process` | `/proc`: the process, its memory, its exit | `model`, `target` |
 //! | 4 | `ring` | one CPU's perf ring buffer | — |
 //! | 4 | `loader` | loads the BPF object, attaches a plan, reads counters back | `model`, `goruntime`, `plan` |
 //! | 5 | `intake` | reads every CPU's ring | `ring` |
 //! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `intake` |
-//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, publisher | `model`, `target`, `plan`, `process`, `loader`, `intake`, `aggregate` |
+//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics, JSON lines, live | `model` |
-//! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `host`, `process`, `plan`, `pipeline`, `view` |
-//! | 10 | `main` | the command line (the binary) | `model`, `duration`, `plan`, `session`, `view` |
+//! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `pipeline`, `view` |
+//! | 10 | `main` | the command line (the binary) | `model`, `duration`, `governor`, `plan`, `session`, `view` |
 //!
 //! State is owned by one task per target (the pipeline's) and published as
 //! an `Arc<Snapshot>` on a watch channel each second; consumers subscribe
@@ -39,6 +40,7 @@ pub mod advisor;
 pub mod aggregate;
 pub mod duration;
 pub mod goruntime;
+pub mod governor;
 pub mod host;
 pub mod intake;
 pub mod loader;

@@ -117,6 +117,13 @@ struct AttachArgs {
     /// stops) and a few lines of text every second otherwise.
     #[arg(long, value_enum, default_value_t = LiveArg::Auto)]
     live: LiveArg,
+    /// Keep the time the probes add to the target within this percentage
+    /// of its own CPU time, by sampling when they would cost more (stacks
+    /// first, then wait times, then keys, then windows of all probes);
+    /// sampled figures are scaled estimates and marked `exact: false`.
+    /// `off` probes everything, always: exact counts at any cost.
+    #[arg(long, value_name = "PERCENT|off", default_value_t = mapwatch::governor::Budget::DEFAULT_ATTACH)]
+    overhead_budget: mapwatch::governor::Budget,
     /// Size of each CPU's ring buffer in pages (a power of two).
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
@@ -228,6 +235,7 @@ fn run(cli: Cli) -> Result<()> {
         metrics_expose_keys: args.metrics_expose_keys,
         jsonl: args.jsonl,
         buffer_pages: args.buffer_pages,
+        overhead_budget: args.overhead_budget,
         live: match (args.live, args.format) {
             (LiveArg::Off, _) | (_, Format::Json) => LiveMode::Off,
             (LiveArg::Tui, _) => LiveMode::Tui,

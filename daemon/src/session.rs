@@ -11,6 +11,7 @@ use tokio::{
 };
 
 use crate::{
+    governor::Budget,
     host,
     model::{Snapshot, StopReason},
     pipeline::{Pipeline, PipelineOptions, Stopped},
@@ -46,6 +47,8 @@ pub struct AttachOptions {
     pub buffer_pages: usize,
     /// The live view while attached.
     pub live: LiveMode,
+    /// The probes' overhead budget (`--overhead-budget`).
+    pub overhead_budget: Budget,
 }
 
 /// Runs one attach session to completion and returns its report.
@@ -63,6 +66,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Session> {
         &PipelineOptions {
             buffer_pages: options.buffer_pages,
             map_selection: options.probes.map_selection.clone(),
+            overhead_budget: options.overhead_budget,
         },
     )
     .with_context(|| format!("PID {pid}"))?;

@@ -105,6 +105,20 @@ fn unprivileged_user_is_told_to_use_root() {
 }
 
 #[test]
+fn a_bad_overhead_budget_says_what_is_accepted() {
+    for bad in ["0", "250", "lots"] {
+        let lines =
+            run_failing(mapwatch().args(["attach", "--pid", "1", "--overhead-budget", bad]));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("not an overhead budget") && l.contains("`off`")),
+            "{bad}: {lines:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_arguments_are_rejected() {
     let lines = run_failing(mapwatch().args(["attach", "--pid", "1", "--duration", "soon"]));
     assert!(

@@ -257,6 +257,9 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result
                     &target.id().to_string(),
                     "--format",
                     "json",
+                    // Every hit, at any cost: what one costs is measured.
+                    "--overhead-budget",
+                    "off",
                 ])
                 .args(args)
                 .stdout(Stdio::piped())

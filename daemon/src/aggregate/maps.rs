@@ -116,6 +116,12 @@ pub struct MapStats {
     pub keyed_writes: u64,
     /// Whether operations of this map came as events (keys known).
     pub keyed: bool,
+    /// Keyed operations counted (exact), and the same with each weighted
+    /// by the key sampling in force ([`MapAggregate::set_key_weight`]): the
+    /// keys' figures are estimates when these differ.
+    pub keyed_ops_seen: u64,
+    /// See `keyed_ops_seen`.
+    pub keyed_ops_weighted: u64,
 }
 
 impl MapStats {
@@ -130,6 +136,8 @@ impl MapStats {
             distinct_written: HyperLogLog::default(),
             keyed_writes: 0,
             keyed: false,
+            keyed_ops_seen: 0,
+            keyed_ops_weighted: 0,
         }
     }
 
@@ -187,6 +195,9 @@ pub struct MapAggregate {
     named: HashMap<KeyCountsKey, (MapSiteInfo, Option<RawKey>)>,
     /// The kernel table's counts as last read, per CPU.
     seen: HashMap<KeyCountsKey, Vec<KeyCounts>>,
+    /// Operations each keyed count stands for: 1, or the key sampling's
+    /// rate (one operation in this many had its key recorded).
+    key_weight: u64,
 }
 
 impl std::fmt::Debug for MapAggregate {
@@ -219,7 +230,16 @@ impl MapAggregate {
             resolved: HashMap::new(),
             named: HashMap::new(),
             seen: HashMap::new(),
+            key_weight: 1,
         }
+    }
+
+    /// From now on, each keyed operation read stands for `weight`
+    /// operations (the kernel records one key in `weight`; the others are
+    /// counted per map only). Key counts are scaled by it; map totals stay
+    /// exact.
+    pub fn set_key_weight(&mut self, weight: u64) {
+        self.key_weight = weight.max(1);
     }
 
     /// Folds in one event; `column` is its time column in seconds since the
@@ -348,6 +368,11 @@ impl MapAggregate {
         let Some(key) = key else {
             return;
         };
+        // What the recorded keys stand for: the sampled-out operations
+        // were counted per map, so only the keys' figures are scaled.
+        stats.keyed_ops_seen += n;
+        let n = n * self.key_weight;
+        stats.keyed_ops_weighted += n;
         let hash = hash64(key);
         stats.distinct_keys.add_hash(hash);
         if op.is_write() {

@@ -192,6 +192,12 @@ impl Aggregator {
         (timestamp_ns.saturating_sub(self.start_ns) / 1_000_000_000) as usize
     }
 
+    /// Each keyed map operation read from now on stands for `weight`
+    /// operations (key sampling; see `MapAggregate::set_key_weight`).
+    pub fn set_key_weight(&mut self, weight: u64) {
+        self.maps.set_key_weight(weight);
+    }
+
     /// Folds one intake message in. Events from a process other than the
     /// target are counted as foreign and otherwise ignored.
     pub fn apply(&mut self, message: IntakeMessage) {

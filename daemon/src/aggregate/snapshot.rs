@@ -7,7 +7,8 @@ use crate::{
     advisor::{self, MapMix},
     model::{
         CallSite, CasReport, Frame, Heatmap, HeatmapKind, KeyReport, LockKind, LockReport, MapOp,
-        MapReport, MapsHint, OpCounts, RowLabel, Snapshot, StopReason, WaitBucket,
+        MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Sampling, Snapshot, StopReason,
+        WaitBucket,
     },
 };
 
@@ -45,6 +46,11 @@ pub struct SnapshotInputs<'a> {
     pub stacks: Option<&'a HashMap<i64, Vec<u64>>>,
     /// mapwatch's own peak resident memory.
     pub peak_rss_bytes: u64,
+    /// How much of the time each probe group was on (sampled figures are
+    /// scaled by it).
+    pub sampling: Sampling,
+    /// The overhead governor's figures, once there are some.
+    pub overhead: Option<OverheadReport>,
 }
 
 impl Aggregator {
@@ -65,6 +71,7 @@ impl Aggregator {
             map_events: 0,
             mapwatch_peak_rss_bytes: 0,
             heatmaps: Vec::new(),
+            overhead: None,
         }
     }
 
@@ -76,7 +83,18 @@ impl Aggregator {
             heatmaps.push(cas.failures_by_cpu.clone());
             heatmaps.push(cas.failures_by_site.clone());
         }
-        let (maps, key_heatmaps) = self.map_reports(inputs.map_names);
+        let (mut maps, key_heatmaps) = self.map_reports(inputs.map_names);
+        for map in &mut maps {
+            map.scale(inputs.sampling.counting);
+        }
+        let mut locks = self.lock_reports(inputs.stacks);
+        for lock in &mut locks {
+            lock.scale(inputs.sampling);
+        }
+        let mut cas = self.cas_reports();
+        for site in &mut cas {
+            site.scale(inputs.sampling.counting);
+        }
         heatmaps.extend(key_heatmaps);
         let counted: Vec<&MapReport> = maps.iter().filter(|m| !m.keyed && m.address != 0).collect();
         let maps_hint = counted.first().map(|busiest| MapsHint {
@@ -90,13 +108,14 @@ impl Aggregator {
             events_lost: self.events_lost(),
             probes: self.catalog.probes.clone(),
             probe_counters: self.counters,
-            locks: self.lock_reports(inputs.stacks),
-            cas: self.cas_reports(),
+            locks,
+            cas,
             maps_hint,
             maps,
             map_events: self.maps.events,
             mapwatch_peak_rss_bytes: inputs.peak_rss_bytes,
             heatmaps,
+            overhead: inputs.overhead.clone(),
         }
     }
 
@@ -139,6 +158,8 @@ impl Aggregator {
                     wait_seconds_total: stats.map_or(0.0, |s| s.wait_total_ns as f64 / 1e9),
                     wait_seconds_max: stats.map_or(0.0, |s| s.wait_max_ns as f64 / 1e9),
                     wait_histogram: stats.map(wait_buckets).unwrap_or_default(),
+                    exact: true,
+                    sampled_fraction: 1.0,
                 }
             })
             .collect();
@@ -234,6 +255,8 @@ impl Aggregator {
                         failures as f64 / attempts as f64
                     },
                     per_cpu_failures,
+                    exact: true,
+                    sampled_fraction: 1.0,
                 })
             })
             .collect();
@@ -334,6 +357,13 @@ impl Aggregator {
                 top_k_capacity: capacity,
                 top_k_error_bound: bound,
                 advice,
+                exact: true,
+                sampled_fraction: 1.0,
+                key_sampled_fraction: if stats.keyed_ops_weighted > stats.keyed_ops_seen {
+                    stats.keyed_ops_seen as f64 / stats.keyed_ops_weighted as f64
+                } else {
+                    1.0
+                },
             });
         }
         (reports, heatmaps)

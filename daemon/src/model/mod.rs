@@ -12,11 +12,15 @@ mod frame;
 pub mod hash;
 mod heatmap;
 mod key;
+mod overhead;
 mod snapshot;
 
 pub use frame::{CodeLocation, Frame, SourceLine};
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
 pub use key::Key;
+pub use overhead::{
+    scaled, GovernorAction, GovernorSetting, OverheadReport, Sampling, TrapCost, INDIRECT_FACTOR,
+};
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, KeyReport, LockReport, MapReport,

@@ -8,8 +8,8 @@ use serde::ser::SerializeMap as _;
 use serde::{Serialize, Serializer};
 
 use super::{
-    hex, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind, MapKind, MapOp,
-    ProbeCounters, ProbeKind, SiteCost, SkipWhen, SourceLine, StopReason,
+    hex, scaled, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind, MapKind, MapOp,
+    OverheadReport, ProbeCounters, ProbeKind, Sampling, SiteCost, SkipWhen, SourceLine, StopReason,
 };
 
 /// Everything observed of one target, at one moment.
@@ -41,8 +41,12 @@ pub struct Snapshot {
     pub map_events: u64,
     /// mapwatch's own peak resident memory (VmHWM), bytes.
     pub mapwatch_peak_rss_bytes: u64,
-    /// Heatmaps: lock waits, CAS failures by CPU and by site, hot keys.
+    /// Heatmaps: lock waits, CAS failures by CPU and by site, hot keys
+    /// (as seen: seconds a sampled probe was off show as gaps).
     pub heatmaps: Vec<Heatmap>,
+    /// What the probes cost the target and what the overhead governor did;
+    /// null until the first second.
+    pub overhead: Option<OverheadReport>,
 }
 
 impl Snapshot {
@@ -121,6 +125,43 @@ pub struct LockReport {
     pub reader_contentions: Option<u64>,
     /// Where the waiters were, most wait first.
     pub top_call_sites: Vec<CallSite>,
+    /// Whether the figures are exact counts (else scaled estimates from
+    /// sampled windows; see `sampled_fraction`).
+    pub exact: bool,
+    /// The fraction of the time its probes were on (1: always); the
+    /// figures are what was seen divided by it (wait figures by the wait
+    /// probes' own fraction, when smaller).
+    pub sampled_fraction: f64,
+}
+
+impl LockReport {
+    /// Scales what was seen while probes were on to the whole time.
+    pub fn scale(&mut self, sampling: Sampling) {
+        let (counting, waits) = (sampling.counting, sampling.waits.min(sampling.counting));
+        self.exact = counting >= 1.0 && waits >= 1.0;
+        self.sampled_fraction = waits.min(counting);
+        if self.exact {
+            return;
+        }
+        self.contentions = scaled(self.contentions, counting);
+        for n in &mut self.per_cpu {
+            *n = scaled(*n, counting);
+        }
+        self.reader_contentions = self.reader_contentions.map(|n| scaled(n, counting));
+        self.blocked_parks = self.blocked_parks.map(|n| scaled(n, counting));
+        self.blocked_seconds_total = self.blocked_seconds_total.map(|s| s / counting);
+        self.acquisitions = scaled(self.acquisitions, waits);
+        self.wait_seconds_total /= waits;
+        self.reader_wait_seconds_total = self.reader_wait_seconds_total.map(|s| s / waits);
+        self.writer_wait_seconds_total = self.writer_wait_seconds_total.map(|s| s / waits);
+        for bucket in &mut self.wait_histogram {
+            bucket.count = scaled(bucket.count, waits);
+        }
+        for site in &mut self.top_call_sites {
+            site.count = scaled(site.count, waits);
+            site.wait_seconds /= waits;
+        }
+    }
 }
 
 /// One waiting call site: a user stack.
@@ -187,6 +228,26 @@ pub struct CasReport {
     pub failure_ratio: f64,
     /// Failures per CPU (index = CPU number, every CPU of the host).
     pub per_cpu_failures: Vec<u64>,
+    /// Whether the counts are exact (else scaled estimates).
+    pub exact: bool,
+    /// The fraction of the time its probe was on (1: always).
+    pub sampled_fraction: f64,
+}
+
+impl CasReport {
+    /// Scales what was seen while the probe was on to the whole time.
+    pub fn scale(&mut self, fraction: f64) {
+        self.exact = fraction >= 1.0;
+        self.sampled_fraction = fraction.min(1.0);
+        if self.exact {
+            return;
+        }
+        self.attempts = scaled(self.attempts, fraction);
+        self.failures = scaled(self.failures, fraction);
+        for n in &mut self.per_cpu_failures {
+            *n = scaled(*n, fraction);
+        }
+    }
 }
 
 /// Where and how a CAS's outcome is read.
@@ -354,9 +415,53 @@ pub struct MapReport {
     pub top_k_error_bound: u64,
     /// The advisor's findings.
     pub advice: Vec<Advice>,
+    /// Whether the counts are exact (else scaled estimates).
+    pub exact: bool,
+    /// The fraction of the time its probes were on (1: always).
+    pub sampled_fraction: f64,
+    /// The fraction of its counted operations whose key was recorded (1:
+    /// all); the keys' counts are scaled by it.
+    pub key_sampled_fraction: f64,
 }
 
 impl MapReport {
+    /// Scales what was seen while the probes were on to the whole time
+    /// (the keys' counts are already scaled for key sampling).
+    pub fn scale(&mut self, fraction: f64) {
+        let keys_exact = self.key_sampled_fraction >= 1.0;
+        self.exact = fraction >= 1.0 && keys_exact;
+        self.sampled_fraction = fraction.min(1.0);
+        if !keys_exact {
+            for key in &mut self.top_keys {
+                key.exact = false;
+            }
+        }
+        if fraction >= 1.0 {
+            return;
+        }
+        for counts in [&mut self.ops, &mut self.internal] {
+            for (_, n) in &mut counts.0 {
+                *n = scaled(*n, fraction);
+            }
+        }
+        self.total = scaled(self.total, fraction);
+        for n in &mut self.per_cpu {
+            *n = scaled(*n, fraction);
+        }
+        self.top_k_error_bound = scaled(self.top_k_error_bound, fraction);
+        for key in &mut self.top_keys {
+            key.exact = false;
+            for (_, n) in &mut key.ops.0 {
+                *n = scaled(*n, fraction);
+            }
+            key.total = scaled(key.total, fraction);
+            key.error = scaled(key.error, fraction);
+            for n in &mut key.per_cpu {
+                *n = scaled(*n, fraction);
+            }
+        }
+    }
+
     /// How reports name the map: its name, else its address.
     pub fn label(&self) -> String {
         self.name

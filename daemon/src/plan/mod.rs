@@ -206,6 +206,23 @@ impl ProbePlan {
                 .any(|site| site.function.kind == crate::model::MapKind::Runtime)
     }
 
+    /// What the overhead governor can degrade in this plan.
+    pub fn capabilities(&self) -> crate::governor::Capabilities {
+        crate::governor::Capabilities {
+            stacks: self.sites.iter().any(|site| match &site.probe {
+                SiteProbe::LockEntry(probe) => probe.capture_stack,
+                _ => false,
+            }),
+            waits: self.sites.iter().any(|site| {
+                matches!(
+                    site.probe,
+                    SiteProbe::LockExit { .. } | SiteProbe::LockReturn(_)
+                )
+            }),
+            keys: !self.map_sites.is_empty(),
+        }
+    }
+
     /// Whether blocked time is measured (`runtime.ready` is probed).
     pub fn blocked_time(&self) -> bool {
         self.sites

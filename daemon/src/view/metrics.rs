@@ -104,6 +104,14 @@ pub struct Figures {
     pub events_lost: u64,
     /// Probe hits by probe kind (`lock`, `cas`, `map`).
     pub probe_hits: Vec<(&'static str, u64)>,
+    /// The probes' estimated cost in the last second, as a ratio of the
+    /// target's own CPU time (null without a budget or before a second).
+    pub overhead_ratio: Option<f64>,
+    /// The overhead budget as a ratio, if any.
+    pub overhead_budget_ratio: Option<f64>,
+    /// What fraction each probe group saw (`counting`, `waits`, `keys`):
+    /// 1 when exact; sampled figures are scaled by it.
+    pub sampled_fraction: Vec<(&'static str, f64)>,
 }
 
 impl Figures {
@@ -180,6 +188,24 @@ impl Figures {
                 .collect(),
             events_lost: snapshot.events_lost,
             probe_hits: vec![("lock", c.hits), ("cas", c.cas_hits), ("map", c.map_hits)],
+            overhead_ratio: snapshot
+                .overhead
+                .as_ref()
+                .and_then(|o| o.per_second_percent.last())
+                .map(|percent| percent / 100.0),
+            overhead_budget_ratio: snapshot
+                .overhead
+                .as_ref()
+                .and_then(|o| o.budget_percent)
+                .map(|percent| percent / 100.0),
+            sampled_fraction: match &snapshot.overhead {
+                Some(o) => vec![
+                    ("counting", o.sampling.counting),
+                    ("waits", o.sampling.waits),
+                    ("keys", 1.0 / f64::from(o.setting.keys_one_in.max(1))),
+                ],
+                None => vec![("counting", 1.0), ("waits", 1.0), ("keys", 1.0)],
+            },
         }
     }
 }
@@ -433,6 +459,36 @@ fn encode_figures(s: &Figures, encoder: &mut DescriptorEncoder) -> Result<(), st
             .encode_family(&labels)?
             .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(hits, None)?;
     }
+
+    for (name, help, value) in [
+        (
+            "overhead_ratio",
+            "The probes' estimated cost in the last second over the target's own CPU time.",
+            s.overhead_ratio,
+        ),
+        (
+            "overhead_budget_ratio",
+            "The overhead governor's budget over the target's own CPU time.",
+            s.overhead_budget_ratio,
+        ),
+    ] {
+        if let Some(value) = value {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&value)?;
+        }
+    }
+
+    let mut family = encoder.encode_descriptor(
+        "sampled_fraction",
+        "Fraction of the work a probe group saw (1: exact); sampled figures are scaled by it.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (probe, fraction) in &s.sampled_fraction {
+        let labels = [("probe", probe.to_string())];
+        family.encode_family(&labels)?.encode_gauge(fraction)?;
+    }
     Ok(())
 }
 
@@ -519,6 +575,10 @@ mod tests {
             r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 25"#,
             r#"mapwatch_target_info{pid="7",exe="/bin/x",go_version="go1.27.3"} 1"#,
             "mapwatch_events_lost_total 0",
+            "mapwatch_overhead_ratio 0.004",
+            "mapwatch_overhead_budget_ratio 0.02",
+            r#"mapwatch_sampled_fraction{probe="counting"} 1.0"#,
+            r#"mapwatch_sampled_fraction{probe="keys"} 1.0"#,
             "# EOF",
         ] {
             assert!(response.contains(line), "missing {line}:\n{response}");

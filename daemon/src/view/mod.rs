@@ -158,6 +158,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                 count: 12,
                 share: 1.0,
             }],
+            exact: true,
+            sampled_fraction: 1.0,
         }],
         cas: vec![CasReport {
             site: site.clone(),
@@ -181,6 +183,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             failures: 2,
             failure_ratio: 2.0 / 9.0,
             per_cpu_failures: vec![1, 1],
+            exact: true,
+            sampled_fraction: 1.0,
         }],
         maps: vec![MapReport {
             name: Some("main.cache".into()),
@@ -203,6 +207,9 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             top_k_capacity: 1024,
             top_k_error_bound: 0,
             advice: Vec::new(),
+            exact: true,
+            sampled_fraction: 1.0,
+            key_sampled_fraction: 1.0,
         }],
         maps_hint: None,
         map_events: 100,
@@ -217,12 +224,59 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             map.add(0, 1, 2);
             map
         }],
+        overhead: Some(OverheadReport {
+            budget_percent: Some(2.0),
+            estimated_percent: 0.4,
+            per_second_percent: vec![0.5, 0.3, 0.4],
+            probe_seconds: 0.004,
+            target_cpu_seconds: 1.0,
+            trap_cost: TrapCost {
+                emulated_ns: 725.0,
+                single_stepped_ns: 12_000.0,
+                calibrated: true,
+                indirect_factor: 2.0,
+            },
+            setting: GovernorSetting::FULL,
+            actions: Vec::new(),
+            sampling: Sampling::EXACT,
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_figures_are_scaled_and_marked() {
+        use crate::model::Sampling;
+        let mut report = sample_snapshot();
+        let lock = &mut report.locks[0];
+        lock.scale(Sampling {
+            counting: 0.5,
+            waits: 0.25,
+        });
+        assert!(!lock.exact);
+        assert_eq!(lock.sampled_fraction, 0.25);
+        assert_eq!((lock.contentions, lock.per_cpu.clone()), (24, vec![12, 12]));
+        assert_eq!(lock.acquisitions, 48);
+        assert_eq!(lock.wait_histogram[0].count, 48);
+        assert!((lock.wait_seconds_total - 0.008).abs() < 1e-12);
+        // The longest wait seen is not scaled.
+        assert_eq!(lock.wait_seconds_max, 0.0005);
+        let map = &mut report.maps[0];
+        map.key_sampled_fraction = 0.25;
+        map.scale(1.0);
+        assert!(!map.exact && !map.top_keys[0].exact);
+        assert_eq!(map.total, 100, "key sampling leaves totals exact");
+        map.scale(0.5);
+        assert_eq!((map.total, map.top_keys[0].total), (200, 150));
+        let cas = &mut report.cas[0];
+        cas.scale(1.0);
+        assert!(cas.exact);
+        cas.scale(0.5);
+        assert_eq!((cas.attempts, cas.failures, cas.exact), (18, 4, false));
+    }
 
     #[test]
     fn durations_for_humans() {

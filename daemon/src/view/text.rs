@@ -79,8 +79,18 @@ pub fn render(report: &Report) -> String {
             map_probes.join(", ")
         );
     }
+    if let Some(overhead) = &report.overhead {
+        let _ = writeln!(out, "  {}", overhead_line(overhead));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "LOCK CONTENTION (entries into the slow path)");
+    if let Some(lock) = report.locks.iter().find(|lock| !lock.exact) {
+        let _ = writeln!(
+            out,
+            "  sampled: scaled estimates from probes on {:.0}% of the time",
+            100.0 * lock.sampled_fraction
+        );
+    }
     if report.locks.is_empty() {
         let _ = writeln!(out, "  no contended locks seen");
     } else {
@@ -222,6 +232,38 @@ const TEXT_MAPS: usize = 10;
 const TEXT_KEYS: usize = 10;
 
 /// The maps section: operations per map, hot keys, the advisor.
+/// The overhead governor's line: its estimate, its budget, what it did.
+fn overhead_line(overhead: &crate::model::OverheadReport) -> String {
+    let budget = match overhead.budget_percent {
+        Some(percent) => format!("budget {percent}%"),
+        None => "no budget".to_string(),
+    };
+    let setting = overhead.setting;
+    let mut degraded = Vec::new();
+    if !setting.stacks {
+        degraded.push("callers only (no stacks)".to_string());
+    }
+    if setting.waits_one_in > 1 {
+        degraded.push(format!("wait times 1 s in {}", setting.waits_one_in));
+    }
+    if setting.keys_one_in > 1 {
+        degraded.push(format!("keys of 1 op in {}", setting.keys_one_in));
+    }
+    if setting.probes_one_in > 1 {
+        degraded.push(format!("probes 1 s in {}", setting.probes_one_in));
+    }
+    let now = if degraded.is_empty() {
+        "everything in full".to_string()
+    } else {
+        degraded.join(", ")
+    };
+    format!(
+        "overhead: ~{:.2}% of the target's CPU ({budget}; {} governor change(s)); now: {now}",
+        overhead.estimated_percent,
+        overhead.actions.len(),
+    )
+}
+
 fn render_maps(out: &mut String, report: &Report) {
     if report.maps.is_empty() {
         return;
@@ -245,6 +287,14 @@ fn render_maps(out: &mut String, report: &Report) {
                 format!("; internal: {}", internal)
             }
         );
+        if !map.exact {
+            let _ = writeln!(
+                out,
+                "    sampled: scaled estimates from probes on {:.0}% of the time, keys of {:.1}% of the operations",
+                100.0 * map.sampled_fraction,
+                100.0 * map.key_sampled_fraction
+            );
+        }
         if !map.keyed {
             continue;
         }
@@ -252,7 +302,9 @@ fn render_maps(out: &mut String, report: &Report) {
             out,
             "    ~{} distinct keys; top keys{}:",
             map.distinct_keys,
-            if map.top_k_error_bound == 0 {
+            if !map.exact {
+                " (estimates)".to_string()
+            } else if map.top_k_error_bound == 0 {
                 " (exact)".to_string()
             } else {
                 format!(
@@ -331,6 +383,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("main.f+0x10"), "{text}");
+        assert!(
+            text.contains("overhead: ~0.40% of the target's CPU (budget 2%; 0 governor change(s)); now: everything in full"),
+            "{text}"
+        );
         assert!(text.contains("probe internal/sync.(*Mutex).lockSlow +0x4 (emulated site, skip when below-or-equal)"), "{text}");
     }
 }

@@ -164,10 +164,17 @@ pub fn mapwatch() -> Command {
 
 impl Tracer {
     /// Starts `mapwatch attach --pid PID --format json ARGS` and waits until
-    /// its probes are attached.
+    /// its probes are attached. Unless `ARGS` set a budget, the governor is
+    /// off (`--overhead-budget off`): tests of exact counts need every hit.
     pub fn attach(pid: u32, args: &[&str]) -> Self {
+        let governor: &[&str] = if args.contains(&"--overhead-budget") {
+            &[]
+        } else {
+            &["--overhead-budget", "off"]
+        };
         let mut child = mapwatch()
             .args(["attach", "--pid", &pid.to_string(), "--format", "json"])
+            .args(governor)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -20,9 +20,11 @@ use probe_common::{
 };
 use thiserror::Error;
 
+pub mod calibrate;
+
 use crate::{
     goruntime,
-    model::{MapKind, ProbeCounters},
+    model::{MapKind, ProbeCounters, SiteCost},
     plan::{
         cas::Outcome, exits::ExitWhen, x86::general_register, LockProbe, Placement, PlannedSite,
         ProbePlan, SiteProbe,
@@ -121,6 +123,9 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The calibration could not find or probe its own function.
+    #[error("calibrating the cost of a probe hit")]
+    Calibration(#[source] std::io::Error),
     /// The kernel would not keep run-time statistics.
     #[error("enabling BPF run-time statistics")]
     RunStats(#[source] Box<aya::sys::SyscallError>),
@@ -129,16 +134,52 @@ pub enum LoadError {
     Tracefs(#[source] std::io::Error),
 }
 
+/// A set of probes attached and detached together by the overhead
+/// governor's windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeGroup {
+    /// What counts: lock entries, semaphore waits, `runtime.ready`, CAS
+    /// outcomes, map operations.
+    Counting,
+    /// The ends of lock waits (exit edges and returns): wait times.
+    Waits,
+}
+
+/// One uprobe of the plan, kept to attach it again.
+struct UprobeSite {
+    program: &'static str,
+    cookie: usize,
+    at: Placement,
+    group: ProbeGroup,
+}
+
+/// Links being closed, by a thread of their own: each detached uprobe
+/// waits for a kernel grace period (about 0.1 s here, one after another).
+pub struct Detaching(std::thread::JoinHandle<()>);
+
+impl Detaching {
+    /// Whether every link is closed.
+    pub fn is_done(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
 /// Loaded and attached probes. Dropping this detaches them.
 pub struct AttachedProbes {
     ebpf: Ebpf,
     /// Possible CPUs: the width of per-CPU values.
     cpus: usize,
 
-    /// Each uprobe's program and link.
-    uprobe_links: Vec<(&'static str, UProbeLinkId)>,
+    /// Every uprobe of the plan.
+    sites: Vec<UprobeSite>,
+    /// The attached uprobes' programs and links, by group.
+    uprobe_links: Vec<(ProbeGroup, &'static str, UProbeLinkId)>,
     /// The futex tracepoints' links.
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+    /// The executable's path, name (for errors), and the uprobes' scope.
+    exe_path: std::path::PathBuf,
+    exe_name: String,
+    scope: UProbeScope,
     /// Number of attached probes (uprobes and tracepoints).
     pub attached: usize,
     /// Held while the kernel keeps programs' run-time statistics.
@@ -157,6 +198,9 @@ pub struct ProgramRuns {
     pub runs: u64,
     /// Total run time, ns.
     pub run_ns: u64,
+    /// Whether some site of the program is not an emulated instruction
+    /// (a function's entry, or single-stepped): its hits cost more.
+    pub single_stepped: bool,
 }
 
 /// Every uprobe program, for [`AttachedProbes::program_runs`].
@@ -201,44 +245,39 @@ impl AttachedProbes {
         let mut ebpf = Ebpf::load(PROBE_OBJECT).map_err(|e| LoadError::Load(Box::new(e)))?;
         write_control(&mut ebpf, Control::default_on())?;
         write_sites(&mut ebpf, plan)?;
-        let mut uprobe_links = Vec::new();
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-        for (program, belongs) in [
-            (
-                LOCK_SLOW_PROGRAM,
-                (|p| matches!(p, SiteProbe::LockEntry(_) | SiteProbe::SemaEntry(_)))
-                    as fn(&SiteProbe) -> bool,
-            ),
-            (LOCK_SLOW_RET_PROGRAM, |p| {
-                matches!(p, SiteProbe::LockReturn(_))
-            }),
-            (LOCK_EXIT_PROGRAM, |p| {
-                matches!(p, SiteProbe::LockExit { .. })
-            }),
-            (CAS_OUTCOME_PROGRAM, |p| matches!(p, SiteProbe::Cas { .. })),
-            (GO_READY_PROGRAM, |p| matches!(p, SiteProbe::Ready { .. })),
-        ] {
-            let mut sites = plan
-                .sites
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| belongs(&s.probe))
-                .peekable();
-            if sites.peek().is_none() {
-                continue;
-            }
-            let uprobe = load_uprobe(&mut ebpf, program)?;
-            let placements = sites.map(|(index, site)| (index, &site.at));
-            for link in attach_all(uprobe, placements, exe_path, exe_name, scope)? {
-                uprobe_links.push((program, link));
-            }
+        let mut sites = Vec::new();
+        for (cookie, site) in plan.sites.iter().enumerate() {
+            let (program, group) = match site.probe {
+                SiteProbe::LockEntry(_) | SiteProbe::SemaEntry(_) => {
+                    (LOCK_SLOW_PROGRAM, ProbeGroup::Counting)
+                }
+                SiteProbe::LockReturn(_) => (LOCK_SLOW_RET_PROGRAM, ProbeGroup::Waits),
+                SiteProbe::LockExit { .. } => (LOCK_EXIT_PROGRAM, ProbeGroup::Waits),
+                SiteProbe::Cas { .. } => (CAS_OUTCOME_PROGRAM, ProbeGroup::Counting),
+                SiteProbe::Ready { .. } => (GO_READY_PROGRAM, ProbeGroup::Counting),
+            };
+            sites.push(UprobeSite {
+                program,
+                cookie,
+                at: site.at.clone(),
+                group,
+            });
         }
         if !plan.map_sites.is_empty() {
             write_map_sites(&mut ebpf, plan)?;
-            let uprobe = load_uprobe(&mut ebpf, MAP_OP_PROGRAM)?;
-            let placements = plan.map_sites.iter().map(|site| &site.at).enumerate();
-            for link in attach_all(uprobe, placements, exe_path, exe_name, scope)? {
-                uprobe_links.push((MAP_OP_PROGRAM, link));
+            for (cookie, site) in plan.map_sites.iter().enumerate() {
+                sites.push(UprobeSite {
+                    program: MAP_OP_PROGRAM,
+                    cookie,
+                    at: site.at.clone(),
+                    group: ProbeGroup::Counting,
+                });
+            }
+        }
+        for program in UPROBE_PROGRAMS {
+            if sites.iter().any(|site| site.program == program) {
+                load_uprobe(&mut ebpf, program)?;
             }
         }
         let mut tracepoint_links = Vec::new();
@@ -253,14 +292,101 @@ impl AttachedProbes {
                 .map_err(map_error("NATIVE_CODE", "writing the native code ranges"))?;
             tracepoint_links = attach_futex_tracepoints(&mut ebpf, pid)?;
         }
-        Ok(Self {
+        let mut probes = Self {
             ebpf,
             cpus: aya::util::nr_cpus().unwrap_or(1),
-            attached: uprobe_links.len() + tracepoint_links.len(),
-            uprobe_links,
+            sites,
+            uprobe_links: Vec::new(),
+            attached: tracepoint_links.len(),
             tracepoint_links,
+            exe_path: exe_path.to_path_buf(),
+            exe_name: exe_name.to_string(),
+            scope,
             run_stats: None,
-        })
+        };
+        for group in [ProbeGroup::Counting, ProbeGroup::Waits] {
+            probes.attach_group(group)?;
+        }
+        Ok(probes)
+    }
+
+    /// The groups this plan has probes in.
+    pub fn groups(&self) -> Vec<ProbeGroup> {
+        let mut groups: Vec<ProbeGroup> = Vec::new();
+        for site in &self.sites {
+            if !groups.contains(&site.group) {
+                groups.push(site.group);
+            }
+        }
+        groups
+    }
+
+    /// Whether any probe of `group` is attached.
+    pub fn is_attached(&self, group: ProbeGroup) -> bool {
+        self.uprobe_links.iter().any(|(g, _, _)| *g == group)
+    }
+
+    /// Attaches every uprobe of `group` (again); a no-op when attached.
+    pub fn attach_group(&mut self, group: ProbeGroup) -> Result<(), LoadError> {
+        if self.is_attached(group) {
+            return Ok(());
+        }
+        for site in self.sites.iter().filter(|site| site.group == group) {
+            let program: &mut UProbe = self
+                .ebpf
+                .program_mut(site.program)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::Missing("a loaded uprobe program"))?;
+            let id = attach_one(
+                program,
+                site.cookie,
+                &site.at,
+                &self.exe_path,
+                &self.exe_name,
+                self.scope,
+            )?;
+            self.uprobe_links.push((group, site.program, id));
+            self.attached += 1;
+        }
+        Ok(())
+    }
+
+    /// Detaches every uprobe of `group`; their links close on a thread of
+    /// their own (see [`Detaching`]).
+    pub fn detach_group(&mut self, group: ProbeGroup) -> Result<Detaching, LoadError> {
+        let links = self.take_uprobe_links(|g| g == group)?;
+        Ok(Detaching(std::thread::spawn(move || {
+            close_in_parallel(links)
+        })))
+    }
+
+    /// Takes the links of the uprobes whose group `wanted` accepts, to be
+    /// closed by the caller.
+    fn take_uprobe_links(
+        &mut self,
+        wanted: impl Fn(ProbeGroup) -> bool,
+    ) -> Result<Vec<Box<dyn Send>>, LoadError> {
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
+        let mut kept = Vec::new();
+        for (group, name, id) in std::mem::take(&mut self.uprobe_links) {
+            if !wanted(group) {
+                kept.push((group, name, id));
+                continue;
+            }
+            let program: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::Missing("an attached uprobe program"))?;
+            let link = program.take_link(id).map_err(|source| LoadError::Detach {
+                name: name.to_string(),
+                source: Box::new(source),
+            })?;
+            links.push(Box::new(link));
+            self.attached -= 1;
+        }
+        self.uprobe_links = kept;
+        Ok(links)
     }
 
     /// Asks the kernel to keep programs' run-time statistics from now on
@@ -284,6 +410,10 @@ impl AttachedProbes {
                     program: name,
                     runs: info.run_count(),
                     run_ns: info.run_time().as_nanos() as u64,
+                    single_stepped: self
+                        .sites
+                        .iter()
+                        .any(|site| site.program == name && site.at.cost() != SiteCost::Emulated),
                 })
             })
             .collect()
@@ -298,39 +428,23 @@ impl AttachedProbes {
     /// afterwards match the events written.
     ///
     /// Each detached uprobe waits for a grace period in the kernel (about
-    /// 100 ms here), so the links are closed from several threads at once:
-    /// their waits overlap instead of adding up.
+    /// 100 ms here, one after another however many threads close them),
+    /// which is why the report is out before this runs.
     pub fn detach(&mut self) -> Result<(), LoadError> {
-        // The two program types share no trait for `take_link`.
-        macro_rules! take_links {
-            ($into:ident, $links:expr, $program:ty, $what:literal) => {
-                for (name, id) in $links.drain(..) {
-                    let program: &mut $program = self
-                        .ebpf
-                        .program_mut(name)
-                        .and_then(|p| p.try_into().ok())
-                        .ok_or(LoadError::Missing($what))?;
-                    let link = program.take_link(id).map_err(|source| LoadError::Detach {
-                        name: name.to_string(),
-                        source: Box::new(source),
-                    })?;
-                    $into.push(Box::new(link));
-                }
-            };
+        let mut links = self.take_uprobe_links(|_| true)?;
+        for (name, id) in self.tracepoint_links.drain(..) {
+            let program: &mut TracePoint = self
+                .ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::Missing("an attached tracepoint program"))?;
+            let link = program.take_link(id).map_err(|source| LoadError::Detach {
+                name: name.to_string(),
+                source: Box::new(source),
+            })?;
+            links.push(Box::new(link));
         }
-        let mut links: Vec<Box<dyn Send>> = Vec::new();
-        take_links!(
-            links,
-            self.uprobe_links,
-            UProbe,
-            "an attached uprobe program"
-        );
-        take_links!(
-            links,
-            self.tracepoint_links,
-            TracePoint,
-            "an attached tracepoint program"
-        );
+        self.attached = 0;
         close_in_parallel(links);
         Ok(())
     }
@@ -736,32 +850,28 @@ fn close_in_parallel(mut links: Vec<Box<dyn Send>>) {
     });
 }
 
-/// Attaches a loaded uprobe at each placement, with the site's index as its
-/// cookie; returns the links.
-fn attach_all<'a>(
+/// Attaches a loaded uprobe at a placement, with the site's index as its
+/// cookie; returns the link.
+fn attach_one(
     program: &mut UProbe,
-    placements: impl Iterator<Item = (usize, &'a Placement)>,
+    cookie: usize,
+    at: &Placement,
     exe_path: &Path,
     exe_name: &str,
     scope: UProbeScope,
-) -> Result<Vec<UProbeLinkId>, LoadError> {
-    let mut links = Vec::new();
-    for (index, at) in placements {
-        let point = UProbeAttachPoint {
-            location: UProbeAttachLocation::AbsoluteOffset(at.file_offset),
-            cookie: Some(index as u64),
-        };
-        let link = program
-            .attach(point, exe_path, scope)
-            .map_err(|source| LoadError::Attach {
-                function: at.function.clone(),
-                file_offset: at.file_offset,
-                exe: exe_name.to_string(),
-                source: Box::new(source),
-            })?;
-        links.push(link);
-    }
-    Ok(links)
+) -> Result<UProbeLinkId, LoadError> {
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(at.file_offset),
+        cookie: Some(cookie as u64),
+    };
+    program
+        .attach(point, exe_path, scope)
+        .map_err(|source| LoadError::Attach {
+            function: at.function.clone(),
+            file_offset: at.file_offset,
+            exe: exe_name.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Where tracefs is mounted when nothing mounted it yet.

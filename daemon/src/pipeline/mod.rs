@@ -24,8 +24,13 @@ use tokio::{
 
 use probe_common::Control;
 
+mod overhead;
+
+use overhead::Overhead;
+
 use crate::{
     aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs},
+    governor::Budget,
     intake::{Intake, IntakeError},
     loader::{AttachedProbes, LoadError},
     model::{Snapshot, StopReason, TargetInfo},
@@ -79,6 +84,8 @@ pub struct PipelineOptions {
     pub buffer_pages: usize,
     /// Maps whose keys to report (`--map`: names or addresses).
     pub map_selection: Vec<String>,
+    /// The overhead governor's budget (`--overhead-budget`).
+    pub overhead_budget: Budget,
 }
 
 /// A running pipeline.
@@ -125,6 +132,12 @@ impl Pipeline {
         if std::env::var_os("MAPWATCH_RUN_STATS").is_some() {
             probes.keep_run_stats()?;
         }
+        let overhead = Overhead::start(
+            options.overhead_budget,
+            plan.capabilities(),
+            &mut probes,
+            target.process.clone(),
+        )?;
         let mut selection = MapSelection::resolve(target, &options.map_selection)?;
         selection.refresh(&mut probes)?;
         if plan.counts_maps_in_kernel() {
@@ -156,6 +169,7 @@ impl Pipeline {
             plan,
             stacks: HashMap::new(),
             started: Instant::now(),
+            overhead,
         };
         // What subscribers see before the first tick: the target and its
         // probes, no figures (and nothing that needs the line tables).
@@ -256,6 +270,8 @@ struct State {
     /// User stacks read from the kernel so far (an id's stack never changes).
     stacks: HashMap<i64, Vec<u64>>,
     started: Instant,
+    /// The overhead governor at work; `None` with no budget.
+    overhead: Option<Overhead>,
 }
 
 impl State {
@@ -305,6 +321,12 @@ impl State {
             map_names: Some(&self.selection.names),
             stacks: Some(&self.stacks),
             peak_rss_bytes: own_peak_rss_bytes().unwrap_or(0),
+            sampling: self
+                .overhead
+                .as_ref()
+                .map(Overhead::sampling)
+                .unwrap_or_default(),
+            overhead: self.overhead.as_ref().map(Overhead::report),
         })
     }
 
@@ -314,6 +336,10 @@ impl State {
         let sample = self.kernel_sample()?;
         self.aggregator.sample(sample, true);
         self.selection.name_maps(&self.aggregator.map_addresses());
+        if let Some(overhead) = &mut self.overhead {
+            let key_weight = overhead.tick(&mut self.probes)?;
+            self.aggregator.set_key_weight(key_weight);
+        }
         Ok(())
     }
 }
@@ -370,6 +396,9 @@ async fn run(
     }
     let last = state.kernel_sample()?;
     state.aggregator.sample(last, false);
+    if let Some(overhead) = &mut state.overhead {
+        overhead.finish(&state.probes);
+    }
     state.read_stacks()?;
     // Runtime maps are named by the variables holding them, read while the
     // target ran and once more now (if it is still there).

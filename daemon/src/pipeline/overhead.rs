@@ -1,0 +1,368 @@
+//! The pipeline's side of the overhead governor: prices each second's probe
+//! hits, asks the [`Governor`] what to do, and does it — switches in the
+//! kernel's `CONTROL`, key sampling, and windows that detach and attach
+//! whole probe groups — keeping account of how long each group was on, so
+//! that sampled figures can be scaled.
+
+use std::{
+    collections::HashMap,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use probe_common::Control;
+
+use crate::{
+    governor::{probe_cost_ns, Budget, Capabilities, Governor, Observation, ProgramTick, TrapKind},
+    loader::{
+        calibrate::{calibrate, TrapCosts},
+        AttachedProbes, Detaching, LoadError, ProbeGroup,
+    },
+    model::{GovernorSetting, OverheadReport, Sampling, TrapCost, INDIRECT_FACTOR},
+    process::Process,
+};
+
+/// One probe group's windows: whether it is on, since when, for how long
+/// in all, and the links of its last window still being closed.
+#[derive(Default)]
+struct Window {
+    on_since: Option<Instant>,
+    on_total: Duration,
+    detaching: Option<Detaching>,
+}
+
+impl Window {
+    fn is_on(&self) -> bool {
+        self.on_since.is_some()
+    }
+
+    /// Time on so far, the current window included.
+    fn on_time(&self, now: Instant) -> Duration {
+        self.on_total + self.on_since.map_or(Duration::ZERO, |since| now - since)
+    }
+
+    fn ready_to_attach(&self) -> bool {
+        self.detaching.as_ref().is_none_or(Detaching::is_done)
+    }
+}
+
+/// The governor at work on one target.
+pub(super) struct Overhead {
+    governor: Governor,
+    process: Process,
+    traps: TrapCost,
+    calibration: Option<mpsc::Receiver<Result<TrapCosts, LoadError>>>,
+    /// Each program's (runs, run ns) at the last tick.
+    last_runs: HashMap<&'static str, (u64, u64)>,
+    last_cpu_ns: Option<u64>,
+    started: Instant,
+    ticks: u64,
+    counting: Window,
+    waits: Window,
+    has_waits: bool,
+    /// The switches as last written.
+    control: Control,
+    /// The target's own CPU time (probes' taken out) over the session, and
+    /// during the seconds each group was on, ns: the work each group saw.
+    own_total_ns: f64,
+    own_counting_ns: f64,
+    own_waits_ns: f64,
+}
+
+/// Below this much of the target's own CPU time, ns, sampled fractions
+/// are taken from wall time instead.
+const MIN_OWN_NS: f64 = 50e6;
+
+/// Key sampling rates as the kernel's shift (one key in `2^shift`).
+fn key_shift(one_in: u32) -> u32 {
+    one_in.max(1).ilog2()
+}
+
+impl Overhead {
+    /// Starts governing `probes` (just attached, everything on) within
+    /// `budget`; `None` when the budget is off (nothing is estimated or
+    /// ever sampled). Calibrates the trap costs on a thread of its own.
+    pub(super) fn start(
+        budget: Budget,
+        capabilities: Capabilities,
+        probes: &mut AttachedProbes,
+        process: Process,
+    ) -> Result<Option<Self>, LoadError> {
+        if budget == Budget::Off {
+            return Ok(None);
+        }
+        probes.keep_run_stats()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(calibrate());
+        });
+        let now = Instant::now();
+        let mut overhead = Self {
+            governor: Governor::new(budget, capabilities),
+            process,
+            traps: TrapCost {
+                emulated_ns: TrapCosts::ASSUMED.emulated_ns,
+                single_stepped_ns: TrapCosts::ASSUMED.single_stepped_ns,
+                calibrated: false,
+                indirect_factor: INDIRECT_FACTOR,
+            },
+            calibration: Some(rx),
+            last_runs: HashMap::new(),
+            last_cpu_ns: None,
+            started: now,
+            ticks: 0,
+            counting: Window {
+                on_since: Some(now),
+                ..Window::default()
+            },
+            waits: Window {
+                on_since: capabilities.waits.then_some(now),
+                ..Window::default()
+            },
+            has_waits: capabilities.waits,
+            control: Control::default_on(),
+            own_total_ns: 0.0,
+            own_counting_ns: 0.0,
+            own_waits_ns: 0.0,
+        };
+        overhead.read_baselines(probes);
+        Ok(Some(overhead))
+    }
+
+    fn read_baselines(&mut self, probes: &AttachedProbes) {
+        for runs in probes.program_runs() {
+            self.last_runs
+                .insert(runs.program, (runs.runs, runs.run_ns));
+        }
+        self.last_cpu_ns = self.process.cpu_time_ns().ok();
+    }
+
+    /// The second's hits priced, ns.
+    fn probe_ns(&mut self, probes: &AttachedProbes) -> f64 {
+        let mut programs = Vec::new();
+        for runs in probes.program_runs() {
+            let (runs_before, ns_before) = self
+                .last_runs
+                .insert(runs.program, (runs.runs, runs.run_ns))
+                .unwrap_or((0, 0));
+            programs.push(ProgramTick {
+                trap: if runs.single_stepped {
+                    TrapKind::SingleStepped
+                } else {
+                    TrapKind::Emulated
+                },
+                runs: runs.runs.saturating_sub(runs_before),
+                run_ns: runs.run_ns.saturating_sub(ns_before),
+            });
+        }
+        probe_cost_ns(&programs, &self.traps)
+    }
+
+    /// Prices the hits since the last call and reads the target's CPU time
+    /// since then; credits the target's own time to the groups that were on
+    /// meanwhile. Returns (probe ns, target CPU ns).
+    fn account(&mut self, probes: &AttachedProbes) -> (f64, f64) {
+        let probe_ns = self.probe_ns(probes);
+        let cpu_now = self.process.cpu_time_ns().ok();
+        let cpu_ns = match (cpu_now, self.last_cpu_ns) {
+            (Some(now), Some(before)) => now.saturating_sub(before) as f64,
+            _ => 0.0,
+        };
+        self.last_cpu_ns = cpu_now.or(self.last_cpu_ns);
+        // What the target did for itself: its CPU time less the probes'.
+        let own = (cpu_ns - probe_ns).max(0.0);
+        self.own_total_ns += own;
+        if self.control.enabled != 0 {
+            self.own_counting_ns += own;
+            if self.control.wait_times != 0 {
+                self.own_waits_ns += own;
+            }
+        }
+        (probe_ns, cpu_ns)
+    }
+
+    /// Credits the time since the last tick (when the session stops).
+    pub(super) fn finish(&mut self, probes: &AttachedProbes) {
+        self.account(probes);
+    }
+
+    /// One tick, after the tick's sample was read: estimates, decides, and
+    /// applies the setting for the next second. Returns the keys' weight
+    /// from now on (operations each recorded key stands for).
+    pub(super) fn tick(&mut self, probes: &mut AttachedProbes) -> Result<u64, LoadError> {
+        if let Some(calibration) = &self.calibration {
+            match calibration.try_recv() {
+                Ok(Ok(costs)) => {
+                    log::debug!("calibrated: {costs:?}");
+                    self.traps = TrapCost {
+                        emulated_ns: costs.emulated_ns,
+                        single_stepped_ns: costs.single_stepped_ns,
+                        calibrated: true,
+                        indirect_factor: INDIRECT_FACTOR,
+                    };
+                    self.calibration = None;
+                }
+                Ok(Err(e)) => {
+                    log::warn!("calibrating the probes' cost failed ({e}); assuming {:.0} ns per emulated hit", self.traps.emulated_ns);
+                    self.calibration = None;
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => self.calibration = None,
+            }
+        }
+        let (probe_ns, cpu_ns) = self.account(probes);
+        let at_seconds = self.started.elapsed().as_secs_f64();
+        if let Some(setting) = self.governor.observe(Observation {
+            at_seconds,
+            probe_ns,
+            target_cpu_ns: cpu_ns,
+        }) {
+            log::debug!("governor: {setting:?} at {at_seconds:.1}s");
+        }
+        self.ticks += 1;
+        self.apply(probes)?;
+        Ok(u64::from(self.governor.setting().keys_one_in))
+    }
+
+    /// Puts the setting in force for the coming second.
+    fn apply(&mut self, probes: &mut AttachedProbes) -> Result<(), LoadError> {
+        let setting = self.governor.setting();
+        let period = u64::from(setting.probes_one_in.max(1));
+        let counting_wanted = self.ticks.is_multiple_of(period);
+        let waits_wanted = self.has_waits
+            && counting_wanted
+            && (self.ticks / period).is_multiple_of(u64::from(setting.waits_one_in.max(1)));
+        let now = Instant::now();
+        // Off first (switches, then links), on last (links, then switches).
+        let counting_on = self.counting.is_on() && counting_wanted;
+        let waits_on = self.waits.is_on() && waits_wanted;
+        self.write_control(probes, setting, counting_on, waits_on)?;
+        if self.waits.is_on() && !waits_wanted {
+            self.close(probes, ProbeGroup::Waits, now)?;
+        }
+        if self.counting.is_on() && !counting_wanted {
+            self.close(probes, ProbeGroup::Counting, now)?;
+        }
+        if !self.counting.is_on() && counting_wanted && self.counting.ready_to_attach() {
+            probes.attach_group(ProbeGroup::Counting)?;
+            self.counting.on_since = Some(Instant::now());
+        }
+        if !self.waits.is_on()
+            && waits_wanted
+            && self.counting.is_on()
+            && self.waits.ready_to_attach()
+        {
+            probes.attach_group(ProbeGroup::Waits)?;
+            self.waits.on_since = Some(Instant::now());
+        }
+        let (counting_on, waits_on) = (self.counting.is_on(), self.waits.is_on());
+        self.write_control(probes, setting, counting_on, waits_on)
+    }
+
+    fn close(
+        &mut self,
+        probes: &mut AttachedProbes,
+        group: ProbeGroup,
+        now: Instant,
+    ) -> Result<(), LoadError> {
+        let window = match group {
+            ProbeGroup::Counting => &mut self.counting,
+            ProbeGroup::Waits => &mut self.waits,
+        };
+        if let Some(since) = window.on_since.take() {
+            window.on_total += now - since;
+        }
+        window.detaching = Some(probes.detach_group(group)?);
+        Ok(())
+    }
+
+    fn write_control(
+        &mut self,
+        probes: &mut AttachedProbes,
+        setting: GovernorSetting,
+        counting_on: bool,
+        waits_on: bool,
+    ) -> Result<(), LoadError> {
+        let control = Control {
+            enabled: u32::from(counting_on),
+            stacks: u32::from(setting.stacks),
+            wait_times: u32::from(waits_on),
+            key_sample_shift: key_shift(setting.keys_one_in),
+        };
+        if control != self.control {
+            probes.set_control(control)?;
+            self.control = control;
+        }
+        Ok(())
+    }
+
+    /// How much of the target's work each group saw, so far: its own CPU
+    /// time (the probes' taken out) during the seconds the group was on,
+    /// over its own CPU time in all. Work, not wall time: seconds the target
+    /// idles weigh nothing, and the seconds a probe slows it weigh what was
+    /// done in them. Wall time when the target used no CPU to speak of.
+    pub(super) fn sampling(&self) -> Sampling {
+        let ever_windowed = |waits: bool| {
+            self.governor
+                .actions()
+                .iter()
+                .any(|a| a.setting.probes_one_in > 1 || (waits && a.setting.waits_one_in > 1))
+        };
+        if !ever_windowed(true) {
+            return Sampling::EXACT;
+        }
+        let now = Instant::now();
+        let (counting, waits) = if self.own_total_ns >= MIN_OWN_NS {
+            (
+                self.own_counting_ns / self.own_total_ns,
+                self.own_waits_ns / self.own_total_ns,
+            )
+        } else {
+            let elapsed = (now - self.started).as_secs_f64().max(1e-9);
+            (
+                self.counting.on_time(now).as_secs_f64() / elapsed,
+                self.waits.on_time(now).as_secs_f64() / elapsed,
+            )
+        };
+        let counting = if ever_windowed(false) {
+            counting.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let waits = if self.has_waits {
+            waits.clamp(0.0, counting)
+        } else {
+            counting
+        };
+        Sampling { counting, waits }
+    }
+
+    /// The report's figures.
+    pub(super) fn report(&self) -> OverheadReport {
+        let (probe_ns, cpu_ns) = self.governor.totals_ns();
+        OverheadReport {
+            budget_percent: self.governor.budget_percent(),
+            estimated_percent: self.governor.estimated_percent(),
+            per_second_percent: self.governor.per_second_percent().to_vec(),
+            probe_seconds: probe_ns / 1e9,
+            target_cpu_seconds: cpu_ns / 1e9,
+            trap_cost: self.traps,
+            setting: self.governor.setting(),
+            actions: self.governor.actions().to_vec(),
+            sampling: self.sampling(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rates_map_to_the_kernels_shifts() {
+        assert_eq!(key_shift(1), 0);
+        assert_eq!(key_shift(8), 3);
+        assert_eq!(key_shift(64), 6);
+        assert_eq!(key_shift(0), 0);
+    }
+}
