@@ -28,7 +28,7 @@
 //! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `intake` |
 //! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics, JSON lines, live | `model` |
-//! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `pipeline`, `view` |
+//! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
 //! | 10 | `main` | the command line (the binary) | `model`, `duration`, `governor`, `plan`, `session`, `view` |
 //!
 //! State is owned by one task per target (the pipeline's) and published as

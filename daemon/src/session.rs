@@ -13,6 +13,7 @@ use tokio::{
 use crate::{
     governor::Budget,
     host,
+    loader::LoadedObject,
     model::{Snapshot, StopReason},
     pipeline::{Pipeline, PipelineOptions, Stopped},
     plan::{self, PlanRequest},
@@ -56,13 +57,22 @@ pub async fn attach(options: &AttachOptions) -> Result<Session> {
     let pid = options.pid;
     let started = std::time::Instant::now();
     host::check(&host::HostPaths::default())?;
+    // The BPF object loads (maps made, programs verified) on another core
+    // while the executable is read and planned.
+    let loading = std::thread::spawn(LoadedObject::load);
     let target = Target::open(pid)?;
     log::debug!("PID {pid}: executable read in {:?}", started.elapsed());
     let plan = plan::plan(&target.exe, &options.probes).with_context(|| format!("PID {pid}"))?;
     log::debug!("PID {pid}: planned in {:?}", started.elapsed());
+    let object = loading
+        .join()
+        .map_err(|_| anyhow::anyhow!("loading the BPF probes panicked"))?
+        .context("loading the BPF probes")?;
+    log::debug!("PID {pid}: BPF object loaded by {:?}", started.elapsed());
     let pipeline = Pipeline::start(
         &target,
         plan.into(),
+        object,
         &PipelineOptions {
             buffer_pages: options.buffer_pages,
             map_selection: options.probes.map_selection.clone(),

@@ -404,8 +404,8 @@ pub const MAX_LOCK_STATS: u32 = 4096;
 /// Capacity of `BLOCKED`: locks whose parks are counted in the kernel.
 pub const MAX_BLOCKED: u32 = 1024;
 
-/// Capacity of `PAIRS`.
-pub const MAX_PAIRS: u32 = 16384;
+/// Capacity of `PAIRS` (an LRU: a pair evicted reads its stack again).
+pub const MAX_PAIRS: u32 = 4096;
 
 /// Key of `KEY_COUNTS`: one key of one map, from one caller.
 #[repr(C)]
@@ -912,8 +912,10 @@ pub struct Inflight {
     pub stack_id: i64,
 }
 
-/// Capacity of the `STACKS` map: distinct waiting stacks kept.
-pub const MAX_STACKS: u32 = 16384;
+/// Capacity of the `STACKS` map: distinct waiting stacks kept (stacks are
+/// read once per lock and caller, so a few thousand cover a big service;
+/// the map is allocated whole, ~1 KiB per stack, when the probes load).
+pub const MAX_STACKS: u32 = 4096;
 
 /// Flag set in [`InflightKey::goroutine`] when the key is a thread id (futex
 /// waits of native code), so it never collides with a goroutine pointer.
@@ -943,9 +945,10 @@ pub const NATIVE_SKIP_RANGES: usize = 8;
 /// return address into the executable.
 pub const NATIVE_STACK_WORDS: usize = 48;
 
-/// Capacity of the in-flight map (an LRU: stale waiters are evicted, never
-/// leaked). One entry per goroutine waiting at once.
-pub const MAX_INFLIGHT: u32 = 65536;
+/// Capacity of the in-flight maps: one entry per goroutine waiting at
+/// once. A full map is counted ([`Counter::InflightErrors`]); an entry
+/// whose end was missed is overwritten by its goroutine's next wait.
+pub const MAX_INFLIGHT: u32 = 16384;
 
 /// Maximum number of probe sites one daemon can configure.
 pub const MAX_SITES: u32 = 4096;

@@ -645,7 +645,7 @@ static MAP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(MAX_FILTERED_MAP
 /// Operations per map and CPU of maps whose keys are not recorded.
 #[map]
 static MAP_COUNTS: PerCpuHashMap<u64, MapCounts> =
-    PerCpuHashMap::with_max_entries(MAX_COUNTED_MAPS, 0);
+    PerCpuHashMap::with_max_entries(MAX_COUNTED_MAPS, NO_PREALLOC);
 
 /// Operations per (map, key, caller) and CPU.
 #[map]

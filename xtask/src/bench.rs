@@ -8,6 +8,11 @@
 //! time per call is the cost of one hit. The map probe is also compared with
 //! bpftrace probing the same function by symbol and counting its keys in a
 //! BPF map. Ratios come from one run.
+//!
+//! `cargo xtask bench overhead` first runs the server fixture
+//! (fixtures/go/server) under its load generator and prints its throughput
+//! unprobed and under each probe set, with the governor off and at its
+//! default budget.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -157,14 +162,17 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Runs the benchmarks with the newest Go version and prints a table each.
+/// Runs the benchmarks with the newest Go version and prints a table each:
+/// `only` = `overhead` runs the server fixture's throughput table and then
+/// every per-hit table; a fixture's name runs its per-hit tables.
 pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
     let version = setup::GO_VERSIONS.last().context("no Go versions")?;
     let mapwatch = root.join("target/release/mapwatch");
-    for case in CASES
-        .iter()
-        .filter(|case| only.is_none_or(|name| name == case.fixture))
-    {
+    if only.is_none_or(|name| name == "overhead") {
+        server_throughput(root, version, &mapwatch)?;
+    }
+    let per_hit = |case: &&Case| only.is_none_or(|name| name == "overhead" || name == case.fixture);
+    for case in CASES.iter().filter(per_hit) {
         let built = fixtures::build(root, version, case.fixture)?;
         let workload = built.first().context("fixture not built")?;
         let mut medians = Vec::new();
@@ -302,4 +310,198 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result
         }
     }
     truth[case.ns_field].as_f64().context("ns per call")
+}
+
+/// Seconds of load per run of the server benchmark.
+const LOAD_SECONDS: &str = "5";
+
+/// Runs of each server mode; the table shows medians.
+const SERVER_ROUNDS: usize = 3;
+
+/// The server benchmark's modes: label, mapwatch arguments (`None`:
+/// unprobed).
+const SERVER_MODES: &[(&str, Option<&[&str]>)] = &[
+    ("unprobed", None),
+    ("default, budget off", Some(&["--overhead-budget", "off"])),
+    ("default, budget 2%", Some(&[])),
+    (
+        "maps, budget off",
+        Some(&[
+            "--probe",
+            "maps",
+            "--map",
+            "main.routes",
+            "--overhead-budget",
+            "off",
+        ]),
+    ),
+    (
+        "maps, budget 2%",
+        Some(&["--probe", "maps", "--map", "main.routes"]),
+    ),
+    (
+        "all, budget off",
+        Some(&["--probe", "all", "--overhead-budget", "off"]),
+    ),
+    ("all, budget 2%", Some(&["--probe", "all"])),
+];
+
+/// What one run of the server benchmark measured.
+struct ServerRun {
+    requests_per_second: f64,
+    /// The governor's estimate for the session, percent, if it ran.
+    estimated_percent: Option<f64>,
+    /// The counting probes' sampled fraction, if mapwatch ran.
+    sampled: Option<f64>,
+}
+
+/// The server fixture (fixtures/go/server) under its load generator:
+/// throughput unprobed and under each probe set, with and without the
+/// governor, as ratios measured in one run.
+fn server_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> {
+    let built = fixtures::build(root, version, "server")?;
+    let server = built.first().context("server fixture not built")?;
+    let mut rows: Vec<(&str, Vec<ServerRun>)> =
+        SERVER_MODES.iter().map(|(l, _)| (*l, Vec::new())).collect();
+    // Rounds outermost: drifts of the machine spread over every mode.
+    for _ in 0..SERVER_ROUNDS {
+        for (row, (label, args)) in rows.iter_mut().zip(SERVER_MODES) {
+            let run = server_run(server, mapwatch, *args)?;
+            eprintln!(
+                "xtask: {label}: {:.0} req/s, overhead estimate {:?}",
+                run.requests_per_second, run.estimated_percent
+            );
+            row.1.push(run);
+        }
+    }
+    let median = |values: &mut Vec<f64>| -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        Some(values[values.len() / 2])
+    };
+    println!();
+    println!(
+        "server fixture (32 closed-loop connections over loopback; each request: RWMutex-guarded \
+         map, sync.Map, contended mutex, 20 µs of work), Go {version}, median of {SERVER_ROUNDS} runs of {LOAD_SECONDS} s"
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>14} {:>10}",
+        "probes", "req/s", "vs unprobed", "est. overhead", "sampled"
+    );
+    let mut base = None;
+    for (label, runs) in &rows {
+        let rps = median(&mut runs.iter().map(|r| r.requests_per_second).collect()).unwrap_or(0.0);
+        let base_rps = *base.get_or_insert(rps);
+        let estimate = median(&mut runs.iter().filter_map(|r| r.estimated_percent).collect());
+        let sampled = median(&mut runs.iter().filter_map(|r| r.sampled).collect());
+        println!(
+            "{label:<22} {rps:>10.0} {:>12} {:>14} {:>10}",
+            if *label == "unprobed" {
+                "-".to_string()
+            } else {
+                format!("{:+.1}%", 100.0 * (rps / base_rps - 1.0))
+            },
+            estimate.map_or("-".to_string(), |e| format!("{e:.1}%")),
+            sampled.map_or("-".to_string(), |f| format!("{f:.2}")),
+        );
+    }
+    Ok(())
+}
+
+/// One run: the server started, mapwatch attached (unless `args` is
+/// `None`), the load generator run, mapwatch stopped and its report read.
+fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<ServerRun> {
+    let mut serving = Command::new(server)
+        .args(["-mode", "serve", "-wait-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", server.display()))?;
+    let mut line = String::new();
+    BufReader::new(serving.stderr.take().context("stderr")?).read_line(&mut line)?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .with_context(|| format!("the server said {line:?}"))?
+        .to_string();
+    let tracer = match args {
+        None => None,
+        Some(args) => {
+            let mut tracer = Command::new(mapwatch)
+                .args([
+                    "attach",
+                    "--pid",
+                    &serving.id().to_string(),
+                    "--format",
+                    "json",
+                ])
+                .args(["--live", "off"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {}", mapwatch.display()))?;
+            let mut err = BufReader::new(tracer.stderr.take().context("stderr")?);
+            loop {
+                line.clear();
+                if err.read_line(&mut line)? == 0 {
+                    bail!("mapwatch exited before attaching");
+                }
+                if line.contains("attached") {
+                    break;
+                }
+            }
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            Some(tracer)
+        }
+    };
+    let load = Command::new(server)
+        .args([
+            "-mode",
+            "load",
+            "-addr",
+            &addr,
+            "-seconds",
+            LOAD_SECONDS,
+            "-conns",
+            "32",
+        ])
+        .output()
+        .context("running the load generator")?;
+    if !load.status.success() {
+        bail!(
+            "the load generator failed: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+    let throughput: serde_json::Value =
+        serde_json::from_slice(&load.stdout).context("the load generator's JSON")?;
+    let mut run = ServerRun {
+        requests_per_second: throughput["requests_per_second"]
+            .as_f64()
+            .context("requests_per_second")?,
+        estimated_percent: None,
+        sampled: None,
+    };
+    if let Some(tracer) = tracer {
+        Command::new("kill")
+            .args(["-INT", &tracer.id().to_string()])
+            .status()
+            .context("stopping mapwatch")?;
+        let out = tracer.wait_with_output()?;
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("mapwatch report")?;
+        run.estimated_percent = report["overhead"]["estimated_percent"].as_f64();
+        run.sampled = Some(
+            report["overhead"]["sampling"]["counting"]
+                .as_f64()
+                .unwrap_or(1.0),
+        );
+    }
+    drop(serving.stdin.take());
+    serving.wait()?;
+    Ok(run)
 }

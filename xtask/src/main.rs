@@ -49,10 +49,13 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Measure the probes' per-hit cost (lock, CAS, map; entry vs chosen site; map probe vs bpftrace).
+    /// Measure the probes' cost: a server fixture's throughput under each
+    /// probe set, with and without the governor, and the per-hit cost of
+    /// each probe (entry vs chosen site, vs bpftrace on the same function).
     Bench {
-        /// Run only the benchmarks whose fixture is named so (`slowpath`,
-        /// `casloop`, `hotkeys`); all by default.
+        /// `overhead`: the server table, then every per-hit table; a
+        /// fixture's name (`slowpath`, `casloop`, `hotkeys`): its per-hit
+        /// tables only. Everything by default.
         only: Option<String>,
     },
     /// Run mapwatch on the bundled contended Go workload and print its report.

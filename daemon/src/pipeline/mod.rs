@@ -32,7 +32,7 @@ use crate::{
     aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs},
     governor::Budget,
     intake::{Intake, IntakeError},
-    loader::{AttachedProbes, LoadError},
+    loader::{AttachedProbes, LoadError, LoadedObject},
     model::{Snapshot, StopReason, TargetInfo},
     plan::{
         maps::{resolve_selector, MapSelector, SelectorError},
@@ -102,11 +102,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Attaches `plan` to the target and starts its task (within a tokio
-    /// runtime).
+    /// Attaches `plan` to the target with the programs of `object` and
+    /// starts its task (within a tokio runtime).
     pub fn start(
         target: &Target,
         plan: Arc<ProbePlan>,
+        object: LoadedObject,
         options: &PipelineOptions,
     ) -> Result<Self, PipelineError> {
         let pid = target.process.pid;
@@ -118,6 +119,7 @@ impl Pipeline {
         symbolizer.warm();
         log::debug!("PID {pid}: line tables read in {:?}", started.elapsed());
         let mut probes = match AttachedProbes::attach(
+            object,
             &plan,
             pid,
             &target.process.exe_path,

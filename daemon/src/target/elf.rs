@@ -166,11 +166,91 @@ pub struct ElfSymbol {
     pub size: u64,
 }
 
+/// A file mapped read-only into memory (private, never written).
+#[derive(Debug)]
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: nothing writes through it.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps all of `file`. A running executable cannot be written
+    /// (`ETXTBSY`), and a replaced one keeps its old inode, so the bytes do
+    /// not change under the mapping.
+    fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::other("file too large to map"))?;
+        if len == 0 {
+            return Ok(Self {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `len` readable bytes at `ptr` for as long as self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `of`, unmapped once.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}
+
+/// An executable's bytes: mapped from its file (a 50 MB binary is neither
+/// copied nor faulted in where it is not read), or given in memory.
+#[derive(Debug, Clone)]
+enum FileBytes {
+    Mapped(std::sync::Arc<Mapping>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(mapping) => mapping.bytes(),
+            Self::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// An ELF executable held in memory, with its headers decoded.
 #[derive(Debug, Clone)]
 pub struct ElfImage {
     path: Option<PathBuf>,
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     elf_type: ElfType,
     entry: u64,
     sections: Vec<Section>,
@@ -184,20 +264,27 @@ pub struct ElfImage {
 impl ElfImage {
     /// Reads and parses the ELF file at `path`. Errors carry the path.
     pub fn open(path: &Path) -> Result<ElfImage, ElfError> {
-        let bytes = std::fs::read(path).map_err(|source| ElfError::Io {
+        let io = |source| ElfError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mut image = Self::parse(bytes).map_err(|e| ElfError::File {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mapping = Mapping::of(&file).map_err(io)?;
+        let mut image = Self::parse_bytes(FileBytes::Mapped(std::sync::Arc::new(mapping)))
+            .map_err(|e| ElfError::File {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            })?;
         image.path = Some(path.to_path_buf());
         Ok(image)
     }
 
     /// Parses an ELF image from its bytes.
     pub fn parse(bytes: Vec<u8>) -> Result<ElfImage, ElfError> {
+        Self::parse_bytes(FileBytes::Owned(bytes))
+    }
+
+    fn parse_bytes(bytes: FileBytes) -> Result<ElfImage, ElfError> {
         check_ident(&bytes)?;
         let parsed = Parsed::from_bytes(&bytes)?;
         Ok(ElfImage {
@@ -263,7 +350,7 @@ impl ElfImage {
             });
         }
         if section.is_compressed() {
-            let file = ElfFile64::<LittleEndian, &[u8]>::parse(self.bytes.as_slice())?;
+            let file = ElfFile64::<LittleEndian, &[u8]>::parse(&self.bytes[..])?;
             let sec = file
                 .section_by_index(SectionIndex(section.index))
                 .map_err(|_| ElfError::SectionOutOfBounds {
