@@ -258,32 +258,9 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result
             Some((tracer, false))
         }
         Mapwatch(args) => {
-            let mut tracer = Command::new(mapwatch)
-                .args([
-                    "attach",
-                    "--pid",
-                    &target.id().to_string(),
-                    "--format",
-                    "json",
-                    // Every hit, at any cost: what one costs is measured.
-                    "--overhead-budget",
-                    "off",
-                ])
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", mapwatch.display()))?;
-            let mut err = BufReader::new(tracer.stderr.take().context("stderr")?);
-            loop {
-                line.clear();
-                if err.read_line(&mut line)? == 0 {
-                    bail!("mapwatch exited before attaching");
-                }
-                if line.contains("attached") {
-                    break;
-                }
-            }
+            // Every hit, at any cost: what one costs is measured.
+            let args = [&["--overhead-budget", "off"], args].concat();
+            let tracer = attach_mapwatch(mapwatch, target.id(), &args)?;
             Some((tracer, true))
         }
     };
@@ -429,34 +406,7 @@ fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<S
         .to_string();
     let tracer = match args {
         None => None,
-        Some(args) => {
-            let mut tracer = Command::new(mapwatch)
-                .args([
-                    "attach",
-                    "--pid",
-                    &serving.id().to_string(),
-                    "--format",
-                    "json",
-                ])
-                .args(["--live", "off"])
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", mapwatch.display()))?;
-            let mut err = BufReader::new(tracer.stderr.take().context("stderr")?);
-            loop {
-                line.clear();
-                if err.read_line(&mut line)? == 0 {
-                    bail!("mapwatch exited before attaching");
-                }
-                if line.contains("attached") {
-                    break;
-                }
-            }
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-            Some(tracer)
-        }
+        Some(args) => Some(attach_mapwatch(mapwatch, serving.id(), args)?),
     };
     let load = Command::new(server)
         .args([
@@ -504,4 +454,30 @@ fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<S
     drop(serving.stdin.take());
     serving.wait()?;
     Ok(run)
+}
+
+/// Starts `mapwatch attach --pid PID --format json --live off ARGS` and
+/// waits until its probes are attached (its stderr drained from then on).
+fn attach_mapwatch(mapwatch: &Path, pid: u32, args: &[&str]) -> Result<std::process::Child> {
+    let mut tracer = Command::new(mapwatch)
+        .args(["attach", "--pid", &pid.to_string(), "--format", "json"])
+        .args(["--live", "off"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", mapwatch.display()))?;
+    let mut err = BufReader::new(tracer.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line)? == 0 {
+            bail!("mapwatch exited before attaching");
+        }
+        if line.contains("attached") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    Ok(tracer)
 }
