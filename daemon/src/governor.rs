@@ -5,8 +5,8 @@
 //! program's runs times the calibrated cost of its trap, plus the
 //! program's own run time as the kernel measured it — and compares the sum
 //! with the CPU time the target used (`/proc/PID/stat`; the hits are part
-//! of it, as system time, and are taken out). Over budget, the governor
-//! degrades, in this order, one step at a time:
+//! of it, as system time, and are taken out). It aims at 80% of the
+//! budget: over that, it degrades, in this order, one step at a time:
 //!
 //! 1. full stacks → the caller's return address only;
 //! 2. wait-time probes → attached one second in 2, then in 4;
@@ -15,9 +15,9 @@
 //! 4. every counting probe → attached one second in 2, 4, … 64 (jumping
 //!    straight to the window the estimate calls for).
 //!
-//! Far over budget (more than twice), it takes every step at once, down
-//! to the counting window that fits. When the estimate, projected one step back up, stays well under the
-//! budget for a while, it recovers one step; a recovery that overshoots
+//! Far over (more than twice its aim), it takes every step at once, down
+//! to the counting window that fits. When the estimate, projected one
+//! step back up, stays well under the budget for a while, it recovers one step; a recovery that overshoots
 //! makes the next one wait twice as long. Sampled figures are scaled to
 //! the whole time and marked as estimates by whoever reports them. This
 //! module is pure: observations in, settings out.
@@ -182,6 +182,11 @@ pub struct Observation {
     pub target_cpu_ns: f64,
 }
 
+/// The share of the budget the governor aims at: it degrades when a
+/// judgement's estimate is over it, so that a second's noise and the
+/// full-detail first second leave the session within the budget.
+const AIM: f64 = 0.8;
+
 /// A step back up is taken when its projected overhead is under this share
 /// of the budget.
 const RECOVER_BELOW: f64 = 0.6;
@@ -196,7 +201,7 @@ const MAX_PATIENCE: u32 = 48;
 /// recovery (stacks, keys): a conservative guess, corrected by observing.
 const STEP_SAVING: f64 = 0.5;
 
-/// Over this many times the budget, the governor skips the steps that
+/// Over this many times its aim, the governor skips the steps that
 /// save an unknown share and goes straight to the window that fits.
 const JUMP_ABOVE: f64 = 2.0;
 
@@ -283,13 +288,14 @@ impl Governor {
         self.since_change.1 += tick.target_cpu_ns;
         self.ticks_since_change += 1;
         let current = self.setting();
-        // Judge over whole windows: one on-second and its off-seconds.
-        let period = current.probes_one_in.max(current.waits_one_in);
-        if self.ticks_since_change < period {
+        // Judge over whole windows only: each on-second with its
+        // off-seconds, never a part-window with one on-second too many.
+        let period = current.probes_one_in.max(current.waits_one_in).max(1);
+        if self.ticks_since_change < period || !self.ticks_since_change.is_multiple_of(period) {
             return None;
         }
         let estimate = overhead_ratio(self.since_change.0, self.since_change.1);
-        if estimate > budget {
+        if estimate > AIM * budget {
             if self.last_was_recovery && self.ticks_since_change <= period {
                 // The recovery overshot: wait longer before the next one.
                 self.patience = (self.patience * 2).min(MAX_PATIENCE);
@@ -311,9 +317,9 @@ impl Governor {
     }
 
     /// The level to degrade to from an estimate over budget: the next
-    /// step when the estimate is within [`JUMP_ABOVE`] times the budget;
+    /// step when the estimate is within [`JUMP_ABOVE`] times the aim;
     /// else the first level whose counting window alone (assuming the
-    /// other steps save nothing) brings the estimate within budget.
+    /// other steps save nothing) brings the estimate within the aim.
     fn degraded_level(&self, estimate: f64, budget: f64) -> Option<usize> {
         let last = self.steps.len() - 1;
         if self.level >= last {
@@ -322,11 +328,12 @@ impl Governor {
         let next = self.level + 1;
         let window_changes =
             |level: usize| self.steps[level].probes_one_in != self.steps[self.level].probes_one_in;
-        if estimate <= JUMP_ABOVE * budget && !window_changes(next) {
+        let aim = AIM * budget;
+        if estimate <= JUMP_ABOVE * aim && !window_changes(next) {
             return Some(next);
         }
         let mut level = next;
-        while level < last && estimate * self.window_factor(level, self.level) > budget {
+        while level < last && estimate * self.window_factor(level, self.level) > aim {
             level += 1;
         }
         Some(level)
@@ -483,7 +490,7 @@ mod tests {
     #[test]
     fn just_over_budget_it_steps_down_one_at_a_time() {
         let mut governor = Governor::new(Budget::Percent(2.0), ALL);
-        // A constant 3% (under twice the budget), whatever the setting, as
+        // A constant 3% (under twice the aim, 1.6%), whatever the setting, as
         // when the non-window steps save nothing: one step at a time, then
         // the window that fits.
         let mut levels = Vec::new();
@@ -565,7 +572,12 @@ mod tests {
                 changes += 1;
             }
         }
-        assert_eq!(governor.setting().probes_one_in, 2);
+        assert_eq!(
+            governor.setting().probes_one_in,
+            2,
+            "{:?}",
+            governor.actions()
+        );
         assert_eq!(changes, 1, "{:?}", governor.actions());
     }
 

@@ -86,8 +86,11 @@ fn the_full_screen_view_shows_locks_hot_keys_and_heatmaps_and_quits_on_q() {
         .map(|mut stdin| stdin.write_all(b"go\n"))
         .expect("stdin")
         .expect("start line");
+    // The views are under test, not the governor: every second in full
+    // (this fixture does nothing but lock and use maps; governed, its probes
+    // would be on one second in 64).
     let command = format!(
-        "{} attach --pid {} --probe locks,cas,syncmap,maps --map main.syncMap --map main.plainMap",
+        "{} attach --pid {} --overhead-budget off --probe locks,cas,syncmap,maps --map main.syncMap --map main.plainMap",
         env!("CARGO_BIN_EXE_mapwatch"),
         workload.pid
     );
@@ -122,12 +125,34 @@ fn without_a_terminal_the_live_view_is_plain_text_each_second() {
             &workload.pid.to_string(),
             "--duration",
             "3s",
+            // The view under test, not the governor (see above).
+            "--overhead-budget",
+            "off",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("mapwatch starts");
-    std::thread::sleep(Duration::from_millis(500));
+    // The fixture starts once every probe is attached: its map workers
+    // finish in about a second.
+    let stderr = tracer.stderr.take().expect("stderr");
+    let (attached_tx, attached) = std::sync::mpsc::channel();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.contains("attached") {
+                let _ = attached_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
+    });
+    if attached.recv_timeout(Duration::from_secs(30)).is_err() {
+        panic!(
+            "mapwatch never attached: {}",
+            stderr_reader.join().unwrap_or_default()
+        );
+    }
     workload
         .child
         .stdin

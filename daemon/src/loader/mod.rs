@@ -263,7 +263,15 @@ impl AttachedProbes {
             }
         }
         let mut ebpf = object.ebpf;
-        write_control(&mut ebpf, Control::default_on())?;
+        // Nothing counts until every probe is attached: a session's counts
+        // start at one instant, which the governor's accounting starts at.
+        write_control(
+            &mut ebpf,
+            Control {
+                enabled: 0,
+                ..Control::default_on()
+            },
+        )?;
         write_sites(&mut ebpf, plan)?;
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         let mut sites = Vec::new();
@@ -322,6 +330,7 @@ impl AttachedProbes {
         for group in [ProbeGroup::Counting, ProbeGroup::Waits] {
             probes.attach_group(group)?;
         }
+        probes.set_control(Control::default_on())?;
         Ok(probes)
     }
 

@@ -19,7 +19,8 @@ pub use frame::{CodeLocation, Frame, SourceLine};
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
 pub use key::Key;
 pub use overhead::{
-    scaled, GovernorAction, GovernorSetting, OverheadReport, Sampling, TrapCost, INDIRECT_FACTOR,
+    scaled, scaled_seconds, GovernorAction, GovernorSetting, OverheadReport, Sampling, TrapCost,
+    INDIRECT_FACTOR,
 };
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use snapshot::{

@@ -42,6 +42,16 @@ pub fn scaled(count: u64, fraction: f64) -> u64 {
     }
 }
 
+/// [`scaled`] for a sum of seconds: unchanged when the fraction is 1 or
+/// unknown (0: the probes were never seen on while the target worked).
+pub fn scaled_seconds(seconds: f64, fraction: f64) -> f64 {
+    if fraction >= 1.0 || fraction <= 0.0 {
+        seconds
+    } else {
+        seconds / fraction
+    }
+}
+
 /// What the governor has the probes do, from full detail down to sampled
 /// windows; each field degrades one thing, in the documented order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

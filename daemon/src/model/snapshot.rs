@@ -8,8 +8,9 @@ use serde::ser::SerializeMap as _;
 use serde::{Serialize, Serializer};
 
 use super::{
-    hex, scaled, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind, MapKind, MapOp,
-    OverheadReport, ProbeCounters, ProbeKind, Sampling, SiteCost, SkipWhen, SourceLine, StopReason,
+    hex, scaled, scaled_seconds, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind,
+    MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind, Sampling, SiteCost, SkipWhen,
+    SourceLine, StopReason,
 };
 
 /// Everything observed of one target, at one moment.
@@ -149,17 +150,23 @@ impl LockReport {
         }
         self.reader_contentions = self.reader_contentions.map(|n| scaled(n, counting));
         self.blocked_parks = self.blocked_parks.map(|n| scaled(n, counting));
-        self.blocked_seconds_total = self.blocked_seconds_total.map(|s| s / counting);
+        self.blocked_seconds_total = self
+            .blocked_seconds_total
+            .map(|s| scaled_seconds(s, counting));
         self.acquisitions = scaled(self.acquisitions, waits);
-        self.wait_seconds_total /= waits;
-        self.reader_wait_seconds_total = self.reader_wait_seconds_total.map(|s| s / waits);
-        self.writer_wait_seconds_total = self.writer_wait_seconds_total.map(|s| s / waits);
+        self.wait_seconds_total = scaled_seconds(self.wait_seconds_total, waits);
+        self.reader_wait_seconds_total = self
+            .reader_wait_seconds_total
+            .map(|s| scaled_seconds(s, waits));
+        self.writer_wait_seconds_total = self
+            .writer_wait_seconds_total
+            .map(|s| scaled_seconds(s, waits));
         for bucket in &mut self.wait_histogram {
             bucket.count = scaled(bucket.count, waits);
         }
         for site in &mut self.top_call_sites {
             site.count = scaled(site.count, waits);
-            site.wait_seconds /= waits;
+            site.wait_seconds = scaled_seconds(site.wait_seconds, waits);
         }
     }
 }

@@ -67,11 +67,36 @@ pub(super) struct Overhead {
     own_total_ns: f64,
     own_counting_ns: f64,
     own_waits_ns: f64,
+    /// When the last accounting was, and when the kernel's switches for
+    /// counting and for wait times were last turned on (`None`: off): a
+    /// window opens only once its links are attached, part of the way
+    /// into a second, and only that part of the second is credited to it.
+    last_account: Instant,
+    counting_switched_on: Option<Instant>,
+    waits_switched_on: Option<Instant>,
+}
+
+/// The share of the interval from `start` to `now` that a switch turned on
+/// at `switched_on` (`None`: off) was on for.
+fn on_share(start: Instant, switched_on: Option<Instant>, now: Instant) -> f64 {
+    let Some(on) = switched_on else {
+        return 0.0;
+    };
+    let interval = now.saturating_duration_since(start).as_secs_f64();
+    if interval <= 0.0 {
+        return 1.0;
+    }
+    let on_for = now.saturating_duration_since(on.max(start)).as_secs_f64();
+    (on_for / interval).clamp(0.0, 1.0)
 }
 
 /// Below this much of the target's own CPU time, ns, sampled fractions
 /// are taken from wall time instead.
 const MIN_OWN_NS: f64 = 50e6;
+
+/// The least share of a second's CPU time taken as the target's own work
+/// when the probes' estimated cost comes to more than that second's CPU.
+const MIN_OWN_SHARE: f64 = 0.1;
 
 /// Key sampling rates as the kernel's shift (one key in `2^shift`).
 fn key_shift(one_in: u32) -> u32 {
@@ -124,6 +149,9 @@ impl Overhead {
             own_total_ns: 0.0,
             own_counting_ns: 0.0,
             own_waits_ns: 0.0,
+            last_account: now,
+            counting_switched_on: Some(now),
+            waits_switched_on: capabilities.waits.then_some(now),
         };
         overhead.read_baselines(probes);
         Ok(Some(overhead))
@@ -169,15 +197,15 @@ impl Overhead {
             _ => 0.0,
         };
         self.last_cpu_ns = cpu_now.or(self.last_cpu_ns);
-        // What the target did for itself: its CPU time less the probes'.
-        let own = (cpu_ns - probe_ns).max(0.0);
+        // What the target did for itself: its CPU time less the probes'
+        // (an estimate, which can overshoot a second's CPU time: the
+        // target always did some work of its own when it used the CPU).
+        let own = (cpu_ns - probe_ns).max(cpu_ns * MIN_OWN_SHARE);
+        let now = Instant::now();
         self.own_total_ns += own;
-        if self.control.enabled != 0 {
-            self.own_counting_ns += own;
-            if self.control.wait_times != 0 {
-                self.own_waits_ns += own;
-            }
-        }
+        self.own_counting_ns += own * on_share(self.last_account, self.counting_switched_on, now);
+        self.own_waits_ns += own * on_share(self.last_account, self.waits_switched_on, now);
+        self.last_account = now;
         (probe_ns, cpu_ns)
     }
 
@@ -291,6 +319,11 @@ impl Overhead {
         };
         if control != self.control {
             probes.set_control(control)?;
+            let now = Instant::now();
+            let switched = |on: u32, was: Option<Instant>| (on != 0).then(|| was.unwrap_or(now));
+            self.counting_switched_on = switched(control.enabled, self.counting_switched_on);
+            self.waits_switched_on =
+                switched(control.enabled & control.wait_times, self.waits_switched_on);
             self.control = control;
         }
         Ok(())
@@ -357,6 +390,22 @@ impl Overhead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_opened_late_in_a_second_is_credited_its_part() {
+        let start = Instant::now();
+        let now = start + Duration::from_millis(1000);
+        assert_eq!(on_share(start, None, now), 0.0);
+        assert_eq!(on_share(start, Some(start), now), 1.0);
+        // On since before the interval: the whole interval.
+        assert_eq!(
+            on_share(start + Duration::from_millis(10), Some(start), now),
+            1.0
+        );
+        let late = on_share(start, Some(start + Duration::from_millis(250)), now);
+        assert!((late - 0.75).abs() < 1e-9, "{late}");
+        assert_eq!(on_share(now, Some(now), now), 1.0);
+    }
 
     #[test]
     fn key_rates_map_to_the_kernels_shifts() {

@@ -278,6 +278,29 @@ mod tests {
         assert_eq!((cas.attempts, cas.failures, cas.exact), (18, 4, false));
     }
 
+    // The model's scaling, on the sample every view test uses.
+    #[test]
+    fn waits_never_seen_on_are_not_scaled_to_infinity() {
+        let mut lock = sample_snapshot().locks.remove(0);
+        let (seen, acquisitions) = (lock.wait_seconds_total, lock.acquisitions);
+        lock.scale(crate::model::Sampling {
+            counting: 0.5,
+            waits: 0.0,
+        });
+        assert!(!lock.exact);
+        assert_eq!(lock.wait_seconds_total, seen);
+        assert_eq!(lock.acquisitions, acquisitions);
+        assert!(lock
+            .top_call_sites
+            .iter()
+            .all(|s| s.wait_seconds.is_finite()));
+        lock.scale(crate::model::Sampling {
+            counting: 0.5,
+            waits: 0.25,
+        });
+        assert_eq!(lock.wait_seconds_total, seen * 4.0);
+    }
+
     #[test]
     fn durations_for_humans() {
         assert_eq!(human_duration(0.0), "0");
