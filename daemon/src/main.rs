@@ -75,8 +75,9 @@ struct AttachArgs {
     /// with wait times.
     #[arg(long)]
     futex: bool,
-    /// Serve Prometheus metrics (OpenMetrics text at /metrics) on this
-    /// address while attached, e.g. 127.0.0.1:9464.
+    /// Serve Prometheus metrics at /metrics on this address while
+    /// attached, e.g. 127.0.0.1:9464 (OpenMetrics or the 0.0.4 text format,
+    /// as the scraper's Accept header asks).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
     /// Export map keys in metric labels as they are; by default they are

@@ -1,7 +1,7 @@
 //! `--metrics`: a real Prometheus server (Debian's `prometheus`, started on
 //! loopback by this test) scrapes mapwatch while it is attached, and a PromQL
 //! query through Prometheus's HTTP API returns the fixture's contended lock
-//! and hot key.
+//! and hot key; a plain scrape passes `promtool check metrics`.
 
 mod common;
 
@@ -144,6 +144,10 @@ fn prometheus_scrapes_the_contended_lock() {
         prometheus_port,
         r#"mapwatch_target_info{go_version="go1.27.3"}"#,
     );
+    // A plain scrape (no Accept header, as curl sends) is the classic text
+    // format, which promtool checks; Prometheus itself asked for and parsed
+    // OpenMetrics above.
+    let plain = http_get(metrics_port, "/metrics").expect("a plain scrape");
     drop(workload); // kills the fixture; mapwatch then stops and reports
     let report = tracer.report();
     assert!(
@@ -157,6 +161,35 @@ fn prometheus_scrapes_the_contended_lock() {
     );
     assert_eq!(target_info, Some(1.0));
     assert_eq!(report["stopped_by"], "target-exited");
+    assert!(
+        plain.contains("# TYPE mapwatch_target_info gauge"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("mapwatch_lock_contentions_total{lock=\"main.hotMu\""),
+        "{plain}"
+    );
+    assert!(!plain.contains("# EOF"), "{plain}");
+    let mut promtool = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs: run `cargo xtask test`");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(plain.as_bytes())
+        .expect("promtool reads the scrape");
+    let checked = promtool.wait_with_output().expect("promtool ends");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{plain}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,7 +1,10 @@
-//! Prometheus metrics (OpenMetrics text) served over HTTP while attached.
+//! Prometheus metrics served over HTTP while attached.
 //!
-//! Each scrape encodes the latest snapshot the pipeline published with
-//! `prometheus-client`. Label sets are bounded: at most [`MAX_LOCKS`]
+//! Each scrape turns the latest snapshot the pipeline published into
+//! metric families ([`families`]) and writes them in the format the
+//! scraper asked for ([`exposition::negotiate`]): OpenMetrics when its
+//! `Accept` header asks for `application/openmetrics-text`, else
+//! Prometheus's text format 0.0.4. Label sets are bounded: at most [`MAX_LOCKS`]
 //! locks, [`MAX_CAS_SITES`] CAS sites and [`MAX_MAPS`] maps, the busiest,
 //! and per map the [`HOT_KEYS`] hottest keys; the rest of a map's
 //! operations are `key="other"`. Keys can be user data: they are exported
@@ -9,12 +12,8 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use prometheus_client::{
-    collector::Collector,
-    encoding::{text::encode, DescriptorEncoder},
-    metrics::MetricType,
-    registry::{Registry, Unit},
-};
+pub mod exposition;
+
 use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -24,6 +23,8 @@ use tokio::{
 };
 
 use crate::model::{hash::stable_hash, Key, LockKind, MapKind, MapOp, Snapshot};
+
+use exposition::{Family, Kind, Sample, Value};
 
 /// Most locks exported (by contentions).
 pub const MAX_LOCKS: usize = 100;
@@ -249,20 +250,14 @@ impl MetricsServer {
         let error = |source| MetricsError { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(error)?;
         let local_addr = listener.local_addr().map_err(error)?;
-        let mut registry = Registry::with_prefix("mapwatch");
-        registry.register_collector(Box::new(SnapshotCollector {
-            snapshots,
-            expose_keys,
-        }));
-        let registry = Arc::new(registry);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let registry = registry.clone();
+                let snapshots = snapshots.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &registry).await {
+                    if let Err(e) = serve(stream, &snapshots, expose_keys).await {
                         log::debug!("metrics connection: {e}");
                     }
                 });
@@ -278,8 +273,21 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Answers one HTTP/1.x request: `GET /metrics`, else 404.
-async fn serve(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+/// The value of header `name` in an HTTP request's head, if present.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Answers one HTTP/1.x request: `GET /metrics` in the negotiated format,
+/// else 404.
+async fn serve(
+    mut stream: TcpStream,
+    snapshots: &watch::Receiver<Arc<Snapshot>>,
+    expose_keys: bool,
+) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
@@ -289,23 +297,14 @@ async fn serve(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()
         }
         request.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&request);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let head = String::from_utf8_lossy(&request);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
     let (status, content_type, body) =
-        if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let mut body = String::new();
-            match encode(&mut body, registry) {
-                Ok(()) => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
-                Err(_) => (
-                    "500 Internal Server Error",
-                    "text/plain",
-                    "encoding failed\n".into(),
-                ),
-            }
+        if head.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+            let format = exposition::negotiate(header(&head, "accept"));
+            let snapshot = snapshots.borrow().clone();
+            let families = families(&Figures::of(&snapshot, expose_keys));
+            ("200 OK", format.content_type(), format.render(&families))
         } else {
             (
                 "404 Not Found",
@@ -322,64 +321,63 @@ async fn serve(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()
     stream.shutdown().await
 }
 
-/// Encodes the latest snapshot at each scrape.
-#[derive(Debug)]
-struct SnapshotCollector {
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    expose_keys: bool,
-}
-
-impl Collector for SnapshotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = self.snapshots.borrow().clone();
-        encode_figures(&Figures::of(&snapshot, self.expose_keys), &mut encoder)
-    }
-}
-
-fn encode_figures(s: &Figures, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let info = [
-        ("pid", s.pid.to_string()),
-        ("exe", s.exe.clone()),
-        ("go_version", s.go_version.clone()),
+/// The metric families of one scrape, every name prefixed `mapwatch_`.
+pub fn families(s: &Figures) -> Vec<Family> {
+    let family = |name: &str, help, unit, kind, samples| Family {
+        name: format!("mapwatch_{name}"),
+        help,
+        unit,
+        kind,
+        samples,
+    };
+    let sample = |labels, value| Sample { labels, value };
+    let lock_labels =
+        |lock: &LockFigures| vec![("lock", lock.lock.clone()), ("kind", lock.kind.to_string())];
+    let mut out = vec![
+        family(
+            "target",
+            "The traced process.",
+            None,
+            Kind::Info,
+            vec![sample(
+                vec![
+                    ("pid", s.pid.to_string()),
+                    ("exe", s.exe.clone()),
+                    ("go_version", s.go_version.clone()),
+                ],
+                Value::Real(1.0),
+            )],
+        ),
+        family(
+            "lock_contentions",
+            "Entries into a lock's contended slow path (or futex waits).",
+            None,
+            Kind::Counter,
+            s.locks
+                .iter()
+                .map(|lock| sample(lock_labels(lock), Value::Count(lock.contentions)))
+                .collect(),
+        ),
+        family(
+            "lock_wait_seconds",
+            "Time from a lock's slow-path entry to its acquisition.",
+            Some("seconds"),
+            Kind::Histogram,
+            s.locks
+                .iter()
+                .map(|lock| {
+                    sample(
+                        lock_labels(lock),
+                        Value::Histogram {
+                            buckets: lock.buckets.clone(),
+                            sum: lock.wait_seconds,
+                            count: lock.acquisitions,
+                        },
+                    )
+                })
+                .collect(),
+        ),
     ];
-    encoder
-        .encode_descriptor("target", "The traced process.", None, MetricType::Info)?
-        .encode_info(&info)?;
-
-    let mut family = encoder.encode_descriptor(
-        "lock_contentions",
-        "Entries into a lock's contended slow path (or futex waits).",
-        None,
-        MetricType::Counter,
-    )?;
-    for lock in &s.locks {
-        let labels = [("lock", lock.lock.clone()), ("kind", lock.kind.to_string())];
-        family
-            .encode_family(&labels)?
-            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
-                &lock.contentions,
-                None,
-            )?;
-    }
-
-    let mut family = encoder.encode_descriptor(
-        "lock_wait",
-        "Time from a lock's slow-path entry to its acquisition.",
-        Some(&Unit::Seconds),
-        MetricType::Histogram,
-    )?;
-    for lock in &s.locks {
-        let labels = [("lock", lock.lock.clone()), ("kind", lock.kind.to_string())];
-        family
-            .encode_family(&labels)?
-            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                lock.wait_seconds,
-                lock.acquisitions,
-                &lock.buckets,
-                None,
-            )?;
-    }
-
     for (name, help, value) in [
         (
             "cas_attempts",
@@ -392,74 +390,72 @@ fn encode_figures(s: &Figures, encoder: &mut DescriptorEncoder) -> Result<(), st
             |c: &CasFigures| c.failures,
         ),
     ] {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for cas in &s.cas {
-            let labels = [("site", cas.site.clone())];
-            family
-                .encode_family(&labels)?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
-                    &value(cas),
-                    None,
-                )?;
-        }
+        out.push(family(
+            name,
+            help,
+            None,
+            Kind::Counter,
+            s.cas
+                .iter()
+                .map(|cas| sample(vec![("site", cas.site.clone())], Value::Count(value(cas))))
+                .collect(),
+        ));
     }
-
-    let mut family = encoder.encode_descriptor(
+    out.push(family(
         "map_ops",
         "Map operations by kind (load, store, delete, … and sync.Map's internal miss, dirty_copy, expand).",
         None,
-        MetricType::Counter,
-    )?;
-    for map in &s.maps {
-        for (op, count) in &map.ops {
-            let labels = [
-                ("map", map.map.clone()),
-                ("kind", map.kind.to_string()),
-                ("op", op.to_string()),
-            ];
-            family
-                .encode_family(&labels)?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(count, None)?;
-        }
-    }
-
-    let mut family = encoder.encode_descriptor(
+        Kind::Counter,
+        s.maps
+            .iter()
+            .flat_map(|map| {
+                map.ops.iter().map(|&(op, count)| {
+                    sample(
+                        vec![
+                            ("map", map.map.clone()),
+                            ("kind", map.kind.to_string()),
+                            ("op", op.to_string()),
+                        ],
+                        Value::Count(count),
+                    )
+                })
+            })
+            .collect(),
+    ));
+    out.push(family(
         "hot_key_ops",
         "Operations on a map's hottest keys; key=\"other\" holds the rest.",
         None,
-        MetricType::Counter,
-    )?;
-    for map in &s.maps {
-        for (key, count) in &map.hot_keys {
-            let labels = [("map", map.map.clone()), ("key", key.clone())];
-            family
-                .encode_family(&labels)?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(count, None)?;
-        }
-    }
-
-    encoder
-        .encode_descriptor(
-            "events_lost",
-            "Events the kernel dropped because a ring buffer was full.",
-            None,
-            MetricType::Counter,
-        )?
-        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(&s.events_lost, None)?;
-
-    let mut family = encoder.encode_descriptor(
+        Kind::Counter,
+        s.maps
+            .iter()
+            .flat_map(|map| {
+                map.hot_keys.iter().map(|(key, count)| {
+                    sample(
+                        vec![("map", map.map.clone()), ("key", key.clone())],
+                        Value::Count(*count),
+                    )
+                })
+            })
+            .collect(),
+    ));
+    out.push(family(
+        "events_lost",
+        "Events the kernel dropped because a ring buffer was full.",
+        None,
+        Kind::Counter,
+        vec![sample(vec![], Value::Count(s.events_lost))],
+    ));
+    out.push(family(
         "probe_hits",
         "Probe hits by kind.",
         None,
-        MetricType::Counter,
-    )?;
-    for (probe, hits) in &s.probe_hits {
-        let labels = [("probe", probe.to_string())];
-        family
-            .encode_family(&labels)?
-            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(hits, None)?;
-    }
-
+        Kind::Counter,
+        s.probe_hits
+            .iter()
+            .map(|&(probe, hits)| sample(vec![("probe", probe.to_string())], Value::Count(hits)))
+            .collect(),
+    ));
     for (name, help, value) in [
         (
             "overhead_ratio",
@@ -473,23 +469,28 @@ fn encode_figures(s: &Figures, encoder: &mut DescriptorEncoder) -> Result<(), st
         ),
     ] {
         if let Some(value) = value {
-            encoder
-                .encode_descriptor(name, help, None, MetricType::Gauge)?
-                .encode_gauge(&value)?;
+            out.push(family(
+                name,
+                help,
+                None,
+                Kind::Gauge,
+                vec![sample(vec![], Value::Real(value))],
+            ));
         }
     }
-
-    let mut family = encoder.encode_descriptor(
+    out.push(family(
         "sampled_fraction",
         "Fraction of the work a probe group saw (1: exact); sampled figures are scaled by it.",
         None,
-        MetricType::Gauge,
-    )?;
-    for (probe, fraction) in &s.sampled_fraction {
-        let labels = [("probe", probe.to_string())];
-        family.encode_family(&labels)?.encode_gauge(fraction)?;
-    }
-    Ok(())
+        Kind::Gauge,
+        s.sampled_fraction
+            .iter()
+            .map(|&(probe, fraction)| {
+                sample(vec![("probe", probe.to_string())], Value::Real(fraction))
+            })
+            .collect(),
+    ));
+    out
 }
 
 /// Prometheus buckets (upper bound in seconds, count in the bucket) from
@@ -551,42 +552,75 @@ mod tests {
         assert_eq!(hashed, exported_key(&key, false));
     }
 
+    /// `GET path` with these extra header lines; the whole response.
+    async fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
     #[tokio::test]
-    async fn serves_openmetrics_text() {
+    async fn serves_the_format_the_scraper_asks_for() {
         let snapshot = crate::view::sample_snapshot();
         let (_tx, rx) = watch::channel(Arc::new(snapshot));
         let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), rx, true)
             .await
             .unwrap();
-        let mut stream = TcpStream::connect(server.local_addr).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        for line in [
+        let samples = [
             r#"mapwatch_lock_contentions_total{lock="main.hotMu",kind="mutex"} 12"#,
             r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu",kind="mutex"} 12"#,
+            r#"mapwatch_lock_wait_seconds_bucket{lock="main.hotMu",kind="mutex",le="+Inf"} 12"#,
             r#"mapwatch_cas_failures_total{site="main.f+0x10"} 2"#,
             r#"mapwatch_map_ops_total{map="main.cache",kind="map",op="load"} 100"#,
             r#"mapwatch_hot_key_ops_total{map="main.cache",key="k1"} 75"#,
             r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 25"#,
-            r#"mapwatch_target_info{pid="7",exe="/bin/x",go_version="go1.27.3"} 1"#,
+            r#"mapwatch_target_info{pid="7",exe="/bin/x",go_version="go1.27.3"} 1.0"#,
             "mapwatch_events_lost_total 0",
             "mapwatch_overhead_ratio 0.004",
             "mapwatch_overhead_budget_ratio 0.02",
             r#"mapwatch_sampled_fraction{probe="counting"} 1.0"#,
             r#"mapwatch_sampled_fraction{probe="keys"} 1.0"#,
+        ];
+        let accept =
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+        let openmetrics = get(server.local_addr, "/metrics", accept).await;
+        assert!(openmetrics.starts_with("HTTP/1.1 200 OK"), "{openmetrics}");
+        assert!(openmetrics.contains("Content-Type: application/openmetrics-text"));
+        for line in samples.iter().chain(&[
+            "# TYPE mapwatch_target info",
+            "# UNIT mapwatch_lock_wait_seconds seconds",
+            "# TYPE mapwatch_lock_contentions counter",
             "# EOF",
-        ] {
-            assert!(response.contains(line), "missing {line}:\n{response}");
+        ]) {
+            assert!(openmetrics.contains(line), "missing {line}:\n{openmetrics}");
         }
-        let mut stream = TcpStream::connect(server.local_addr).await.unwrap();
-        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
+        // A plain scrape (curl, promtool) gets the classic text format.
+        let text = get(server.local_addr, "/metrics", "").await;
+        assert!(
+            text.contains("Content-Type: text/plain; version=0.0.4"),
+            "{text}"
+        );
+        for line in samples.iter().chain(&[
+            "# TYPE mapwatch_target_info gauge",
+            "# TYPE mapwatch_lock_contentions_total counter",
+        ]) {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        let response = get(server.local_addr, "/", "").await;
         assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    }
+
+    #[test]
+    fn headers_are_found_whatever_their_case() {
+        let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT:  text/plain \r\n\r\n";
+        assert_eq!(header(head, "accept"), Some("text/plain"));
+        assert_eq!(header(head, "user-agent"), None);
     }
 }
