@@ -10,14 +10,14 @@
 //! BPF map. Ratios come from one run.
 //!
 //! `cargo xtask bench overhead` first runs the server fixture
-//! (fixtures/go/server) under its load generator and prints its throughput
-//! unprobed and under each probe set, with the governor off and at its
-//! default budget.
+//! (fixtures/go/server) and Debian's etcd under load generators of the
+//! project's own and prints their throughput unprobed and under each probe
+//! set, with the governor off and at its default budget.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    path::Path,
-    process::{Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -168,8 +168,14 @@ const CASES: &[Case] = &[
 pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
     let version = setup::GO_VERSIONS.last().context("no Go versions")?;
     let mapwatch = root.join("target/release/mapwatch");
-    if only.is_none_or(|name| name == "overhead") {
+    if only.is_none_or(|name| name == "overhead" || name == "server") {
         server_throughput(root, version, &mapwatch)?;
+    }
+    if only.is_none_or(|name| name == "overhead" || name == "etcd") {
+        etcd_throughput(root, version, &mapwatch)?;
+    }
+    if matches!(only, Some("server" | "etcd")) {
+        return Ok(());
     }
     let per_hit = |case: &&Case| only.is_none_or(|name| name == "overhead" || name == case.fixture);
     for case in CASES.iter().filter(per_hit) {
@@ -289,11 +295,14 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result
     truth[case.ns_field].as_f64().context("ns per call")
 }
 
-/// Seconds of load per run of the server benchmark.
-const LOAD_SECONDS: &str = "5";
+/// Seconds of load per run of the server benchmark, counted after a
+/// warm-up: mapwatch probes everything for its first second, until the
+/// governor has an estimate, and windows take a while to settle.
+const LOAD_SECONDS: &str = "6";
+const WARMUP_SECONDS: &str = "3";
 
 /// Runs of each server mode; the table shows medians.
-const SERVER_ROUNDS: usize = 3;
+const SERVER_ROUNDS: usize = 5;
 
 /// The server benchmark's modes: label, mapwatch arguments (`None`:
 /// unprobed).
@@ -323,8 +332,126 @@ const SERVER_MODES: &[(&str, Option<&[&str]>)] = &[
     ("all, budget 2%", Some(&["--probe", "all"])),
 ];
 
-/// What one run of the server benchmark measured.
-struct ServerRun {
+/// etcd's modes (its locks; `all` adds its maps and CAS sites).
+const ETCD_MODES: &[(&str, Option<&[&str]>)] = &[
+    ("unprobed", None),
+    ("default, budget off", Some(&["--overhead-budget", "off"])),
+    ("default, budget 2%", Some(&[])),
+    (
+        "all, budget off",
+        Some(&["--probe", "all", "--overhead-budget", "off"]),
+    ),
+    ("all, budget 2%", Some(&["--probe", "all"])),
+];
+
+/// A server to load: how to start it, load it and stop it.
+trait Service {
+    /// Starts it; returns the process and the address the load goes to.
+    fn start(&self) -> Result<(Child, String)>;
+    /// The load generator for `addr`: it prints JSON with
+    /// `requests_per_second`, counted after [`WARMUP_SECONDS`].
+    fn load(&self, addr: &str) -> Command;
+}
+
+/// The server fixture (fixtures/go/server): it serves and loads.
+struct ServerFixture(PathBuf);
+
+impl Service for ServerFixture {
+    fn start(&self) -> Result<(Child, String)> {
+        let mut serving = Command::new(&self.0)
+            .args(["-mode", "serve", "-wait-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.0.display()))?;
+        let mut line = String::new();
+        BufReader::new(serving.stderr.take().context("stderr")?).read_line(&mut line)?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("addr="))
+            .with_context(|| format!("the server said {line:?}"))?
+            .to_string();
+        Ok((serving, addr))
+    }
+
+    fn load(&self, addr: &str) -> Command {
+        let mut load = Command::new(&self.0);
+        load.args(["-mode", "load", "-addr", addr, "-conns", "32"])
+            .args(["-warmup", WARMUP_SECONDS, "-seconds", LOAD_SECONDS]);
+        load
+    }
+}
+
+/// Debian's etcd (Go 1.19, stripped), with a fresh data directory each
+/// run, loaded with puts by fixtures/go/etcdload.
+struct Etcd {
+    load: PathBuf,
+    data_dir: PathBuf,
+}
+
+/// etcd's client and peer ports here (off the defaults, to leave a system
+/// etcd alone).
+const ETCD_CLIENT: &str = "127.0.0.1:23790";
+const ETCD_PEER: &str = "127.0.0.1:23800";
+
+impl Service for Etcd {
+    fn start(&self) -> Result<(Child, String)> {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let client = format!("http://{ETCD_CLIENT}");
+        let peer = format!("http://{ETCD_PEER}");
+        let etcd = Command::new("etcd")
+            .args(["--name", "bench", "--data-dir"])
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("bench={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting etcd (apt-get install etcd-server)")?;
+        // Ready when a put goes through.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let probe = Command::new(&self.load)
+                .args(["-endpoint", &client, "-workers", "1", "-seconds", "0.1"])
+                .output()?;
+            if probe.status.success() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("etcd did not answer on {client}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Ok((etcd, client))
+    }
+
+    fn load(&self, addr: &str) -> Command {
+        let mut load = Command::new(&self.load);
+        load.args(["-endpoint", addr, "-workers", "32"]).args([
+            "-warmup",
+            WARMUP_SECONDS,
+            "-seconds",
+            LOAD_SECONDS,
+        ]);
+        load
+    }
+}
+
+/// What one run of a service benchmark measured.
+struct ServiceRun {
     requests_per_second: f64,
     /// The governor's estimate for the session, percent, if it ran.
     estimated_percent: Option<f64>,
@@ -332,18 +459,59 @@ struct ServerRun {
     sampled: Option<f64>,
 }
 
-/// The server fixture (fixtures/go/server) under its load generator:
-/// throughput unprobed and under each probe set, with and without the
-/// governor, as ratios measured in one run.
+/// The server fixture under its load generator: throughput unprobed and
+/// under each probe set, with and without the governor.
 fn server_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> {
     let built = fixtures::build(root, version, "server")?;
     let server = built.first().context("server fixture not built")?;
-    let mut rows: Vec<(&str, Vec<ServerRun>)> =
-        SERVER_MODES.iter().map(|(l, _)| (*l, Vec::new())).collect();
-    // Rounds outermost: drifts of the machine spread over every mode.
+    service_table(
+        &format!(
+            "server fixture (32 closed-loop connections over loopback; each request: \
+             RWMutex-guarded map, sync.Map, contended mutex, 20 µs of work), Go {version}"
+        ),
+        &ServerFixture(server.clone()),
+        SERVER_MODES,
+        mapwatch,
+    )
+}
+
+/// Debian's etcd under 32 closed-loop put workers, the same way.
+fn etcd_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        setup::install_packages(&["etcd-server"])?;
+    }
+    let built = fixtures::build(root, version, "etcdload")?;
+    let load = built.first().context("etcdload not built")?.clone();
+    let etcd = Etcd {
+        load,
+        data_dir: root.join("target/bench-etcd"),
+    };
+    let version = Command::new("etcd").arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    service_table(
+        &format!(
+            "Debian's etcd ({}), 32 closed-loop put workers over its v3 JSON gateway",
+            version.lines().next().unwrap_or("etcd").trim()
+        ),
+        &etcd,
+        ETCD_MODES,
+        mapwatch,
+    )
+}
+
+/// Runs `service` under each mode, rounds outermost (drifts of the machine
+/// spread over every mode), and prints the medians as a table of ratios.
+fn service_table(
+    title: &str,
+    service: &dyn Service,
+    modes: &[(&str, Option<&[&str]>)],
+    mapwatch: &Path,
+) -> Result<()> {
+    let mut rows: Vec<(&str, Vec<ServiceRun>)> =
+        modes.iter().map(|(l, _)| (*l, Vec::new())).collect();
     for _ in 0..SERVER_ROUNDS {
-        for (row, (label, args)) in rows.iter_mut().zip(SERVER_MODES) {
-            let run = server_run(server, mapwatch, *args)?;
+        for (row, (label, args)) in rows.iter_mut().zip(modes) {
+            let run = service_run(service, mapwatch, *args)?;
             eprintln!(
                 "xtask: {label}: {:.0} req/s, overhead estimate {:?}",
                 run.requests_per_second, run.estimated_percent
@@ -360,8 +528,7 @@ fn server_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> 
     };
     println!();
     println!(
-        "server fixture (32 closed-loop connections over loopback; each request: RWMutex-guarded \
-         map, sync.Map, contended mutex, 20 µs of work), Go {version}, median of {SERVER_ROUNDS} runs of {LOAD_SECONDS} s"
+        "{title}, median of {SERVER_ROUNDS} runs of {LOAD_SECONDS} s after {WARMUP_SECONDS} s of warm-up"
     );
     println!(
         "{:<22} {:>10} {:>12} {:>14} {:>10}",
@@ -387,38 +554,21 @@ fn server_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> 
     Ok(())
 }
 
-/// One run: the server started, mapwatch attached (unless `args` is
-/// `None`), the load generator run, mapwatch stopped and its report read.
-fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<ServerRun> {
-    let mut serving = Command::new(server)
-        .args(["-mode", "serve", "-wait-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", server.display()))?;
-    let mut line = String::new();
-    BufReader::new(serving.stderr.take().context("stderr")?).read_line(&mut line)?;
-    let addr = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("addr="))
-        .with_context(|| format!("the server said {line:?}"))?
-        .to_string();
+/// One run: the service started, mapwatch attached (unless `args` is
+/// `None`), the load generator run, mapwatch stopped and its report read,
+/// the service stopped.
+fn service_run(
+    service: &dyn Service,
+    mapwatch: &Path,
+    args: Option<&[&str]>,
+) -> Result<ServiceRun> {
+    let (mut serving, addr) = service.start()?;
     let tracer = match args {
         None => None,
         Some(args) => Some(attach_mapwatch(mapwatch, serving.id(), args)?),
     };
-    let load = Command::new(server)
-        .args([
-            "-mode",
-            "load",
-            "-addr",
-            &addr,
-            "-seconds",
-            LOAD_SECONDS,
-            "-conns",
-            "32",
-        ])
+    let load = service
+        .load(&addr)
         .output()
         .context("running the load generator")?;
     if !load.status.success() {
@@ -429,7 +579,7 @@ fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<S
     }
     let throughput: serde_json::Value =
         serde_json::from_slice(&load.stdout).context("the load generator's JSON")?;
-    let mut run = ServerRun {
+    let mut run = ServiceRun {
         requests_per_second: throughput["requests_per_second"]
             .as_f64()
             .context("requests_per_second")?,
@@ -452,6 +602,10 @@ fn server_run(server: &Path, mapwatch: &Path, args: Option<&[&str]>) -> Result<S
         );
     }
     drop(serving.stdin.take());
+    Command::new("kill")
+        .args(["-TERM", &serving.id().to_string()])
+        .status()
+        .context("stopping the server")?;
     serving.wait()?;
     Ok(run)
 }

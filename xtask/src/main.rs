@@ -53,9 +53,10 @@ enum Task {
     /// probe set, with and without the governor, and the per-hit cost of
     /// each probe (entry vs chosen site, vs bpftrace on the same function).
     Bench {
-        /// `overhead`: the server table, then every per-hit table; a
-        /// fixture's name (`slowpath`, `casloop`, `hotkeys`): its per-hit
-        /// tables only. Everything by default.
+        /// `overhead`: the server fixture's and Debian etcd's throughput
+        /// tables, then every per-hit table; `server` or `etcd`: that
+        /// table only; a fixture's name (`slowpath`, `casloop`,
+        /// `hotkeys`): its per-hit tables only. Everything by default.
         only: Option<String>,
     },
     /// Run mapwatch on the bundled contended Go workload and print its report.

@@ -65,12 +65,17 @@ fn debian_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing Debian packages {}", missing.join(" "));
+    install_packages(&missing)
+}
+
+/// Installs Debian packages (for the benchmarks' real servers).
+pub fn install_packages(packages: &[&str]) -> Result<()> {
+    eprintln!("xtask: installing Debian packages {}", packages.join(" "));
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
     exec(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
