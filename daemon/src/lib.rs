@@ -29,7 +29,8 @@
 //! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics, JSON lines, live | `model` |
 //! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
-//! | 10 | `main` | the command line (the binary) | `model`, `duration`, `governor`, `plan`, `session`, `view` |
+//! | 9 | `daemon` | `mapwatch daemon`: the targets its selectors select, as they come and go | `model`, `governor`, `host`, `process`, `target`, `plan`, `loader`, `pipeline`, `view` |
+//! | 10 | `main` | the command line (the binary) | `model`, `duration`, `governor`, `plan`, `process`, `session`, `daemon`, `view` |
 //!
 //! State is owned by one task per target (the pipeline's) and published as
 //! an `Arc<Snapshot>` on a watch channel each second; consumers subscribe
@@ -38,6 +39,7 @@
 
 pub mod advisor;
 pub mod aggregate;
+pub mod daemon;
 pub mod duration;
 pub mod goruntime;
 pub mod governor;

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use mapwatch::{
+    daemon::{self, DaemonOptions},
     duration,
     model::Snapshot,
     plan::{PlanRequest, SiteMode},
@@ -26,6 +27,10 @@ enum Command {
     /// Attach to a running process and report when it exits, on Ctrl-C,
     /// SIGTERM, or after --duration.
     Attach(AttachArgs),
+    /// Watch every process the selectors select, as they start and exit,
+    /// and serve all their metrics on one endpoint; until SIGINT or
+    /// SIGTERM.
+    Daemon(DaemonArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +45,38 @@ struct AttachArgs {
     /// Report format on stdout.
     #[arg(long, short, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Serve Prometheus metrics at /metrics on this address while
+    /// attached, e.g. 127.0.0.1:9464 (OpenMetrics or the 0.0.4 text format,
+    /// as the scraper's Accept header asks).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Write one JSON snapshot of the figures per second to this file, one
+    /// object per line (for scripts and log shippers).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page (tables, inline SVG
+    /// heatmaps and histograms), viewable offline.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Write the lock-wait and CAS-failure profiles as a gzipped pprof file
+    /// (`go tool pprof -sample_index=delay FILE`).
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+    /// Write each heatmap as an SVG file into this directory.
+    #[arg(long, value_name = "DIR")]
+    heatmap_dir: Option<PathBuf>,
+    /// The live view while attached (text format only): `auto` shows the
+    /// full-screen view when stdout is a terminal (1-4/Tab switch views, q
+    /// stops) and a few lines of text every second otherwise.
+    #[arg(long, value_enum, default_value_t = LiveArg::Auto)]
+    live: LiveArg,
+    #[command(flatten)]
+    probes: ProbeArgs,
+}
+
+/// What to probe in a target and how: shared by attach and the daemon.
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
     /// Where to probe: `auto` picks the first instruction the kernel
     /// emulates (cheap), found by decoding; `entry` probes a function's first
     /// instruction, as symbol-based tracers do (and, for CAS sites, the
@@ -75,30 +112,6 @@ struct AttachArgs {
     /// with wait times.
     #[arg(long)]
     futex: bool,
-    /// Serve Prometheus metrics at /metrics on this address while
-    /// attached, e.g. 127.0.0.1:9464 (OpenMetrics or the 0.0.4 text format,
-    /// as the scraper's Accept header asks).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<std::net::SocketAddr>,
-    /// Export map keys in metric labels as they are; by default they are
-    /// hashed (`h:` and 16 hex digits), since keys can be user data.
-    #[arg(long)]
-    metrics_expose_keys: bool,
-    /// Write one JSON snapshot of the figures per second to this file, one
-    /// object per line (for scripts and log shippers).
-    #[arg(long, value_name = "FILE")]
-    jsonl: Option<PathBuf>,
-    /// Write the report as one self-contained HTML page (tables, inline SVG
-    /// heatmaps and histograms), viewable offline.
-    #[arg(long, value_name = "FILE.html")]
-    report: Option<PathBuf>,
-    /// Write the lock-wait and CAS-failure profiles as a gzipped pprof file
-    /// (`go tool pprof -sample_index=delay FILE`).
-    #[arg(long, value_name = "FILE")]
-    pprof: Option<PathBuf>,
-    /// Write each heatmap as an SVG file into this directory.
-    #[arg(long, value_name = "DIR")]
-    heatmap_dir: Option<PathBuf>,
     /// What to probe, comma-separated: `locks` (Go mutex and RWMutex waits),
     /// `cas` (sync.Map's compare-and-swaps), `syncmap` (sync.Map operations
     /// and keys), `maps` (runtime map operations: per-map counts, and keys
@@ -113,21 +126,48 @@ struct AttachArgs {
     /// Bytes of each string (or other) key to copy, 1 to 128.
     #[arg(long, default_value_t = mapwatch::plan::DEFAULT_KEY_BYTES, value_parser = clap::value_parser!(u32).range(1..=128))]
     key_bytes: u32,
-    /// The live view while attached (text format only): `auto` shows the
-    /// full-screen view when stdout is a terminal (1-4/Tab switch views, q
-    /// stops) and a few lines of text every second otherwise.
-    #[arg(long, value_enum, default_value_t = LiveArg::Auto)]
-    live: LiveArg,
-    /// Keep the time the probes add to the target within this percentage
+    /// Export map keys in metric labels as they are; by default they are
+    /// hashed (`h:` and 16 hex digits), since keys can be user data.
+    #[arg(long)]
+    metrics_expose_keys: bool,
+    /// Keep the time the probes add to each target within this percentage
     /// of its own CPU time, by sampling when they would cost more (stacks
     /// first, then wait times, then keys, then windows of all probes);
     /// sampled figures are scaled estimates and marked `exact: false`.
-    /// `off` probes everything, always: exact counts at any cost.
-    #[arg(long, value_name = "PERCENT|off", default_value_t = mapwatch::governor::Budget::DEFAULT_ATTACH)]
-    overhead_budget: mapwatch::governor::Budget,
+    /// `off` probes everything, always: exact counts at any cost. Default:
+    /// 2 for attach, 1 per target for the daemon.
+    #[arg(long, value_name = "PERCENT|off")]
+    overhead_budget: Option<mapwatch::governor::Budget>,
     /// Size of each CPU's ring buffer in pages (a power of two).
     #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
     buffer_pages: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
+    /// Which processes to watch, repeatable: `pid=N`, `comm=NAME` (its
+    /// `/proc/PID/comm`), `exe=GLOB` (the path behind `/proc/PID/exe`),
+    /// `cgroup=GLOB` (a line of `/proc/PID/cgroup`: systemd units,
+    /// Kubernetes pods and containers). Processes that match now or later
+    /// are watched until they exit.
+    #[arg(long = "target", value_name = "SELECTOR", required = true)]
+    targets: Vec<mapwatch::process::select::Selector>,
+    /// Serve every target's metrics at /metrics on this address, e.g.
+    /// 127.0.0.1:9464 (each series labelled with its `pid` and `comm`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: std::net::SocketAddr,
+    /// How long an exited target's final figures stay in /metrics.
+    #[arg(long, value_parser = duration::parse, default_value = "60s")]
+    grace: Duration,
+    /// The most targets watched at once; more selected processes are
+    /// counted in `mapwatch_attach_errors_total{reason="max-targets"}`.
+    #[arg(long, default_value_t = 64)]
+    max_targets: usize,
+    /// How often /proc is scanned for new processes.
+    #[arg(long, value_parser = duration::parse, default_value = "1s")]
+    scan_interval: Duration,
+    #[command(flatten)]
+    probes: ProbeArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -210,33 +250,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let Command::Attach(args) = cli.command;
-    let probe = ProbeSet::parse(&args.probe)?;
+    let args = match cli.command {
+        Command::Attach(args) => args,
+        Command::Daemon(args) => return run_daemon(args),
+    };
     let options = AttachOptions {
         pid: args.pid,
         duration: args.duration,
-        probes: PlanRequest {
-            mode: match args.probe_site {
-                SiteArg::Auto => SiteMode::Auto,
-                SiteArg::Entry => SiteMode::Entry,
-            },
-            extra_slow_paths: args.lock_slow_paths,
-            cas_patterns: args.cas_patterns,
-            builtin_cas: !args.no_builtin_cas && probe.cas,
-            wait_times: !args.no_wait_times,
-            futex: args.futex,
-            blocked_time: args.blocked_time,
-            locks: probe.locks,
-            sync_maps: probe.sync_maps,
-            runtime_maps: probe.maps || !args.maps.is_empty(),
-            map_selection: args.maps,
-            key_bytes: args.key_bytes,
-        },
+        probes: args.probes.request()?,
         metrics: args.metrics,
-        metrics_expose_keys: args.metrics_expose_keys,
+        metrics_expose_keys: args.probes.metrics_expose_keys,
         jsonl: args.jsonl,
-        buffer_pages: args.buffer_pages,
-        overhead_budget: args.overhead_budget,
+        buffer_pages: args.probes.buffer_pages,
+        overhead_budget: args
+            .probes
+            .overhead_budget
+            .unwrap_or(mapwatch::governor::Budget::DEFAULT_ATTACH),
         live: match (args.live, args.format) {
             (LiveArg::Off, _) | (_, Format::Json) => LiveMode::Off,
             (LiveArg::Tui, _) => LiveMode::Tui,
@@ -283,6 +312,51 @@ fn run(cli: Cli) -> Result<()> {
     runtime
         .block_on(session.stopped.detached())
         .context("detaching the probes")
+}
+
+impl ProbeArgs {
+    /// What the planner is asked for.
+    fn request(&self) -> Result<PlanRequest> {
+        let probe = ProbeSet::parse(&self.probe)?;
+        Ok(PlanRequest {
+            mode: match self.probe_site {
+                SiteArg::Auto => SiteMode::Auto,
+                SiteArg::Entry => SiteMode::Entry,
+            },
+            extra_slow_paths: self.lock_slow_paths.clone(),
+            cas_patterns: self.cas_patterns.clone(),
+            builtin_cas: !self.no_builtin_cas && probe.cas,
+            wait_times: !self.no_wait_times,
+            futex: self.futex,
+            blocked_time: self.blocked_time,
+            locks: probe.locks,
+            sync_maps: probe.sync_maps,
+            runtime_maps: probe.maps || !self.maps.is_empty(),
+            map_selection: self.maps.clone(),
+            key_bytes: self.key_bytes,
+        })
+    }
+}
+
+fn run_daemon(args: DaemonArgs) -> Result<()> {
+    let options = DaemonOptions {
+        selectors: args.targets,
+        metrics: args.metrics,
+        metrics_expose_keys: args.probes.metrics_expose_keys,
+        probes: args.probes.request()?,
+        buffer_pages: args.probes.buffer_pages,
+        overhead_budget: args
+            .probes
+            .overhead_budget
+            .unwrap_or(DaemonOptions::DEFAULT_BUDGET),
+        grace: args.grace,
+        max_targets: args.max_targets.max(1),
+        scan_interval: args.scan_interval.max(Duration::from_millis(10)),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(&options))
 }
 
 /// Writes the report to a file in a format, and says so.

@@ -126,13 +126,17 @@ fn prometheus_scrapes_the_contended_lock() {
         .expect("start line");
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let contentions = r#"mapwatch_lock_contentions_total{lock="main.hotMu",job="mapwatch"}"#;
+    // Every series names its target.
+    let contentions = format!(
+        r#"mapwatch_lock_contentions_total{{lock="main.hotMu",job="mapwatch",comm="contend",pid="{}"}}"#,
+        workload.pid
+    );
     let waits = r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu"}"#;
     // The fixture's Zipf keys make key-0 the hottest key of main.syncMap.
     let hot_key = r#"mapwatch_hot_key_ops_total{map="main.syncMap",key="key-0"}"#;
     let (mut seen_contentions, mut seen_waits, mut seen_hot_key) = (None, None, None);
     while Instant::now() < deadline {
-        seen_contentions = query(prometheus_port, contentions).filter(|&v| v > 0.0);
+        seen_contentions = query(prometheus_port, &contentions).filter(|&v| v > 0.0);
         seen_waits = query(prometheus_port, waits).filter(|&v| v > 0.0);
         seen_hot_key = query(prometheus_port, hot_key).filter(|&v| v > 0.0);
         if seen_contentions.is_some() && seen_waits.is_some() && seen_hot_key.is_some() {
@@ -166,7 +170,11 @@ fn prometheus_scrapes_the_contended_lock() {
         "{plain}"
     );
     assert!(
-        plain.contains("mapwatch_lock_contentions_total{lock=\"main.hotMu\""),
+        plain.contains("mapwatch_lock_contentions_total{pid=\""),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("comm=\"contend\",lock=\"main.hotMu\""),
         "{plain}"
     );
     assert!(!plain.contains("# EOF"), "{plain}");

@@ -15,6 +15,7 @@ fn aggregator(start_ns: u64) -> Aggregator {
     let target = TargetInfo {
         pid: 7,
         exe: "test".into(),
+        comm: "test".into(),
         go_version: None,
     };
     let catalog = Catalog::new(target, &plan, &symbolizer);

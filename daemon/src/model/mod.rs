@@ -9,6 +9,7 @@
 //! by their `serde` renames.
 
 mod frame;
+mod glob;
 pub mod hash;
 mod heatmap;
 mod key;
@@ -16,6 +17,7 @@ mod overhead;
 mod snapshot;
 
 pub use frame::{CodeLocation, Frame, SourceLine};
+pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
 pub use key::Key;
 pub use overhead::{
@@ -96,6 +98,34 @@ impl std::fmt::Display for StopReason {
             Self::Duration => "duration",
             Self::Signal => "signal",
             Self::Quit => "quit",
+        })
+    }
+}
+
+/// Why the daemon could not watch a selected process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachFailure {
+    /// Its executable could not be read or resolved (or it exited first).
+    Target,
+    /// Nothing in it could be probed as asked.
+    Plan,
+    /// The BPF object did not load.
+    Load,
+    /// Its probes could not be attached.
+    Attach,
+    /// `--max-targets` were watched already.
+    MaxTargets,
+}
+
+impl std::fmt::Display for AttachFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Target => "target",
+            Self::Plan => "plan",
+            Self::Load => "load",
+            Self::Attach => "attach",
+            Self::MaxTargets => "max-targets",
         })
     }
 }

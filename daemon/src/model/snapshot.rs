@@ -64,6 +64,8 @@ pub struct TargetInfo {
     pub pid: u32,
     /// Its executable as the process sees it.
     pub exe: String,
+    /// Its command name (`/proc/PID/comm`) when attached.
+    pub comm: String,
     /// Its Go version (`go1.23.9`), or null for non-Go targets.
     pub go_version: Option<String>,
 }

@@ -154,6 +154,7 @@ impl Pipeline {
         let info = TargetInfo {
             pid,
             exe: target.process.exe_display.clone(),
+            comm: target.process.comm().unwrap_or_default(),
             go_version: target.exe.go.as_ref().map(|go| go.version.clone()),
         };
         let catalog = Catalog::new(info, &plan, &symbolizer);

@@ -1,9 +1,11 @@
 //! The traced process as the operating system shows it: `/proc/PID` (its
-//! executable, where that is mapped, whether it is alive), its memory, and
-//! mapwatch's own resource use.
+//! executable, where that is mapped, whether it is alive), its memory,
+//! mapwatch's own resource use, and which processes a daemon's selectors
+//! select ([`select`]).
 
 mod memory;
 mod proc;
+pub mod select;
 
 use std::{
     os::fd::{FromRawFd as _, OwnedFd},

@@ -71,6 +71,20 @@ impl Process {
         }
     }
 
+    /// The executable's device and inode: processes running one file share
+    /// them (and a replaced file gets new ones).
+    pub fn exe_identity(&self) -> (u64, u64) {
+        self.exe_dev_ino
+    }
+
+    /// The process's command name (`/proc/PID/comm`: the executable's name
+    /// cut to 15 bytes, or what the program set), read now.
+    pub fn comm(&self) -> Result<String, ProcessError> {
+        let comm = fs::read_to_string(format!("/proc/{}/comm", self.pid))
+            .map_err(|source| Self::unreadable(self.pid, "comm", source))?;
+        Ok(comm.trim_end_matches('\n').to_string())
+    }
+
     /// Whether the process still exists.
     pub fn is_alive(&self) -> bool {
         Path::new(&format!("/proc/{}", self.pid)).is_dir()

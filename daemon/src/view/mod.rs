@@ -113,6 +113,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         target: TargetInfo {
             pid: 7,
             exe: "/bin/x".into(),
+            comm: "x".into(),
             go_version: Some("go1.27.3".into()),
         },
         duration_seconds: 3.0,

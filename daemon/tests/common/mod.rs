@@ -122,14 +122,17 @@ impl Workload {
         Self { child, pid }
     }
 
-    /// Lets the workload run and returns its ground truth.
+    /// Sends the start line (once).
+    pub fn go(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            stdin.write_all(b"go\n").expect("start line");
+        }
+    }
+
+    /// Lets the workload run (unless it was let go already) and returns its
+    /// ground truth.
     pub fn run_to_end(mut self) -> Value {
-        self.child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"go\n")
-            .expect("start line");
+        self.go();
         let mut stdout = String::new();
         self.child
             .stdout

@@ -22,7 +22,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::model::{hash::stable_hash, Key, LockKind, MapKind, MapOp, Snapshot};
+use crate::model::{hash::stable_hash, AttachFailure, Key, LockKind, MapKind, MapOp, Snapshot};
 
 use exposition::{Family, Kind, Sample, Value};
 
@@ -93,6 +93,8 @@ pub struct Figures {
     pub pid: u32,
     /// Target executable.
     pub exe: String,
+    /// Target command name.
+    pub comm: String,
     /// Target Go version, or empty.
     pub go_version: String,
     /// Locks, most contended first.
@@ -123,6 +125,7 @@ impl Figures {
             elapsed_seconds: snapshot.duration_seconds,
             pid: snapshot.target.pid,
             exe: snapshot.target.exe.clone(),
+            comm: snapshot.target.comm.clone(),
             go_version: snapshot.target.go_version.clone().unwrap_or_default(),
             locks: snapshot
                 .locks
@@ -232,6 +235,46 @@ pub struct MetricsError {
     source: std::io::Error,
 }
 
+/// One target's figures as a scrape sees them: the pipeline's latest
+/// snapshot while it runs, its final one after it ended.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    /// A running pipeline's snapshots.
+    Live(watch::Receiver<Arc<Snapshot>>),
+    /// The final snapshot of a target that exited (kept for a grace period,
+    /// so that the last scrapes see its final counts).
+    Ended(Arc<Snapshot>),
+}
+
+impl Feed {
+    /// The latest snapshot.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        match self {
+            Self::Live(snapshots) => snapshots.borrow().clone(),
+            Self::Ended(snapshot) => snapshot.clone(),
+        }
+    }
+}
+
+/// What one scrape shows: every target's figures and, from a daemon, its
+/// own.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// The targets, each with its own `pid` and `comm` labels.
+    pub targets: Vec<Feed>,
+    /// The daemon's own figures (`None` for `attach`).
+    pub daemon: Option<DaemonFigures>,
+}
+
+/// A daemon's own figures.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonFigures {
+    /// Targets being watched now.
+    pub targets: usize,
+    /// Processes selected but not watched, by why.
+    pub attach_errors: Vec<(AttachFailure, u64)>,
+}
+
 /// A running `/metrics` endpoint.
 pub struct MetricsServer {
     task: JoinHandle<()>,
@@ -240,11 +283,27 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` and serves `/metrics` from the latest of `snapshots`
-    /// until dropped; keys are hashed unless `expose_keys`.
+    /// Binds `addr` and serves `/metrics` from one target's latest
+    /// snapshot until dropped (`attach`); keys are hashed unless
+    /// `expose_keys`.
     pub async fn bind(
         addr: SocketAddr,
         snapshots: watch::Receiver<Arc<Snapshot>>,
+        expose_keys: bool,
+    ) -> Result<Self, MetricsError> {
+        // The sender can go: a receiver keeps the last value it was sent.
+        let (_tx, scrapes) = watch::channel(Arc::new(Scrape {
+            targets: vec![Feed::Live(snapshots)],
+            daemon: None,
+        }));
+        Self::bind_scrapes(addr, scrapes, expose_keys).await
+    }
+
+    /// Binds `addr` and serves `/metrics` from the latest of `scrapes`
+    /// (a daemon's targets) until dropped.
+    pub async fn bind_scrapes(
+        addr: SocketAddr,
+        scrapes: watch::Receiver<Arc<Scrape>>,
         expose_keys: bool,
     ) -> Result<Self, MetricsError> {
         let error = |source| MetricsError { addr, source };
@@ -255,9 +314,9 @@ impl MetricsServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let snapshots = snapshots.clone();
+                let scrapes = scrapes.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &snapshots, expose_keys).await {
+                    if let Err(e) = serve(stream, &scrapes, expose_keys).await {
                         log::debug!("metrics connection: {e}");
                     }
                 });
@@ -285,7 +344,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 /// else 404.
 async fn serve(
     mut stream: TcpStream,
-    snapshots: &watch::Receiver<Arc<Snapshot>>,
+    scrapes: &watch::Receiver<Arc<Scrape>>,
     expose_keys: bool,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
@@ -302,8 +361,8 @@ async fn serve(
     let (status, content_type, body) =
         if head.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
             let format = exposition::negotiate(header(&head, "accept"));
-            let snapshot = snapshots.borrow().clone();
-            let families = families(&Figures::of(&snapshot, expose_keys));
+            let scrape = scrapes.borrow().clone();
+            let families = scrape_families(&scrape, expose_keys);
             ("200 OK", format.content_type(), format.render(&families))
         } else {
             (
@@ -321,7 +380,49 @@ async fn serve(
     stream.shutdown().await
 }
 
-/// The metric families of one scrape, every name prefixed `mapwatch_`.
+/// The families of a scrape: every target's, merged by name (a family's
+/// samples one target after another), then the daemon's own.
+pub fn scrape_families(scrape: &Scrape, expose_keys: bool) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for feed in &scrape.targets {
+        for family in families(&Figures::of(&feed.latest(), expose_keys)) {
+            match out.iter_mut().find(|f| f.name == family.name) {
+                Some(merged) => merged.samples.extend(family.samples),
+                None => out.push(family),
+            }
+        }
+    }
+    if let Some(daemon) = &scrape.daemon {
+        out.push(Family {
+            name: "mapwatch_targets".into(),
+            help: "Processes the daemon watches now.",
+            unit: None,
+            kind: Kind::Gauge,
+            samples: vec![Sample {
+                labels: vec![],
+                value: Value::Real(daemon.targets as f64),
+            }],
+        });
+        out.push(Family {
+            name: "mapwatch_attach_errors".into(),
+            help: "Selected processes the daemon could not watch, by reason.",
+            unit: None,
+            kind: Kind::Counter,
+            samples: daemon
+                .attach_errors
+                .iter()
+                .map(|(reason, n)| Sample {
+                    labels: vec![("reason", reason.to_string())],
+                    value: Value::Count(*n),
+                })
+                .collect(),
+        });
+    }
+    out
+}
+
+/// The metric families of one target, every name prefixed `mapwatch_`,
+/// every series labelled with the target's `pid` and `comm`.
 pub fn families(s: &Figures) -> Vec<Family> {
     let family = |name: &str, help, unit, kind, samples| Family {
         name: format!("mapwatch_{name}"),
@@ -340,11 +441,7 @@ pub fn families(s: &Figures) -> Vec<Family> {
             None,
             Kind::Info,
             vec![sample(
-                vec![
-                    ("pid", s.pid.to_string()),
-                    ("exe", s.exe.clone()),
-                    ("go_version", s.go_version.clone()),
-                ],
+                vec![("exe", s.exe.clone()), ("go_version", s.go_version.clone())],
                 Value::Real(1.0),
             )],
         ),
@@ -490,6 +587,15 @@ pub fn families(s: &Figures) -> Vec<Family> {
             })
             .collect(),
     ));
+    // Every series says whose it is: the daemon serves many targets, and a
+    // dashboard filters by them.
+    for family in &mut out {
+        for sample in &mut family.samples {
+            sample
+                .labels
+                .splice(0..0, [("pid", s.pid.to_string()), ("comm", s.comm.clone())]);
+        }
+    }
     out
 }
 
@@ -570,19 +676,19 @@ mod tests {
             .await
             .unwrap();
         let samples = [
-            r#"mapwatch_lock_contentions_total{lock="main.hotMu",kind="mutex"} 12"#,
-            r#"mapwatch_lock_wait_seconds_count{lock="main.hotMu",kind="mutex"} 12"#,
-            r#"mapwatch_lock_wait_seconds_bucket{lock="main.hotMu",kind="mutex",le="+Inf"} 12"#,
-            r#"mapwatch_cas_failures_total{site="main.f+0x10"} 2"#,
-            r#"mapwatch_map_ops_total{map="main.cache",kind="map",op="load"} 100"#,
-            r#"mapwatch_hot_key_ops_total{map="main.cache",key="k1"} 75"#,
-            r#"mapwatch_hot_key_ops_total{map="main.cache",key="other"} 25"#,
-            r#"mapwatch_target_info{pid="7",exe="/bin/x",go_version="go1.27.3"} 1.0"#,
-            "mapwatch_events_lost_total 0",
-            "mapwatch_overhead_ratio 0.004",
-            "mapwatch_overhead_budget_ratio 0.02",
-            r#"mapwatch_sampled_fraction{probe="counting"} 1.0"#,
-            r#"mapwatch_sampled_fraction{probe="keys"} 1.0"#,
+            r#"mapwatch_lock_contentions_total{pid="7",comm="x",lock="main.hotMu",kind="mutex"} 12"#,
+            r#"mapwatch_lock_wait_seconds_count{pid="7",comm="x",lock="main.hotMu",kind="mutex"} 12"#,
+            r#"mapwatch_lock_wait_seconds_bucket{pid="7",comm="x",lock="main.hotMu",kind="mutex",le="+Inf"} 12"#,
+            r#"mapwatch_cas_failures_total{pid="7",comm="x",site="main.f+0x10"} 2"#,
+            r#"mapwatch_map_ops_total{pid="7",comm="x",map="main.cache",kind="map",op="load"} 100"#,
+            r#"mapwatch_hot_key_ops_total{pid="7",comm="x",map="main.cache",key="k1"} 75"#,
+            r#"mapwatch_hot_key_ops_total{pid="7",comm="x",map="main.cache",key="other"} 25"#,
+            r#"mapwatch_target_info{pid="7",comm="x",exe="/bin/x",go_version="go1.27.3"} 1.0"#,
+            r#"mapwatch_events_lost_total{pid="7",comm="x"} 0"#,
+            r#"mapwatch_overhead_ratio{pid="7",comm="x"} 0.004"#,
+            r#"mapwatch_overhead_budget_ratio{pid="7",comm="x"} 0.02"#,
+            r#"mapwatch_sampled_fraction{pid="7",comm="x",probe="counting"} 1.0"#,
+            r#"mapwatch_sampled_fraction{pid="7",comm="x",probe="keys"} 1.0"#,
         ];
         let accept =
             "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
@@ -615,6 +721,41 @@ mod tests {
         );
         let response = get(server.local_addr, "/", "").await;
         assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    }
+
+    #[test]
+    fn a_daemons_scrape_merges_its_targets_by_family() {
+        let one = Arc::new(crate::view::sample_snapshot());
+        let mut other = crate::view::sample_snapshot();
+        other.target.pid = 8;
+        let scrape = Scrape {
+            targets: vec![Feed::Ended(one), Feed::Ended(Arc::new(other))],
+            daemon: Some(DaemonFigures {
+                targets: 1,
+                attach_errors: vec![(AttachFailure::Plan, 2)],
+            }),
+        };
+        let families = scrape_families(&scrape, true);
+        let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique, "each family once");
+        let contentions = families
+            .iter()
+            .find(|f| f.name == "mapwatch_lock_contentions")
+            .expect("contentions");
+        let pids: Vec<&str> = contentions
+            .samples
+            .iter()
+            .map(|s| s.labels[0].1.as_str())
+            .collect();
+        assert_eq!(pids, ["7", "8"]);
+        let text = exposition::Exposition::render(&exposition::PrometheusText, &families);
+        assert!(text.contains("mapwatch_targets 1.0\n"), "{text}");
+        assert!(
+            text.contains(r#"mapwatch_attach_errors_total{reason="plan"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]
