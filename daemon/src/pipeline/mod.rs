@@ -45,6 +45,9 @@ use crate::{
 /// snapshot (the width of one time column).
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// How often a governed pipeline reads its target's CPU time between ticks.
+const CPU_POLL: Duration = Duration::from_millis(100);
+
 /// Errors running a pipeline.
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -360,9 +363,18 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
+                       // The governor's reading of the target's CPU time, kept fresh for the
+                       // last part-second (the target may be gone when the session stops).
+    let mut cpu_poll = tokio::time::interval(CPU_POLL);
+    cpu_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         tokio::select! {
             reason = &mut stopped => break reason.unwrap_or(StopReason::Signal),
+            _ = cpu_poll.tick(), if state.overhead.is_some() => {
+                if let Some(overhead) = &mut state.overhead {
+                    overhead.poll_cpu();
+                }
+            }
             message = messages.recv() => match message {
                 Some(message) => state.aggregator.apply(message),
                 // The intake's tasks ended: a ring could not be read.

@@ -55,6 +55,10 @@ pub(super) struct Overhead {
     /// Each program's (runs, run ns) at the last tick.
     last_runs: HashMap<&'static str, (u64, u64)>,
     last_cpu_ns: Option<u64>,
+    /// The target's CPU time as last polled, and when: what the final
+    /// accounting falls back on when the target is gone (a process that
+    /// exited and was reaped has no `/proc/PID/stat` to read).
+    polled_cpu: Option<(u64, Instant)>,
     started: Instant,
     ticks: u64,
     counting: Window,
@@ -134,6 +138,7 @@ impl Overhead {
             calibration: Some(rx),
             last_runs: HashMap::new(),
             last_cpu_ns: None,
+            polled_cpu: None,
             started: now,
             ticks: 0,
             counting: Window {
@@ -191,7 +196,18 @@ impl Overhead {
     /// meanwhile. Returns (probe ns, target CPU ns).
     fn account(&mut self, probes: &AttachedProbes) -> (f64, f64) {
         let probe_ns = self.probe_ns(probes);
-        let cpu_now = self.process.cpu_time_ns().ok();
+        let read = self
+            .process
+            .cpu_time_ns()
+            .ok()
+            .map(|cpu| (cpu, Instant::now()))
+            .or(self.polled_cpu);
+        // The interval ends when the CPU time was read (the last poll's
+        // instant when the target is gone).
+        let (cpu_now, now) = match read {
+            Some((cpu, at)) => (Some(cpu), at.max(self.last_account)),
+            None => (None, Instant::now()),
+        };
         let cpu_ns = match (cpu_now, self.last_cpu_ns) {
             (Some(now), Some(before)) => now.saturating_sub(before) as f64,
             _ => 0.0,
@@ -201,12 +217,19 @@ impl Overhead {
         // (an estimate, which can overshoot a second's CPU time: the
         // target always did some work of its own when it used the CPU).
         let own = (cpu_ns - probe_ns).max(cpu_ns * MIN_OWN_SHARE);
-        let now = Instant::now();
         self.own_total_ns += own;
         self.own_counting_ns += own * on_share(self.last_account, self.counting_switched_on, now);
         self.own_waits_ns += own * on_share(self.last_account, self.waits_switched_on, now);
         self.last_account = now;
         (probe_ns, cpu_ns)
+    }
+
+    /// Reads the target's CPU time, for [`Self::finish`] to fall back on
+    /// should the target be gone by then (called a few times a second).
+    pub(super) fn poll_cpu(&mut self) {
+        if let Ok(cpu) = self.process.cpu_time_ns() {
+            self.polled_cpu = Some((cpu, Instant::now()));
+        }
     }
 
     /// Credits the time since the last tick (when the session stops).
