@@ -257,6 +257,10 @@ fn overhead_line(overhead: &crate::model::OverheadReport) -> String {
     } else {
         degraded.join(", ")
     };
+    if overhead.per_second_percent.is_empty() {
+        // The governor judges once a second: nothing was estimated.
+        return format!("overhead: not estimated (the session lasted under a second; {budget})");
+    }
     format!(
         "overhead: ~{:.2}% of the target's CPU ({budget}; {} governor change(s)); now: {now}",
         overhead.estimated_percent,
@@ -386,6 +390,17 @@ mod tests {
         assert!(
             text.contains("overhead: ~0.40% of the target's CPU (budget 2%; 0 governor change(s)); now: everything in full"),
             "{text}"
+        );
+        // A session shorter than the governor's first judgement.
+        let mut short = crate::view::sample_snapshot();
+        if let Some(overhead) = short.overhead.as_mut() {
+            overhead.per_second_percent.clear();
+        }
+        let short = render(&short);
+        assert!(
+            short
+                .contains("overhead: not estimated (the session lasted under a second; budget 2%)"),
+            "{short}"
         );
         assert!(text.contains("probe internal/sync.(*Mutex).lockSlow +0x4 (emulated site, skip when below-or-equal)"), "{text}");
     }
