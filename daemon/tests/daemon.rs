@@ -1,7 +1,8 @@
 //! `mapwatch daemon` on real processes: it follows a fixture selected by
 //! `comm=` through two restarts and then two replicas at once; each
-//! incarnation's counts in `/metrics` (by `pid`) equal its own ground
-//! truth with zero events lost, and once they are gone no probe remains.
+//! incarnation's counts in `/metrics` (by `pid`) and in a real Prometheus
+//! scraping the daemon equal its own ground truth with zero events lost,
+//! and once they are gone no probe remains.
 //! Bad input is one clear line and a non-zero exit.
 
 mod common;
@@ -13,15 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::{prom::*, *};
 
 /// A running daemon, stopped (SIGTERM) when dropped.
 struct Daemon {
@@ -178,6 +171,8 @@ fn exact(daemon: &Daemon, pid: u32, truth: &serde_json::Value) {
 #[test]
 fn the_daemon_follows_restarts_and_replicas_with_exact_counts() {
     let daemon = Daemon::slowpath("600s");
+    // A real Prometheus scrapes the daemon throughout.
+    let prometheus = Prometheus::scraping(daemon.port);
     let binary = fixture("1.27.3", "slowpath", false);
     let args = ["-calls", CALLS, "-growth", "0"];
     let mut pids = Vec::new();
@@ -203,14 +198,35 @@ fn the_daemon_follows_restarts_and_replicas_with_exact_counts() {
     exact(&daemon, b, &truth_b);
     pids.extend([a, b]);
     // Every incarnation's final figures are still there (the grace period),
-    // each under its own PID; nothing is watched any more.
+    // each under its own PID, in a scrape promtool accepts.
     let scrape = daemon.metrics();
+    assert_promtool_accepts(&scrape);
     for pid in &pids {
         let pid = pid.to_string();
         assert!(
             sample(&scrape, "mapwatch_target_info", &[("pid", &pid)]).is_some(),
             "PID {pid} gone:\n{scrape}"
         );
+    }
+    // Prometheus has every incarnation's final count as a series of its
+    // own.
+    let calls: f64 = CALLS.parse().expect("calls");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for pid in &pids {
+        let promql = format!(
+            r#"mapwatch_lock_contentions_total{{pid="{pid}",comm="slowpath",lock="main.slowMu"}}"#
+        );
+        loop {
+            let seen = prometheus.query(&promql);
+            if seen == Some(calls) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus says {seen:?} for {promql}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
     wait_for(&daemon, "watching no target", |s| {
         sample(s, "mapwatch_targets", &[]) == Some(0.0)

@@ -2,6 +2,8 @@
 //! process, and the `mapwatch` binary attached to it as root.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     path::{Path, PathBuf},
