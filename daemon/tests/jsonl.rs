@@ -10,7 +10,7 @@ fn snapshots_grow_once_per_second_up_to_the_report() {
     let path = std::env::temp_dir().join(format!("mapwatch-{}.jsonl", std::process::id()));
     let workload = Workload::start(
         &fixture("1.27.3", "contend", false),
-        &["-iterations", "150000"],
+        &["-iterations", "400000"],
     );
     let tracer = Tracer::attach(workload.pid, &["--jsonl", path.to_str().unwrap()]);
     workload.run_to_end();
