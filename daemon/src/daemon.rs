@@ -208,11 +208,13 @@ async fn start(
     let process = Process::open(pid)
         .with_context(|| format!("PID {pid}"))
         .map_err(|e| (AttachFailure::Target, e))?;
+    // The BPF object loads on another core while the executable is read
+    // and planned (if no process of it was before).
+    let loading = tokio::task::spawn_blocking(LoadedObject::load);
     let identity = process.exe_identity();
     let ready = match prepared.get(&identity) {
         Some(ready) => ready.clone(),
         None => {
-            let loading = tokio::task::spawn_blocking(LoadedObject::load);
             let exe_path = process.exe_path.clone();
             let exe_display = process.exe_display.clone();
             let request = options.probes.clone();
@@ -235,22 +237,11 @@ async fn start(
                 prepared.clear();
             }
             prepared.insert(identity, ready.clone());
-            return attach(pid, process, &ready, loading.await, options);
+            ready
         }
     };
-    let object = tokio::task::spawn_blocking(LoadedObject::load).await;
-    attach(pid, process, &ready, object, options)
-}
-
-/// Attaches the prepared plan to one process.
-fn attach(
-    pid: u32,
-    process: Process,
-    ready: &Prepared,
-    object: Result<Result<LoadedObject, crate::loader::LoadError>, tokio::task::JoinError>,
-    options: &DaemonOptions,
-) -> Result<(Target, Pipeline), (AttachFailure, anyhow::Error)> {
-    let object = object
+    let object = loading
+        .await
         .map_err(|e| (AttachFailure::Load, anyhow::Error::new(e)))?
         .context("loading the BPF probes")
         .map_err(|e| (AttachFailure::Load, e))?;

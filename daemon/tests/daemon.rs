@@ -8,8 +8,8 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    io::{BufRead as _, BufReader},
+    net::TcpListener,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
@@ -64,20 +64,7 @@ impl Daemon {
 
     /// The plain-text scrape.
     fn metrics(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("response");
-        let (head, body) = response.split_once("\r\n\r\n").expect("a response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        http_get(self.port, "/metrics").expect("a scrape of the daemon")
     }
 
     /// Kernel objects the daemon holds open: perf events (uprobe links)

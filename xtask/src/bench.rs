@@ -163,8 +163,9 @@ const CASES: &[Case] = &[
 ];
 
 /// Runs the benchmarks with the newest Go version and prints a table each:
-/// `only` = `overhead` runs the server fixture's throughput table and then
-/// every per-hit table; a fixture's name runs its per-hit tables.
+/// `only` = `overhead` (or nothing) runs the server fixture's and etcd's
+/// throughput tables and then every per-hit table; `server` or `etcd` runs
+/// that throughput table; a fixture's name runs its per-hit tables.
 pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
     let version = setup::GO_VERSIONS.last().context("no Go versions")?;
     let mapwatch = root.join("target/release/mapwatch");
@@ -301,8 +302,8 @@ fn one_run(workload: &Path, mapwatch: &Path, case: &Case, args: Probe) -> Result
 const LOAD_SECONDS: &str = "6";
 const WARMUP_SECONDS: &str = "3";
 
-/// Runs of each server mode; the table shows medians.
-const SERVER_ROUNDS: usize = 5;
+/// Runs of each service mode; the tables show medians.
+const SERVICE_ROUNDS: usize = 5;
 
 /// The server benchmark's modes: label, mapwatch arguments (`None`:
 /// unprobed).
@@ -477,17 +478,21 @@ fn server_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> 
 
 /// Debian's etcd under 32 closed-loop put workers, the same way.
 fn etcd_throughput(root: &Path, version: &str, mapwatch: &Path) -> Result<()> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        setup::install_packages(&["etcd-server"])?;
-    }
+    let etcd_version = || Command::new("etcd").arg("--version").output();
+    let etcd_version = match etcd_version() {
+        Ok(output) => output,
+        Err(_) => {
+            setup::install_packages(&["etcd-server"])?;
+            etcd_version().context("running etcd --version")?
+        }
+    };
     let built = fixtures::build(root, version, "etcdload")?;
     let load = built.first().context("etcdload not built")?.clone();
     let etcd = Etcd {
         load,
         data_dir: root.join("target/bench-etcd"),
     };
-    let version = Command::new("etcd").arg("--version").output()?;
-    let version = String::from_utf8_lossy(&version.stdout);
+    let version = String::from_utf8_lossy(&etcd_version.stdout);
     service_table(
         &format!(
             "Debian's etcd ({}), 32 closed-loop put workers over its v3 JSON gateway",
@@ -509,7 +514,7 @@ fn service_table(
 ) -> Result<()> {
     let mut rows: Vec<(&str, Vec<ServiceRun>)> =
         modes.iter().map(|(l, _)| (*l, Vec::new())).collect();
-    for _ in 0..SERVER_ROUNDS {
+    for _ in 0..SERVICE_ROUNDS {
         for (row, (label, args)) in rows.iter_mut().zip(modes) {
             let run = service_run(service, mapwatch, *args)?;
             eprintln!(
@@ -528,7 +533,7 @@ fn service_table(
     };
     println!();
     println!(
-        "{title}, median of {SERVER_ROUNDS} runs of {LOAD_SECONDS} s after {WARMUP_SECONDS} s of warm-up"
+        "{title}, median of {SERVICE_ROUNDS} runs of {LOAD_SECONDS} s after {WARMUP_SECONDS} s of warm-up"
     );
     println!(
         "{:<22} {:>10} {:>12} {:>14} {:>10}",

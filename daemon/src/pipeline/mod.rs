@@ -363,8 +363,9 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
-                       // The governor's reading of the target's CPU time, kept fresh for the
-                       // last part-second (the target may be gone when the session stops).
+
+    // The governor's reading of the target's CPU time, kept fresh for the
+    // last part-second (the target may be gone when the session stops).
     let mut cpu_poll = tokio::time::interval(CPU_POLL);
     cpu_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {

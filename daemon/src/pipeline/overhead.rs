@@ -71,17 +71,14 @@ pub(super) struct Overhead {
     own_total_ns: f64,
     own_counting_ns: f64,
     own_waits_ns: f64,
-    /// When the last accounting was, and when the kernel's switches for
-    /// counting and for wait times were last turned on (`None`: off): a
-    /// window opens only once its links are attached, part of the way
-    /// into a second, and only that part of the second is credited to it.
+    /// When the last accounting was: a window opens only once its links
+    /// are attached (its `on_since`), part of the way into a second, and
+    /// only that part of the second is credited to it.
     last_account: Instant,
-    counting_switched_on: Option<Instant>,
-    waits_switched_on: Option<Instant>,
 }
 
-/// The share of the interval from `start` to `now` that a switch turned on
-/// at `switched_on` (`None`: off) was on for.
+/// The share of the interval from `start` to `now` that a window opened
+/// at `switched_on` (`None`: closed) was open for.
 fn on_share(start: Instant, switched_on: Option<Instant>, now: Instant) -> f64 {
     let Some(on) = switched_on else {
         return 0.0;
@@ -155,8 +152,6 @@ impl Overhead {
             own_counting_ns: 0.0,
             own_waits_ns: 0.0,
             last_account: now,
-            counting_switched_on: Some(now),
-            waits_switched_on: capabilities.waits.then_some(now),
         };
         overhead.read_baselines(probes);
         Ok(Some(overhead))
@@ -218,8 +213,8 @@ impl Overhead {
         // target always did some work of its own when it used the CPU).
         let own = (cpu_ns - probe_ns).max(cpu_ns * MIN_OWN_SHARE);
         self.own_total_ns += own;
-        self.own_counting_ns += own * on_share(self.last_account, self.counting_switched_on, now);
-        self.own_waits_ns += own * on_share(self.last_account, self.waits_switched_on, now);
+        self.own_counting_ns += own * on_share(self.last_account, self.counting.on_since, now);
+        self.own_waits_ns += own * on_share(self.last_account, self.waits.on_since, now);
         self.last_account = now;
         (probe_ns, cpu_ns)
     }
@@ -342,11 +337,6 @@ impl Overhead {
         };
         if control != self.control {
             probes.set_control(control)?;
-            let now = Instant::now();
-            let switched = |on: u32, was: Option<Instant>| (on != 0).then(|| was.unwrap_or(now));
-            self.counting_switched_on = switched(control.enabled, self.counting_switched_on);
-            self.waits_switched_on =
-                switched(control.enabled & control.wait_times, self.waits_switched_on);
             self.control = control;
         }
         Ok(())

@@ -43,6 +43,13 @@ pub struct Process {
     exe_dev_ino: (u64, u64),
 }
 
+/// The command name of process `pid` (`/proc/PID/comm`, without its
+/// newline).
+pub(super) fn read_comm(pid: u32) -> std::io::Result<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))?;
+    Ok(comm.trim_end_matches('\n').to_string())
+}
+
 impl Process {
     /// Looks up a process by PID.
     pub fn open(pid: u32) -> Result<Self, ProcessError> {
@@ -80,9 +87,7 @@ impl Process {
     /// The process's command name (`/proc/PID/comm`: the executable's name
     /// cut to 15 bytes, or what the program set), read now.
     pub fn comm(&self) -> Result<String, ProcessError> {
-        let comm = fs::read_to_string(format!("/proc/{}/comm", self.pid))
-            .map_err(|source| Self::unreadable(self.pid, "comm", source))?;
-        Ok(comm.trim_end_matches('\n').to_string())
+        read_comm(self.pid).map_err(|source| Self::unreadable(self.pid, "comm", source))
     }
 
     /// Whether the process still exists.

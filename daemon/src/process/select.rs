@@ -6,6 +6,7 @@ use std::{fmt, fs, str::FromStr};
 
 use thiserror::Error;
 
+use super::proc::read_comm;
 use crate::model::glob_match;
 
 /// The longest command name the kernel keeps (`TASK_COMM_LEN` less its NUL).
@@ -126,7 +127,7 @@ pub fn scan(selectors: &[Selector], exclude: u32) -> Vec<Candidate> {
 /// executable.
 fn candidate(pid: u32, cgroups: bool) -> Option<Candidate> {
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let comm = read_comm(pid).ok()?;
     let cgroups = if cgroups {
         fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()?
@@ -138,7 +139,7 @@ fn candidate(pid: u32, cgroups: bool) -> Option<Candidate> {
     };
     Some(Candidate {
         pid,
-        comm: comm.trim_end_matches('\n').to_string(),
+        comm,
         exe: exe.to_string_lossy().into_owned(),
         cgroups,
     })

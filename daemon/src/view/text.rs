@@ -238,6 +238,10 @@ fn overhead_line(overhead: &crate::model::OverheadReport) -> String {
         Some(percent) => format!("budget {percent}%"),
         None => "no budget".to_string(),
     };
+    if overhead.per_second_percent.is_empty() {
+        // The governor judges once a second: nothing was estimated.
+        return format!("overhead: not estimated (the session lasted under a second; {budget})");
+    }
     let setting = overhead.setting;
     let mut degraded = Vec::new();
     if !setting.stacks {
@@ -257,10 +261,6 @@ fn overhead_line(overhead: &crate::model::OverheadReport) -> String {
     } else {
         degraded.join(", ")
     };
-    if overhead.per_second_percent.is_empty() {
-        // The governor judges once a second: nothing was estimated.
-        return format!("overhead: not estimated (the session lasted under a second; {budget})");
-    }
     format!(
         "overhead: ~{:.2}% of the target's CPU ({budget}; {} governor change(s)); now: {now}",
         overhead.estimated_percent,
