@@ -248,7 +248,8 @@ impl LoadedObject {
 impl AttachedProbes {
     /// Attaches every site of `plan` to process `pid` with the programs of
     /// `object`; the executable opens at `exe_path` (named `exe_name` in
-    /// errors) and is loaded at link-time address + `load_bias`.
+    /// errors) and is loaded at link-time address + `load_bias`. Counting
+    /// stays switched off until [`Self::set_control`] turns it on.
     pub fn attach(
         object: LoadedObject,
         plan: &ProbePlan,
@@ -263,7 +264,8 @@ impl AttachedProbes {
             }
         }
         let mut ebpf = object.ebpf;
-        // Nothing counts until every probe is attached: a session's counts
+        // Nothing counts until the caller switches counting on (once every
+        // probe is attached and its rings are read): a session's counts
         // start at one instant, which the governor's accounting starts at.
         write_control(
             &mut ebpf,
@@ -330,7 +332,6 @@ impl AttachedProbes {
         for group in [ProbeGroup::Counting, ProbeGroup::Waits] {
             probes.attach_group(group)?;
         }
-        probes.set_control(Control::default_on())?;
         Ok(probes)
     }
 

@@ -137,12 +137,6 @@ impl Pipeline {
         if std::env::var_os("MAPWATCH_RUN_STATS").is_some() {
             probes.keep_run_stats()?;
         }
-        let overhead = Overhead::start(
-            options.overhead_budget,
-            plan.capabilities(),
-            &mut probes,
-            target.process.clone(),
-        )?;
         let mut selection = MapSelection::resolve(target, &options.map_selection)?;
         selection.refresh(&mut probes)?;
         if plan.counts_maps_in_kernel() {
@@ -154,6 +148,16 @@ impl Pipeline {
         let (tx, rx) = mpsc::unbounded_channel();
         let intake = Intake::start(events, options.buffer_pages, tx)?;
         let cpus = intake.cpus.len();
+        // Counting starts now, with every probe attached and every ring
+        // read (events before the readers would only fill the rings), and
+        // the governor's accounting with it.
+        probes.set_control(Control::default_on())?;
+        let overhead = Overhead::start(
+            options.overhead_budget,
+            plan.capabilities(),
+            &mut probes,
+            target.process.clone(),
+        )?;
         let info = TargetInfo {
             pid,
             exe: target.process.exe_display.clone(),
