@@ -31,6 +31,9 @@ pub enum IntakeMessage {
     Events(Vec<LockEvent>),
     /// Map operations read from one CPU's buffer, in order.
     MapEvents(Vec<MapEvent>),
+    /// Processes that executed a new program (the exec watcher's ring),
+    /// in order.
+    Execs(Vec<u32>),
     /// The kernel dropped this many events on a CPU because its buffer was full.
     Lost {
         /// The CPU.
@@ -170,18 +173,23 @@ async fn read_cpu(
 fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage>) {
     let mut batch = Vec::new();
     let mut map_batch = Vec::new();
+    let mut execs = Vec::new();
     let mut malformed = 0;
     let mut lost = 0;
     ring.drain(
         |sample| match decode(sample, &[]) {
             Some(Event::Lock(event)) => batch.push(event),
             Some(Event::Map(event)) => map_batch.push(event),
+            Some(Event::Exec(header)) => execs.push(header.tgid),
             None => malformed += 1,
         },
         |count| lost += count,
     );
     if !map_batch.is_empty() {
         let _ = tx.send(IntakeMessage::MapEvents(map_batch));
+    }
+    if !execs.is_empty() {
+        let _ = tx.send(IntakeMessage::Execs(execs));
     }
     // A closed channel means the session is ending; nothing to do.
     for _ in 0..malformed {
@@ -202,6 +210,8 @@ pub enum Event {
     Lock(LockEvent),
     /// A map operation.
     Map(MapEvent),
+    /// A process executed a new program.
+    Exec(EventHeader),
 }
 
 /// Decodes one sample by the tag of its header. The sample may wrap around
@@ -212,6 +222,7 @@ pub fn decode(head: &[u8], tail: &[u8]) -> Option<Event> {
     match EventTag::from_raw(header.tag)? {
         EventTag::Lock => decode_pod(head, tail).map(Event::Lock),
         EventTag::Map => decode_pod(head, tail).map(Event::Map),
+        EventTag::Exec => Some(Event::Exec(header)),
     }
 }
 

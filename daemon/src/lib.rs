@@ -15,6 +15,7 @@
 //! |---|---|---|---|
 //! | 0 | `model` | the vocabulary every layer shares: frames, keys, kinds, stop reasons, probe counters, heatmap data, the [`model::Snapshot`] | — |
 //! | 1 | `duration` | durations given on the command line | — |
+//! | 1 | `record` | the flight recorder, pure: a target's snapshots kept second by second as deltas in bounded memory, and the report of any window of them | `model` |
 //! | 1 | `goruntime` | Go runtime facts per Go version, in one table | `model` |
 //! | 2 | `target` | the executable, pure: ELF, Go build info, pclntab, symbols, DWARF, source lines, symbolization | `model`, `goruntime` |
 //! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target`, `governor` |
@@ -27,9 +28,9 @@
 //! | 5 | `intake` | reads every CPU's ring | `ring` |
 //! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `intake` |
 //! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
-//! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics, JSON lines, live | `model` |
+//! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics and reports over HTTP, JSON lines, live | `model`, `duration` |
 //! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
-//! | 9 | `daemon` | `mapwatch daemon`: the targets its selectors select, as they come and go | `model`, `governor`, `host`, `process`, `target`, `plan`, `loader`, `pipeline`, `view` |
+//! | 9 | `daemon` | `mapwatch daemon`: the targets its selectors select, as they come and go, and their flight recorder | `model`, `governor`, `host`, `process`, `record`, `target`, `plan`, `loader`, `intake`, `pipeline`, `view` |
 //! | 10 | `main` | the command line (the binary) | `model`, `duration`, `governor`, `plan`, `process`, `session`, `daemon`, `view` |
 //!
 //! State is owned by one task per target (the pipeline's) and published as
@@ -50,6 +51,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod process;
+pub mod record;
 pub mod ring;
 pub mod session;
 pub mod target;

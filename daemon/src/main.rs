@@ -31,6 +31,9 @@ enum Command {
     /// and serve all their metrics on one endpoint; until SIGINT or
     /// SIGTERM.
     Daemon(DaemonArgs),
+    /// Read a daemon's flight recorder: the report of one target over a
+    /// window of the last minutes (`--since 5m`), as attach writes it.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,9 +141,12 @@ struct ProbeArgs {
     /// 2 for attach, 1 per target for the daemon.
     #[arg(long, value_name = "PERCENT|off")]
     overhead_budget: Option<mapwatch::governor::Budget>,
-    /// Size of each CPU's ring buffer in pages (a power of two).
-    #[arg(long, default_value_t = 1024, value_parser = power_of_two)]
-    buffer_pages: usize,
+    /// Size of each CPU's ring buffer in pages (a power of two), per
+    /// target. Default: 1024 for attach; 64 for the daemon, whose many
+    /// targets each hold one ring per CPU (counts are kept in the kernel;
+    /// the rings carry keys' first sightings, stacks and overflow).
+    #[arg(long, value_parser = power_of_two)]
+    buffer_pages: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,13 +167,68 @@ struct DaemonArgs {
     grace: Duration,
     /// The most targets watched at once; more selected processes are
     /// counted in `mapwatch_attach_errors_total{reason="max-targets"}`.
-    #[arg(long, default_value_t = 64)]
-    max_targets: usize,
-    /// How often /proc is scanned for new processes.
-    #[arg(long, value_parser = duration::parse, default_value = "1s")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_targets: u64,
+    /// How often /proc is scanned for new processes (at least 10ms).
+    #[arg(long, value_parser = scan_interval, default_value = "1s")]
     scan_interval: Duration,
+    /// Keep each target's figures second by second for this long, also
+    /// after it exited (the flight recorder): /report.json?pid=N&since=10m
+    /// and `mapwatch report` read them. `off`: no recorder.
+    #[arg(long, value_name = "DURATION|off", value_parser = record_span, default_value = "15m")]
+    record: RecordSpan,
     #[command(flatten)]
     probes: ProbeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The daemon's address (its --metrics), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    from: String,
+    /// The target (the only one recorded in the window, without it).
+    #[arg(long, short)]
+    pid: Option<u32>,
+    /// The window's start: this long ago (e.g. 5m); default: as far back
+    /// as the recording goes.
+    #[arg(long, value_parser = duration::parse)]
+    since: Option<Duration>,
+    /// The window's end: this long ago; default: now.
+    #[arg(long, value_parser = duration::parse)]
+    until: Option<Duration>,
+    /// Report format on stdout.
+    #[arg(long, short, value_enum, default_value_t = RemoteFormat::Text)]
+    format: RemoteFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RemoteFormat {
+    Text,
+    Json,
+    Html,
+}
+
+/// `--record`: a span, or off.
+#[derive(Debug, Clone, Copy)]
+struct RecordSpan(Option<Duration>);
+
+fn record_span(text: &str) -> Result<RecordSpan, String> {
+    if text == "off" {
+        return Ok(RecordSpan(None));
+    }
+    duration::parse(text)
+        .map(|d| RecordSpan(Some(d)))
+        .map_err(|e| e.to_string())
+}
+
+fn scan_interval(text: &str) -> Result<Duration, String> {
+    match duration::parse(text) {
+        Ok(d) if d < Duration::from_millis(10) => Err(format!(
+            "`{text}` is shorter than the shortest scan interval, 10ms"
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -230,6 +291,9 @@ impl ProbeSet {
     }
 }
 
+/// Pages per CPU ring for attach: one target, room for bursts.
+const ATTACH_BUFFER_PAGES: usize = 1024;
+
 fn power_of_two(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n.is_power_of_two() => Ok(n),
@@ -253,6 +317,7 @@ fn run(cli: Cli) -> Result<()> {
     let args = match cli.command {
         Command::Attach(args) => args,
         Command::Daemon(args) => return run_daemon(args),
+        Command::Report(args) => return run_report(&args),
     };
     let options = AttachOptions {
         pid: args.pid,
@@ -261,7 +326,7 @@ fn run(cli: Cli) -> Result<()> {
         metrics: args.metrics,
         metrics_expose_keys: args.probes.metrics_expose_keys,
         jsonl: args.jsonl,
-        buffer_pages: args.probes.buffer_pages,
+        buffer_pages: args.probes.buffer_pages.unwrap_or(ATTACH_BUFFER_PAGES),
         overhead_budget: args
             .probes
             .overhead_budget
@@ -344,19 +409,51 @@ fn run_daemon(args: DaemonArgs) -> Result<()> {
         metrics: args.metrics,
         metrics_expose_keys: args.probes.metrics_expose_keys,
         probes: args.probes.request()?,
-        buffer_pages: args.probes.buffer_pages,
+        buffer_pages: args
+            .probes
+            .buffer_pages
+            .unwrap_or(DaemonOptions::DEFAULT_BUFFER_PAGES),
         overhead_budget: args
             .probes
             .overhead_budget
             .unwrap_or(DaemonOptions::DEFAULT_BUDGET),
         grace: args.grace,
-        max_targets: args.max_targets.max(1),
-        scan_interval: args.scan_interval.max(Duration::from_millis(10)),
+        max_targets: usize::try_from(args.max_targets).unwrap_or(usize::MAX),
+        scan_interval: args.scan_interval,
+        record: args.record.0,
+        record_bytes: DaemonOptions::DEFAULT_RECORD_BYTES,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(daemon::run(&options))
+}
+
+/// `mapwatch report`: asks the daemon for the window's report and prints
+/// it.
+fn run_report(args: &ReportArgs) -> Result<()> {
+    let (path, what) = match args.format {
+        RemoteFormat::Text => ("/report.txt", "text"),
+        RemoteFormat::Json => ("/report.json", "JSON"),
+        RemoteFormat::Html => ("/report.html", "HTML"),
+    };
+    let mut query = Vec::new();
+    if let Some(pid) = args.pid {
+        query.push(format!("pid={pid}"));
+    }
+    if let Some(since) = args.since {
+        query.push(format!("since={}ms", since.as_millis()));
+    }
+    if let Some(until) = args.until {
+        query.push(format!("until={}ms", until.as_millis()));
+    }
+    let target = format!("{path}?{}", query.join("&"));
+    let body = mapwatch::view::metrics::client::get(&args.from, &target)
+        .with_context(|| format!("asking the daemon at {} for its {what} report", args.from))?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::Write::write_all(&mut stdout, &body)
+        .and_then(|()| std::io::Write::flush(&mut stdout))
+        .context("writing the report to stdout")
 }
 
 /// Writes the report to a file in a format, and says so.

@@ -2,8 +2,10 @@
 //! `comm=` through two restarts and then two replicas at once; each
 //! incarnation's counts in `/metrics` (by `pid`) and in a real Prometheus
 //! scraping the daemon equal its own ground truth with zero events lost,
-//! and once they are gone no probe remains.
-//! Bad input is one clear line and a non-zero exit.
+//! and once they are gone no probe remains. Its flight recorder returns
+//! each incarnation's report (`/report.json?pid=`, `mapwatch report`),
+//! and a window (`since=`) that covers only one incarnation reports only
+//! its figures. Bad input is one clear line and a non-zero exit.
 
 mod common;
 
@@ -20,6 +22,8 @@ use common::{prom::*, *};
 struct Daemon {
     child: Child,
     port: u16,
+    /// Its probe fds with no target: the exec watcher's.
+    idle_probe_fds: usize,
 }
 
 impl Daemon {
@@ -44,7 +48,13 @@ impl Daemon {
                 eprintln!("daemon: {line}");
             }
         });
-        Self { child, port }
+        let mut daemon = Self {
+            child,
+            port,
+            idle_probe_fds: 0,
+        };
+        daemon.idle_probe_fds = daemon.probe_fds();
+        daemon
     }
 
     /// A daemon selecting the `slowpath` fixture by name, exact (no
@@ -131,8 +141,44 @@ fn watched(daemon: &Daemon, pid: u32) {
     });
 }
 
-/// Asserts that `pid`'s final figures equal its ground truth.
+/// The contentions of `main.slowMu` in a report document.
+fn slow_mu_contentions(report: &serde_json::Value) -> Option<u64> {
+    report["locks"]
+        .as_array()?
+        .iter()
+        .find(|lock| lock["name"] == "main.slowMu")?["contentions"]
+        .as_u64()
+}
+
+/// The flight recorder's whole report of `pid` once it holds the target's
+/// end (its final snapshot).
+fn recorded(daemon: &Daemon, pid: u32) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = http_answer(daemon.port, &format!("/report.json?pid={pid}"));
+        if let Some((200, body)) = &answer {
+            let report: serde_json::Value = serde_json::from_str(body).expect("a JSON report");
+            if !report["stopped_by"].is_null() {
+                return report;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no final report of PID {pid}: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that `pid`'s final figures equal its ground truth, in the
+/// scrape and in the flight recorder's report of its whole life.
 fn exact(daemon: &Daemon, pid: u32, truth: &serde_json::Value) {
+    let report = recorded(daemon, pid);
+    let calls = truth["lock_calls"].as_u64().expect("lock_calls");
+    assert_eq!(report["target"]["pid"], pid);
+    assert_eq!(slow_mu_contentions(&report), Some(calls), "{report:#}");
+    assert_eq!(report["events_lost"], 0, "{report:#}");
+    assert_eq!(report["stopped_by"], "target-exited", "{report:#}");
     let pid = pid.to_string();
     let calls = truth["lock_calls"].as_f64().expect("lock_calls");
     let labels = [
@@ -163,14 +209,20 @@ fn the_daemon_follows_restarts_and_replicas_with_exact_counts() {
     let binary = fixture("1.27.3", "slowpath", false);
     let args = ["-calls", CALLS, "-growth", "0"];
     let mut pids = Vec::new();
+    let mut first_ended = None;
     // The first run, then two restarts: each a new PID.
-    for _ in 0..3 {
+    for run in 0..3 {
         let workload = Workload::start(&binary, &args);
         let pid = workload.pid;
         watched(&daemon, pid);
         let truth = workload.run_to_end();
         exact(&daemon, pid, &truth);
         pids.push(pid);
+        match run {
+            0 => first_ended = Some(Instant::now()),
+            1 => only_the_second_in_its_window(&daemon, &pids, first_ended, &truth),
+            _ => {}
+        }
     }
     // Two replicas at once.
     let mut first = Workload::start(&binary, &args);
@@ -218,30 +270,136 @@ fn the_daemon_follows_restarts_and_replicas_with_exact_counts() {
     wait_for(&daemon, "watching no target", |s| {
         sample(s, "mapwatch_targets", &[]) == Some(0.0)
     });
-    // And no probe remains: every link and program is closed.
+    // And no probe remains: every link and program is closed but the exec
+    // watcher's.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while daemon.probe_fds() > 0 {
+    while daemon.probe_fds() > daemon.idle_probe_fds {
         assert!(
             Instant::now() < deadline,
-            "{} probe fds still open",
-            daemon.probe_fds()
+            "{} probe fds still open, {} with no target",
+            daemon.probe_fds(),
+            daemon.idle_probe_fds
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-#[test]
-fn exited_targets_leave_after_the_grace_period() {
-    let daemon = Daemon::slowpath("1s");
+/// A window from the first incarnation's end to now covers only the
+/// second: without a pid it is the one reported, with exactly its counts;
+/// the first has nothing in it; `mapwatch report` prints the same.
+fn only_the_second_in_its_window(
+    daemon: &Daemon,
+    pids: &[u32],
+    first_ended: Option<Instant>,
+    truth: &serde_json::Value,
+) {
+    let since = format!(
+        "{}ms",
+        first_ended
+            .expect("the first run ended")
+            .elapsed()
+            .as_millis()
+    );
+    let calls = truth["lock_calls"].as_u64().expect("lock_calls");
+    let (status, body) =
+        http_answer(daemon.port, &format!("/report.json?since={since}")).expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("a JSON report");
+    assert_eq!(report["target"]["pid"], pids[1], "{report:#}");
+    assert_eq!(slow_mu_contentions(&report), Some(calls), "{report:#}");
+    assert_eq!(report["events_lost"], 0);
+    assert!(
+        report["window"]["from_session_seconds"] == 0.0,
+        "{:#}",
+        report["window"]
+    );
+    let (status, body) = http_answer(
+        daemon.port,
+        &format!("/report.json?pid={}&since={since}", pids[0]),
+    )
+    .expect("an answer");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nothing of PID"), "{body}");
+    // The command-line client.
+    let out = mapwatch()
+        .args(["report", "--from", &format!("127.0.0.1:{}", daemon.port)])
+        .args([
+            "--pid",
+            &pids[1].to_string(),
+            "--since",
+            "10m",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("mapwatch report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(slow_mu_contentions(&report), Some(calls), "{report:#}");
+    let out = mapwatch()
+        .args(["report", "--from", &format!("127.0.0.1:{}", daemon.port)])
+        .args(["--pid", &pids[1].to_string()])
+        .output()
+        .expect("mapwatch report runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("main.slowMu"),
+        "{text}"
+    );
+    // Bad input: one line, a failure.
+    let out = mapwatch()
+        .args(["report", "--from", &format!("127.0.0.1:{}", daemon.port)])
+        .args(["--pid", "1"])
+        .output()
+        .expect("mapwatch report runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.lines().count() == 1
+            && stderr.contains("PID 1 is not recorded"),
+        "{stderr}"
+    );
+}
+
+/// Runs the slowpath fixture once under `daemon`, which must watch it and
+/// count it exactly; its PID.
+fn run_exactly(daemon: &Daemon) -> u32 {
     let workload = Workload::start(
         &fixture("1.27.3", "slowpath", false),
         &["-calls", CALLS, "-growth", "0"],
     );
     let pid = workload.pid;
-    watched(&daemon, pid);
+    watched(daemon, pid);
     let truth = workload.run_to_end();
-    exact(&daemon, pid, &truth);
-    let pid = pid.to_string();
+    exact(daemon, pid, &truth);
+    pid
+}
+
+#[test]
+fn execs_are_seen_as_they_happen_without_a_scan() {
+    // The first scan is at start; the next an hour later: the fixture is
+    // found through the exec tracepoint only.
+    let daemon = Daemon::start(&[
+        "--target",
+        "comm=slowpath",
+        "--overhead-budget",
+        "off",
+        "--scan-interval",
+        "3600s",
+    ]);
+    // Past the first scan (at start) before the fixture runs.
+    std::thread::sleep(Duration::from_millis(500));
+    run_exactly(&daemon);
+}
+
+#[test]
+fn exited_targets_leave_after_the_grace_period() {
+    let daemon = Daemon::slowpath("1s");
+    let pid = run_exactly(&daemon).to_string();
     wait_for(&daemon, "dropping the exited target", |s| {
         sample(s, "mapwatch_target_info", &[("pid", &pid)]).is_none()
     });
@@ -272,4 +430,21 @@ fn bad_input_is_one_clear_line_and_a_failure() {
         stderr.contains(&format!("cannot serve metrics on {addr}")) && stderr.lines().count() == 1,
         "{stderr}"
     );
+    // Out-of-range numbers are refused, not bent.
+    for args in [
+        ["--max-targets", "0"],
+        ["--scan-interval", "1ms"],
+        ["--record", "later"],
+    ] {
+        let out = mapwatch()
+            .args(["daemon", "--target", "comm=x", "--metrics", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("mapwatch runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(args[0]),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -20,6 +20,9 @@ pub enum EventTag {
     Lock = 1,
     /// A [`MapEvent`].
     Map = 2,
+    /// An [`EventHeader`] alone: the process `tgid` has just executed a
+    /// new program (the daemon's exec watcher).
+    Exec = 3,
 }
 
 impl EventTag {
@@ -28,6 +31,7 @@ impl EventTag {
         match raw {
             1 => Some(Self::Lock),
             2 => Some(Self::Map),
+            3 => Some(Self::Exec),
             _ => None,
         }
     }

@@ -1292,6 +1292,22 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Every exec on the host, for the daemon's exec watcher: one header each
+/// (tag [`EventTag::Exec`], the process in `tgid`).
+#[map]
+static EXECS: PerfEventArray<EventHeader> = PerfEventArray::new(0);
+
+/// `sched:sched_process_exec`: a process has just replaced its program
+/// (the new one is mapped, its name set): the daemon checks it against its
+/// selectors at once rather than at its next scan of `/proc`.
+#[tracepoint]
+pub fn process_exec(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let now = unsafe { bpf_ktime_get_ns() };
+    EXECS.output(&ctx, header(EventTag::Exec, pid_tgid, now), 0);
+    0
+}
+
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

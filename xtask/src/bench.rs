@@ -13,6 +13,10 @@
 //! (fixtures/go/server) and Debian's etcd under load generators of the
 //! project's own and prints their throughput unprobed and under each probe
 //! set, with the governor off and at its default budget.
+//!
+//! `cargo xtask bench daemon` (also part of the whole run) measures one
+//! daemon watching fifty processes, and its flight recorder (see
+//! `scale.rs`).
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -175,7 +179,10 @@ pub fn run(root: &Path, only: Option<&str>) -> Result<()> {
     if only.is_none_or(|name| name == "overhead" || name == "etcd") {
         etcd_throughput(root, version, &mapwatch)?;
     }
-    if matches!(only, Some("server" | "etcd")) {
+    if only.is_none_or(|name| name == "daemon") {
+        crate::scale::run(root, version, &mapwatch)?;
+    }
+    if matches!(only, Some("server" | "etcd" | "daemon")) {
         return Ok(());
     }
     let per_hit = |case: &&Case| only.is_none_or(|name| name == "overhead" || name == case.fixture);

@@ -14,6 +14,7 @@
 mod bench;
 mod demo;
 mod fixtures;
+mod scale;
 mod setup;
 
 use std::{
@@ -55,7 +56,8 @@ enum Task {
     Bench {
         /// `overhead`: the server fixture's and Debian etcd's throughput
         /// tables, then every per-hit table; `server` or `etcd`: that
-        /// table only; a fixture's name (`slowpath`, `casloop`,
+        /// table only; `daemon`: fifty targets under one daemon, and its
+        /// flight recorder; a fixture's name (`slowpath`, `casloop`,
         /// `hotkeys`): its per-hit tables only. Everything by default.
         only: Option<String>,
     },

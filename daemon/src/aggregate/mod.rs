@@ -230,6 +230,9 @@ impl Aggregator {
                 *self.lost_per_cpu.entry(cpu).or_default() += count;
             }
             IntakeMessage::Malformed { .. } => self.malformed += 1,
+            // A target's rings carry no exec events (the exec watcher's
+            // ring has its own reader).
+            IntakeMessage::Execs(_) => self.malformed += 1,
         }
     }
 

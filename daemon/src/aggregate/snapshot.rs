@@ -7,19 +7,14 @@ use crate::{
     advisor::{self, MapMix},
     model::{
         CallSite, CasReport, Frame, Heatmap, HeatmapKind, KeyReport, LockKind, LockReport, MapOp,
-        MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Sampling, Snapshot, StopReason,
-        WaitBucket,
+        MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Snapshot, StopReason, WaitBucket,
     },
 };
 
-/// How many call sites a lock's report lists.
-pub const TOP_CALL_SITES: usize = 5;
+pub use crate::model::{TOP_CALL_SITES, TOP_KEYS};
 
 /// How many frames a call site shows.
 pub const CALL_SITE_FRAMES: usize = 8;
-
-/// Hot keys listed per map.
-pub const TOP_KEYS: usize = 10;
 
 /// Maps listed.
 pub const MAX_MAPS: usize = 50;
@@ -46,9 +41,6 @@ pub struct SnapshotInputs<'a> {
     pub stacks: Option<&'a HashMap<i64, Vec<u64>>>,
     /// mapwatch's own peak resident memory.
     pub peak_rss_bytes: u64,
-    /// How much of the time each probe group was on (sampled figures are
-    /// scaled by it).
-    pub sampling: Sampling,
     /// The overhead governor's figures, once there are some.
     pub overhead: Option<OverheadReport>,
 }
@@ -72,10 +64,12 @@ impl Aggregator {
             mapwatch_peak_rss_bytes: 0,
             heatmaps: Vec::new(),
             overhead: None,
+            window: None,
         }
     }
 
-    /// Everything observed so far.
+    /// Everything observed so far, as seen: figures of sampled probes are
+    /// not scaled yet ([`Snapshot::scale`] does that).
     pub fn snapshot(&self, inputs: &SnapshotInputs<'_>) -> Snapshot {
         let mut heatmaps = Vec::new();
         heatmaps.extend(self.wait_heatmap());
@@ -83,18 +77,9 @@ impl Aggregator {
             heatmaps.push(cas.failures_by_cpu.clone());
             heatmaps.push(cas.failures_by_site.clone());
         }
-        let (mut maps, key_heatmaps) = self.map_reports(inputs.map_names);
-        for map in &mut maps {
-            map.scale(inputs.sampling.counting);
-        }
-        let mut locks = self.lock_reports(inputs.stacks);
-        for lock in &mut locks {
-            lock.scale(inputs.sampling);
-        }
-        let mut cas = self.cas_reports();
-        for site in &mut cas {
-            site.scale(inputs.sampling.counting);
-        }
+        let (maps, key_heatmaps) = self.map_reports(inputs.map_names);
+        let locks = self.lock_reports(inputs.stacks);
+        let cas = self.cas_reports();
         heatmaps.extend(key_heatmaps);
         let counted: Vec<&MapReport> = maps.iter().filter(|m| !m.keyed && m.address != 0).collect();
         let maps_hint = counted.first().map(|busiest| MapsHint {
@@ -116,6 +101,7 @@ impl Aggregator {
             mapwatch_peak_rss_bytes: inputs.peak_rss_bytes,
             heatmaps,
             overhead: inputs.overhead.clone(),
+            window: None,
         }
     }
 
@@ -195,7 +181,7 @@ impl Aggregator {
                     .take(CALL_SITE_FRAMES)
                     .collect();
                 CallSite {
-                    frames,
+                    frames: frames.into(),
                     wait_seconds: wait_ns as f64 / 1e9,
                     count,
                     share: wait_ns as f64 / total,

@@ -10,36 +10,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::{
-    programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        UProbe,
-    },
-    EbpfLoader,
+use aya::programs::{
+    uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    UProbe,
 };
 
-use super::{program_load_error, LoadError, PROBE_OBJECT};
+use super::{load_without_tables, program_load_error, LoadError, PROBE_OBJECT};
 
 /// The program the calibration probes run (it returns at once).
 const CALIBRATE_PROGRAM: &str = "calibrate";
-
-/// Maps shrunk to one entry in the calibration's own copy of the object:
-/// it runs no program that uses them.
-const SHRUNK_MAPS: [&str; 13] = [
-    "SITES",
-    "MAP_SITES",
-    "INFLIGHT",
-    "SEMA_PENDING",
-    "STACKS",
-    "PAIRS",
-    "LOCK_STATS",
-    "BLOCKED",
-    "KEY_COUNTS",
-    "MAP_COUNTS",
-    "MAP_FILTER",
-    "CAS_COUNTS",
-    "MAP_SCRATCH",
-];
 
 // The probed function: an emulated instruction at offset 0 (`nop`), a
 // single-stepped one at offset 1 (`lea`), then `ret`.
@@ -154,13 +133,7 @@ pub fn calibrate() -> Result<TrapCosts, LoadError> {
         return Err(LoadError::NoObject);
     }
     let (path, function_offset) = own_location()?;
-    let mut loader = EbpfLoader::new();
-    for map in SHRUNK_MAPS {
-        loader.map_max_entries(map, 1);
-    }
-    let mut ebpf = loader
-        .load(PROBE_OBJECT)
-        .map_err(|e| LoadError::Load(Box::new(e)))?;
+    let mut ebpf = load_without_tables()?;
     let program: &mut UProbe = ebpf
         .program_mut(CALIBRATE_PROGRAM)
         .and_then(|p| p.try_into().ok())

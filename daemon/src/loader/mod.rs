@@ -21,6 +21,7 @@ use probe_common::{
 use thiserror::Error;
 
 pub mod calibrate;
+pub mod exec;
 
 use crate::{
     goruntime,
@@ -897,6 +898,37 @@ fn attach_one(
             exe: exe_name.to_string(),
             source: Box::new(source),
         })
+}
+
+/// The per-target tables of the probe object: a copy of the object that
+/// runs none of the programs using them (the calibration's, the exec
+/// watcher's) has them cut to one entry.
+const PER_TARGET_TABLES: [&str; 13] = [
+    "SITES",
+    "MAP_SITES",
+    "INFLIGHT",
+    "SEMA_PENDING",
+    "STACKS",
+    "PAIRS",
+    "LOCK_STATS",
+    "BLOCKED",
+    "KEY_COUNTS",
+    "MAP_COUNTS",
+    "MAP_FILTER",
+    "CAS_COUNTS",
+    "MAP_SCRATCH",
+];
+
+/// Loads a copy of the probe object with its per-target tables cut to one
+/// entry, and no program loaded yet.
+fn load_without_tables() -> Result<Ebpf, LoadError> {
+    let mut loader = aya::EbpfLoader::new();
+    for table in PER_TARGET_TABLES {
+        loader.map_max_entries(table, 1);
+    }
+    loader
+        .load(PROBE_OBJECT)
+        .map_err(|e| LoadError::Load(Box::new(e)))
 }
 
 /// Where tracefs is mounted when nothing mounted it yet.

@@ -27,7 +27,8 @@ pub use overhead::{
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, KeyReport, LockReport, MapReport,
-    MapsHint, OpCounts, ProbeInfo, Snapshot, TargetInfo, WaitBucket,
+    MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket,
+    TOP_CALL_SITES, TOP_KEYS,
 };
 
 use serde::Serialize;
@@ -237,4 +238,167 @@ pub(crate) fn skip_name<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(skip_when_name(*value))
+}
+
+/// A snapshot for tests (views, recorder): one contended mutex with a call site,
+/// one map with a hot key, one CAS site.
+#[cfg(test)]
+pub(crate) fn sample_snapshot() -> Snapshot {
+    let frame = |function: &str, offset: Option<u64>, inlined: bool, line: u32| Frame {
+        function: Some(function.into()),
+        offset,
+        source: Some(SourceLine {
+            file: "/src/main.go".into(),
+            line,
+        }),
+        inlined,
+        address: 0x401000,
+    };
+    let mut ops = [0u64; MAP_OPS];
+    ops[MapOp::Load as usize] = 100;
+    let key = Key::Str {
+        text: "k1".into(),
+        truncated: false,
+    };
+    let mut key_ops = [0u64; MAP_OPS];
+    key_ops[MapOp::Load as usize] = 75;
+    let site = CodeLocation {
+        function: "main.f".into(),
+        offset: 0x10,
+    };
+    Snapshot {
+        target: TargetInfo {
+            pid: 7,
+            exe: "/bin/x".into(),
+            comm: "x".into(),
+            go_version: Some("go1.27.3".into()),
+        },
+        duration_seconds: 3.0,
+        stopped_by: Some(StopReason::TargetExited),
+        events_lost: 0,
+        probes: vec![ProbeInfo {
+            kind: ProbeKind::LockEntry,
+            function: "internal/sync.(*Mutex).lockSlow".into(),
+            address: 0x47_6184,
+            offset: 4,
+            site: SiteCost::Emulated,
+            skip_when: SkipWhen::BelowOrEqual,
+        }],
+        probe_counters: ProbeCounters {
+            hits: 24,
+            ..ProbeCounters::default()
+        },
+        locks: vec![LockReport {
+            name: Some("main.hotMu".into()),
+            address: 0xc000_1000,
+            kind: LockKind::Mutex,
+            contentions: 12,
+            per_cpu: vec![6, 6],
+            blocked_seconds_total: None,
+            blocked_parks: None,
+            acquisitions: 12,
+            wait_seconds_total: 0.002,
+            wait_seconds_max: 0.0005,
+            wait_histogram: vec![WaitBucket {
+                ns_min: 1 << 17,
+                ns_max: 1 << 18,
+                count: 12,
+            }],
+            reader_wait_seconds_total: None,
+            writer_wait_seconds_total: None,
+            reader_contentions: None,
+            top_call_sites: vec![CallSite {
+                frames: vec![
+                    frame("sync.(*Mutex).Lock", None, true, 46),
+                    frame("main.worker", Some(0x2c), false, 12),
+                ]
+                .into(),
+                wait_seconds: 0.002,
+                count: 12,
+                share: 1.0,
+            }],
+            exact: true,
+            sampled_fraction: 1.0,
+        }],
+        cas: vec![CasReport {
+            site: site.clone(),
+            function: "main.f".into(),
+            builtin: None,
+            source: Some(SourceLine {
+                file: "/src/main.go".into(),
+                line: 30,
+            }),
+            address: 0x40_1010,
+            probe: CasProbe {
+                mnemonic: "je".into(),
+                address: 0x40_101a,
+                cas_address: 0x40_1010,
+                via_call: false,
+                emulated: true,
+                condition: CasCondition::Zf { set: false },
+                ambiguous: false,
+            },
+            attempts: 9,
+            failures: 2,
+            failure_ratio: 2.0 / 9.0,
+            per_cpu_failures: vec![1, 1],
+            exact: true,
+            sampled_fraction: 1.0,
+        }],
+        maps: vec![MapReport {
+            name: Some("main.cache".into()),
+            address: 0xc000_2000,
+            kind: MapKind::Runtime,
+            ops: OpCounts::from_counts(&ops, MapOp::is_user_op),
+            total: 100,
+            internal: OpCounts::default(),
+            keyed: true,
+            per_cpu: vec![50, 50],
+            distinct_keys: 2,
+            top_keys: vec![KeyReport {
+                key: key.clone(),
+                ops: OpCounts::from_counts(&key_ops, MapOp::is_user_op),
+                total: 75,
+                exact: true,
+                error: 0,
+                per_cpu: vec![40, 35],
+            }],
+            top_k_capacity: 1024,
+            top_k_error_bound: 0,
+            advice: Vec::new(),
+            exact: true,
+            sampled_fraction: 1.0,
+            key_sampled_fraction: 1.0,
+        }],
+        maps_hint: None,
+        map_events: 100,
+        mapwatch_peak_rss_bytes: 1 << 20,
+        heatmaps: vec![{
+            let mut map = Heatmap::new(
+                HeatmapKind::CasFailuresBySite,
+                1.0,
+                vec![RowLabel::Site(site)],
+                3,
+            );
+            map.add(0, 1, 2);
+            map
+        }],
+        overhead: Some(OverheadReport {
+            budget_percent: Some(2.0),
+            estimated_percent: 0.4,
+            per_second_percent: vec![0.5, 0.3, 0.4],
+            probe_seconds: 0.004,
+            target_cpu_seconds: 1.0,
+            trap_cost: TrapCost {
+                emulated_ns: 725.0,
+                single_stepped_ns: 12_000.0,
+                calibrated: true,
+                indirect_factor: 2.0,
+            },
+            setting: GovernorSetting::FULL,
+            actions: Vec::new(),
+            sampling: Sampling::EXACT,
+        }),
+        window: None,
+    }
 }

@@ -2,7 +2,7 @@
 //! aggregator publishes it each tick. The final snapshot of a session is its
 //! report: `--format json` prints exactly a serialized [`Snapshot`].
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use serde::ser::SerializeMap as _;
 use serde::{Serialize, Serializer};
@@ -12,6 +12,12 @@ use super::{
     MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind, Sampling, SiteCost, SkipWhen,
     SourceLine, StopReason,
 };
+
+/// How many call sites a lock's report lists (the most wait first).
+pub const TOP_CALL_SITES: usize = 5;
+
+/// Hot keys listed per map (the most operations first).
+pub const TOP_KEYS: usize = 10;
 
 /// Everything observed of one target, at one moment.
 #[derive(Debug, Clone, Serialize)]
@@ -48,9 +54,44 @@ pub struct Snapshot {
     /// What the probes cost the target and what the overhead governor did;
     /// null until the first second.
     pub overhead: Option<OverheadReport>,
+    /// For a report of a window of the flight recorder: the window. Absent
+    /// from a session's own report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<RecordedWindow>,
+}
+
+/// The time a flight-recorder report covers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedWindow {
+    /// Its start, Unix seconds.
+    pub from_unix_seconds: f64,
+    /// Its end, Unix seconds.
+    pub to_unix_seconds: f64,
+    /// Its start, in seconds since mapwatch attached to the target.
+    pub from_session_seconds: f64,
+    /// Its end, in seconds since mapwatch attached to the target.
+    pub to_session_seconds: f64,
+    /// The window asked for started before the oldest second recorded of
+    /// the target (it was attached later, or older seconds were dropped):
+    /// the report starts at the oldest one.
+    pub truncated: bool,
 }
 
 impl Snapshot {
+    /// Scales the figures of sampled probes from what was seen while they
+    /// were on to the whole time.
+    pub fn scale(&mut self, sampling: Sampling) {
+        for map in &mut self.maps {
+            map.scale(sampling.counting);
+        }
+        for lock in &mut self.locks {
+            lock.scale(sampling);
+        }
+        for site in &mut self.cas {
+            site.scale(sampling.counting);
+        }
+    }
+
     /// The lock report of the lock at `address`, if any.
     pub fn lock_at(&self, address: u64) -> Option<&LockReport> {
         self.locks.iter().find(|lock| lock.address == address)
@@ -176,8 +217,9 @@ impl LockReport {
 /// One waiting call site: a user stack.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallSite {
-    /// Frames, innermost first, from the slow path's caller outwards.
-    pub frames: Vec<Frame>,
+    /// Frames, innermost first, from the slow path's caller outwards
+    /// (shared: the flight recorder keeps a site's frames once).
+    pub frames: Arc<[Frame]>,
     /// Total wait of the acquisitions from here, seconds.
     pub wait_seconds: f64,
     /// Acquisitions from here.

@@ -93,7 +93,7 @@ pub struct PipelineOptions {
 
 /// A running pipeline.
 pub struct Pipeline {
-    snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
+    feeds: Feeds,
     stop: oneshot::Sender<StopReason>,
     report: oneshot::Receiver<Snapshot>,
     task: JoinHandle<Result<(), PipelineError>>,
@@ -184,20 +184,16 @@ impl Pipeline {
         // What subscribers see before the first tick: the target and its
         // probes, no figures (and nothing that needs the line tables).
         let first = state.aggregator.empty_snapshot();
-        let snapshots = Arc::new(watch::Sender::new(Arc::new(first)));
+        let feeds = Feeds {
+            raw: Arc::new(watch::Sender::new(Arc::new(first.clone()))),
+            scaled: Arc::new(watch::Sender::new(Arc::new(first))),
+        };
         let (stop, stopped) = oneshot::channel();
         let (report_tx, report) = oneshot::channel();
         let attached = state.probes.attached;
-        let task = tokio::spawn(run(
-            state,
-            intake,
-            rx,
-            snapshots.clone(),
-            stopped,
-            report_tx,
-        ));
+        let task = tokio::spawn(run(state, intake, rx, feeds.clone(), stopped, report_tx));
         Ok(Self {
-            snapshots,
+            feeds,
             stop,
             report,
             task,
@@ -210,7 +206,15 @@ impl Pipeline {
     /// A receiver of the snapshots published from now on (the latest one is
     /// there at once).
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.snapshots.subscribe()
+        self.feeds.scaled.subscribe()
+    }
+
+    /// A receiver of the snapshots as seen, unscaled (what a flight
+    /// recorder keeps: a window's figures are scaled by the window's own
+    /// sampling). Unlike [`subscribe`](Self::subscribe)'s channel, this one
+    /// is also sent the final snapshot before it closes.
+    pub fn subscribe_raw(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.feeds.raw.subscribe()
     }
 
     /// Whether the task has ended (it failed, or was stopped).
@@ -245,6 +249,15 @@ impl Pipeline {
             },
         }
     }
+}
+
+/// Where a pipeline publishes its snapshots.
+#[derive(Clone)]
+struct Feeds {
+    /// As seen (sampled figures unscaled).
+    raw: Arc<watch::Sender<Arc<Snapshot>>>,
+    /// Scaled to the whole time: what the views show.
+    scaled: Arc<watch::Sender<Arc<Snapshot>>>,
 }
 
 /// A stopped pipeline whose probes are being detached.
@@ -323,21 +336,35 @@ impl State {
         Ok(())
     }
 
-    /// A snapshot of everything so far.
-    fn snapshot(&self, stopped_by: Option<StopReason>) -> Snapshot {
+    /// A snapshot of everything so far, as seen (sampled figures not
+    /// scaled; its overhead report says how they were sampled).
+    fn raw_snapshot(&self, stopped_by: Option<StopReason>) -> Snapshot {
         self.aggregator.snapshot(&SnapshotInputs {
             elapsed_seconds: self.started.elapsed().as_secs_f64(),
             stopped_by,
             map_names: Some(&self.selection.names),
             stacks: Some(&self.stacks),
             peak_rss_bytes: own_peak_rss_bytes().unwrap_or(0),
-            sampling: self
-                .overhead
-                .as_ref()
-                .map(Overhead::sampling)
-                .unwrap_or_default(),
             overhead: self.overhead.as_ref().map(Overhead::report),
         })
+    }
+
+    /// Sampled figures scaled to the whole time.
+    fn scaled(&self, mut snapshot: Snapshot) -> Snapshot {
+        if let Some(overhead) = &self.overhead {
+            snapshot.scale(overhead.sampling());
+        }
+        snapshot
+    }
+
+    /// Publishes a snapshot of everything so far to whoever listens: as
+    /// seen, and scaled.
+    fn publish(&self, feeds: &Feeds, stopped_by: Option<StopReason>) -> Snapshot {
+        let raw = self.raw_snapshot(stopped_by);
+        if feeds.raw.receiver_count() > 0 {
+            feeds.raw.send_replace(Arc::new(raw.clone()));
+        }
+        self.scaled(raw)
     }
 
     /// One tick: the selection refreshed, the kernel read, maps named.
@@ -360,7 +387,7 @@ async fn run(
     mut state: State,
     intake: Intake,
     mut messages: mpsc::UnboundedReceiver<crate::intake::IntakeMessage>,
-    snapshots: Arc<watch::Sender<Arc<Snapshot>>>,
+    feeds: Feeds,
     mut stopped: oneshot::Receiver<StopReason>,
     report_tx: oneshot::Sender<Snapshot>,
 ) -> Result<(), PipelineError> {
@@ -389,9 +416,10 @@ async fn run(
                 let ticking = Instant::now();
                 state.tick()?;
                 let sampled = ticking.elapsed();
-                if snapshots.receiver_count() > 0 {
+                if feeds.scaled.receiver_count() > 0 || feeds.raw.receiver_count() > 0 {
                     state.read_stacks()?;
-                    snapshots.send_replace(Arc::new(state.snapshot(None)));
+                    let snapshot = state.publish(&feeds, None);
+                    feeds.scaled.send_replace(Arc::new(snapshot));
                 }
                 log::debug!("tick: sampled in {sampled:?}, published in {:?}", ticking.elapsed());
             }
@@ -423,7 +451,7 @@ async fn run(
     // Runtime maps are named by the variables holding them, read while the
     // target ran and once more now (if it is still there).
     state.selection.name_maps(&state.aggregator.map_addresses());
-    let report = state.snapshot(Some(reason));
+    let report = state.publish(&feeds, Some(reason));
     log::debug!("report built in {:?}", stopping.elapsed());
     if report_tx.send(report).is_err() {
         log::debug!("nobody waits for the report");

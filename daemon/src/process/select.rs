@@ -1,6 +1,7 @@
 //! Which processes the daemon watches: selectors as given on the command
-//! line (`pid=N`, `comm=NAME`, `exe=GLOB`, `cgroup=GLOB`), matched against
-//! what `/proc` says of each process.
+//! line (`pid=N`, `comm=NAME`, `exe=GLOB`, `cgroup=GLOB`, or several joined
+//! by `,`, all of which must hold), matched against what `/proc` says of
+//! each process.
 
 use std::{fmt, fs, str::FromStr};
 
@@ -12,9 +13,16 @@ use crate::model::glob_match;
 /// The longest command name the kernel keeps (`TASK_COMM_LEN` less its NUL).
 const COMM_LEN: usize = 15;
 
-/// One `--target` selector.
+/// One `--target` selector: conditions that must all hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
+pub struct Selector {
+    /// Its conditions (at least one).
+    pub all: Vec<Condition>,
+}
+
+/// One condition of a selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
     /// `pid=N`: that process.
     Pid(u32),
     /// `comm=NAME`: processes whose command name (`/proc/PID/comm`) is
@@ -30,7 +38,7 @@ pub enum Selector {
 
 /// A selector that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{text:?} is not a selector: {why} (give pid=N, comm=NAME, exe=GLOB or cgroup=GLOB)")]
+#[error("{text:?} is not a selector: {why} (give pid=N, comm=NAME, exe=GLOB or cgroup=GLOB, or several joined by `,`)")]
 pub struct BadSelector {
     text: String,
     why: &'static str,
@@ -40,10 +48,22 @@ impl FromStr for Selector {
     type Err = BadSelector;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let all = text
+            .split(',')
+            .map(|part| Condition::parse(part, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { all })
+    }
+}
+
+impl Condition {
+    /// Parses one condition, `part` of the selector `text`.
+    fn parse(part: &str, text: &str) -> Result<Self, BadSelector> {
         let bad = |why| BadSelector {
             text: text.to_string(),
             why,
         };
+        let text = part;
         let (kind, value) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
         if value.is_empty() {
             return Err(bad("nothing after `=`"));
@@ -69,6 +89,18 @@ impl FromStr for Selector {
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, condition) in self.all.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{condition}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Pid(pid) => write!(f, "pid={pid}"),
             Self::Comm(name) => write!(f, "comm={name}"),
@@ -93,7 +125,19 @@ pub struct Candidate {
 }
 
 impl Selector {
-    /// Whether `candidate` is selected.
+    /// Whether `candidate` is selected: every condition holds.
+    pub fn matches(&self, candidate: &Candidate) -> bool {
+        self.all.iter().all(|c| c.matches(candidate))
+    }
+
+    /// Whether matching needs the processes' cgroups.
+    fn needs_cgroups(&self) -> bool {
+        self.all.iter().any(|c| matches!(c, Condition::Cgroup(_)))
+    }
+}
+
+impl Condition {
+    /// Whether `candidate` meets it.
     pub fn matches(&self, candidate: &Candidate) -> bool {
         match self {
             Self::Pid(pid) => candidate.pid == *pid,
@@ -112,15 +156,20 @@ pub fn scan(selectors: &[Selector], exclude: u32) -> Vec<Candidate> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let cgroups = selectors.iter().any(|s| matches!(s, Selector::Cgroup(_)));
     let mut found: Vec<Candidate> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != exclude)
-        .filter_map(|pid| candidate(pid, cgroups))
-        .filter(|candidate| selectors.iter().any(|s| s.matches(candidate)))
+        .filter_map(|pid| check(selectors, pid))
         .collect();
     found.sort_by_key(|c| c.pid);
     found
+}
+
+/// The process `pid`, if any of `selectors` selects it (and it is still
+/// there, with an executable).
+pub fn check(selectors: &[Selector], pid: u32) -> Option<Candidate> {
+    let cgroups = selectors.iter().any(Selector::needs_cgroups);
+    candidate(pid, cgroups).filter(|candidate| selectors.iter().any(|s| s.matches(candidate)))
 }
 
 /// One process as the selectors see it, if it is still there and has an
@@ -172,8 +221,13 @@ mod tests {
         // The kernel keeps 15 bytes of a command name.
         assert_eq!(
             "comm=a-very-long-server-name".parse::<Selector>(),
-            Ok(Selector::Comm("a-very-long-ser".into()))
+            Ok(Selector {
+                all: vec![Condition::Comm("a-very-long-ser".into())]
+            })
         );
+        let both: Selector = "comm=etcd,cgroup=*kubepods*".parse().expect("two");
+        assert_eq!(both.all.len(), 2);
+        assert_eq!(both.to_string(), "comm=etcd,cgroup=*kubepods*");
     }
 
     #[test]
@@ -184,6 +238,7 @@ mod tests {
             ("pid=x", "not a process id"),
             ("pid=0", "not a process id"),
             ("name=etcd", "unknown kind"),
+            ("comm=etcd,", "no `=`"),
         ] {
             let error = text.parse::<Selector>().expect_err(text).to_string();
             assert!(error.contains(why) && error.contains(text), "{error}");
@@ -199,8 +254,15 @@ mod tests {
             "comm=etcd",
             "exe=/usr/bin/*",
             "cgroup=*etcd.service",
+            "comm=etcd,cgroup=*system.slice*",
         ];
-        let no = ["pid=1", "comm=etc", "exe=/usr/sbin/*", "cgroup=*kubepods*"];
+        let no = [
+            "pid=1",
+            "comm=etc",
+            "exe=/usr/sbin/*",
+            "cgroup=*kubepods*",
+            "comm=etcd,cgroup=*kubepods*",
+        ];
         for text in yes {
             assert!(text.parse::<Selector>().unwrap().matches(&etcd), "{text}");
         }
@@ -212,9 +274,11 @@ mod tests {
     #[test]
     fn the_scan_finds_this_test_by_pid_and_never_the_excluded_one() {
         let me = std::process::id();
-        let found = scan(&[Selector::Pid(me)], 0);
+        let this: Selector = format!("pid={me}").parse().expect("a selector");
+        let found = scan(std::slice::from_ref(&this), 0);
         assert_eq!(found.iter().map(|c| c.pid).collect::<Vec<_>>(), [me]);
         assert!(!found[0].comm.is_empty() && found[0].exe.starts_with('/'));
-        assert!(scan(&[Selector::Pid(me)], me).is_empty());
+        assert!(scan(std::slice::from_ref(&this), me).is_empty());
+        assert_eq!(check(&[this], me).map(|c| c.pid), Some(me));
     }
 }

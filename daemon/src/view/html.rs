@@ -97,6 +97,21 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
             .map_or("nothing yet".to_string(), |r| r.to_string())),
         report.events_lost
     );
+    if let Some(window) = &report.window {
+        let _ = write!(
+            h,
+            "<p>Recorded window: {} to {} (seconds {:.0} to {:.0} of the session){}.</p>",
+            esc(&super::utc_time(window.from_unix_seconds)),
+            esc(&super::utc_time(window.to_unix_seconds)),
+            window.from_session_seconds,
+            window.to_session_seconds,
+            if window.truncated {
+                "; the recording begins later than asked"
+            } else {
+                ""
+            }
+        );
+    }
 
     h.push_str("<h2>Lock contention</h2>");
     if report.locks.is_empty() {

@@ -71,6 +71,34 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// A Unix time for humans, in UTC: `2026-12-02 10:49:20 UTC`.
+pub fn utc_time(unix_seconds: f64) -> String {
+    let seconds = unix_seconds.max(0.0) as i64;
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date, in eras of 400 years that
+    // start on March 1st (so that leap days end a year).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
 /// `text` cut to `width` characters, with `…` when cut.
 pub fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -82,171 +110,19 @@ pub fn truncate(text: &str, width: usize) -> String {
     }
 }
 
-/// A snapshot for the views' tests: one contended mutex with a call site,
-/// one map with a hot key, one CAS site.
 #[cfg(test)]
-pub(crate) fn sample_snapshot() -> Snapshot {
-    use crate::model::*;
-    let frame = |function: &str, offset: Option<u64>, inlined: bool, line: u32| Frame {
-        function: Some(function.into()),
-        offset,
-        source: Some(SourceLine {
-            file: "/src/main.go".into(),
-            line,
-        }),
-        inlined,
-        address: 0x401000,
-    };
-    let mut ops = [0u64; MAP_OPS];
-    ops[MapOp::Load as usize] = 100;
-    let key = Key::Str {
-        text: "k1".into(),
-        truncated: false,
-    };
-    let mut key_ops = [0u64; MAP_OPS];
-    key_ops[MapOp::Load as usize] = 75;
-    let site = CodeLocation {
-        function: "main.f".into(),
-        offset: 0x10,
-    };
-    Snapshot {
-        target: TargetInfo {
-            pid: 7,
-            exe: "/bin/x".into(),
-            comm: "x".into(),
-            go_version: Some("go1.27.3".into()),
-        },
-        duration_seconds: 3.0,
-        stopped_by: Some(StopReason::TargetExited),
-        events_lost: 0,
-        probes: vec![ProbeInfo {
-            kind: ProbeKind::LockEntry,
-            function: "internal/sync.(*Mutex).lockSlow".into(),
-            address: 0x47_6184,
-            offset: 4,
-            site: SiteCost::Emulated,
-            skip_when: SkipWhen::BelowOrEqual,
-        }],
-        probe_counters: ProbeCounters {
-            hits: 24,
-            ..ProbeCounters::default()
-        },
-        locks: vec![LockReport {
-            name: Some("main.hotMu".into()),
-            address: 0xc000_1000,
-            kind: LockKind::Mutex,
-            contentions: 12,
-            per_cpu: vec![6, 6],
-            blocked_seconds_total: None,
-            blocked_parks: None,
-            acquisitions: 12,
-            wait_seconds_total: 0.002,
-            wait_seconds_max: 0.0005,
-            wait_histogram: vec![WaitBucket {
-                ns_min: 1 << 17,
-                ns_max: 1 << 18,
-                count: 12,
-            }],
-            reader_wait_seconds_total: None,
-            writer_wait_seconds_total: None,
-            reader_contentions: None,
-            top_call_sites: vec![CallSite {
-                frames: vec![
-                    frame("sync.(*Mutex).Lock", None, true, 46),
-                    frame("main.worker", Some(0x2c), false, 12),
-                ],
-                wait_seconds: 0.002,
-                count: 12,
-                share: 1.0,
-            }],
-            exact: true,
-            sampled_fraction: 1.0,
-        }],
-        cas: vec![CasReport {
-            site: site.clone(),
-            function: "main.f".into(),
-            builtin: None,
-            source: Some(SourceLine {
-                file: "/src/main.go".into(),
-                line: 30,
-            }),
-            address: 0x40_1010,
-            probe: CasProbe {
-                mnemonic: "je".into(),
-                address: 0x40_101a,
-                cas_address: 0x40_1010,
-                via_call: false,
-                emulated: true,
-                condition: CasCondition::Zf { set: false },
-                ambiguous: false,
-            },
-            attempts: 9,
-            failures: 2,
-            failure_ratio: 2.0 / 9.0,
-            per_cpu_failures: vec![1, 1],
-            exact: true,
-            sampled_fraction: 1.0,
-        }],
-        maps: vec![MapReport {
-            name: Some("main.cache".into()),
-            address: 0xc000_2000,
-            kind: MapKind::Runtime,
-            ops: OpCounts::from_counts(&ops, MapOp::is_user_op),
-            total: 100,
-            internal: OpCounts::default(),
-            keyed: true,
-            per_cpu: vec![50, 50],
-            distinct_keys: 2,
-            top_keys: vec![KeyReport {
-                key: key.clone(),
-                ops: OpCounts::from_counts(&key_ops, MapOp::is_user_op),
-                total: 75,
-                exact: true,
-                error: 0,
-                per_cpu: vec![40, 35],
-            }],
-            top_k_capacity: 1024,
-            top_k_error_bound: 0,
-            advice: Vec::new(),
-            exact: true,
-            sampled_fraction: 1.0,
-            key_sampled_fraction: 1.0,
-        }],
-        maps_hint: None,
-        map_events: 100,
-        mapwatch_peak_rss_bytes: 1 << 20,
-        heatmaps: vec![{
-            let mut map = Heatmap::new(
-                HeatmapKind::CasFailuresBySite,
-                1.0,
-                vec![RowLabel::Site(site)],
-                3,
-            );
-            map.add(0, 1, 2);
-            map
-        }],
-        overhead: Some(OverheadReport {
-            budget_percent: Some(2.0),
-            estimated_percent: 0.4,
-            per_second_percent: vec![0.5, 0.3, 0.4],
-            probe_seconds: 0.004,
-            target_cpu_seconds: 1.0,
-            trap_cost: TrapCost {
-                emulated_ns: 725.0,
-                single_stepped_ns: 12_000.0,
-                calibrated: true,
-                indirect_factor: 2.0,
-            },
-            setting: GovernorSetting::FULL,
-            actions: Vec::new(),
-            sampling: Sampling::EXACT,
-        }),
-    }
-}
+pub(crate) use crate::model::sample_snapshot;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_civil_dates() {
+        assert_eq!(utc_time(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_796_206_160.7), "2026-12-02 10:09:20 UTC");
+    }
 
     #[test]
     fn sampled_figures_are_scaled_and_marked() {

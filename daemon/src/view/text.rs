@@ -40,6 +40,21 @@ pub fn render(report: &Report) -> String {
             None => "running".to_string(),
         }
     );
+    if let Some(window) = &report.window {
+        let _ = writeln!(
+            out,
+            "  recorded window: {} to {} (seconds {:.0} to {:.0} of the session){}",
+            super::utc_time(window.from_unix_seconds),
+            super::utc_time(window.to_unix_seconds),
+            window.from_session_seconds,
+            window.to_session_seconds,
+            if window.truncated {
+                "; the recording begins later than asked"
+            } else {
+                ""
+            }
+        );
+    }
     let returns = report
         .probes
         .iter()

@@ -97,6 +97,12 @@ impl Drop for Prometheus {
 
 /// `GET path` on 127.0.0.1:port; the response body of a 200.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let (status, body) = http_answer(port, path)?;
+    (status == 200).then_some(body)
+}
+
+/// `GET path` from 127.0.0.1:`port`: the status code and the body.
+pub fn http_answer(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -107,7 +113,8 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// Percent-encodes a PromQL query for a URL.

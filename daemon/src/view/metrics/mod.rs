@@ -1,4 +1,6 @@
-//! Prometheus metrics served over HTTP while attached.
+//! Prometheus metrics served over HTTP while attached, and a daemon's
+//! flight-recorder reports ([`Reports`]: `/report.json`, `/report.html`,
+//! `/report.txt`), and `/healthz`.
 //!
 //! Each scrape turns the latest snapshot the pipeline published into
 //! metric families ([`families`]) and writes them in the format the
@@ -10,8 +12,13 @@
 //! operations are `key="other"`. Keys can be user data: they are exported
 //! as hashes unless `--metrics-expose-keys`.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
+pub mod client;
 pub mod exposition;
 
 use thiserror::Error;
@@ -22,7 +29,11 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::model::{hash::stable_hash, AttachFailure, Key, LockKind, MapKind, MapOp, Snapshot};
+use crate::{
+    duration,
+    model::{hash::stable_hash, AttachFailure, Key, LockKind, MapKind, MapOp, Snapshot},
+    view::ReportFormat,
+};
 
 use exposition::{Family, Kind, Sample, Value};
 
@@ -273,6 +284,19 @@ pub struct DaemonFigures {
     pub targets: usize,
     /// Processes selected but not watched, by why.
     pub attach_errors: Vec<(AttachFailure, u64)>,
+    /// The flight recorder's use, when it records.
+    pub recorder: Option<RecorderFigures>,
+}
+
+/// What a daemon's flight recorder holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecorderFigures {
+    /// Targets recorded (watched, and exited within the span).
+    pub recordings: usize,
+    /// The memory their seconds hold, bytes (about).
+    pub bytes: usize,
+    /// Seconds dropped before their time to stay within the memory bound.
+    pub dropped_seconds: u64,
 }
 
 /// A running `/metrics` endpoint.
@@ -296,15 +320,17 @@ impl MetricsServer {
             targets: vec![Feed::Live(snapshots)],
             daemon: None,
         }));
-        Self::bind_scrapes(addr, scrapes, expose_keys).await
+        Self::bind_scrapes(addr, scrapes, expose_keys, None).await
     }
 
     /// Binds `addr` and serves `/metrics` from the latest of `scrapes`
-    /// (a daemon's targets) until dropped.
+    /// (a daemon's targets), and the reports of `reports` (its flight
+    /// recorder), until dropped.
     pub async fn bind_scrapes(
         addr: SocketAddr,
         scrapes: watch::Receiver<Arc<Scrape>>,
         expose_keys: bool,
+        reports: Option<Arc<dyn Reports>>,
     ) -> Result<Self, MetricsError> {
         let error = |source| MetricsError { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(error)?;
@@ -315,8 +341,9 @@ impl MetricsServer {
                     continue;
                 };
                 let scrapes = scrapes.clone();
+                let reports = reports.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &scrapes, expose_keys).await {
+                    if let Err(e) = serve(stream, &scrapes, expose_keys, reports.as_deref()).await {
                         log::debug!("metrics connection: {e}");
                     }
                 });
@@ -341,11 +368,12 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Answers one HTTP/1.x request: `GET /metrics` in the negotiated format,
-/// else 404.
+/// the flight recorder's reports, `/healthz`; else 404.
 async fn serve(
     mut stream: TcpStream,
     scrapes: &watch::Receiver<Arc<Scrape>>,
     expose_keys: bool,
+    reports: Option<&dyn Reports>,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -357,27 +385,193 @@ async fn serve(
         request.extend_from_slice(&buf[..n]);
     }
     let head = String::from_utf8_lossy(&request);
-    let path = head.split_whitespace().nth(1).unwrap_or("");
-    let (status, content_type, body) =
-        if head.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let format = exposition::negotiate(header(&head, "accept"));
-            let scrape = scrapes.borrow().clone();
-            let families = scrape_families(&scrape, expose_keys);
-            ("200 OK", format.content_type(), format.render(&families))
-        } else {
-            (
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let answer = if !head.starts_with("GET ") {
+        Answer::text("405 Method Not Allowed", "mapwatch answers GET only\n")
+    } else {
+        match path {
+            "/metrics" => {
+                let format = exposition::negotiate(header(&head, "accept"));
+                let scrape = scrapes.borrow().clone();
+                let families = scrape_families(&scrape, expose_keys);
+                Answer {
+                    status: "200 OK",
+                    content_type: format.content_type(),
+                    body: format.render(&families).into_bytes(),
+                }
+            }
+            "/healthz" => {
+                let scrape = scrapes.borrow().clone();
+                let watched = match &scrape.daemon {
+                    Some(daemon) => daemon.targets,
+                    None => scrape.targets.len(),
+                };
+                Answer::text("200 OK", &format!("ok: {watched} target(s) watched\n"))
+            }
+            "/report.json" => report(reports, query, ReportFormat::Json, "application/json"),
+            "/report.html" => report(reports, query, ReportFormat::Html, "text/html; charset=utf-8"),
+            "/report.txt" => report(reports, query, ReportFormat::Text, "text/plain; charset=utf-8"),
+            _ => Answer::text(
                 "404 Not Found",
-                "text/plain",
-                "mapwatch serves /metrics\n".into(),
-            )
-        };
+                "mapwatch serves /metrics, /healthz and (a daemon) /report.json, /report.html, /report.txt\n",
+            ),
+        }
+    };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.status,
+        answer.content_type,
+        answer.body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    stream.write_all(&answer.body).await?;
     stream.shutdown().await
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(status: &'static str, text: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: text.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A flight-recorder report in `format`, for the query string `query`.
+fn report(
+    reports: Option<&dyn Reports>,
+    query: &str,
+    format: ReportFormat,
+    content_type: &'static str,
+) -> Answer {
+    let Some(reports) = reports else {
+        return Answer::text(
+            "404 Not Found",
+            "no flight recorder here: `mapwatch daemon` records (see --record)\n",
+        );
+    };
+    let query = match ReportQuery::parse(query, SystemTime::now()) {
+        Ok(query) => query,
+        Err(e) => return Answer::text("400 Bad Request", &format!("{e}\n")),
+    };
+    match reports.report(&query) {
+        Ok(snapshot) => {
+            let mut body = Vec::new();
+            match format.write(&snapshot, &mut body) {
+                Ok(()) => Answer {
+                    status: "200 OK",
+                    content_type,
+                    body,
+                },
+                Err(e) => Answer::text(
+                    "500 Internal Server Error",
+                    &format!("writing the report: {e}\n"),
+                ),
+            }
+        }
+        Err(miss @ ReportMiss::Several(_)) => Answer::text("409 Conflict", &format!("{miss}\n")),
+        Err(miss) => Answer::text("404 Not Found", &format!("{miss}\n")),
+    }
+}
+
+/// Where a server finds flight-recorder reports: a daemon's recordings.
+pub trait Reports: Send + Sync {
+    /// The report of the window `query` asks for.
+    fn report(&self, query: &ReportQuery) -> Result<Snapshot, ReportMiss>;
+}
+
+/// What a report request asks for: `pid=N&since=DURATION&until=DURATION`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportQuery {
+    /// The target; when absent, the only one recorded within the window.
+    pub pid: Option<u32>,
+    /// The window's start (`since` ago; the recording's start without it).
+    pub from: SystemTime,
+    /// The window's end (`until` ago; now without it).
+    pub to: SystemTime,
+}
+
+/// A report query that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum QueryError {
+    /// A parameter other than pid, since, until.
+    #[error("unknown parameter `{0}` (use pid=, since=, until=)")]
+    Unknown(String),
+    /// A pid that is not a number.
+    #[error("pid=`{0}` is not a process ID")]
+    Pid(String),
+    /// A since or until that is not a duration.
+    #[error("{name}=: {source}")]
+    Duration {
+        /// The parameter.
+        name: &'static str,
+        /// Why.
+        source: duration::DurationError,
+    },
+    /// until= at or before since=.
+    #[error("until= must be less long ago than since=")]
+    Empty,
+}
+
+impl ReportQuery {
+    /// Parses a query string at `now`.
+    pub fn parse(query: &str, now: SystemTime) -> Result<Self, QueryError> {
+        let mut parsed = Self {
+            pid: None,
+            from: UNIX_EPOCH,
+            to: now,
+        };
+        let ago = |name: &'static str, value: &str| {
+            duration::parse(value)
+                .map(|d| now.checked_sub(d).unwrap_or(UNIX_EPOCH))
+                .map_err(|source| QueryError::Duration { name, source })
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "pid" => {
+                    parsed.pid = Some(
+                        value
+                            .parse()
+                            .map_err(|_| QueryError::Pid(value.to_string()))?,
+                    )
+                }
+                "since" => parsed.from = ago("since", value)?,
+                "until" => parsed.to = ago("until", value)?,
+                other => return Err(QueryError::Unknown(other.to_string())),
+            }
+        }
+        if parsed.to <= parsed.from {
+            return Err(QueryError::Empty);
+        }
+        Ok(parsed)
+    }
+}
+
+/// Why a report could not be given.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReportMiss {
+    /// The PID is not recorded.
+    #[error("PID {0} is not recorded (never watched, or its recording has expired)")]
+    Unknown(u32),
+    /// Nothing of it within the window.
+    #[error("nothing of PID {0} was recorded within that window")]
+    NotInWindow(u32),
+    /// No target within the window.
+    #[error("no target was recorded within that window")]
+    NoneInWindow,
+    /// Several targets within the window, and no pid= to choose.
+    #[error("several targets were recorded within that window ({0}): choose one with pid=")]
+    Several(String),
 }
 
 /// The families of a scrape: every target's, merged by name (a family's
@@ -417,6 +611,38 @@ pub fn scrape_families(scrape: &Scrape, expose_keys: bool) -> Vec<Family> {
                 })
                 .collect(),
         });
+        if let Some(recorder) = daemon.recorder {
+            let gauge = |name: &str, help, value: f64| Family {
+                name: name.into(),
+                help,
+                unit: None,
+                kind: Kind::Gauge,
+                samples: vec![Sample {
+                    labels: vec![],
+                    value: Value::Real(value),
+                }],
+            };
+            out.push(gauge(
+                "mapwatch_recordings",
+                "Targets the flight recorder holds (watched, or exited within its span).",
+                recorder.recordings as f64,
+            ));
+            out.push(gauge(
+                "mapwatch_recorder_bytes",
+                "Memory the flight recorder's seconds hold, bytes (about).",
+                recorder.bytes as f64,
+            ));
+            out.push(Family {
+                name: "mapwatch_recorder_dropped_seconds".into(),
+                help: "Recorded seconds dropped before their time to stay within the memory bound.",
+                unit: None,
+                kind: Kind::Counter,
+                samples: vec![Sample {
+                    labels: vec![],
+                    value: Value::Count(recorder.dropped_seconds),
+                }],
+            });
+        }
     }
     out
 }
@@ -733,6 +959,11 @@ mod tests {
             daemon: Some(DaemonFigures {
                 targets: 1,
                 attach_errors: vec![(AttachFailure::Plan, 2)],
+                recorder: Some(RecorderFigures {
+                    recordings: 2,
+                    bytes: 4096,
+                    dropped_seconds: 0,
+                }),
             }),
         };
         let families = scrape_families(&scrape, true);
@@ -752,6 +983,11 @@ mod tests {
         assert_eq!(pids, ["7", "8"]);
         let text = exposition::Exposition::render(&exposition::PrometheusText, &families);
         assert!(text.contains("mapwatch_targets 1.0\n"), "{text}");
+        assert!(text.contains("mapwatch_recorder_bytes 4096.0\n"), "{text}");
+        assert!(
+            text.contains("mapwatch_recorder_dropped_seconds_total 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"mapwatch_attach_errors_total{reason="plan"} 2"#),
             "{text}"
