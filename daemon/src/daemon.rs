@@ -247,19 +247,11 @@ pub async fn run(options: &DaemonOptions) -> Result<()> {
     // Execs are seen as they happen; the scan finds what was there before
     // (and everything, if the watcher cannot run).
     let (exec_tx, mut execs) = mpsc::unbounded_channel();
-    let _exec_watch = match ExecWatch::start() {
-        Ok((watch, events)) => match Intake::start(events, EXEC_RING_PAGES, exec_tx) {
-            Ok(intake) => Some((watch, intake)),
-            Err(e) => {
-                eprintln!("mapwatch: execs will be found by scanning /proc only: {e}");
-                None
-            }
-        },
-        Err(e) => {
-            eprintln!("mapwatch: execs will be found by scanning /proc only: {e}");
-            None
-        }
-    };
+    let _exec_watch = ExecWatch::start()
+        .map_err(anyhow::Error::from)
+        .and_then(|(watch, events)| Ok((watch, Intake::start(events, EXEC_RING_PAGES, exec_tx)?)))
+        .map_err(|e| eprintln!("mapwatch: execs will be found by scanning /proc only: {e}"))
+        .ok();
     let selectors: Vec<String> = options.selectors.iter().map(ToString::to_string).collect();
     eprintln!(
         "mapwatch: daemon serving http://{}/metrics{}, watching {}",
