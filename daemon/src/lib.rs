@@ -15,7 +15,8 @@
 //! |---|---|---|---|
 //! | 0 | `model` | the vocabulary every layer shares: frames, keys, kinds, stop reasons, probe counters, heatmap data, the [`model::Snapshot`] | — |
 //! | 1 | `duration` | durations given on the command line | — |
-//! | 1 | `record` | the flight recorder, pure: a target's snapshots kept second by second as deltas in bounded memory, and the report of any window of them | `model` |
+//! | 1 | `spikes` | spike detection, pure: a lock timeline in, its spikes out | `model` |
+//! | 2 | `record` | the flight recorder, pure: a target's snapshots kept second by second as deltas in bounded memory, and the report of any window of them | `model`, `spikes` |
 //! | 1 | `goruntime` | Go runtime facts per Go version, in one table | `model` |
 //! | 2 | `target` | the executable, pure: ELF, Go build info, pclntab, symbols, DWARF, source lines, symbolization | `model`, `goruntime` |
 //! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target`, `governor` |
@@ -26,7 +27,7 @@
 //! | 4 | `ring` | one CPU's perf ring buffer | — |
 //! | 4 | `loader` | loads the BPF object, attaches a plan, reads counters back | `model`, `goruntime`, `plan` |
 //! | 5 | `intake` | reads every CPU's ring | `ring` |
-//! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `intake` |
+//! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `spikes`, `intake` |
 //! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics and reports over HTTP, JSON lines, live | `model`, `duration` |
 //! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
@@ -54,5 +55,6 @@ pub mod process;
 pub mod record;
 pub mod ring;
 pub mod session;
+pub mod spikes;
 pub mod target;
 pub mod view;

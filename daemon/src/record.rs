@@ -23,7 +23,10 @@
 //! - the longest wait is exact when it set the session's record within the
 //!   window, else it is bounded by the highest histogram bucket;
 //! - distinct keys, the advisor's findings and the overhead report are the
-//!   session's, as of the latest snapshot.
+//!   session's, as of the latest snapshot;
+//! - the timeline is the latest snapshot's (its last
+//!   [`TIMELINE_SECONDS`](crate::model::TIMELINE_SECONDS)) cut to the
+//!   window, and the spikes are found again within it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -31,9 +34,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::model::{
-    CallSite, CasReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts, ProbeCounters,
-    RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+use crate::{
+    model::{
+        CallSite, CasReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts, ProbeCounters,
+        RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+    },
+    spikes,
 };
 
 /// The memory a recorder keeps at most by default, bytes (its seconds'
@@ -298,6 +304,26 @@ impl Recorder {
                 .cmp(&a.total)
                 .then_with(|| a.address.cmp(&b.address))
         });
+        // The timeline of the window's seconds, and its spikes.
+        let (first_second, end_second) = (
+            first.from_session.floor() as u64,
+            final_second.to_session.ceil() as u64,
+        );
+        report
+            .timeline
+            .retain(|row| row.second >= first_second && row.second < end_second);
+        report.timeline_unwatched.retain_mut(|range| {
+            range.start = range.start.max(first_second);
+            range.end = range.end.min(end_second);
+            range.start < range.end
+        });
+        report.spikes = spikes::spikes(
+            &report.timeline,
+            first_second,
+            end_second,
+            &report.timeline_unwatched,
+            last.started_unix_seconds,
+        );
         if sampled && time > 0.0 {
             report.scale(Sampling {
                 counting: (on / time).clamp(0.0, 1.0),

@@ -5,7 +5,9 @@
 //! and once they are gone no probe remains. Its flight recorder returns
 //! each incarnation's report (`/report.json?pid=`, `mapwatch report`),
 //! and a window (`since=`) that covers only one incarnation reports only
-//! its figures. Bad input is one clear line and a non-zero exit.
+//! its figures; it keeps the lock timeline and finds a burst's spike in it,
+//! and none in a window after the burst. Bad input is one clear line and a
+//! non-zero exit.
 
 mod common;
 
@@ -394,6 +396,68 @@ fn execs_are_seen_as_they_happen_without_a_scan() {
     // Past the first scan (at start) before the fixture runs.
     std::thread::sleep(Duration::from_millis(500));
     run_exactly(&daemon);
+}
+
+#[test]
+fn the_flight_recorder_keeps_the_timeline_and_its_spikes() {
+    let daemon = Daemon::start(&[
+        "--target",
+        "comm=spike",
+        "--overhead-budget",
+        "off",
+        "--scan-interval",
+        "100ms",
+    ]);
+    let workload = Workload::start(&fixture("1.27.3", "spike", false), &[]);
+    let pid = workload.pid;
+    watched(&daemon, pid);
+    let truth = workload.run_to_end();
+    let report = recorded(&daemon, pid);
+    assert_eq!(report["events_lost"], 0, "{report:#}");
+    let spikes = report["spikes"].as_array().expect("spikes");
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    let spike = &spikes[0];
+    assert_eq!(spike["name"], "main.mu", "{spike:#}");
+    let site = spike["top_wait_site"].as_str().expect("a site");
+    assert!(site.starts_with("main.burst"), "{site}");
+    let burst = truth["burst_start_unix"].as_f64().expect("burst start");
+    let start = spike["start_unix_seconds"].as_f64().expect("spike start");
+    assert!(
+        (start - burst).abs() <= 1.0,
+        "spike at {start}, burst at {burst}"
+    );
+    assert_timeline_adds_up(&report, "main.mu");
+    // A window of the steady seconds after the burst: their rows only, and
+    // no spike.
+    let since = (truth["burst_end_unix"].as_f64().expect("burst end") + 1.5).max(0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let ago = format!("{}ms", ((now - since) * 1000.0) as u64);
+    let (status, body) = http_answer(daemon.port, &format!("/report.json?pid={pid}&since={ago}"))
+        .expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    let window: serde_json::Value = serde_json::from_str(&body).expect("a JSON report");
+    assert_eq!(
+        window["spikes"],
+        serde_json::json!([]),
+        "{:#}",
+        window["spikes"]
+    );
+    let started = window["started_unix_seconds"].as_f64().expect("start");
+    let first = window["window"]["from_session_seconds"]
+        .as_f64()
+        .expect("window start");
+    assert!(started + first >= since - 1.0, "window from {first}");
+    let rows = window["timeline"].as_array().expect("timeline");
+    assert!(!rows.is_empty(), "the steady seconds: {window:#}");
+    for row in rows {
+        assert!(
+            row["second"].as_f64().expect("second") >= first.floor(),
+            "{row:#} before the window ({first})"
+        );
+    }
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "callsites",
     "hotkeys",
     "blocking",
+    "spike",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

@@ -1,7 +1,10 @@
 //! Lock statistics: contentions, waits, call sites and blocked time per
 //! lock, and the lock-wait timeline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    cell::OnceCell,
+    collections::{BTreeMap, HashMap},
+};
 
 use probe_common::{
     BlockedStats, LockEvent, LockRole, LockStats as KernelStats, LockStatsKey, SiteKind,
@@ -119,7 +122,7 @@ impl LockStats {
 pub struct Locks {
     /// Per-lock statistics from events (what the kernel's tables could not
     /// take), by lock address.
-    pub locks: BTreeMap<u64, LockStats>,
+    pub(super) locks: BTreeMap<u64, LockStats>,
     /// Lock waits by time column (1 s) and log2 bucket: `timeline[column][bucket]`.
     pub timeline: Vec<[u64; WAIT_BUCKETS]>,
     /// The kernel's lock table as last read (cumulative, per CPU).
@@ -128,6 +131,9 @@ pub struct Locks {
     blocked: Vec<(u64, Vec<BlockedStats>)>,
     /// The table's waits by bucket, summed, as last read.
     table_histogram: Vec<u64>,
+    /// [`Self::merged`], computed once per change (a tick reads it for the
+    /// timeline, the snapshot and the stacks it shows).
+    merged: OnceCell<BTreeMap<u64, LockStats>>,
 }
 
 impl Locks {
@@ -139,6 +145,7 @@ impl Locks {
         blocked: Vec<(u64, Vec<BlockedStats>)>,
         column: usize,
     ) {
+        self.merged.take();
         let mut histogram = [0u64; WAIT_HIST_BUCKETS];
         for (_, per_cpu) in &table {
             for stats in per_cpu {
@@ -165,7 +172,11 @@ impl Locks {
     }
 
     /// Every lock's statistics: the kernel's tables and the events together.
-    pub fn merged(&self) -> BTreeMap<u64, LockStats> {
+    pub fn merged(&self) -> &BTreeMap<u64, LockStats> {
+        self.merged.get_or_init(|| self.merge())
+    }
+
+    fn merge(&self) -> BTreeMap<u64, LockStats> {
         let mut locks = self.locks.clone();
         for (key, per_cpu) in &self.table {
             let stats = locks.entry(key.lock_addr).or_default();
@@ -217,6 +228,7 @@ impl Locks {
     /// Folds in one lock event of the target; `column` is its time column.
     /// Returns false for an event of unknown kind.
     pub fn add(&mut self, event: &LockEvent, column: usize) -> bool {
+        self.merged.take();
         match SiteKind::from_raw(event.kind) {
             Some(SiteKind::LockSlowEntry) => self.add_entry(event),
             Some(SiteKind::LockSlowReturn) => self.add_return(event, column),

@@ -11,6 +11,7 @@ pub mod cas;
 pub mod locks;
 pub mod maps;
 mod snapshot;
+pub mod timeline;
 pub mod topk;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -29,6 +30,7 @@ use crate::{
 use cas::CasTimeline;
 use locks::Locks;
 use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
+use timeline::Timeline;
 
 pub use snapshot::SnapshotInputs;
 
@@ -46,6 +48,8 @@ pub struct Catalog {
     pub blocked_time: bool,
     /// The CAS sites, in report order: plan index and the CAS's location.
     pub cas_sites: Vec<(usize, CodeLocation)>,
+    /// When counting began, Unix seconds (second 0 of the timeline).
+    pub started_unix_seconds: f64,
 }
 
 impl Catalog {
@@ -99,6 +103,9 @@ impl Catalog {
             global_locks,
             blocked_time: plan.blocked_time(),
             cas_sites,
+            started_unix_seconds: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct Aggregator {
     cas: Option<CasTimeline>,
     /// The CAS time column the next sample goes to.
     cas_column: usize,
+    /// Per second, per lock.
+    timeline: Timeline,
     counters: ProbeCounters,
     lost_per_cpu: BTreeMap<u32, u64>,
     /// Samples that could not be decoded.
@@ -179,6 +188,7 @@ impl Aggregator {
             maps: MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY),
             cas,
             cas_column: 0,
+            timeline: Timeline::default(),
             counters: ProbeCounters::default(),
             lost_per_cpu: BTreeMap::new(),
             malformed: 0,
@@ -238,8 +248,9 @@ impl Aggregator {
 
     /// Folds in a reading of the kernel's counters; with `advance`, the
     /// reading closes a time column (a tick), else it tops up the current
-    /// one (the final reading).
-    pub fn sample(&mut self, reading: KernelSample, advance: bool) {
+    /// one (the final reading). `timed`: whether lock waits were timed
+    /// during it (not while the overhead governor had them off).
+    pub fn sample(&mut self, reading: KernelSample, advance: bool, timed: bool) {
         self.counters = reading.counters;
         let column = self.cas_column;
         if let Some(cas) = self.cas.as_mut() {
@@ -251,6 +262,8 @@ impl Aggregator {
         self.locks
             .set_tables(reading.lock_stats, reading.blocked, column);
         self.maps.apply_table(&reading.key_counts, column as u64);
+        self.timeline
+            .sample(self.locks.merged(), column as u64, timed, &self.symbolizer);
         if advance {
             self.cas_column += 1;
         }

@@ -8,7 +8,9 @@ use crate::{
     model::{
         CallSite, CasReport, Frame, Heatmap, HeatmapKind, KeyReport, LockKind, LockReport, MapOp,
         MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Snapshot, StopReason, WaitBucket,
+        TIMELINE_SECONDS,
     },
+    spikes,
 };
 
 pub use crate::model::{TOP_CALL_SITES, TOP_KEYS};
@@ -51,6 +53,7 @@ impl Aggregator {
     pub fn empty_snapshot(&self) -> Snapshot {
         Snapshot {
             target: self.catalog.target.clone(),
+            started_unix_seconds: self.catalog.started_unix_seconds,
             duration_seconds: 0.0,
             stopped_by: None,
             events_lost: 0,
@@ -63,6 +66,9 @@ impl Aggregator {
             map_events: 0,
             mapwatch_peak_rss_bytes: 0,
             heatmaps: Vec::new(),
+            timeline: Vec::new(),
+            timeline_unwatched: Vec::new(),
+            spikes: Vec::new(),
             overhead: None,
             window: None,
         }
@@ -86,8 +92,19 @@ impl Aggregator {
             counted: counted.len(),
             busiest: busiest.label(),
         });
+        let timeline = self.timeline.rows();
+        let timeline_unwatched = self.timeline.unwatched();
+        let end = self.cas_column as u64 + 1;
+        let spikes = spikes::spikes(
+            &timeline,
+            end.saturating_sub(TIMELINE_SECONDS),
+            end,
+            &timeline_unwatched,
+            self.catalog.started_unix_seconds,
+        );
         Snapshot {
             target: self.catalog.target.clone(),
+            started_unix_seconds: self.catalog.started_unix_seconds,
             duration_seconds: inputs.elapsed_seconds,
             stopped_by: inputs.stopped_by,
             events_lost: self.events_lost(),
@@ -100,6 +117,9 @@ impl Aggregator {
             map_events: self.maps.events,
             mapwatch_peak_rss_bytes: inputs.peak_rss_bytes,
             heatmaps,
+            timeline,
+            timeline_unwatched,
+            spikes,
             overhead: inputs.overhead.clone(),
             window: None,
         }

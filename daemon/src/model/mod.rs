@@ -15,6 +15,7 @@ mod heatmap;
 mod key;
 mod overhead;
 mod snapshot;
+mod timeline;
 
 pub use frame::{CodeLocation, Frame, SourceLine};
 pub use glob::glob_match;
@@ -30,6 +31,7 @@ pub use snapshot::{
     MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket,
     TOP_CALL_SITES, TOP_KEYS,
 };
+pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
 use serde::Serialize;
 
@@ -383,6 +385,10 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             map.add(0, 1, 2);
             map
         }],
+        started_unix_seconds: 1_796_206_000.0,
+        timeline: Vec::new(),
+        timeline_unwatched: Vec::new(),
+        spikes: Vec::new(),
         overhead: Some(OverheadReport {
             budget_percent: Some(2.0),
             estimated_percent: 0.4,

@@ -9,8 +9,8 @@ use serde::{Serialize, Serializer};
 
 use super::{
     hex, scaled, scaled_seconds, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind,
-    MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind, Sampling, SiteCost, SkipWhen,
-    SourceLine, StopReason,
+    LockSecond, MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind, Sampling, SecondRange,
+    SiteCost, SkipWhen, SourceLine, Spike, StopReason,
 };
 
 /// How many call sites a lock's report lists (the most wait first).
@@ -24,6 +24,8 @@ pub const TOP_KEYS: usize = 10;
 pub struct Snapshot {
     /// The traced process.
     pub target: TargetInfo,
+    /// When counting began (second 0 of the timeline), Unix seconds.
+    pub started_unix_seconds: f64,
     /// How long the probes have been (were) attached, seconds.
     pub duration_seconds: f64,
     /// What ended the session; `None` while it runs.
@@ -51,6 +53,19 @@ pub struct Snapshot {
     /// Heatmaps: lock waits, CAS failures by CPU and by site, hot keys
     /// (as seen: seconds a sampled probe was off show as gaps).
     pub heatmaps: Vec<Heatmap>,
+    /// Per second, per lock contended in it (the most wait first, at most
+    /// [`TIMELINE_LOCKS`](super::TIMELINE_LOCKS) a second, the last
+    /// [`TIMELINE_SECONDS`](super::TIMELINE_SECONDS) seconds): contentions,
+    /// wait and its percentiles, as seen (a second a sampled probe was off
+    /// shows nothing).
+    pub timeline: Vec<LockSecond>,
+    /// The timeline's seconds in which lock waits were not timed (the
+    /// overhead governor's off-seconds): they show nothing, and spikes are
+    /// judged against the seconds that were timed only.
+    pub timeline_unwatched: Vec<SecondRange>,
+    /// Runs of seconds in which a lock waited far more than it usually
+    /// does, the most wait first (see `spikes` for the rule).
+    pub spikes: Vec<Spike>,
     /// What the probes cost the target and what the overhead governor did;
     /// null until the first second.
     pub overhead: Option<OverheadReport>,

@@ -371,7 +371,8 @@ impl State {
     fn tick(&mut self) -> Result<(), LoadError> {
         self.selection.refresh(&mut self.probes)?;
         let sample = self.kernel_sample()?;
-        self.aggregator.sample(sample, true);
+        let timed = self.overhead.as_ref().is_none_or(|o| o.waits_timed());
+        self.aggregator.sample(sample, true, timed);
         self.selection.name_maps(&self.aggregator.map_addresses());
         if let Some(overhead) = &mut self.overhead {
             let key_weight = overhead.tick(&mut self.probes)?;
@@ -443,7 +444,8 @@ async fn run(
         state.aggregator.apply(message);
     }
     let last = state.kernel_sample()?;
-    state.aggregator.sample(last, false);
+    let timed = state.overhead.as_ref().is_none_or(|o| o.waits_timed());
+    state.aggregator.sample(last, false, timed);
     if let Some(overhead) = &mut state.overhead {
         overhead.finish(&state.probes);
     }

@@ -234,6 +234,13 @@ impl Overhead {
         }
     }
 
+    /// Whether lock waits are being timed (the waits group is on): read
+    /// before a tick applies the next second's setting, whether they were
+    /// in the second that ends.
+    pub(super) fn waits_timed(&self) -> bool {
+        self.waits.is_on()
+    }
+
     /// Credits the time since the last tick (when the session stops).
     pub(super) fn finish(&mut self, probes: &AttachedProbes) {
         self.account(probes);

@@ -24,6 +24,28 @@ pub const HISTOGRAM_LOCKS: usize = 3;
 /// Width of the heatmaps' time axis, in characters.
 pub const HEATMAP_WIDTH: usize = 60;
 
+/// The worst spike in a line: when, which lock, how much, from where.
+pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
+    let lock = spike.label();
+    let span = spike.end_seconds - spike.start_seconds;
+    let mut line = format!(
+        "worst spike: {} for {span} s (seconds {}-{} of the session): {lock} waited {} ({} in a usual second), p99 {}",
+        super::utc_time(spike.start_unix_seconds),
+        spike.start_seconds,
+        spike.end_seconds,
+        seconds(spike.wait_seconds),
+        seconds(spike.usual_wait_seconds),
+        seconds(spike.p99_seconds),
+    );
+    if let Some(site) = &spike.top_wait_site {
+        let _ = write!(line, ", most from {site}");
+    }
+    if more > 0 {
+        let _ = write!(line, "; {more} more spike(s)");
+    }
+    line
+}
+
 /// Renders the report for a terminal or a log.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -40,6 +62,9 @@ pub fn render(report: &Report) -> String {
             None => "running".to_string(),
         }
     );
+    if let Some(spike) = report.spikes.first() {
+        let _ = writeln!(out, "  {}", spike_line(spike, report.spikes.len() - 1));
+    }
     if let Some(window) = &report.window {
         let _ = writeln!(
             out,

@@ -245,6 +245,24 @@ pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|l| l["name"] == name)
 }
 
+/// Asserts that the timeline rows of lock `name` add up to its contentions.
+pub fn assert_timeline_adds_up(report: &Value, name: &str) {
+    let lock = lock_named(report, name).unwrap_or_else(|| panic!("no lock {name}"));
+    let rows: u64 = report["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|r| r["name"] == name)
+        .map(|r| r["contentions"].as_u64().expect("contentions"))
+        .sum();
+    assert_eq!(
+        Some(rows),
+        lock["contentions"].as_u64(),
+        "{name}: {:#}",
+        report["timeline"]
+    );
+}
+
 /// The lock entry of a report at this address, if any.
 pub fn lock_at(report: &Value, address: u64) -> Option<&Value> {
     let hex = format!("{address:#x}");

@@ -7,7 +7,7 @@
 pub mod plain;
 pub mod tui;
 
-use crate::model::Snapshot;
+use crate::model::{outside, Snapshot};
 
 /// Which live view to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,4 +35,72 @@ pub fn target_label(snapshot: &Snapshot) -> String {
 /// Formats seconds of wait for a table cell.
 pub fn seconds(value: f64) -> String {
     super::human_duration(value)
+}
+
+/// Seconds a lock's sparkline covers (the latest).
+pub const SPARKLINE_SECONDS: u64 = 30;
+
+/// A lock's wait per second over the last [`SPARKLINE_SECONDS`] seconds of
+/// the snapshot's timeline, one character each, scaled to its own highest
+/// second: `▁`…`█` for waits, a space for a timed second without any, `·`
+/// for a second whose waits were not timed (the governor's off-seconds).
+pub fn sparkline(snapshot: &Snapshot, lock: u64) -> String {
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let end = snapshot
+        .timeline
+        .iter()
+        .map(|r| r.second + 1)
+        .max()
+        .unwrap_or(0)
+        .max(snapshot.duration_seconds as u64);
+    let start = end.saturating_sub(SPARKLINE_SECONDS);
+    let waits: Vec<(u64, f64)> = snapshot
+        .timeline
+        .iter()
+        .filter(|r| r.lock == lock && r.second >= start)
+        .map(|r| (r.second, r.wait_seconds))
+        .collect();
+    let peak = waits.iter().map(|&(_, w)| w).fold(0.0f64, f64::max);
+    (start..end)
+        .map(|second| {
+            if !outside(&snapshot.timeline_unwatched, second) {
+                return '·';
+            }
+            match waits.iter().find(|&&(s, _)| s == second) {
+                Some(&(_, wait)) if wait > 0.0 && peak > 0.0 => {
+                    let level = (wait / peak * LEVELS.len() as f64).ceil() as usize;
+                    LEVELS[level.clamp(1, LEVELS.len()) - 1]
+                }
+                _ => ' ',
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LockSecond, SecondRange};
+
+    #[test]
+    fn a_sparkline_scales_to_its_peak_and_marks_untimed_seconds() {
+        let mut snapshot = crate::model::sample_snapshot();
+        snapshot.duration_seconds = 6.0;
+        let row = |second, wait| LockSecond {
+            second,
+            lock: 0x10,
+            name: None,
+            contentions: 1,
+            acquisitions: 1,
+            wait_seconds: wait,
+            p50_seconds: 0.0,
+            p99_seconds: 0.0,
+            max_seconds: 0.0,
+            top_wait_site: None,
+        };
+        snapshot.timeline = vec![row(0, 0.001), row(1, 0.008), row(4, 0.004)];
+        snapshot.timeline_unwatched = vec![SecondRange { start: 2, end: 4 }];
+        assert_eq!(sparkline(&snapshot, 0x10), "▁█··▄ ");
+        assert_eq!(sparkline(&snapshot, 0x20), "  ··  ");
+    }
 }

@@ -175,6 +175,7 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &Snapshot
                     Cell::from(l.contentions.to_string()),
                     Cell::from(l.acquisitions.to_string()),
                     Cell::from(seconds(l.wait_seconds_total)),
+                    Cell::from(super::sparkline(snapshot, l.address)),
                 ])
             });
             let table = Table::new(
@@ -185,9 +186,20 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &Snapshot
                     Constraint::Length(12),
                     Constraint::Length(12),
                     Constraint::Length(12),
+                    Constraint::Length(super::SPARKLINE_SECONDS as u16),
                 ],
             )
-            .header(Row::new(["LOCK", "KIND", "CONTENTIONS", "WAITS", "WAIT TOTAL"]).style(bold))
+            .header(
+                Row::new([
+                    "LOCK",
+                    "KIND",
+                    "CONTENTIONS",
+                    "WAITS",
+                    "WAIT TOTAL",
+                    "WAIT PER SECOND, LAST 30 S",
+                ])
+                .style(bold),
+            )
             .block(
                 Block::new()
                     .borders(Borders::TOP)

@@ -1,0 +1,240 @@
+//! Spike detection, pure: a lock timeline in, its spikes out.
+//!
+//! Only the seconds whose waits were timed count (under the overhead
+//! governor, waits are timed in some seconds only). A lock's usual wait is
+//! the median of its summed wait per second over those seconds, seconds it
+//! was not contended counting as zero; its usual 99th percentile is the
+//! median of its per-second p99 over the timed seconds it was contended in.
+//! A second is part of a spike of that lock when
+//! - its wait is at least [`FACTOR`] times the usual wait and at least
+//!   [`FLOOR_SECONDS`], or
+//! - its p99 is at least [`FACTOR`] times the usual p99, at least
+//!   [`FLOOR_P99_SECONDS`], with at least [`MIN_ACQUISITIONS`] waits.
+//!
+//! Consecutive such seconds of one lock are one spike. Spikes are listed
+//! with the most wait first.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use crate::model::{outside, Frame, LockSecond, SecondRange, Spike};
+
+/// How far above usual a second must be.
+pub const FACTOR: f64 = 4.0;
+
+/// The least summed wait in a second that can be a spike, seconds: less is
+/// noise whatever the ratio.
+pub const FLOOR_SECONDS: f64 = 0.001;
+
+/// The least p99 that can be a spike, seconds.
+pub const FLOOR_P99_SECONDS: f64 = 0.000_1;
+
+/// The fewest waits in a second whose p99 can make it a spike: with
+/// fewer, the p99 is one of the few longest waits, and a single stray
+/// millisecond (a preemption, a GC assist) would be a spike.
+pub const MIN_ACQUISITIONS: u64 = 100;
+
+/// The spikes of `timeline`, which covers the seconds `[first, end)` but
+/// for those `unwatched` (sorted, disjoint); `started_unix_seconds` is when
+/// second 0 began.
+pub fn spikes(
+    timeline: &[LockSecond],
+    first: u64,
+    end: u64,
+    unwatched: &[SecondRange],
+    started_unix_seconds: f64,
+) -> Vec<Spike> {
+    let timed = |second: u64| second >= first && second < end && outside(unwatched, second);
+    let seconds = (first..end).filter(|&s| timed(s)).count().max(1);
+    let mut by_lock: BTreeMap<u64, Vec<&LockSecond>> = BTreeMap::new();
+    for row in timeline.iter().filter(|r| timed(r.second)) {
+        by_lock.entry(row.lock).or_default().push(row);
+    }
+    let mut found = Vec::new();
+    for (lock, mut rows) in by_lock {
+        rows.sort_by_key(|r| r.second);
+        let mut waits: Vec<f64> = rows.iter().map(|r| r.wait_seconds).collect();
+        waits.resize(seconds.max(waits.len()), 0.0);
+        let usual_wait = median(&mut waits);
+        let mut p99s: Vec<f64> = rows.iter().map(|r| r.p99_seconds).collect();
+        let usual_p99 = median(&mut p99s);
+        let spiking = |r: &LockSecond| {
+            let by_wait = r.wait_seconds >= FLOOR_SECONDS && r.wait_seconds >= FACTOR * usual_wait;
+            let by_p99 = r.acquisitions >= MIN_ACQUISITIONS
+                && r.p99_seconds >= FLOOR_P99_SECONDS
+                && r.p99_seconds >= FACTOR * usual_p99;
+            by_wait || by_p99
+        };
+        let mut current: Option<Building> = None;
+        for row in rows.iter().filter(|r| spiking(r)) {
+            let continues = current
+                .as_ref()
+                .is_some_and(|(spike, _)| spike.end_seconds == row.second);
+            if !continues {
+                found.extend(current.take().map(finish));
+                current = Some((
+                    Spike {
+                        start_seconds: row.second,
+                        end_seconds: row.second,
+                        start_unix_seconds: started_unix_seconds + row.second as f64,
+                        lock,
+                        name: row.name.clone(),
+                        wait_seconds: 0.0,
+                        p99_seconds: 0.0,
+                        usual_wait_seconds: usual_wait,
+                        top_wait_site: None,
+                    },
+                    Vec::new(),
+                ));
+            }
+            if let Some((spike, sites)) = current.as_mut() {
+                spike.end_seconds = row.second + 1;
+                spike.wait_seconds += row.wait_seconds;
+                spike.p99_seconds = spike.p99_seconds.max(row.p99_seconds);
+                if let Some(site) = &row.top_wait_site {
+                    match sites.iter_mut().find(|(f, _)| f == site) {
+                        Some((_, wait)) => *wait += row.wait_seconds,
+                        None => sites.push((site.clone(), row.wait_seconds)),
+                    }
+                }
+            }
+        }
+        found.extend(current.take().map(finish));
+    }
+    found.sort_by(|a, b| {
+        b.wait_seconds
+            .total_cmp(&a.wait_seconds)
+            .then_with(|| a.start_seconds.cmp(&b.start_seconds))
+    });
+    found
+}
+
+/// A spike being built, with the wait of each top site in it.
+type Building = (Spike, Vec<(Arc<Frame>, f64)>);
+
+/// A spike with its top site: the one whose seconds waited most.
+fn finish((mut spike, sites): Building) -> Spike {
+    spike.top_wait_site = sites
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(frame, _)| frame);
+    spike
+}
+
+/// The median of `values` (0 when empty).
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(second: u64, lock: u64, wait: f64, p99: f64, site: &str) -> LockSecond {
+        LockSecond {
+            second,
+            lock,
+            name: Some(format!("main.mu{lock}").into()),
+            contentions: 100,
+            acquisitions: 100,
+            wait_seconds: wait,
+            p50_seconds: p99 / 4.0,
+            p99_seconds: p99,
+            max_seconds: p99 * 2.0,
+            top_wait_site: Some(Arc::new(Frame {
+                function: Some(site.into()),
+                ..Frame::unknown(0x1000)
+            })),
+        }
+    }
+
+    #[test]
+    fn a_burst_over_steady_contention_is_one_spike() {
+        let mut timeline: Vec<LockSecond> = (0..20)
+            .map(|s| row(s, 1, 0.002, 0.000_05, "main.steady"))
+            .collect();
+        // Seconds 8 and 9: twenty times the usual wait, on another site.
+        for s in [8, 9] {
+            timeline[s as usize] = row(s, 1, 0.040, 0.002, "main.burst");
+        }
+        let spikes = spikes(&timeline, 0, 20, &[], 1000.0);
+        assert_eq!(spikes.len(), 1, "{spikes:#?}");
+        let spike = &spikes[0];
+        assert_eq!((spike.start_seconds, spike.end_seconds), (8, 10));
+        assert_eq!(spike.start_unix_seconds, 1008.0);
+        assert!((spike.wait_seconds - 0.080).abs() < 1e-12);
+        assert_eq!(spike.p99_seconds, 0.002);
+        assert_eq!(spike.usual_wait_seconds, 0.002);
+        assert_eq!(
+            spike
+                .top_wait_site
+                .as_ref()
+                .and_then(|f| f.function.as_deref()),
+            Some("main.burst")
+        );
+    }
+
+    #[test]
+    fn steady_contention_and_noise_are_not_spikes() {
+        // The same wait every second.
+        let steady: Vec<LockSecond> = (0..20)
+            .map(|s| row(s, 1, 0.5, 0.01, "main.steady"))
+            .collect();
+        assert!(spikes(&steady, 0, 20, &[], 0.0).is_empty());
+        // A lock contended once, far below the floor.
+        let noise = vec![row(3, 2, 0.000_2, 0.000_05, "main.rare")];
+        assert!(spikes(&noise, 0, 20, &[], 0.0).is_empty());
+        // One stray long wait among twenty: its p99, eight times the usual,
+        // is that one wait, and no spike.
+        let mut stray = steady.clone();
+        stray[6].acquisitions = 20;
+        stray[6].p99_seconds = 0.08;
+        assert!(spikes(&stray, 0, 20, &[], 0.0).is_empty());
+        // The same p99 over a hundred waits is one.
+        stray[6].acquisitions = 100;
+        assert_eq!(spikes(&stray, 0, 20, &[], 0.0).len(), 1);
+    }
+
+    #[test]
+    fn a_lock_quiet_most_of_the_time_spikes_when_it_waits() {
+        let burst = vec![
+            row(4, 3, 0.3, 0.002, "main.burst"),
+            row(5, 3, 0.2, 0.002, "main.burst"),
+            row(7, 3, 0.1, 0.002, "main.burst"),
+        ];
+        let found = spikes(&burst, 0, 20, &[], 0.0);
+        assert_eq!(found.len(), 2, "seconds 4-5 and 7: {found:#?}");
+        assert_eq!((found[0].start_seconds, found[0].end_seconds), (4, 6));
+        assert_eq!((found[1].start_seconds, found[1].end_seconds), (7, 8));
+        // Outside the window asked for: nothing.
+        assert!(spikes(&burst, 10, 20, &[], 0.0).is_empty());
+    }
+
+    #[test]
+    fn only_timed_seconds_set_what_is_usual() {
+        // Steady waits, timed one second in eight (the governor's windows):
+        // the untimed seconds are no quiet seconds, so nothing spikes.
+        let timeline: Vec<LockSecond> = (0..40)
+            .step_by(8)
+            .map(|s| row(s, 1, 0.01, 0.001, "main.steady"))
+            .collect();
+        let unwatched: Vec<SecondRange> = (0..5)
+            .map(|w| SecondRange {
+                start: w * 8 + 1,
+                end: w * 8 + 8,
+            })
+            .collect();
+        assert!(spikes(&timeline, 0, 40, &unwatched, 0.0).is_empty());
+        // Counted as quiet, they would have made every timed second a spike.
+        assert_eq!(spikes(&timeline, 0, 40, &[], 0.0).len(), 5);
+        // A timed second far above the others still is one.
+        let mut burst = timeline.clone();
+        burst[2] = row(16, 1, 0.2, 0.01, "main.burst");
+        let found = spikes(&burst, 0, 40, &unwatched, 0.0);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].start_seconds, 16);
+    }
+}
