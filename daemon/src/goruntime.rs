@@ -177,6 +177,66 @@ pub const RWMUTEX_WAITS: [RwMutexWait; 2] = [
 /// Where the runtime makes a goroutine (its `g` in RAX) runnable.
 pub const READY: &str = "runtime.ready";
 
+/// Where a GC cycle ends: mark termination, once per cycle, where the
+/// runtime counts `NumGC` (every Go version).
+pub const GC_MARK_TERMINATION: &str = "runtime.gcMarkTermination";
+
+/// Where the world starts stopping (every Go version).
+pub const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
+
+/// Where the world starts again (every Go version).
+pub const START_THE_WORLD: &str = "runtime.startTheWorldWithSema";
+
+/// The first version whose `stopTheWorldWithSema` takes its reason (an
+/// `stwReason`, a uint8 in RAX); before, it takes none.
+pub const STW_REASON_SINCE: GoVersion = (1, 21);
+
+/// The first version whose `startTheWorldWithSema(now int64, w worldStop)`
+/// is passed the pause's own figures, by Go's register ABI: `now` (the end,
+/// or 0 when the runtime reads it inside) in RAX, then the `worldStop`'s
+/// fields, `reason` in RBX and `startedStopping` in RCX. The pause is then
+/// measured as Go measures it for `/sched/pauses/total/*:seconds`.
+pub const WORLD_STOP_ARGS_SINCE: GoVersion = (1, 22);
+
+/// Where `startTheWorldWithSema` finds the pause's figures (Go ≥ 1.22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorldStopArgs {
+    /// `now`: the pause's end, or 0.
+    pub now: R,
+    /// `w.reason`.
+    pub reason: R,
+    /// `w.startedStopping`.
+    pub started: R,
+}
+
+/// A version's [`WorldStopArgs`], if it passes them.
+pub fn world_stop_args(version: Option<GoVersion>) -> Option<WorldStopArgs> {
+    version
+        .is_some_and(|v| v >= WORLD_STOP_ARGS_SINCE)
+        .then_some(WorldStopArgs {
+            now: R::Rax,
+            reason: R::Rbx,
+            started: R::Rcx,
+        })
+}
+
+/// What `startTheWorldWithSema` calls right after reading the end of the
+/// pause itself (and tracing it): where a pause it was passed no end for
+/// ends (Go ≥ 1.22).
+pub const AFTER_RESTART_TIME: &str = "runtime.wakep";
+
+/// The `stwReason`s of GC pauses (`stwGCMarkTerm`, `stwGCSweepTerm`): what
+/// Go counts in `/sched/pauses/total/gc:seconds`; the others are "other".
+pub const GC_STW_REASONS: [u32; 2] = [1, 2];
+
+/// Where a version's `stopTheWorldWithSema` has its reason, if it takes
+/// one.
+pub fn stw_reason_register(version: Option<GoVersion>) -> Option<R> {
+    version
+        .is_some_and(|v| v >= STW_REASON_SINCE)
+        .then_some(FIRST_ARGUMENT)
+}
+
 /// Go functions that perform a compare-and-swap and return its success as a
 /// boolean in AL: calls to them count as CAS attempts at the call site.
 pub const CAS_FUNCTIONS: &[&str] = &[

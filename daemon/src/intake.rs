@@ -9,7 +9,7 @@
 use std::{mem::size_of, os::fd::AsFd as _, time::Duration};
 
 use aya::maps::MapData;
-use probe_common::{EventHeader, EventTag, LockEvent, MapEvent};
+use probe_common::{EventHeader, EventTag, LockEvent, MapEvent, RuntimeEvent};
 use thiserror::Error;
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -31,6 +31,9 @@ pub enum IntakeMessage {
     Events(Vec<LockEvent>),
     /// Map operations read from one CPU's buffer, in order.
     MapEvents(Vec<MapEvent>),
+    /// Go runtime events (GC cycles, pauses) read from one CPU's buffer,
+    /// in order.
+    RuntimeEvents(Vec<RuntimeEvent>),
     /// Processes that executed a new program (the exec watcher's ring),
     /// in order.
     Execs(Vec<u32>),
@@ -174,6 +177,7 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
     let mut batch = Vec::new();
     let mut map_batch = Vec::new();
     let mut execs = Vec::new();
+    let mut runtime = Vec::new();
     let mut malformed = 0;
     let mut lost = 0;
     ring.drain(
@@ -181,6 +185,7 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
             Some(Event::Lock(event)) => batch.push(event),
             Some(Event::Map(event)) => map_batch.push(event),
             Some(Event::Exec(header)) => execs.push(header.tgid),
+            Some(Event::Runtime(event)) => runtime.push(event),
             None => malformed += 1,
         },
         |count| lost += count,
@@ -190,6 +195,9 @@ fn drain(cpu: u32, ring: &mut PerfRing, tx: &mpsc::UnboundedSender<IntakeMessage
     }
     if !execs.is_empty() {
         let _ = tx.send(IntakeMessage::Execs(execs));
+    }
+    if !runtime.is_empty() {
+        let _ = tx.send(IntakeMessage::RuntimeEvents(runtime));
     }
     // A closed channel means the session is ending; nothing to do.
     for _ in 0..malformed {
@@ -212,6 +220,8 @@ pub enum Event {
     Map(MapEvent),
     /// A process executed a new program.
     Exec(EventHeader),
+    /// A Go GC cycle or pause.
+    Runtime(RuntimeEvent),
 }
 
 /// Decodes one sample by the tag of its header. The sample may wrap around
@@ -223,6 +233,7 @@ pub fn decode(head: &[u8], tail: &[u8]) -> Option<Event> {
         EventTag::Lock => decode_pod(head, tail).map(Event::Lock),
         EventTag::Map => decode_pod(head, tail).map(Event::Map),
         EventTag::Exec => Some(Event::Exec(header)),
+        EventTag::Runtime => decode_pod(head, tail).map(Event::Runtime),
     }
 }
 

@@ -118,8 +118,10 @@ struct ProbeArgs {
     /// What to probe, comma-separated: `locks` (Go mutex and RWMutex waits),
     /// `cas` (sync.Map's compare-and-swaps), `syncmap` (sync.Map operations
     /// and keys), `maps` (runtime map operations: per-map counts, and keys
-    /// of the maps selected with --map). `--map` implies `maps`.
-    #[arg(long, value_name = "LIST", default_value = "locks,cas,syncmap")]
+    /// of the maps selected with --map), `gc` (Go's GC cycles and
+    /// stop-the-world pauses: a few hits a second, never sampled). `--map`
+    /// implies `maps`.
+    #[arg(long, value_name = "LIST", default_value = "locks,cas,syncmap,gc")]
     probe: String,
     /// Report the keys of this map: a global variable's name (a `sync.Map`
     /// or a `map[K]V` variable) or an address from a report. Repeatable.
@@ -263,6 +265,7 @@ struct ProbeSet {
     cas: bool,
     sync_maps: bool,
     maps: bool,
+    gc: bool,
 }
 
 impl ProbeSet {
@@ -274,16 +277,18 @@ impl ProbeSet {
                 "cas" => set.cas = true,
                 "syncmap" => set.sync_maps = true,
                 "maps" => set.maps = true,
+                "gc" => set.gc = true,
                 "all" => {
                     set = Self {
                         locks: true,
                         cas: true,
                         sync_maps: true,
                         maps: true,
+                        gc: true,
                     }
                 }
                 other => anyhow::bail!(
-                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, all)"
+                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, gc, all)"
                 ),
             }
         }
@@ -399,6 +404,7 @@ impl ProbeArgs {
             runtime_maps: probe.maps || !self.maps.is_empty(),
             map_selection: self.maps.clone(),
             key_bytes: self.key_bytes,
+            go_runtime: probe.gc,
         })
     }
 }

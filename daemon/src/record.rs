@@ -24,9 +24,10 @@
 //!   window, else it is bounded by the highest histogram bucket;
 //! - distinct keys, the advisor's findings and the overhead report are the
 //!   session's, as of the latest snapshot;
-//! - the timeline is the latest snapshot's (its last
+//! - the lock and GC timelines are the latest snapshot's (its last
 //!   [`TIMELINE_SECONDS`](crate::model::TIMELINE_SECONDS)) cut to the
-//!   window, and the spikes are found again within it.
+//!   window, the GC figures are the sum of the GC timeline's seconds in
+//!   it, and the spikes are found again within it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -36,8 +37,8 @@ use std::{
 
 use crate::{
     model::{
-        CallSite, CasReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts, ProbeCounters,
-        RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+        CallSite, CasReport, GcReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts,
+        ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
     },
     spikes,
 };
@@ -317,12 +318,30 @@ impl Recorder {
             range.end = range.end.min(end_second);
             range.start < range.end
         });
+        report
+            .gc_timeline
+            .retain(|row| row.second >= first_second && row.second < end_second);
+        if let Some(gc) = report.gc.as_mut() {
+            *gc = GcReport::empty(gc.gc_pauses.is_some());
+            for row in &report.gc_timeline {
+                gc.add(&row.figures);
+            }
+        }
+        let empty_gc = report
+            .gc
+            .as_ref()
+            .map(|gc| GcReport::empty(gc.gc_pauses.is_some()));
         report.spikes = spikes::spikes(
             &report.timeline,
-            first_second,
-            end_second,
-            &report.timeline_unwatched,
-            last.started_unix_seconds,
+            spikes::Span {
+                first: first_second,
+                end: end_second,
+                unwatched: &report.timeline_unwatched,
+                started_unix_seconds: last.started_unix_seconds,
+                gc: empty_gc
+                    .as_ref()
+                    .map(|empty| (empty, report.gc_timeline.as_slice())),
+            },
         );
         if sampled && time > 0.0 {
             report.scale(Sampling {
@@ -532,6 +551,8 @@ fn combine_counters(
         map_ops_counted,
         disabled_hits,
         keys_unsampled,
+        runtime_events,
+        stw_unmatched,
     } = *a;
     ProbeCounters {
         hits: f(hits, b.hits),
@@ -549,6 +570,8 @@ fn combine_counters(
         map_ops_counted: f(map_ops_counted, b.map_ops_counted),
         disabled_hits: f(disabled_hits, b.disabled_hits),
         keys_unsampled: f(keys_unsampled, b.keys_unsampled),
+        runtime_events: f(runtime_events, b.runtime_events),
+        stw_unmatched: f(stw_unmatched, b.stw_unmatched),
     }
 }
 

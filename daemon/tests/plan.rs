@@ -15,7 +15,7 @@ use mapwatch::{
         plan,
         site::SiteChoice,
         x86::{decode_at, is_emulated_at},
-        PlanRequest, PlannedSite, ProbePlan, SiteMode, SiteProbe,
+        PlanRequest, PlannedSite, ProbePlan, RuntimeSite, SiteMode, SiteProbe,
     },
     target::Executable,
 };
@@ -252,6 +252,57 @@ fn go_fixtures_plan_the_functions_of_their_generation_at_emulated_sites() {
             .sites
             .iter()
             .any(|s| s.at.function == goruntime::READY && s.probe_kind() == ProbeKind::Ready));
+        // Go's GC and pauses: the cycle's end and, by version, the pause's
+        // ends, every one at an emulated site.
+        let runtime: Vec<_> = plan
+            .sites
+            .iter()
+            .filter_map(|s| match s.probe {
+                SiteProbe::Runtime(site) => Some((site, s)),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            runtime
+                .iter()
+                .all(|(_, s)| s.at.cost() == SiteCost::Emulated),
+            "Go {go}: {runtime:#?}"
+        );
+        let has = |wanted: &dyn Fn(&RuntimeSite) -> bool| runtime.iter().any(|(r, _)| wanted(r));
+        assert!(has(&|r| *r == RuntimeSite::GcCycle), "Go {go}");
+        if version >= goruntime::WORLD_STOP_ARGS_SINCE {
+            // The runtime's own figures at the restart's entry, and its
+            // end where it read the time: the call to wakep.
+            assert!(has(&|r| matches!(
+                r,
+                RuntimeSite::StartTheWorld {
+                    world_stop: Some(_)
+                }
+            )));
+            let (_, done) = runtime
+                .iter()
+                .find(|(r, _)| *r == RuntimeSite::RestartDone)
+                .unwrap_or_else(|| panic!("Go {go}: no restart end"));
+            assert!(
+                matches!(&done.at.choice, SiteChoice::Emulated { mnemonic, .. } if mnemonic == "call"),
+                "Go {go}: {:?}",
+                done.at
+            );
+            assert!(!has(&|r| matches!(r, RuntimeSite::StopTheWorld { .. })));
+        } else {
+            assert!(has(&|r| *r
+                == RuntimeSite::StopTheWorld {
+                    reason: goruntime::stw_reason_register(Some(version))
+                }));
+            assert!(has(
+                &|r| *r == RuntimeSite::StartTheWorld { world_stop: None }
+            ));
+        }
+        assert_eq!(
+            plan.go_runtime().map(|p| p.gc_pauses_told_apart),
+            Some(version >= goruntime::STW_REASON_SINCE),
+            "Go {go}"
+        );
         // No function of the other generation.
         for other in &goruntime::GENERATIONS {
             if other.since != generation.since {

@@ -23,6 +23,8 @@ pub enum EventTag {
     /// An [`EventHeader`] alone: the process `tgid` has just executed a
     /// new program (the daemon's exec watcher).
     Exec = 3,
+    /// A [`RuntimeEvent`]: a Go GC cycle or stop-the-world pause.
+    Runtime = 4,
 }
 
 impl EventTag {
@@ -32,6 +34,7 @@ impl EventTag {
             1 => Some(Self::Lock),
             2 => Some(Self::Map),
             3 => Some(Self::Exec),
+            4 => Some(Self::Runtime),
             _ => None,
         }
     }
@@ -79,6 +82,23 @@ pub enum SiteKind {
     /// its epilogue: the waiter holds the lock now, when the jump is taken
     /// ([`SiteConfig::count_if`]).
     LockExit = 6,
+    /// Go's `runtime.gcMarkTermination`: one GC cycle ends (once per cycle,
+    /// where the runtime counts `NumGC`). A [`RuntimeEvent`].
+    GcCycle = 7,
+    /// Go's `runtime.stopTheWorldWithSema`: the world starts stopping; its
+    /// reason (an `stwReason`) is in [`SiteConfig::arg_register`], or
+    /// [`NO_REGISTER`] where the runtime passes none. Kept in
+    /// `STW_PENDING`, no event.
+    StopTheWorld = 8,
+    /// Go's `runtime.startTheWorldWithSema`: the world starts again. Where
+    /// the runtime passes its own figures ([`SiteConfig::start_register`]),
+    /// the pause is theirs: a [`RuntimeEvent`] at once when it passes its
+    /// end, else at [`SiteKind::RestartDone`]. Otherwise the pause since
+    /// [`SiteKind::StopTheWorld`] is a [`RuntimeEvent`].
+    StartTheWorld = 9,
+    /// Where `startTheWorldWithSema` has read the time of its end (the
+    /// call that follows it): the pause kept at its entry ends here.
+    RestartDone = 10,
 }
 
 impl SiteKind {
@@ -91,6 +111,10 @@ impl SiteKind {
             4 => Some(Self::SemaEntry),
             5 => Some(Self::Ready),
             6 => Some(Self::LockExit),
+            7 => Some(Self::GcCycle),
+            8 => Some(Self::StopTheWorld),
+            9 => Some(Self::StartTheWorld),
+            10 => Some(Self::RestartDone),
             _ => None,
         }
     }
@@ -209,8 +233,15 @@ pub struct SiteConfig {
     /// [`CONDITION_NEGATED`] for "when it does not hold") evaluated on the
     /// saved flags: the hit is an exit only then.
     pub count_if: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// [`SiteKind::StartTheWorld`] (Go ≥ 1.22): the [`GeneralRegister`]
+    /// holding the runtime's own end-of-pause time (`now`, 0 when the
+    /// runtime reads it later), else [`NO_REGISTER`].
+    pub time_register: u32,
+    /// [`SiteKind::StartTheWorld`] (Go ≥ 1.22): the [`GeneralRegister`]
+    /// holding the runtime's own start of the pause (the `worldStop`'s
+    /// `startedStopping`); its reason is then in `arg_register`. Else
+    /// [`NO_REGISTER`].
+    pub start_register: u32,
 }
 
 /// A condition of x86 conditional branches, evaluated on saved flags.
@@ -309,6 +340,10 @@ pub struct Control {
     /// Map keys are recorded for one operation in `2^key_sample_shift`
     /// (per CPU); the others are only counted per map.
     pub key_sample_shift: u32,
+    /// 1: the Go runtime probes (GC cycles, stop-the-world pauses) run,
+    /// whatever `enabled` says: the overhead governor never switches them
+    /// off (they fire a few times a second), so their counts stay exact.
+    pub runtime: u32,
 }
 
 impl Control {
@@ -319,8 +354,75 @@ impl Control {
             stacks: 1,
             wait_times: 1,
             key_sample_shift: 0,
+            runtime: 1,
         }
     }
+
+    /// Everything off: the session's end.
+    pub const fn all_off() -> Self {
+        Self {
+            enabled: 0,
+            stacks: 0,
+            wait_times: 0,
+            key_sample_shift: 0,
+            runtime: 0,
+        }
+    }
+}
+
+/// What a [`RuntimeEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeEventKind {
+    /// A GC cycle ended (its mark termination began).
+    GcCycle = 1,
+    /// The world was stopped for [`RuntimeEvent::duration_ns`].
+    WorldStopped = 2,
+}
+
+impl RuntimeEventKind {
+    /// Converts the raw value the kernel writes, if it is known.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::GcCycle),
+            2 => Some(Self::WorldStopped),
+            _ => None,
+        }
+    }
+}
+
+/// `RuntimeEvent::reason` when the runtime passes no stop-the-world reason
+/// (Go before 1.21).
+pub const NO_STW_REASON: u32 = u32::MAX;
+
+/// A Go runtime event, pushed through the same rings as [`LockEvent`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    /// Tag [`EventTag::Runtime`], CPU, process, thread and time (for a
+    /// pause: when the world started again).
+    pub header: EventHeader,
+    /// A [`RuntimeEventKind`] value.
+    pub kind: u32,
+    /// A pause's `stwReason` (the runtime's numbering), or
+    /// [`NO_STW_REASON`].
+    pub reason: u32,
+    /// A pause's length: from the stop's start to the start of the
+    /// world's restart, ns; 0 for a GC cycle.
+    pub duration_ns: u64,
+}
+
+/// A stop-the-world in progress (`STW_PENDING`, one per target: the world
+/// stops once at a time).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StwPending {
+    /// When it began, `bpf_ktime_get_ns()`; 0 when none is in progress.
+    pub start_ns: u64,
+    /// Its reason, or [`NO_STW_REASON`].
+    pub reason: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// How often an entry re-reads the stack of a (lock, caller) pair it has
@@ -879,10 +981,15 @@ pub enum Counter {
     /// Map operations counted per map only because their key was not
     /// sampled ([`Control::key_sample_shift`]).
     KeysUnsampled = 14,
+    /// Go runtime events written ([`RuntimeEvent`]).
+    RuntimeEvents = 15,
+    /// Restarts of the world with no stop seen (the probes were attached
+    /// while the world was stopped).
+    StwUnmatched = 16,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 15;
+pub const COUNTER_SLOTS: u32 = 17;
 
 /// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
 /// goroutine, not thread: a goroutine parked in the slow path can resume on
@@ -978,6 +1085,13 @@ const _: () = {
     assert!(offset_of!(LockEvent, site_index) == 68);
     assert!(offset_of!(LockEvent, role) == 72);
 
+    assert!(size_of::<RuntimeEvent>() == 40);
+    assert!(offset_of!(RuntimeEvent, header) == 0);
+    assert!(offset_of!(RuntimeEvent, kind) == 24);
+    assert!(offset_of!(RuntimeEvent, reason) == 28);
+    assert!(offset_of!(RuntimeEvent, duration_ns) == 32);
+    assert!(size_of::<StwPending>() == 16);
+
     assert!(size_of::<MapEvent>() == 224);
     assert!(offset_of!(MapEvent, header) == 0);
     assert!(offset_of!(MapEvent, map_addr) == 24);
@@ -994,8 +1108,10 @@ const _: () = {
     assert!(offset_of!(MapEvent, counted) == 88);
     assert!(offset_of!(MapEvent, key) == 96);
 
-    assert!(size_of::<SiteConfig>() == 52);
+    assert!(size_of::<SiteConfig>() == 56);
     assert!(offset_of!(SiteConfig, count_if) == 44);
+    assert!(offset_of!(SiteConfig, time_register) == 48);
+    assert!(offset_of!(SiteConfig, start_register) == 52);
     assert!(offset_of!(SiteConfig, kind) == 0);
     assert!(offset_of!(SiteConfig, arg_register) == 4);
     assert!(offset_of!(SiteConfig, goroutine_register) == 8);
@@ -1036,7 +1152,8 @@ const _: () = {
     assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
 
-    assert!(size_of::<Control>() == 16);
+    assert!(size_of::<Control>() == 20);
+    assert!(offset_of!(Control, runtime) == 16);
     assert!(offset_of!(Control, key_sample_shift) == 12);
     assert!(size_of::<LockStatsKey>() == 32);
     assert!(offset_of!(LockStatsKey, stack_id) == 16);
@@ -1069,4 +1186,6 @@ mod user {
     unsafe impl aya::Pod for super::BlockedStats {}
     unsafe impl aya::Pod for super::KeyCountsKey {}
     unsafe impl aya::Pod for super::KeyCounts {}
+    unsafe impl aya::Pod for super::RuntimeEvent {}
+    unsafe impl aya::Pod for super::StwPending {}
 }

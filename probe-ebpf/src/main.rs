@@ -20,6 +20,7 @@
 #![no_main]
 
 use aya_ebpf::{
+    bindings::pt_regs,
     bindings::BPF_F_CURRENT_CPU,
     bindings::BPF_F_USER_STACK,
     bindings::BPF_NOEXIST,
@@ -37,11 +38,12 @@ use probe_common::{
     condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, Counter,
     EventHeader, EventTag, GeneralRegister as R, GoLayout, Inflight, InflightKey, KeyCounts,
     KeyCountsKey, KeyKind, KeyShape, LockEvent, LockRole, LockStats, LockStatsKey, MapCounts,
-    MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, PairKey, PairStack, SiteConfig,
-    SiteKind, SkipWhen, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED,
-    MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS,
-    MAX_LOCK_STATS, MAX_PAIRS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS,
-    NO_PREALLOC, NO_REGISTER, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, PairKey, PairStack,
+    RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS,
+    FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
+    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_SITES, MAX_STACKS,
+    NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
+    STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -206,6 +208,31 @@ fn register(ctx: &ProbeContext, which: u32) -> u64 {
             x if x == R::Rsp as u32 => core::ptr::read_volatile(&raw const (*regs).rsp),
             _ => 0,
         }
+    }
+}
+
+/// One general register of a copy of the saved registers, numbered as
+/// [`R`]; 0 for [`NO_REGISTER`] or anything out of range.
+#[inline(always)]
+fn saved_register(regs: &pt_regs, which: u32) -> u64 {
+    match which {
+        x if x == R::Rax as u32 => regs.rax,
+        x if x == R::Rbx as u32 => regs.rbx,
+        x if x == R::Rcx as u32 => regs.rcx,
+        x if x == R::Rdx as u32 => regs.rdx,
+        x if x == R::Rsi as u32 => regs.rsi,
+        x if x == R::Rdi as u32 => regs.rdi,
+        x if x == R::R8 as u32 => regs.r8,
+        x if x == R::R9 as u32 => regs.r9,
+        x if x == R::R10 as u32 => regs.r10,
+        x if x == R::R11 as u32 => regs.r11,
+        x if x == R::R12 as u32 => regs.r12,
+        x if x == R::R13 as u32 => regs.r13,
+        x if x == R::R14 as u32 => regs.r14,
+        x if x == R::R15 as u32 => regs.r15,
+        x if x == R::Rbp as u32 => regs.rbp,
+        x if x == R::Rsp as u32 => regs.rsp,
+        _ => 0,
     }
 }
 
@@ -502,6 +529,117 @@ pub fn lock_exit(ctx: ProbeContext) -> u32 {
     }
     let goroutine = register(&ctx, site.goroutine_register);
     end_wait(&ctx, goroutine, site, &control);
+    0
+}
+
+/// The stop-the-world in progress (index 0): the world stops once at a
+/// time, and each target has its own tables.
+#[map]
+static STW_PENDING: Array<StwPending> = Array::with_max_entries(1, 0);
+
+/// Go's runtime: a GC cycle's end (`gcMarkTermination`), the world stopping
+/// (`stopTheWorldWithSema`) and starting again (`startTheWorldWithSema`,
+/// and where it has read its end time). A pause is measured the runtime's
+/// way where it passes its figures (Go ≥ 1.22: Go's nanotime is the same
+/// CLOCK_MONOTONIC as `bpf_ktime_get_ns`), else from the stop's entry to
+/// the restart's.
+/// These run a few times a second, so [`Control::runtime`], not
+/// [`Control::enabled`], switches them: the governor's windows never cut
+/// them, and their counts stay exact.
+#[uprobe]
+pub fn go_runtime(ctx: ProbeContext) -> u32 {
+    match CONTROL.get(0) {
+        Some(control) if control.runtime != 0 => {}
+        _ => return 0,
+    }
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let Some(site) = SITES.get(cookie) else {
+        bump(Counter::UnknownSite);
+        return 0;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (kind, reason, duration_ns) = match SiteKind::from_raw(site.kind) {
+        Some(SiteKind::GcCycle) => (RuntimeEventKind::GcCycle, NO_STW_REASON, 0),
+        Some(SiteKind::StopTheWorld) => {
+            let reason = if site.arg_register == NO_REGISTER {
+                NO_STW_REASON
+            } else {
+                // An stwReason is a uint8.
+                (register(&ctx, site.arg_register) & 0xff) as u32
+            };
+            if let Some(pending) = STW_PENDING.get_ptr_mut(0) {
+                // SAFETY: one stop at a time; a plain array slot.
+                unsafe {
+                    *pending = StwPending {
+                        start_ns: now,
+                        reason,
+                        _pad: 0,
+                    }
+                };
+            }
+            return 0;
+        }
+        Some(SiteKind::StartTheWorld) if site.start_register != NO_REGISTER => {
+            // The runtime's own figures: its start, its reason, and its end
+            // when it has read it already (else at `RestartDone`).
+            // Three registers in one program: read from a copy of the
+            // saved registers (the verifier refuses the variable context
+            // offset the compiler makes of three `register` reads).
+            let regs = unsafe { core::ptr::read_volatile(ctx.regs) };
+            let start = saved_register(&regs, site.start_register);
+            let reason = (saved_register(&regs, site.arg_register) & 0xff) as u32;
+            let end = saved_register(&regs, site.time_register);
+            if end == 0 {
+                if let Some(pending) = STW_PENDING.get_ptr_mut(0) {
+                    // SAFETY: one restart at a time; a plain array slot.
+                    unsafe {
+                        *pending = StwPending {
+                            start_ns: start,
+                            reason,
+                            _pad: 0,
+                        }
+                    };
+                }
+                return 0;
+            }
+            if start == 0 || start > end {
+                bump(Counter::StwUnmatched);
+                return 0;
+            }
+            (RuntimeEventKind::WorldStopped, reason, end - start)
+        }
+        Some(SiteKind::StartTheWorld | SiteKind::RestartDone) => {
+            let Some(pending) = STW_PENDING.get_ptr_mut(0) else {
+                return 0;
+            };
+            // SAFETY: as above.
+            let stop = unsafe { core::ptr::replace(pending, StwPending::default()) };
+            if stop.start_ns == 0 || stop.start_ns > now {
+                // A restart whose pause ended at its entry passes here with
+                // nothing kept: not a miss.
+                if site.kind == SiteKind::StartTheWorld as u32 {
+                    bump(Counter::StwUnmatched);
+                }
+                return 0;
+            }
+            (
+                RuntimeEventKind::WorldStopped,
+                stop.reason,
+                now - stop.start_ns,
+            )
+        }
+        _ => {
+            bump(Counter::UnknownSite);
+            return 0;
+        }
+    };
+    let event = RuntimeEvent {
+        header: header(EventTag::Runtime, bpf_get_current_pid_tgid(), now),
+        kind: kind as u32,
+        reason,
+        duration_ns,
+    };
+    output(&ctx, &event, Counter::RuntimeEvents);
     0
 }
 

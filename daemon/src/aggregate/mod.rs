@@ -8,6 +8,7 @@
 //! the model, naming addresses through the target's symbols.
 
 pub mod cas;
+pub mod gc;
 pub mod locks;
 pub mod maps;
 mod snapshot;
@@ -24,10 +25,11 @@ use probe_common::{
 use crate::{
     intake::IntakeMessage,
     model::{CodeLocation, LockKind, ProbeCounters, ProbeInfo, TargetInfo},
-    plan::ProbePlan,
+    plan::{GoRuntimeProbes, ProbePlan},
     target::Symbolizer,
 };
 use cas::CasTimeline;
+use gc::Gc;
 use locks::Locks;
 use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
 use timeline::Timeline;
@@ -50,6 +52,9 @@ pub struct Catalog {
     pub cas_sites: Vec<(usize, CodeLocation)>,
     /// When counting began, Unix seconds (second 0 of the timeline).
     pub started_unix_seconds: f64,
+    /// Whether Go's GC and pauses are probed, and whether pauses carry
+    /// their reason.
+    pub go_runtime: Option<GoRuntimeProbes>,
 }
 
 impl Catalog {
@@ -103,6 +108,7 @@ impl Catalog {
             global_locks,
             blocked_time: plan.blocked_time(),
             cas_sites,
+            go_runtime: plan.go_runtime(),
             started_unix_seconds: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -141,6 +147,8 @@ pub struct Aggregator {
     cas_column: usize,
     /// Per second, per lock.
     timeline: Timeline,
+    /// Go's GC cycles and pauses, when probed.
+    gc: Option<Gc>,
     counters: ProbeCounters,
     lost_per_cpu: BTreeMap<u32, u64>,
     /// Samples that could not be decoded.
@@ -177,6 +185,7 @@ impl Aggregator {
             Arc::new(move |return_address: u64| symbolizer.sync_map_operation(return_address))
                 as OpResolver
         });
+        let gc_probes = catalog.go_runtime;
         let cas = (!catalog.cas_sites.is_empty())
             .then(|| CasTimeline::new(catalog.cas_sites.clone(), cpus));
         Self {
@@ -189,6 +198,7 @@ impl Aggregator {
             cas,
             cas_column: 0,
             timeline: Timeline::default(),
+            gc: gc_probes.map(|probes| Gc::new(probes.gc_pauses_told_apart)),
             counters: ProbeCounters::default(),
             lost_per_cpu: BTreeMap::new(),
             malformed: 0,
@@ -234,6 +244,19 @@ impl Aggregator {
                     }
                     let column = self.column(event.header.timestamp_ns);
                     self.maps.add(&event, column.min(locks::MAX_COLUMNS) as u64);
+                }
+            }
+            IntakeMessage::RuntimeEvents(events) => {
+                for event in events {
+                    if event.header.tgid != pid {
+                        self.foreign += 1;
+                        continue;
+                    }
+                    let second = self.column(event.header.timestamp_ns) as u64;
+                    let known = self.gc.as_mut().is_some_and(|gc| gc.add(&event, second));
+                    if !known {
+                        self.malformed += 1;
+                    }
                 }
             }
             IntakeMessage::Lost { cpu, count } => {

@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggregator};
+use super::{gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggregator};
 use crate::{
     advisor::{self, MapMix},
     model::{
-        CallSite, CasReport, Frame, Heatmap, HeatmapKind, KeyReport, LockKind, LockReport, MapOp,
-        MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Snapshot, StopReason, WaitBucket,
-        TIMELINE_SECONDS,
+        CallSite, CasReport, Frame, GcReport, Heatmap, HeatmapKind, KeyReport, LockKind,
+        LockReport, MapOp, MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Snapshot,
+        StopReason, WaitBucket, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -69,6 +69,11 @@ impl Aggregator {
             timeline: Vec::new(),
             timeline_unwatched: Vec::new(),
             spikes: Vec::new(),
+            gc: self
+                .catalog
+                .go_runtime
+                .map(|probes| GcReport::empty(probes.gc_pauses_told_apart)),
+            gc_timeline: Vec::new(),
             overhead: None,
             window: None,
         }
@@ -95,12 +100,22 @@ impl Aggregator {
         let timeline = self.timeline.rows();
         let timeline_unwatched = self.timeline.unwatched();
         let end = self.cas_column as u64 + 1;
+        let gc = self.gc.as_ref().map(|gc| gc.total().clone());
+        let gc_timeline = self.gc.as_ref().map_or_else(Vec::new, Gc::seconds);
+        let empty_gc = gc
+            .as_ref()
+            .map(|gc| GcReport::empty(gc.gc_pauses.is_some()));
         let spikes = spikes::spikes(
             &timeline,
-            end.saturating_sub(TIMELINE_SECONDS),
-            end,
-            &timeline_unwatched,
-            self.catalog.started_unix_seconds,
+            spikes::Span {
+                first: end.saturating_sub(TIMELINE_SECONDS),
+                end,
+                unwatched: &timeline_unwatched,
+                started_unix_seconds: self.catalog.started_unix_seconds,
+                gc: empty_gc
+                    .as_ref()
+                    .map(|empty| (empty, gc_timeline.as_slice())),
+            },
         );
         Snapshot {
             target: self.catalog.target.clone(),
@@ -120,6 +135,8 @@ impl Aggregator {
             timeline,
             timeline_unwatched,
             spikes,
+            gc,
+            gc_timeline,
             overhead: inputs.overhead.clone(),
             window: None,
         }

@@ -28,7 +28,7 @@ use crate::{
     model::{MapKind, ProbeCounters, SiteCost},
     plan::{
         cas::Outcome, exits::ExitWhen, x86::general_register, LockProbe, Placement, PlannedSite,
-        ProbePlan, SiteProbe,
+        ProbePlan, RuntimeSite, SiteProbe,
     },
 };
 
@@ -44,6 +44,7 @@ const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
 const LOCK_EXIT_PROGRAM: &str = "lock_exit";
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
 const GO_READY_PROGRAM: &str = "go_ready";
+const GO_RUNTIME_PROGRAM: &str = "go_runtime";
 const MAP_OP_PROGRAM: &str = "map_op";
 
 /// Errors loading or attaching probes, or reading them back.
@@ -144,6 +145,9 @@ pub enum ProbeGroup {
     Counting,
     /// The ends of lock waits (exit edges and returns): wait times.
     Waits,
+    /// Go's GC cycles and stop-the-world pauses: a few hits a second,
+    /// never windowed (switched by [`Control::runtime`]).
+    Runtime,
 }
 
 /// One uprobe of the plan, kept to attach it again.
@@ -205,12 +209,13 @@ pub struct ProgramRuns {
 }
 
 /// Every uprobe program, for [`AttachedProbes::program_runs`].
-const UPROBE_PROGRAMS: [&str; 6] = [
+const UPROBE_PROGRAMS: [&str; 7] = [
     LOCK_SLOW_PROGRAM,
     LOCK_SLOW_RET_PROGRAM,
     LOCK_EXIT_PROGRAM,
     CAS_OUTCOME_PROGRAM,
     GO_READY_PROGRAM,
+    GO_RUNTIME_PROGRAM,
     MAP_OP_PROGRAM,
 ];
 
@@ -268,13 +273,7 @@ impl AttachedProbes {
         // Nothing counts until the caller switches counting on (once every
         // probe is attached and its rings are read): a session's counts
         // start at one instant, which the governor's accounting starts at.
-        write_control(
-            &mut ebpf,
-            Control {
-                enabled: 0,
-                ..Control::default_on()
-            },
-        )?;
+        write_control(&mut ebpf, Control::all_off())?;
         write_sites(&mut ebpf, plan)?;
         let scope = NonZeroU32::new(pid).map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         let mut sites = Vec::new();
@@ -287,6 +286,7 @@ impl AttachedProbes {
                 SiteProbe::LockExit { .. } => (LOCK_EXIT_PROGRAM, ProbeGroup::Waits),
                 SiteProbe::Cas { .. } => (CAS_OUTCOME_PROGRAM, ProbeGroup::Counting),
                 SiteProbe::Ready { .. } => (GO_READY_PROGRAM, ProbeGroup::Counting),
+                SiteProbe::Runtime(_) => (GO_RUNTIME_PROGRAM, ProbeGroup::Runtime),
             };
             sites.push(UprobeSite {
                 program,
@@ -330,7 +330,7 @@ impl AttachedProbes {
             scope,
             run_stats: None,
         };
-        for group in [ProbeGroup::Counting, ProbeGroup::Waits] {
+        for group in [ProbeGroup::Counting, ProbeGroup::Waits, ProbeGroup::Runtime] {
             probes.attach_group(group)?;
         }
         Ok(probes)
@@ -629,6 +629,8 @@ impl AttachedProbes {
             map_ops_counted: sums[Counter::MapOpsCounted as usize],
             disabled_hits: sums[Counter::DisabledHits as usize],
             keys_unsampled: sums[Counter::KeysUnsampled as usize],
+            runtime_events: sums[Counter::RuntimeEvents as usize],
+            stw_unmatched: sums[Counter::StwUnmatched as usize],
         })
     }
 }
@@ -656,7 +658,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
         capture_stack: u32::from(probe.capture_stack),
         track_blocked: u32::from(probe.track_blocked),
         count_if: 0,
-        _pad: 0,
+        time_register: NO_REGISTER,
+        start_register: NO_REGISTER,
     };
     Ok(match &site.probe {
         SiteProbe::LockEntry(probe) | SiteProbe::SemaEntry(probe) => lock(probe),
@@ -678,6 +681,36 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
             goroutine_register: NO_REGISTER,
             ..lock(&LockProbe {
                 arg: *goroutine,
+                goroutine: None,
+                addr_adjust: 0,
+                role: probe_common::LockRole::Mutex,
+                capture_stack: false,
+                track_blocked: false,
+            })
+        },
+        SiteProbe::Runtime(runtime) => SiteConfig {
+            arg_register: match runtime {
+                RuntimeSite::StopTheWorld { reason } => register_field(*reason),
+                RuntimeSite::StartTheWorld {
+                    world_stop: Some(args),
+                } => args.reason as u32,
+                _ => NO_REGISTER,
+            },
+            time_register: match runtime {
+                RuntimeSite::StartTheWorld {
+                    world_stop: Some(args),
+                } => args.now as u32,
+                _ => NO_REGISTER,
+            },
+            start_register: match runtime {
+                RuntimeSite::StartTheWorld {
+                    world_stop: Some(args),
+                } => args.started as u32,
+                _ => NO_REGISTER,
+            },
+            goroutine_register: NO_REGISTER,
+            ..lock(&LockProbe {
+                arg: goruntime::FIRST_ARGUMENT,
                 goroutine: None,
                 addr_adjust: 0,
                 role: probe_common::LockRole::Mutex,
@@ -721,7 +754,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
                 capture_stack: 0,
                 track_blocked: 0,
                 count_if: 0,
-                _pad: 0,
+                time_register: NO_REGISTER,
+                start_register: NO_REGISTER,
             }
         }
     })

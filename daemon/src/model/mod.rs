@@ -9,6 +9,7 @@
 //! by their `serde` renames.
 
 mod frame;
+mod gc;
 mod glob;
 pub mod hash;
 mod heatmap;
@@ -18,6 +19,7 @@ mod snapshot;
 mod timeline;
 
 pub use frame::{CodeLocation, Frame, SourceLine};
+pub use gc::{GcReport, GcSecond, SpikeContext};
 pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
 pub use key::Key;
@@ -151,6 +153,8 @@ pub enum ProbeKind {
     SemaEntry,
     /// Go's `runtime.ready` (`--blocked-time`).
     Ready,
+    /// Go's GC cycles and stop-the-world pauses.
+    Runtime,
 }
 
 /// How the kernel runs a probed instruction, which sets the cost of a hit.
@@ -218,6 +222,10 @@ pub struct ProbeCounters {
     pub disabled_hits: u64,
     /// Map operations whose key was not sampled (counted per map only).
     pub keys_unsampled: u64,
+    /// Go runtime events written: GC cycles and stop-the-world pauses.
+    pub runtime_events: u64,
+    /// Restarts of the world whose stop was not seen (attached meanwhile).
+    pub stw_unmatched: u64,
 }
 
 /// Serializes an address as `0x…` hex, as every report shows addresses.
@@ -389,6 +397,15 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         timeline: Vec::new(),
         timeline_unwatched: Vec::new(),
         spikes: Vec::new(),
+        gc: Some(GcReport {
+            cycles: 3,
+            pauses: 7,
+            pause_seconds_total: 0.0015,
+            pause_seconds_max: 0.0004,
+            gc_pauses: Some(6),
+            gc_pause_seconds_total: Some(0.0012),
+        }),
+        gc_timeline: Vec::new(),
         overhead: Some(OverheadReport {
             budget_percent: Some(2.0),
             estimated_percent: 0.4,

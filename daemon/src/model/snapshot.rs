@@ -8,9 +8,9 @@ use serde::ser::SerializeMap as _;
 use serde::{Serialize, Serializer};
 
 use super::{
-    hex, scaled, scaled_seconds, skip_name, Builtin, CodeLocation, Frame, Heatmap, Key, LockKind,
-    LockSecond, MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind, Sampling, SecondRange,
-    SiteCost, SkipWhen, SourceLine, Spike, StopReason,
+    hex, scaled, scaled_seconds, skip_name, Builtin, CodeLocation, Frame, GcReport, GcSecond,
+    Heatmap, Key, LockKind, LockSecond, MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind,
+    Sampling, SecondRange, SiteCost, SkipWhen, SourceLine, Spike, StopReason,
 };
 
 /// How many call sites a lock's report lists (the most wait first).
@@ -66,6 +66,12 @@ pub struct Snapshot {
     /// Runs of seconds in which a lock waited far more than it usually
     /// does, the most wait first (see `spikes` for the rule).
     pub spikes: Vec<Spike>,
+    /// Go's GC cycles and stop-the-world pauses (exact: never sampled);
+    /// null when they are not probed.
+    pub gc: Option<GcReport>,
+    /// The same per second, for the seconds that had any (the last
+    /// [`TIMELINE_SECONDS`](super::TIMELINE_SECONDS)).
+    pub gc_timeline: Vec<GcSecond>,
     /// What the probes cost the target and what the overhead governor did;
     /// null until the first second.
     pub overhead: Option<OverheadReport>,

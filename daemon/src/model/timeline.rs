@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{hex, Frame};
+use super::{hex, Frame, GcReport, SpikeContext};
 
 /// Seconds of timeline a snapshot keeps (the latest ones).
 pub const TIMELINE_SECONDS: u64 = 900;
@@ -79,6 +79,13 @@ pub struct Spike {
     pub usual_wait_seconds: f64,
     /// The call site that waited most in it.
     pub top_wait_site: Option<Arc<Frame>>,
+    /// Go's GC cycles and pauses in its seconds; null when they are not
+    /// probed.
+    pub gc: Option<GcReport>,
+    /// What else its seconds show, when something does: null is a lock
+    /// problem as far as mapwatch measures (CPU starvation is not measured
+    /// yet).
+    pub context: Option<SpikeContext>,
 }
 
 /// How reports name a lock of the timeline: its name, else its address.

@@ -431,10 +431,7 @@ async fn run(
     let stopping = Instant::now();
     // The probes stop counting at once (detaching them takes a kernel grace
     // period each, about 0.1 s here: that waits until the report is out).
-    state.probes.set_control(Control {
-        enabled: 0,
-        ..Control::default_on()
-    })?;
+    state.probes.set_control(Control::all_off())?;
     // Let probes that were already running on other CPUs finish (they run
     // for microseconds).
     tokio::time::sleep(Duration::from_millis(5)).await;

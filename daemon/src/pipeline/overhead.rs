@@ -328,6 +328,8 @@ impl Overhead {
         let window = match group {
             ProbeGroup::Counting => &mut self.counting,
             ProbeGroup::Waits => &mut self.waits,
+            // Never windowed.
+            ProbeGroup::Runtime => return Ok(()),
         };
         if let Some(since) = window.on_since.take() {
             window.on_total += now - since;
@@ -348,6 +350,7 @@ impl Overhead {
             stacks: u32::from(setting.stacks),
             wait_times: u32::from(waits_on),
             key_sample_shift: key_shift(setting.keys_one_in),
+            runtime: 1,
         };
         if control != self.control {
             probes.set_control(control)?;

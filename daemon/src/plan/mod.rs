@@ -110,6 +110,9 @@ pub enum SiteProbe {
         /// Where the readied goroutine is.
         goroutine: GeneralRegister,
     },
+    /// Go's runtime: a GC cycle's end, the world stopping (with where its
+    /// reason is, when the version passes one) or starting again.
+    Runtime(RuntimeSite),
     /// A compare-and-swap's outcome.
     Cas {
         /// Which compare-and-swap, and how to read it.
@@ -118,6 +121,26 @@ pub enum SiteProbe {
         /// asked for.
         builtin: Option<Builtin>,
     },
+}
+
+/// Which Go runtime function a [`SiteProbe::Runtime`] site is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeSite {
+    /// `gcMarkTermination`: a GC cycle ends.
+    GcCycle,
+    /// `stopTheWorldWithSema`; the register holding its reason, if any.
+    StopTheWorld {
+        /// Where its `stwReason` is (Go ≥ 1.21).
+        reason: Option<GeneralRegister>,
+    },
+    /// `startTheWorldWithSema`'s entry; where it is passed the pause's own
+    /// figures (Go ≥ 1.22), their registers.
+    StartTheWorld {
+        /// The runtime's figures, if passed.
+        world_stop: Option<goruntime::WorldStopArgs>,
+    },
+    /// In `startTheWorldWithSema`, after it read the pause's end.
+    RestartDone,
 }
 
 /// One instruction to probe and what the probe observes there.
@@ -138,6 +161,10 @@ impl PlannedSite {
             SiteProbe::LockExit { .. } => SiteKind::LockExit,
             SiteProbe::SemaEntry(_) => SiteKind::SemaEntry,
             SiteProbe::Ready { .. } => SiteKind::Ready,
+            SiteProbe::Runtime(RuntimeSite::GcCycle) => SiteKind::GcCycle,
+            SiteProbe::Runtime(RuntimeSite::StopTheWorld { .. }) => SiteKind::StopTheWorld,
+            SiteProbe::Runtime(RuntimeSite::StartTheWorld { .. }) => SiteKind::StartTheWorld,
+            SiteProbe::Runtime(RuntimeSite::RestartDone) => SiteKind::RestartDone,
             SiteProbe::Cas { .. } => SiteKind::CasOutcome,
         }
     }
@@ -150,6 +177,7 @@ impl PlannedSite {
             SiteProbe::LockExit { .. } => ProbeKind::LockExit,
             SiteProbe::SemaEntry(_) => ProbeKind::SemaEntry,
             SiteProbe::Ready { .. } => ProbeKind::Ready,
+            SiteProbe::Runtime(_) => ProbeKind::Runtime,
             SiteProbe::Cas { .. } => ProbeKind::Cas,
         }
     }
@@ -172,6 +200,14 @@ pub struct NativeRanges {
     pub text: Option<(u64, u64)>,
     /// Functions to look past, `[start, end)`.
     pub skip: Vec<(u64, u64)>,
+}
+
+/// What the Go runtime probes of a plan can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoRuntimeProbes {
+    /// Whether a pause's reason is read (Go ≥ 1.21), so that GC pauses are
+    /// told from the others.
+    pub gc_pauses_told_apart: bool,
 }
 
 /// All the sites to attach, in order; a site's index is its BPF cookie.
@@ -222,6 +258,29 @@ impl ProbePlan {
             }),
             keys: !self.map_sites.is_empty(),
         }
+    }
+
+    /// Whether Go's GC cycles and stop-the-world pauses are probed, and
+    /// whether pauses say which are the GC's.
+    pub fn go_runtime(&self) -> Option<GoRuntimeProbes> {
+        let mut found = None;
+        for site in &self.sites {
+            if let SiteProbe::Runtime(runtime) = site.probe {
+                let probes = found.get_or_insert(GoRuntimeProbes {
+                    gc_pauses_told_apart: false,
+                });
+                match runtime {
+                    RuntimeSite::StopTheWorld { reason } => {
+                        probes.gc_pauses_told_apart = reason.is_some();
+                    }
+                    RuntimeSite::StartTheWorld {
+                        world_stop: Some(_),
+                    } => probes.gc_pauses_told_apart = true,
+                    _ => {}
+                }
+            }
+        }
+        found
     }
 
     /// Whether blocked time is measured (`runtime.ready` is probed).
@@ -333,6 +392,9 @@ pub struct PlanRequest {
     pub map_selection: Vec<String>,
     /// Bytes of string and other keys to copy (1 ..= 128).
     pub key_bytes: u32,
+    /// Probe Go's GC cycles and stop-the-world pauses (a few hits a
+    /// second: the context of every second).
+    pub go_runtime: bool,
 }
 
 impl PlanRequest {
@@ -344,6 +406,7 @@ impl PlanRequest {
             wait_times: true,
             locks: true,
             sync_maps: true,
+            go_runtime: true,
             key_bytes: DEFAULT_KEY_BYTES,
             ..Self::default()
         }
@@ -509,7 +572,132 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
             },
         });
     }
+    if exe.is_go() && request.go_runtime {
+        // The GC's figures are context: code they cannot be planned in
+        // costs them, not the session.
+        if let Err(e) = plan_go_runtime(exe, request.mode, &mut plan) {
+            log::warn!("{}: Go's GC and pauses are not probed: {e}", exe.name);
+        }
+    }
     Ok(plan)
+}
+
+/// Sites for the context of every second: the end of each GC cycle, and
+/// each stop-the-world pause. From Go 1.22 a pause is taken from the
+/// runtime's own figures, passed to `startTheWorldWithSema` (its entry,
+/// and the call after it read the end when it was not passed one); before,
+/// from `stopTheWorldWithSema`'s entry to `startTheWorldWithSema`'s. A
+/// binary without these functions (every Go runtime has them) lists them as
+/// missing.
+fn plan_go_runtime(
+    exe: &Executable,
+    mode: SiteMode,
+    plan: &mut ProbePlan,
+) -> Result<(), PlanError> {
+    let version = plan.go_version;
+    let mut sites = Vec::new();
+    let mut wanted = vec![(goruntime::GC_MARK_TERMINATION, RuntimeSite::GcCycle)];
+    let world_stop = goruntime::world_stop_args(version);
+    if world_stop.is_none() {
+        wanted.push((
+            goruntime::STOP_THE_WORLD,
+            RuntimeSite::StopTheWorld {
+                reason: goruntime::stw_reason_register(version),
+            },
+        ));
+    }
+    wanted.push((
+        goruntime::START_THE_WORLD,
+        RuntimeSite::StartTheWorld { world_stop },
+    ));
+    for (name, site) in wanted {
+        let Some(function) = exe.symbols.function(name) else {
+            plan.missing.push(name.to_string());
+            continue;
+        };
+        let reads: Vec<GeneralRegister> = match site {
+            RuntimeSite::StopTheWorld { reason } => reason.into_iter().collect(),
+            RuntimeSite::StartTheWorld {
+                world_stop: Some(args),
+            } => vec![args.now, args.reason, args.started],
+            _ => Vec::new(),
+        };
+        let at = entry_placement(exe, name, function.start, function.end, mode, &reads)?;
+        sites.push(PlannedSite {
+            at,
+            probe: SiteProbe::Runtime(site),
+        });
+        if world_stop.is_some() && name == goruntime::START_THE_WORLD {
+            sites.extend(restart_done_sites(exe, name, function.start, function.end)?);
+        }
+    }
+    // A pause needs both of its ends; a cycle alone is still a count.
+    let ends = sites
+        .iter()
+        .filter(|s| !matches!(s.probe, SiteProbe::Runtime(RuntimeSite::GcCycle)))
+        .count();
+    if ends < 2 {
+        sites.retain(|s| matches!(s.probe, SiteProbe::Runtime(RuntimeSite::GcCycle)));
+    }
+    plan.sites.extend(sites);
+    Ok(())
+}
+
+/// Where `startTheWorldWithSema` has read the end of a pause it was not
+/// passed one: its last call to [`goruntime::AFTER_RESTART_TIME`] (an
+/// emulated call), else its `RET`s.
+fn restart_done_sites(
+    exe: &Executable,
+    name: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<PlannedSite>, PlanError> {
+    let code = code(exe, name, start, end)?;
+    let after = exe
+        .symbols
+        .function(goruntime::AFTER_RESTART_TIME)
+        .map(|f| f.start);
+    let calls = match after {
+        Some(target) => site::find_calls(code, start, target).map_err(decode_error(name, start))?,
+        None => Vec::new(),
+    };
+    let placements: Vec<(u64, SiteChoice)> = match calls.last() {
+        Some(&address) => vec![(
+            address,
+            SiteChoice::Emulated {
+                offset: address - start,
+                mnemonic: "call".into(),
+            },
+        )],
+        None => return_sites(exe, name, start, end)?
+            .into_iter()
+            .map(|address| {
+                (
+                    address,
+                    SiteChoice::SingleStepped {
+                        offset: address - start,
+                        mnemonic: "ret".into(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    placements
+        .into_iter()
+        .map(|(address, choice)| {
+            Ok(PlannedSite {
+                at: Placement {
+                    function: name.to_string(),
+                    function_address: start,
+                    address,
+                    file_offset: file_offset(exe, name, address)?,
+                    choice,
+                    skip_when: SkipWhen::Never,
+                },
+                probe: SiteProbe::Runtime(RuntimeSite::RestartDone),
+            })
+        })
+        .collect()
 }
 
 /// The exit sites of a slow path (see [`exits`]): where its waits end,

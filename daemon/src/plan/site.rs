@@ -237,6 +237,20 @@ pub fn find_returns(code: &[u8], function_address: u64) -> Result<Vec<u64>, Site
         .collect())
 }
 
+/// Every direct `CALL` to `target` in the function whose bytes are `code`,
+/// by linear sweep from `function_address`.
+///
+/// Decode failures are handled as in [`find_returns`].
+pub fn find_calls(code: &[u8], function_address: u64, target: u64) -> Result<Vec<u64>, SiteError> {
+    let listing = Listing::sweep_all(code, function_address)?;
+    Ok(listing
+        .instructions
+        .iter()
+        .filter(|instr| instr.mnemonic() == Mnemonic::Call && direct_target(instr) == Some(target))
+        .map(Instruction::ip)
+        .collect())
+}
+
 /// Every `CMPXCHG`, `CMPXCHG8B` and `CMPXCHG16B` (locked or not) of the
 /// function whose bytes are `code`, by linear sweep from `function_address`.
 ///

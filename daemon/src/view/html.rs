@@ -97,6 +97,9 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
             .map_or("nothing yet".to_string(), |r| r.to_string())),
         report.events_lost
     );
+    if let Some(gc) = &report.gc {
+        let _ = write!(h, "<p>{}.</p>", esc(&super::text::gc_line(gc)));
+    }
     if let Some(window) = &report.window {
         let _ = write!(
             h,
@@ -169,11 +172,11 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
         if report.spikes.is_empty() {
             h.push_str("<p class=\"muted\">No spike: no second's wait rose four times above its lock's usual.</p>");
         } else {
-            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th></tr>");
+            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th><th class=\"l\">GC meanwhile</th></tr>");
             for spike in &report.spikes {
                 let _ = write!(
                     h,
-                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>",
+                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td></tr>",
                     esc(&super::utc_time(spike.start_unix_seconds)),
                     esc(&spike.label()),
                     spike.start_seconds,
@@ -182,6 +185,16 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     esc(&dur(spike.usual_wait_seconds)),
                     esc(&dur(spike.p99_seconds)),
                     esc(&spike.top_wait_site.as_ref().map_or(String::new(), ToString::to_string)),
+                    esc(&spike.gc.as_ref().map_or_else(String::new, |gc| {
+                        format!(
+                            "{} cycle(s), stopped {} for {} (longest {}){}",
+                            gc.cycles,
+                            gc.pauses,
+                            dur(gc.pause_seconds_total),
+                            dur(gc.pause_seconds_max),
+                            spike.context.map_or(String::new(), |c| format!(": {c}"))
+                        )
+                    })),
                 );
             }
             h.push_str("</table>");

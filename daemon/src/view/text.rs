@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, io};
 
 use super::{heatmap, human_duration as seconds, truncate, Format};
-use crate::model::{skip_when_name, LockKind, ProbeKind, Snapshot as Report};
+use crate::model::{skip_when_name, LockKind, ProbeKind, Snapshot as Report, SpikeContext};
 
 /// The plain-text report.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,8 +40,44 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
     if let Some(site) = &spike.top_wait_site {
         let _ = write!(line, ", most from {site}");
     }
+    if let Some(gc) = spike
+        .gc
+        .as_ref()
+        .filter(|gc| gc.cycles > 0 || gc.pauses > 0)
+    {
+        let _ = write!(
+            line,
+            "; meanwhile {} GC cycle(s), the world stopped {} time(s) for {} (longest {})",
+            gc.cycles,
+            gc.pauses,
+            seconds(gc.pause_seconds_total),
+            seconds(gc.pause_seconds_max),
+        );
+    }
+    match spike.context {
+        Some(SpikeContext::GcPause) => {
+            line.push_str(": a GC pause as long as the waits");
+        }
+        None if spike.gc.is_some() => line.push_str(": not a GC pause"),
+        None => {}
+    }
     if more > 0 {
         let _ = write!(line, "; {more} more spike(s)");
+    }
+    line
+}
+
+/// Go's GC over the session in a line.
+pub fn gc_line(gc: &crate::model::GcReport) -> String {
+    let mut line = format!(
+        "go runtime: {} GC cycle(s); the world stopped {} time(s) for {} in all (longest {})",
+        gc.cycles,
+        gc.pauses,
+        seconds(gc.pause_seconds_total),
+        seconds(gc.pause_seconds_max),
+    );
+    if let (Some(n), Some(total)) = (gc.gc_pauses, gc.gc_pause_seconds_total) {
+        let _ = write!(line, ", {n} of them for the GC ({})", seconds(total));
     }
     line
 }
@@ -64,6 +100,9 @@ pub fn render(report: &Report) -> String {
     );
     if let Some(spike) = report.spikes.first() {
         let _ = writeln!(out, "  {}", spike_line(spike, report.spikes.len() - 1));
+    }
+    if let Some(gc) = &report.gc {
+        let _ = writeln!(out, "  {}", gc_line(gc));
     }
     if let Some(window) = &report.window {
         let _ = writeln!(

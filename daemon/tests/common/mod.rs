@@ -245,6 +245,41 @@ pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|l| l["name"] == name)
 }
 
+/// The spike fixture's burst in `report`: its worst spike, on `main.mu`,
+/// from `main.burst`.
+pub fn burst_spike<'a>(report: &'a Value, what: &str) -> &'a Value {
+    let spikes = report["spikes"].as_array().expect("spikes");
+    let spike = spikes
+        .first()
+        .unwrap_or_else(|| panic!("{what}: no spike: {:#}", report["timeline"]));
+    assert_eq!(spike["name"], "main.mu", "{what}: {spike:#}");
+    let site = spike["top_wait_site"].as_str().expect("a site");
+    assert!(site.starts_with("main.burst"), "{what}: {site}");
+    assert_no_other_burst(
+        &spikes[1..],
+        spike["wait_seconds"].as_f64().expect("wait"),
+        what,
+    );
+    spike
+}
+
+/// Asserts that none of `spikes` is a burst like one that waited
+/// `burst_wait` seconds. A 2-CPU host running the tests can starve a steady
+/// holder now and then (CPU starvation is not told apart yet): such a
+/// second may spike too, but it waits a small part of the burst's, and
+/// never from the burst's site.
+pub fn assert_no_other_burst(spikes: &[Value], burst_wait: f64, what: &str) {
+    for other in spikes {
+        assert!(
+            other["wait_seconds"].as_f64().expect("wait") * 20.0 < burst_wait
+                && !other["top_wait_site"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("main.burst")),
+            "{what}: {spikes:#?}"
+        );
+    }
+}
+
 /// Asserts that the timeline rows of lock `name` add up to its contentions.
 pub fn assert_timeline_adds_up(report: &Value, name: &str) {
     let lock = lock_named(report, name).unwrap_or_else(|| panic!("no lock {name}"));

@@ -31,7 +31,7 @@ use tokio::{
 
 use crate::{
     duration,
-    model::{hash::stable_hash, AttachFailure, Key, LockKind, MapKind, MapOp, Snapshot},
+    model::{hash::stable_hash, AttachFailure, GcReport, Key, LockKind, MapKind, MapOp, Snapshot},
     view::ReportFormat,
 };
 
@@ -126,6 +126,8 @@ pub struct Figures {
     /// What fraction each probe group saw (`counting`, `waits`, `keys`):
     /// 1 when exact; sampled figures are scaled by it.
     pub sampled_fraction: Vec<(&'static str, f64)>,
+    /// Go's GC cycles and pauses, when probed (exact).
+    pub gc: Option<GcReport>,
 }
 
 impl Figures {
@@ -221,6 +223,7 @@ impl Figures {
                 ],
                 None => vec![("counting", 1.0), ("waits", 1.0), ("keys", 1.0)],
             },
+            gc: snapshot.gc.clone(),
         }
     }
 }
@@ -769,6 +772,52 @@ pub fn families(s: &Figures) -> Vec<Family> {
         Kind::Counter,
         vec![sample(vec![], Value::Count(s.events_lost))],
     ));
+    if let Some(gc) = &s.gc {
+        out.push(family(
+            "go_gc_cycles",
+            "Go GC cycles that ended (Go's NumGC), exact.",
+            None,
+            Kind::Counter,
+            vec![sample(vec![], Value::Count(gc.cycles))],
+        ));
+        // By reason where the runtime says it: gc (sweep and mark
+        // termination), other; else all as unknown.
+        let by_reason: Vec<(&str, u64, f64)> = match (gc.gc_pauses, gc.gc_pause_seconds_total) {
+            (Some(n), Some(seconds)) => vec![
+                ("gc", n, seconds),
+                (
+                    "other",
+                    gc.pauses.saturating_sub(n),
+                    (gc.pause_seconds_total - seconds).max(0.0),
+                ),
+            ],
+            _ => vec![("unknown", gc.pauses, gc.pause_seconds_total)],
+        };
+        out.push(family(
+            "go_pauses",
+            "Go stop-the-world pauses, by reason, exact.",
+            None,
+            Kind::Counter,
+            by_reason
+                .iter()
+                .map(|&(reason, n, _)| {
+                    sample(vec![("reason", reason.to_string())], Value::Count(n))
+                })
+                .collect(),
+        ));
+        out.push(family(
+            "go_pause_seconds",
+            "Go stop-the-world time, by reason: from the stop's start to the restart's.",
+            None,
+            Kind::Counter,
+            by_reason
+                .iter()
+                .map(|&(reason, _, seconds)| {
+                    sample(vec![("reason", reason.to_string())], Value::Real(seconds))
+                })
+                .collect(),
+        ));
+    }
     out.push(family(
         "probe_hits",
         "Probe hits by kind.",
@@ -915,6 +964,10 @@ mod tests {
             r#"mapwatch_overhead_budget_ratio{pid="7",comm="x"} 0.02"#,
             r#"mapwatch_sampled_fraction{pid="7",comm="x",probe="counting"} 1.0"#,
             r#"mapwatch_sampled_fraction{pid="7",comm="x",probe="keys"} 1.0"#,
+            r#"mapwatch_go_gc_cycles_total{pid="7",comm="x"} 3"#,
+            r#"mapwatch_go_pauses_total{pid="7",comm="x",reason="gc"} 6"#,
+            r#"mapwatch_go_pauses_total{pid="7",comm="x",reason="other"} 1"#,
+            r#"mapwatch_go_pause_seconds_total{pid="7",comm="x",reason="gc"} 0.0012"#,
         ];
         let accept =
             "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
