@@ -37,8 +37,8 @@ use std::{
 
 use crate::{
     model::{
-        CallSite, CasReport, GcReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts,
-        ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+        CallSite, CasReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts, ProbeCounters,
+        RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
     },
     spikes,
 };
@@ -322,15 +322,11 @@ impl Recorder {
             .gc_timeline
             .retain(|row| row.second >= first_second && row.second < end_second);
         if let Some(gc) = report.gc.as_mut() {
-            *gc = GcReport::empty(gc.gc_pauses.is_some());
+            *gc = gc.empty_like();
             for row in &report.gc_timeline {
                 gc.add(&row.figures);
             }
         }
-        let empty_gc = report
-            .gc
-            .as_ref()
-            .map(|gc| GcReport::empty(gc.gc_pauses.is_some()));
         report.spikes = spikes::spikes(
             &report.timeline,
             spikes::Span {
@@ -338,9 +334,10 @@ impl Recorder {
                 end: end_second,
                 unwatched: &report.timeline_unwatched,
                 started_unix_seconds: last.started_unix_seconds,
-                gc: empty_gc
+                gc: report
+                    .gc
                     .as_ref()
-                    .map(|empty| (empty, report.gc_timeline.as_slice())),
+                    .map(|gc| (gc, report.gc_timeline.as_slice())),
             },
         );
         if sampled && time > 0.0 {

@@ -53,8 +53,8 @@ pub struct Span<'a> {
     pub unwatched: &'a [SecondRange],
     /// When second 0 began, Unix seconds.
     pub started_unix_seconds: f64,
-    /// Go's GC per second, when probed: an empty report (of the session's
-    /// kind) and the seconds that had any.
+    /// Go's GC, when probed: the session's report (for its kind) and the
+    /// seconds that had any, in order.
     pub gc: Option<(&'a GcReport, &'a [GcSecond])>,
 }
 
@@ -126,14 +126,19 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
         }
         found.extend(current.take().map(finish));
     }
-    if let Some((empty, seconds)) = gc {
+    if let Some((session, seconds)) = gc {
+        let second_of = |second: u64| {
+            seconds
+                .binary_search_by_key(&second, |s| s.second)
+                .ok()
+                .map(|i| &seconds[i].figures)
+        };
         for spike in &mut found {
-            let mut figures = GcReport::empty(empty.gc_pauses.is_some());
-            for second in seconds
-                .iter()
-                .filter(|s| s.second >= spike.start_seconds && s.second < spike.end_seconds)
-            {
-                figures.add(&second.figures);
+            let mut figures = session.empty_like();
+            for second in spike.start_seconds..spike.end_seconds {
+                if let Some(more) = second_of(second) {
+                    figures.add(more);
+                }
             }
             // The wait of the spike's seconds in which the world stopped
             // for at least half that second's p99 wait.
@@ -143,10 +148,8 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
                     r.lock == spike.lock
                         && r.second >= spike.start_seconds
                         && r.second < spike.end_seconds
-                        && seconds.iter().any(|s| {
-                            s.second == r.second
-                                && s.figures.pauses > 0
-                                && s.figures.pause_seconds_max >= r.p99_seconds / 2.0
+                        && second_of(r.second).is_some_and(|s| {
+                            s.pauses > 0 && s.pause_seconds_max >= r.p99_seconds / 2.0
                         })
                 })
                 .map(|r| r.wait_seconds)
@@ -298,11 +301,11 @@ mod tests {
         // second only: most of its wait was not paused.
         timeline[13] = row(13, 1, 0.012, 0.001, "main.burst");
         let seconds = [pause(5, 0.003), pause(12, 0.000_1), pause(13, 0.003)];
-        let empty = GcReport::empty(true);
+        let session = GcReport::empty(true);
         let found = spikes(
             &timeline,
             Span {
-                gc: Some((&empty, &seconds)),
+                gc: Some((&session, &seconds)),
                 ..span(0, 20, &[], 0.0)
             },
         );

@@ -26,6 +26,11 @@ pub fn wait_bucket(wait_ns: u64) -> usize {
     (63 - wait_ns.max(1).leading_zeros()) as usize
 }
 
+/// The exclusive upper bound of log2 bucket `bucket`, ns.
+pub fn bucket_end_ns(bucket: usize) -> u64 {
+    1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX)
+}
+
 /// A waiting call site: (return address into the slow path's caller, user
 /// stack id or -1).
 pub type CallSiteKey = (u64, i64);

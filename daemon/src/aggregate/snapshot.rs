@@ -102,9 +102,6 @@ impl Aggregator {
         let end = self.cas_column as u64 + 1;
         let gc = self.gc.as_ref().map(|gc| gc.total().clone());
         let gc_timeline = self.gc.as_ref().map_or_else(Vec::new, Gc::seconds);
-        let empty_gc = gc
-            .as_ref()
-            .map(|gc| GcReport::empty(gc.gc_pauses.is_some()));
         let spikes = spikes::spikes(
             &timeline,
             spikes::Span {
@@ -112,9 +109,7 @@ impl Aggregator {
                 end,
                 unwatched: &timeline_unwatched,
                 started_unix_seconds: self.catalog.started_unix_seconds,
-                gc: empty_gc
-                    .as_ref()
-                    .map(|empty| (empty, gc_timeline.as_slice())),
+                gc: gc.as_ref().map(|gc| (gc, gc_timeline.as_slice())),
             },
         );
         Snapshot {
@@ -402,7 +397,7 @@ fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
         .filter(|(_, &count)| count > 0)
         .map(|(bucket, &count)| WaitBucket {
             ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
-            ns_max: 1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX),
+            ns_max: super::locks::bucket_end_ns(bucket),
             count,
         })
         .collect()

@@ -7,9 +7,9 @@ use std::{
     sync::Arc,
 };
 
-use super::locks::{CallSiteKey, LockStats, WAIT_BUCKETS};
+use super::locks::{bucket_end_ns, CallSiteKey, LockStats, WAIT_BUCKETS};
 use crate::{
-    model::{Frame, LockSecond, SecondRange, TIMELINE_LOCKS, TIMELINE_SECONDS},
+    model::{own_frame, Frame, LockSecond, SecondRange, TIMELINE_LOCKS, TIMELINE_SECONDS},
     target::Symbolizer,
 };
 
@@ -72,7 +72,11 @@ impl Names {
     fn site(&mut self, ip: u64, symbolizer: &Symbolizer) -> Option<Arc<Frame>> {
         self.sites
             .entry(ip)
-            .or_insert_with(|| own_frame(symbolizer, ip).map(Arc::new))
+            .or_insert_with(|| {
+                own_frame(&symbolizer.return_frames(ip))
+                    .cloned()
+                    .map(Arc::new)
+            })
             .clone()
     }
 }
@@ -178,7 +182,7 @@ fn row(
     let highest = histogram.iter().rposition(|&n| n > 0);
     let max_ns = match before {
         Some(before) if now.max_ns <= before.max_ns => {
-            highest.map_or(0, |b| upper_bound_ns(b).min(before.max_ns))
+            highest.map_or(0, |b| bucket_end_ns(b).min(before.max_ns))
         }
         _ => now.max_ns,
     };
@@ -221,11 +225,6 @@ fn top_up(row: &mut LockSecond, more: &LockSecond) {
     }
 }
 
-/// The exclusive upper bound of log2 bucket `bucket`, ns.
-fn upper_bound_ns(bucket: usize) -> u64 {
-    1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX)
-}
-
 /// The upper bound of the bucket holding quantile `q` of `histogram` (0
 /// when empty).
 fn quantile_ns(histogram: &[u64; WAIT_BUCKETS], q: f64) -> u64 {
@@ -238,23 +237,10 @@ fn quantile_ns(histogram: &[u64; WAIT_BUCKETS], q: f64) -> u64 {
     for (bucket, &count) in histogram.iter().enumerate() {
         seen += count;
         if seen >= rank {
-            return upper_bound_ns(bucket);
+            return bucket_end_ns(bucket);
         }
     }
-    upper_bound_ns(WAIT_BUCKETS - 1)
-}
-
-/// The first frame of a return address outside the lock implementations.
-fn own_frame(names: &Symbolizer, ip: u64) -> Option<Frame> {
-    let frames = names.return_frames(ip);
-    frames
-        .iter()
-        .find(|f| {
-            let name = f.function_name();
-            !name.starts_with("sync.") && !name.starts_with("internal/")
-        })
-        .or(frames.first())
-        .cloned()
+    bucket_end_ns(WAIT_BUCKETS - 1)
 }
 
 #[cfg(test)]

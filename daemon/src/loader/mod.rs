@@ -688,36 +688,31 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
                 track_blocked: false,
             })
         },
-        SiteProbe::Runtime(runtime) => SiteConfig {
-            arg_register: match runtime {
-                RuntimeSite::StopTheWorld { reason } => register_field(*reason),
-                RuntimeSite::StartTheWorld {
-                    world_stop: Some(args),
-                } => args.reason as u32,
-                _ => NO_REGISTER,
-            },
-            time_register: match runtime {
-                RuntimeSite::StartTheWorld {
-                    world_stop: Some(args),
-                } => args.now as u32,
-                _ => NO_REGISTER,
-            },
-            start_register: match runtime {
-                RuntimeSite::StartTheWorld {
-                    world_stop: Some(args),
-                } => args.started as u32,
-                _ => NO_REGISTER,
-            },
-            goroutine_register: NO_REGISTER,
-            ..lock(&LockProbe {
-                arg: goruntime::FIRST_ARGUMENT,
-                goroutine: None,
-                addr_adjust: 0,
-                role: probe_common::LockRole::Mutex,
-                capture_stack: false,
-                track_blocked: false,
-            })
-        },
+        SiteProbe::Runtime(runtime) => {
+            // Where the pause's own figures are, when the restart gets them.
+            let world_stop = match runtime {
+                RuntimeSite::StartTheWorld { world_stop } => *world_stop,
+                _ => None,
+            };
+            let reason = match runtime {
+                RuntimeSite::StopTheWorld { reason } => *reason,
+                _ => world_stop.map(|args| args.reason),
+            };
+            SiteConfig {
+                arg_register: register_field(reason),
+                time_register: register_field(world_stop.map(|args| args.now)),
+                start_register: register_field(world_stop.map(|args| args.started)),
+                goroutine_register: NO_REGISTER,
+                ..lock(&LockProbe {
+                    arg: goruntime::FIRST_ARGUMENT,
+                    goroutine: None,
+                    addr_adjust: 0,
+                    role: probe_common::LockRole::Mutex,
+                    capture_stack: false,
+                    track_blocked: false,
+                })
+            }
+        }
         SiteProbe::Cas { site: cas, .. } => {
             let (outcome, register) = match cas.outcome {
                 Outcome::Zf {

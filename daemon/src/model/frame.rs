@@ -47,6 +47,18 @@ pub struct Frame {
     pub address: u64,
 }
 
+/// The first of `frames` (innermost first) outside the lock
+/// implementations (`sync.`, `internal/`), else the first.
+pub fn own_frame(frames: &[Frame]) -> Option<&Frame> {
+    frames
+        .iter()
+        .find(|f| {
+            let name = f.function_name();
+            !name.starts_with("sync.") && !name.starts_with("internal/")
+        })
+        .or(frames.first())
+}
+
 impl Frame {
     /// A frame that no symbol names.
     pub fn unknown(address: u64) -> Self {

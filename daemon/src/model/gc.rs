@@ -35,6 +35,11 @@ impl GcReport {
         }
     }
 
+    /// An empty report of the same kind (GC pauses told apart or not).
+    pub fn empty_like(&self) -> Self {
+        Self::empty(self.gc_pauses.is_some())
+    }
+
     /// Counts one GC cycle's end.
     pub fn add_cycle(&mut self) {
         self.cycles += 1;

@@ -18,7 +18,7 @@ mod overhead;
 mod snapshot;
 mod timeline;
 
-pub use frame::{CodeLocation, Frame, SourceLine};
+pub use frame::{own_frame, CodeLocation, Frame, SourceLine};
 pub use gc::{GcReport, GcSecond, SpikeContext};
 pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};

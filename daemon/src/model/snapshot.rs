@@ -253,13 +253,7 @@ impl CallSite {
     /// The first frame outside the lock implementations (`sync.`,
     /// `internal/`), else the first.
     pub fn own_frame(&self) -> Option<&Frame> {
-        self.frames
-            .iter()
-            .find(|f| {
-                let name = f.function_name();
-                !name.starts_with("sync.") && !name.starts_with("internal/")
-            })
-            .or(self.frames.first())
+        super::own_frame(&self.frames)
     }
 }
 

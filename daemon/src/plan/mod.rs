@@ -263,24 +263,23 @@ impl ProbePlan {
     /// Whether Go's GC cycles and stop-the-world pauses are probed, and
     /// whether pauses say which are the GC's.
     pub fn go_runtime(&self) -> Option<GoRuntimeProbes> {
-        let mut found = None;
-        for site in &self.sites {
-            if let SiteProbe::Runtime(runtime) = site.probe {
-                let probes = found.get_or_insert(GoRuntimeProbes {
-                    gc_pauses_told_apart: false,
-                });
-                match runtime {
-                    RuntimeSite::StopTheWorld { reason } => {
-                        probes.gc_pauses_told_apart = reason.is_some();
+        let mut runtime = self.sites.iter().filter_map(|site| match site.probe {
+            SiteProbe::Runtime(runtime) => Some(runtime),
+            _ => None,
+        });
+        let first = runtime.next()?;
+        let told_apart = |site: RuntimeSite| {
+            matches!(
+                site,
+                RuntimeSite::StopTheWorld { reason: Some(_) }
+                    | RuntimeSite::StartTheWorld {
+                        world_stop: Some(_)
                     }
-                    RuntimeSite::StartTheWorld {
-                        world_stop: Some(_),
-                    } => probes.gc_pauses_told_apart = true,
-                    _ => {}
-                }
-            }
-        }
-        found
+            )
+        };
+        Some(GoRuntimeProbes {
+            gc_pauses_told_apart: told_apart(first) || runtime.any(told_apart),
+        })
     }
 
     /// Whether blocked time is measured (`runtime.ready` is probed).
@@ -627,7 +626,12 @@ fn plan_go_runtime(
             at,
             probe: SiteProbe::Runtime(site),
         });
-        if world_stop.is_some() && name == goruntime::START_THE_WORLD {
+        if matches!(
+            site,
+            RuntimeSite::StartTheWorld {
+                world_stop: Some(_)
+            }
+        ) {
             sites.extend(restart_done_sites(exe, name, function.start, function.end)?);
         }
     }

@@ -187,11 +187,8 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     esc(&spike.top_wait_site.as_ref().map_or(String::new(), ToString::to_string)),
                     esc(&spike.gc.as_ref().map_or_else(String::new, |gc| {
                         format!(
-                            "{} cycle(s), stopped {} for {} (longest {}){}",
-                            gc.cycles,
-                            gc.pauses,
-                            dur(gc.pause_seconds_total),
-                            dur(gc.pause_seconds_max),
+                            "{}{}",
+                            super::text::gc_figures(gc),
                             spike.context.map_or(String::new(), |c| format!(": {c}"))
                         )
                     })),

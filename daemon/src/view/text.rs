@@ -45,14 +45,7 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
         .as_ref()
         .filter(|gc| gc.cycles > 0 || gc.pauses > 0)
     {
-        let _ = write!(
-            line,
-            "; meanwhile {} GC cycle(s), the world stopped {} time(s) for {} (longest {})",
-            gc.cycles,
-            gc.pauses,
-            seconds(gc.pause_seconds_total),
-            seconds(gc.pause_seconds_max),
-        );
+        let _ = write!(line, "; meanwhile {}", gc_figures(gc));
     }
     match spike.context {
         Some(SpikeContext::GcPause) => {
@@ -67,15 +60,21 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
     line
 }
 
-/// Go's GC over the session in a line.
-pub fn gc_line(gc: &crate::model::GcReport) -> String {
-    let mut line = format!(
-        "go runtime: {} GC cycle(s); the world stopped {} time(s) for {} in all (longest {})",
+/// Go's GC cycles and pauses in a phrase: `3 GC cycle(s), the world
+/// stopped 6 time(s) for 1.20ms (longest 400.0µs)`.
+pub fn gc_figures(gc: &crate::model::GcReport) -> String {
+    format!(
+        "{} GC cycle(s), the world stopped {} time(s) for {} (longest {})",
         gc.cycles,
         gc.pauses,
         seconds(gc.pause_seconds_total),
         seconds(gc.pause_seconds_max),
-    );
+    )
+}
+
+/// Go's GC over the session in a line.
+pub fn gc_line(gc: &crate::model::GcReport) -> String {
+    let mut line = format!("go runtime: {}", gc_figures(gc));
     if let (Some(n), Some(total)) = (gc.gc_pauses, gc.gc_pause_seconds_total) {
         let _ = write!(line, ", {n} of them for the GC ({})", seconds(total));
     }
