@@ -27,6 +27,10 @@ pub struct Generation {
     pub mutex_slow_path: &'static str,
     /// The mutex's semaphore wait (`sema` at [`MUTEX_SEMA_OFFSET`]).
     pub mutex_semaphore_wait: &'static str,
+    /// `sync.Mutex`'s release slow path, `unlockSlow(m, new int32)`:
+    /// `Unlock` calls it exactly when the lock's new state is not zero
+    /// (waiters queued, a spinner woken, starvation), to hand the lock on.
+    pub mutex_release_slow_path: &'static str,
     /// Functions whose compare-and-swaps make up `sync.Map` (globs).
     pub sync_map_cas_patterns: &'static [&'static str],
     /// The `sync.Map` implementation's methods.
@@ -66,6 +70,7 @@ pub const GENERATIONS: [Generation; 2] = [
         since: (1, 18),
         mutex_slow_path: "sync.(*Mutex).lockSlow",
         mutex_semaphore_wait: "sync.runtime_SemacquireMutex",
+        mutex_release_slow_path: "sync.(*Mutex).unlockSlow",
         sync_map_cas_patterns: &["sync.(*Map).*", "sync.(*entry).*"],
         sync_map: SyncMapFacts {
             prefix: "sync.(*Map).",
@@ -85,6 +90,7 @@ pub const GENERATIONS: [Generation; 2] = [
         since: (1, 24),
         mutex_slow_path: "internal/sync.(*Mutex).lockSlow",
         mutex_semaphore_wait: "internal/sync.runtime_SemacquireMutex",
+        mutex_release_slow_path: "internal/sync.(*Mutex).unlockSlow",
         sync_map_cas_patterns: &["internal/sync.(*HashTrieMap[*", "internal/sync.(*entry[*"],
         sync_map: SyncMapFacts {
             prefix: HASH_TRIE_MAP_PREFIX,
@@ -173,6 +179,14 @@ pub const RWMUTEX_WAITS: [RwMutexWait; 2] = [
         role: LockRole::RwWriter,
     },
 ];
+
+/// `sync.RWMutex`'s releases that wake waiters (receiver in RAX; the same
+/// from Go 1.18 to 1.27, `sync.RWMutex` never moved): `rUnlockSlow`, the
+/// last reader leaving for a writer that waits, and the writer's `Unlock`,
+/// which releases the readers queued behind it (every writer unlock: it is
+/// not inlined, and it has no slow path of its own). The inner mutex's
+/// release is the mutex's slow path at the RWMutex's own address.
+pub const RWMUTEX_RELEASES: [&str; 2] = ["sync.(*RWMutex).rUnlockSlow", "sync.(*RWMutex).Unlock"];
 
 /// Where the runtime makes a goroutine (its `g` in RAX) runnable.
 pub const READY: &str = "runtime.ready";

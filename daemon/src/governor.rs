@@ -91,6 +91,8 @@ pub struct Capabilities {
     pub waits: bool,
     /// Map keys are recorded.
     pub keys: bool,
+    /// Release sites blame holders (they run with the wait probes).
+    pub holders: bool,
 }
 
 /// Keys recorded for one operation in this many, once sampled.
@@ -388,6 +390,7 @@ mod tests {
         stacks: true,
         waits: true,
         keys: true,
+        holders: true,
     };
 
     fn tick(at: f64, probe_ms: f64, cpu_ms: f64) -> Observation {

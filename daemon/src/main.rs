@@ -104,6 +104,11 @@ struct ProbeArgs {
     /// contention.
     #[arg(long)]
     no_wait_times: bool,
+    /// Do not blame holders: no probes on the locks' release slow paths
+    /// (`unlockSlow`, an RWMutex's `rUnlockSlow` and `Unlock`), so no
+    /// `top_holder_sites`. They cost about 1 µs per contended release.
+    #[arg(long)]
+    no_holders: bool,
     /// Also measure how long goroutines were parked on each lock's
     /// semaphores, from park to runnable: what Go's own
     /// `/sync/mutex/wait/total` estimates (by sampling). Probes
@@ -405,6 +410,7 @@ impl ProbeArgs {
             map_selection: self.maps.clone(),
             key_bytes: self.key_bytes,
             go_runtime: probe.gc,
+            holders: !self.no_holders,
         })
     }
 }

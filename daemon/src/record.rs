@@ -37,8 +37,9 @@ use std::{
 
 use crate::{
     model::{
-        CallSite, CasReport, Heatmap, KeyReport, LockReport, MapReport, OpCounts, ProbeCounters,
-        RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+        CallSite, CasReport, Heatmap, HoldTimes, HolderSite, KeyReport, LockReport, MapReport,
+        OpCounts, ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES,
+        TOP_KEYS,
     },
     spikes,
 };
@@ -428,6 +429,7 @@ impl Delta {
                     + l.per_cpu.len() * 8
                     + l.wait_histogram.len() * size_of::<WaitBucket>()
                     + l.top_call_sites.len() * size_of::<CallSite>()
+                    + l.top_holder_sites.len() * size_of::<HolderSite>()
                     + l.name.as_ref().map_or(0, String::len)
             })
             .sum();
@@ -550,6 +552,10 @@ fn combine_counters(
         keys_unsampled,
         runtime_events,
         stw_unmatched,
+        holder_stats_full,
+        release_logs_full,
+        release_log_short,
+        releases,
     } = *a;
     ProbeCounters {
         hits: f(hits, b.hits),
@@ -569,6 +575,10 @@ fn combine_counters(
         keys_unsampled: f(keys_unsampled, b.keys_unsampled),
         runtime_events: f(runtime_events, b.runtime_events),
         stw_unmatched: f(stw_unmatched, b.stw_unmatched),
+        holder_stats_full: f(holder_stats_full, b.holder_stats_full),
+        release_logs_full: f(release_logs_full, b.release_logs_full),
+        release_log_short: f(release_log_short, b.release_log_short),
+        releases: f(releases, b.releases),
     }
 }
 
@@ -604,22 +614,7 @@ fn lock_delta(current: &LockReport, previous: Option<&LockReport>) -> Option<Loc
     if contentions == 0 && acquisitions == 0 && parks.unwrap_or(0) == 0 {
         return None;
     }
-    let wait_histogram = current
-        .wait_histogram
-        .iter()
-        .filter_map(|bucket| {
-            let then = before
-                .wait_histogram
-                .iter()
-                .find(|b| b.ns_min == bucket.ns_min)
-                .map_or(0, |b| b.count);
-            let count = bucket.count.saturating_sub(then);
-            (count > 0).then(|| WaitBucket {
-                count,
-                ..bucket.clone()
-            })
-        })
-        .collect();
+    let wait_histogram = sub_buckets(&current.wait_histogram, &before.wait_histogram);
     let top_call_sites = current
         .top_call_sites
         .iter()
@@ -667,6 +662,21 @@ fn lock_delta(current: &LockReport, previous: Option<&LockReport>) -> Option<Loc
         ),
         reader_contentions: sub_opt(current.reader_contentions, before.reader_contentions),
         top_call_sites,
+        wait_caused_seconds_total: sub_opt_seconds(
+            current.wait_caused_seconds_total,
+            before.wait_caused_seconds_total,
+        ),
+        top_holder_sites: current
+            .top_holder_sites
+            .iter()
+            .filter_map(|site| {
+                let then = before
+                    .top_holder_sites
+                    .iter()
+                    .find(|s| s.frames == site.frames);
+                holder_delta(site, then)
+            })
+            .collect(),
         exact: true,
         sampled_fraction: 1.0,
     })
@@ -688,6 +698,8 @@ fn zeroed_lock(lock: &LockReport) -> LockReport {
         writer_wait_seconds_total: lock.writer_wait_seconds_total.map(|_| 0.0),
         reader_contentions: lock.reader_contentions.map(|_| 0),
         top_call_sites: Vec::new(),
+        wait_caused_seconds_total: lock.wait_caused_seconds_total.map(|_| 0.0),
+        top_holder_sites: Vec::new(),
         exact: true,
         sampled_fraction: 1.0,
         ..lock.clone()
@@ -701,16 +713,7 @@ fn add_lock(sum: &mut LockReport, more: &LockReport) {
     add_opt(&mut sum.blocked_parks, more.blocked_parks);
     sum.acquisitions += more.acquisitions;
     sum.wait_seconds_total += more.wait_seconds_total;
-    for bucket in &more.wait_histogram {
-        match sum
-            .wait_histogram
-            .iter_mut()
-            .find(|b| b.ns_min == bucket.ns_min)
-        {
-            Some(b) => b.count += bucket.count,
-            None => sum.wait_histogram.push(bucket.clone()),
-        }
-    }
+    add_buckets(&mut sum.wait_histogram, &more.wait_histogram);
     add_opt(
         &mut sum.reader_wait_seconds_total,
         more.reader_wait_seconds_total,
@@ -733,8 +736,95 @@ fn add_lock(sum: &mut LockReport, more: &LockReport) {
             None => sum.top_call_sites.push(site.clone()),
         }
     }
+    add_opt(
+        &mut sum.wait_caused_seconds_total,
+        more.wait_caused_seconds_total,
+    );
+    for site in &more.top_holder_sites {
+        match sum
+            .top_holder_sites
+            .iter_mut()
+            .find(|s| s.frames == site.frames)
+        {
+            Some(s) => add_holder(s, site),
+            None => sum.top_holder_sites.push(site.clone()),
+        }
+    }
     sum.kind = more.kind;
     sum.name = sum.name.take().or_else(|| more.name.clone());
+}
+
+/// What a holder site did between two snapshots (`None`: nothing).
+fn holder_delta(site: &HolderSite, before: Option<&HolderSite>) -> Option<HolderSite> {
+    let releases = site
+        .releases
+        .saturating_sub(before.map_or(0, |s| s.releases));
+    let caused =
+        (site.wait_caused_seconds - before.map_or(0.0, |s| s.wait_caused_seconds)).max(0.0);
+    if releases == 0 && caused <= 0.0 {
+        return None;
+    }
+    let then = before.and_then(|s| s.contended_hold.as_ref());
+    let contended_hold = site.contended_hold.as_ref().and_then(|hold| {
+        let count = hold.count.saturating_sub(then.map_or(0, |h| h.count));
+        (count > 0).then(|| HoldTimes {
+            count,
+            seconds_total: (hold.seconds_total - then.map_or(0.0, |h| h.seconds_total)).max(0.0),
+            histogram: sub_buckets(&hold.histogram, then.map_or(&[], |h| &h.histogram)),
+        })
+    });
+    Some(HolderSite {
+        frames: site.frames.clone(),
+        wait_caused_seconds: caused,
+        releases,
+        share: 0.0,
+        contended_hold,
+    })
+}
+
+/// Adds a holder site's figures of one window to another's.
+fn add_holder(sum: &mut HolderSite, more: &HolderSite) {
+    sum.releases += more.releases;
+    sum.wait_caused_seconds += more.wait_caused_seconds;
+    let Some(hold) = &more.contended_hold else {
+        return;
+    };
+    let total = sum.contended_hold.get_or_insert_with(|| HoldTimes {
+        count: 0,
+        seconds_total: 0.0,
+        histogram: Vec::new(),
+    });
+    total.count += hold.count;
+    total.seconds_total += hold.seconds_total;
+    add_buckets(&mut total.histogram, &hold.histogram);
+    total.histogram.sort_by_key(|b| b.ns_min);
+}
+
+/// Adds the buckets of `more` to those of `sum` (by lower bound).
+fn add_buckets(sum: &mut Vec<WaitBucket>, more: &[WaitBucket]) {
+    for bucket in more {
+        match sum.iter_mut().find(|b| b.ns_min == bucket.ns_min) {
+            Some(b) => b.count += bucket.count,
+            None => sum.push(bucket.clone()),
+        }
+    }
+}
+
+/// The buckets of `now` less those of `before` (non-empty ones only).
+fn sub_buckets(now: &[WaitBucket], before: &[WaitBucket]) -> Vec<WaitBucket> {
+    now.iter()
+        .filter_map(|bucket| {
+            let then = before
+                .iter()
+                .find(|b| b.ns_min == bucket.ns_min)
+                .map_or(0, |b| b.count);
+            let count = bucket.count.saturating_sub(then);
+            (count > 0).then(|| WaitBucket {
+                count,
+                ..bucket.clone()
+            })
+        })
+        .collect()
 }
 
 /// Orders a window's sums as a report lists them: histogram by bucket,
@@ -749,6 +839,20 @@ fn finish_lock(lock: &mut LockReport, record_in_window: Option<f64>) {
             .then_with(|| b.count.cmp(&a.count))
     });
     lock.top_call_sites.truncate(TOP_CALL_SITES);
+    lock.top_holder_sites.sort_by(|a, b| {
+        b.wait_caused_seconds
+            .total_cmp(&a.wait_caused_seconds)
+            .then_with(|| b.releases.cmp(&a.releases))
+    });
+    lock.top_holder_sites.truncate(TOP_CALL_SITES);
+    let caused: f64 = lock.wait_caused_seconds_total.unwrap_or(0.0);
+    for site in &mut lock.top_holder_sites {
+        site.share = if caused > 0.0 {
+            site.wait_caused_seconds / caused
+        } else {
+            0.0
+        };
+    }
     let total = lock.wait_seconds_total;
     for site in &mut lock.top_call_sites {
         site.share = if total > 0.0 {

@@ -92,7 +92,7 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
         for row in rows.iter().filter(|r| spiking(r)) {
             let continues = current
                 .as_ref()
-                .is_some_and(|(spike, _)| spike.end_seconds == row.second);
+                .is_some_and(|(spike, _, _)| spike.end_seconds == row.second);
             if !continues {
                 found.extend(current.take().map(finish));
                 current = Some((
@@ -106,22 +106,20 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
                         p99_seconds: 0.0,
                         usual_wait_seconds: usual_wait,
                         top_wait_site: None,
+                        top_holder_site: None,
                         gc: None,
                         context: None,
                     },
                     Vec::new(),
+                    Vec::new(),
                 ));
             }
-            if let Some((spike, sites)) = current.as_mut() {
+            if let Some((spike, sites, holders)) = current.as_mut() {
                 spike.end_seconds = row.second + 1;
                 spike.wait_seconds += row.wait_seconds;
                 spike.p99_seconds = spike.p99_seconds.max(row.p99_seconds);
-                if let Some(site) = &row.top_wait_site {
-                    match sites.iter_mut().find(|(f, _)| f == site) {
-                        Some((_, wait)) => *wait += row.wait_seconds,
-                        None => sites.push((site.clone(), row.wait_seconds)),
-                    }
-                }
+                tally(sites, row.top_wait_site.as_ref(), row.wait_seconds);
+                tally(holders, row.top_holder_site.as_ref(), row.wait_seconds);
             }
         }
         found.extend(current.take().map(finish));
@@ -168,15 +166,31 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
     found
 }
 
-/// A spike being built, with the wait of each top site in it.
-type Building = (Spike, Vec<(Arc<Frame>, f64)>);
+/// A spike being built, with the wait of the seconds each top waiting
+/// site and each top holder site was the top of.
+type Building = (Spike, Vec<(Arc<Frame>, f64)>, Vec<(Arc<Frame>, f64)>);
 
-/// A spike with its top site: the one whose seconds waited most.
-fn finish((mut spike, sites): Building) -> Spike {
-    spike.top_wait_site = sites
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(frame, _)| frame);
+/// Adds a second's wait to its top site's tally.
+fn tally(sites: &mut Vec<(Arc<Frame>, f64)>, site: Option<&Arc<Frame>>, wait: f64) {
+    let Some(site) = site else {
+        return;
+    };
+    match sites.iter_mut().find(|(f, _)| f == site) {
+        Some((_, total)) => *total += wait,
+        None => sites.push((site.clone(), wait)),
+    }
+}
+
+/// A spike with its top sites: those whose seconds waited most.
+fn finish((mut spike, sites, holders): Building) -> Spike {
+    let top = |sites: Vec<(Arc<Frame>, f64)>| {
+        sites
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(frame, _)| frame)
+    };
+    spike.top_wait_site = top(sites);
+    spike.top_holder_site = top(holders);
     spike
 }
 
@@ -218,6 +232,10 @@ mod tests {
                 function: Some(site.into()),
                 ..Frame::unknown(0x1000)
             })),
+            top_holder_site: Some(Arc::new(Frame {
+                function: Some(format!("{site}.holder")),
+                ..Frame::unknown(0x2000)
+            })),
         }
     }
 
@@ -244,6 +262,13 @@ mod tests {
                 .as_ref()
                 .and_then(|f| f.function.as_deref()),
             Some("main.burst")
+        );
+        assert_eq!(
+            spike
+                .top_holder_site
+                .as_ref()
+                .and_then(|f| f.function.as_deref()),
+            Some("main.burst.holder")
         );
     }
 

@@ -99,6 +99,14 @@ pub enum SiteKind {
     /// Where `startTheWorldWithSema` has read the time of its end (the
     /// call that follows it): the pause kept at its entry ends here.
     RestartDone = 10,
+    /// Entry into a lock's release slow path (Go `unlockSlow`, an
+    /// RWMutex's `rUnlockSlow` and writer `Unlock`): a holder hands the
+    /// lock to waiters. Counted for this holder's call site in
+    /// `HOLDER_STATS`, with its hold time when it acquired through the slow
+    /// path, and logged in
+    /// the lock's `RELEASE_LOGS` for the waits it ends. The lock's
+    /// address is in [`SiteConfig::arg_register`].
+    LockRelease = 11,
 }
 
 impl SiteKind {
@@ -115,6 +123,7 @@ impl SiteKind {
             8 => Some(Self::StopTheWorld),
             9 => Some(Self::StartTheWorld),
             10 => Some(Self::RestartDone),
+            11 => Some(Self::LockRelease),
             _ => None,
         }
     }
@@ -344,6 +353,10 @@ pub struct Control {
     /// whatever `enabled` says: the overhead governor never switches them
     /// off (they fire a few times a second), so their counts stay exact.
     pub runtime: u32,
+    /// 1: release sites log each release to waiters (`RELEASE_LOGS`) and
+    /// a timed wait's end charges its waiting to the holders whose releases
+    /// ended it; 0: no holder blame (no release sites are planned).
+    pub holders: u32,
 }
 
 impl Control {
@@ -355,6 +368,7 @@ impl Control {
             wait_times: 1,
             key_sample_shift: 0,
             runtime: 1,
+            holders: 1,
         }
     }
 
@@ -366,6 +380,7 @@ impl Control {
             wait_times: 0,
             key_sample_shift: 0,
             runtime: 0,
+            holders: 0,
         }
     }
 }
@@ -986,10 +1001,21 @@ pub enum Counter {
     /// Restarts of the world with no stop seen (the probes were attached
     /// while the world was stopped).
     StwUnmatched = 16,
+    /// Releases not charged because `HOLDER_STATS` was full.
+    HolderStatsFull = 17,
+    /// Releases not logged because `RELEASE_LOGS` was full (the waiting
+    /// they ended goes to the lock's previous release, or to none).
+    ReleaseLogsFull = 18,
+    /// Waits that spanned more releases than a log keeps: their oldest
+    /// part was charged to the oldest release kept.
+    ReleaseLogShort = 19,
+    /// Releases to waiters counted in `HOLDER_STATS` (not [`Counter::Hits`]:
+    /// those are the lock figures' own).
+    Releases = 20,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 17;
+pub const COUNTER_SLOTS: u32 = 21;
 
 /// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
 /// goroutine, not thread: a goroutine parked in the slow path can resume on
@@ -1022,6 +1048,83 @@ pub struct Inflight {
     /// See [`LockEvent::stack_id`].
     pub stack_id: i64,
 }
+
+/// Key of `HOLDER_STATS`: one lock released to its waiters from one call
+/// site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HolderKey {
+    /// The lock.
+    pub lock_addr: u64,
+    /// Return address into the release slow path's caller, or 0.
+    pub caller_ip: u64,
+    /// The holder's user stack in `STACKS`, or -1.
+    pub stack_id: i64,
+}
+
+/// Value of `HOLDER_STATS` (per CPU): what one holder call site's releases
+/// made others wait.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HolderStats {
+    /// Releases through the slow path (to waiters).
+    pub releases: u64,
+    /// Waiting charged to them (see [`ReleaseLog`]), ns.
+    pub caused_ns: u64,
+    /// Of the releases, those whose holder had acquired through the slow
+    /// path (its hold time is known).
+    pub holds: u64,
+    /// Their hold times (slow-path acquisition to release), ns.
+    pub hold_ns: u64,
+    /// Their log2 histogram (see [`WAIT_HIST_BUCKETS`]).
+    pub hold_hist: [u64; WAIT_HIST_BUCKETS],
+}
+
+/// Releases a lock's log keeps (see [`ReleaseLog`]): a wait that spans
+/// more has its oldest part charged to the oldest one kept
+/// ([`Counter::ReleaseLogShort`]).
+pub const RELEASE_LOG_SLOTS: usize = 16;
+
+/// One release of a lock to its waiters: when, and by whom.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Release {
+    /// `bpf_ktime_get_ns()` at the release.
+    pub time_ns: u64,
+    /// See [`HolderKey::caller_ip`].
+    pub caller_ip: u64,
+    /// See [`HolderKey::stack_id`].
+    pub stack_id: i64,
+}
+
+/// Value of `RELEASE_LOGS`: a lock's last releases to waiters, a ring.
+/// Releases of one lock follow one another (only its holder releases it),
+/// so one writer at a time fills it; a waiter's end reads it to split its
+/// wait at the releases within it: each stretch up to a release is
+/// charged to that release's holder, the last stretch (from the release
+/// that woke it to its acquisition) to that release's holder too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleaseLog {
+    /// Releases written so far; the newest is at `(head - 1) % RELEASE_LOG_SLOTS`.
+    pub head: u64,
+    /// The goroutine that last acquired the lock through the slow path
+    /// since its last release to waiters, or 0: its release measures its
+    /// hold. Any release to waiters clears it, so a hold is measured only
+    /// from a slow acquisition to the next slow release, by one goroutine.
+    pub owner: u64,
+    /// When `owner` acquired it.
+    pub owner_since_ns: u64,
+    /// The ring.
+    pub slots: [Release; RELEASE_LOG_SLOTS],
+}
+
+/// Capacity of `RELEASE_LOGS`: locks released to waiters (a full table is
+/// counted, [`Counter::ReleaseLogsFull`]).
+pub const MAX_RELEASE_LOGS: u32 = 4096;
+
+/// Capacity of `HOLDER_STATS`: (lock, holder call site) pairs.
+pub const MAX_HOLDER_SITES: u32 = 4096;
 
 /// Capacity of the `STACKS` map: distinct waiting stacks kept (stacks are
 /// read once per lock and caller, so a few thousand cover a big service;
@@ -1152,7 +1255,14 @@ const _: () = {
     assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
 
-    assert!(size_of::<Control>() == 20);
+    assert!(size_of::<Control>() == 24);
+    assert!(offset_of!(Control, holders) == 20);
+    assert!(size_of::<HolderKey>() == 24);
+    assert!(size_of::<HolderStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
+    assert!(offset_of!(HolderStats, hold_hist) == 32);
+    assert!(size_of::<Release>() == 24);
+    assert!(size_of::<ReleaseLog>() == 24 + 24 * RELEASE_LOG_SLOTS);
+    assert!(offset_of!(ReleaseLog, slots) == 24);
     assert!(offset_of!(Control, runtime) == 16);
     assert!(offset_of!(Control, key_sample_shift) == 12);
     assert!(size_of::<LockStatsKey>() == 32);
@@ -1188,4 +1298,9 @@ mod user {
     unsafe impl aya::Pod for super::KeyCounts {}
     unsafe impl aya::Pod for super::RuntimeEvent {}
     unsafe impl aya::Pod for super::StwPending {}
+    unsafe impl aya::Pod for super::HolderKey {}
+    unsafe impl aya::Pod for super::HolderStats {}
+    unsafe impl aya::Pod for super::ReleaseLog {}
+    unsafe impl aya::Pod for super::InflightKey {}
+    unsafe impl aya::Pod for super::Inflight {}
 }

@@ -1,7 +1,8 @@
 //! mapwatch's kernel-side programs.
 //!
 //! One uprobe program per kind of site ([`lock_slow`], [`lock_exit`],
-//! [`lock_slow_ret`], [`go_ready`], [`cas_outcome`], [`map_op`]) is attached
+//! [`lock_slow_ret`], [`lock_release`], [`go_ready`], [`cas_outcome`],
+//! [`map_op`]) is attached
 //! at every site the daemon's probe planner chose. Each attachment carries a
 //! BPF cookie: the index of its configuration in `SITES` (or `MAP_SITES`),
 //! which says which registers hold what and whether the hit must be skipped
@@ -36,14 +37,15 @@ use aya_ebpf::{
 };
 use probe_common::{
     condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, Counter,
-    EventHeader, EventTag, GeneralRegister as R, GoLayout, Inflight, InflightKey, KeyCounts,
-    KeyCountsKey, KeyKind, KeyShape, LockEvent, LockRole, LockStats, LockStatsKey, MapCounts,
-    MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, PairKey, PairStack,
-    RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS,
-    FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
-    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_SITES, MAX_STACKS,
-    NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
-    STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    EventHeader, EventTag, GeneralRegister as R, GoLayout, HolderKey, HolderStats, Inflight,
+    InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape, LockEvent, LockRole, LockStats,
+    LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource,
+    PairKey, PairStack, ReleaseLog, RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen,
+    StwPending, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_COUNTED_MAPS,
+    MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS,
+    MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES,
+    NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON, RELEASE_LOG_SLOTS, STACK_RESAMPLE,
+    SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -94,6 +96,22 @@ static LOCK_STATS: PerCpuHashMap<LockStatsKey, LockStats> =
 #[map]
 static BLOCKED: PerCpuHashMap<u64, BlockedStats> =
     PerCpuHashMap::with_max_entries(MAX_BLOCKED, NO_PREALLOC);
+
+/// Each lock's last releases to waiters (see [`ReleaseLog`]). An LRU: a
+/// lock no longer released makes room.
+#[map]
+static RELEASE_LOGS: LruHashMap<u64, ReleaseLog> =
+    LruHashMap::with_max_entries(MAX_RELEASE_LOGS, 0);
+
+/// Per-CPU scratch space for a fresh `RELEASE_LOGS` value.
+#[map]
+static LOG_SCRATCH: PerCpuArray<ReleaseLog> = PerCpuArray::with_max_entries(1, 0);
+
+/// What each (lock, holder call site)'s releases made others wait, and its
+/// hold times, per CPU.
+#[map]
+static HOLDER_STATS: PerCpuHashMap<HolderKey, HolderStats> =
+    PerCpuHashMap::with_max_entries(MAX_HOLDER_SITES, NO_PREALLOC);
 
 /// Where to look for a native waiter's call site (index 0).
 #[map]
@@ -319,11 +337,167 @@ fn count_lock(key: &LockStatsKey, wait: Option<u64>) -> bool {
         *cell = 0;
     }
     add(fresh);
-    if LOCK_STATS.insert(key, *fresh, BPF_NOEXIST as u64).is_ok() {
+    // By reference: a copy of the value would take most of the BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let inserted = LOCK_STATS.insert(key, &*fresh, BPF_NOEXIST as u64);
+    if inserted.is_ok() {
         return true;
     }
     // Another CPU created the entry meanwhile: count in this CPU's value.
     match LOCK_STATS.get_ptr_mut(key) {
+        Some(stats) => {
+            add(unsafe { &mut *stats });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Charges `caused_ns` of waiting on `key.lock_addr` to the holder `key`
+/// (this CPU's statistics), creating its entry if need be.
+#[inline(never)]
+fn charge(key: &HolderKey, caused_ns: u64) {
+    if caused_ns == 0 {
+        return;
+    }
+    if let Some(stats) = HOLDER_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        let stats = unsafe { &mut *stats };
+        stats.caused_ns = stats.caused_ns.wrapping_add(caused_ns);
+        return;
+    }
+    let Some(fresh) = HOLDER_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
+    let fresh = unsafe { &mut *fresh };
+    fresh.releases = 0;
+    fresh.caused_ns = caused_ns;
+    fresh.holds = 0;
+    fresh.hold_ns = 0;
+    for cell in fresh.hold_hist.iter_mut() {
+        *cell = 0;
+    }
+    if HOLDER_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
+        return;
+    }
+    match HOLDER_STATS.get_ptr_mut(key) {
+        Some(stats) => {
+            let stats = unsafe { &mut *stats };
+            stats.caused_ns = stats.caused_ns.wrapping_add(caused_ns);
+        }
+        None => bump(Counter::HolderStatsFull),
+    }
+}
+
+/// A wait on `lock_addr` from `start_ns` to `end_ns` is over: splits it at
+/// the lock's releases to waiters within it, newest first, and charges each
+/// stretch to the holder whose release ended it (the stretch after the
+/// last release, to that release's holder: it woke the waiter). A wait no
+/// release ended (the lock was released by its fast path) is charged to
+/// no one. Adjacent stretches of one holder are charged at once.
+#[inline(never)]
+fn charge_wait(lock_addr: u64, start_ns: u64, end_ns: u64) {
+    let Some(log) = (unsafe { RELEASE_LOGS.get(lock_addr) }) else {
+        return;
+    };
+    let head = unsafe { core::ptr::read_volatile(&log.head) };
+    // The holder being charged, and the end of the stretch not yet charged.
+    let mut pending: Option<HolderKey> = None;
+    let mut pending_ns = 0u64;
+    let mut upper = end_ns;
+    let mut complete = false;
+    for i in 0..RELEASE_LOG_SLOTS as u64 {
+        if i >= head {
+            complete = true;
+            break;
+        }
+        let index = (head - 1 - i) as usize & (RELEASE_LOG_SLOTS - 1);
+        let Some(slot) = log.slots.get(index) else {
+            break;
+        };
+        let time_ns = slot.time_ns;
+        if time_ns > end_ns {
+            // A release after this waiter acquired (another CPU's, racing).
+            continue;
+        }
+        if time_ns <= start_ns {
+            complete = true;
+            break;
+        }
+        let key = HolderKey {
+            lock_addr,
+            caller_ip: slot.caller_ip,
+            stack_id: slot.stack_id,
+        };
+        // The stretch (time_ns, upper] goes to the later release's holder
+        // (pending), or to this one's when it is the last before the
+        // acquisition.
+        match pending {
+            None => {
+                pending = Some(key);
+                pending_ns = upper - time_ns;
+            }
+            Some(holder) => {
+                pending_ns += upper - time_ns;
+                if holder != key {
+                    charge(&holder, pending_ns);
+                    pending = Some(key);
+                    pending_ns = 0;
+                }
+            }
+        }
+        upper = time_ns;
+    }
+    let Some(holder) = pending else {
+        return;
+    };
+    if !complete {
+        bump(Counter::ReleaseLogShort);
+    }
+    charge(&holder, pending_ns + (upper - start_ns));
+}
+
+/// Per-CPU scratch space for a fresh `HOLDER_STATS` value.
+#[map]
+static HOLDER_SCRATCH: PerCpuArray<HolderStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Adds one release and (if known) its hold time to
+/// this CPU's statistics of `key`. False when the table is full.
+#[inline(always)]
+fn count_holder(key: &HolderKey, hold: Option<u64>) -> bool {
+    let add = |stats: &mut HolderStats| {
+        stats.releases += 1;
+        if let Some(hold_ns) = hold {
+            stats.holds += 1;
+            stats.hold_ns = stats.hold_ns.wrapping_add(hold_ns);
+            if let Some(cell) = stats.hold_hist.get_mut(wait_bucket(hold_ns)) {
+                *cell += 1;
+            }
+        }
+    };
+    if let Some(stats) = HOLDER_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        add(unsafe { &mut *stats });
+        return true;
+    }
+    let Some(fresh) = HOLDER_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
+    let fresh = unsafe { &mut *fresh };
+    fresh.releases = 0;
+    fresh.caused_ns = 0;
+    fresh.holds = 0;
+    fresh.hold_ns = 0;
+    for cell in fresh.hold_hist.iter_mut() {
+        *cell = 0;
+    }
+    add(fresh);
+    if HOLDER_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
+        return true;
+    }
+    match HOLDER_STATS.get_ptr_mut(key) {
         Some(stats) => {
             add(unsafe { &mut *stats });
             true
@@ -343,11 +517,25 @@ fn record_lock<C: EbpfContext>(
 ) {
     if count_lock(key, wait) {
         bump(Counter::Hits);
-    } else {
-        bump(Counter::LockStatsFull);
-        output(ctx, &event(), Counter::Hits);
+        return;
+    }
+    bump(Counter::LockStatsFull);
+    // Built in a scratch slot, not on the BPF stack (the ends of waits
+    // need their stack for holder blame).
+    match EVENT_SCRATCH.get_ptr_mut(0) {
+        Some(slot) => {
+            // SAFETY: this CPU's scratch slot; uprobe programs do not nest.
+            let slot = unsafe { &mut *slot };
+            *slot = event();
+            output(ctx, slot, Counter::Hits);
+        }
+        None => bump(Counter::OutputErrors),
     }
 }
+
+/// Per-CPU scratch space for a lock event written because a table was full.
+#[map]
+static EVENT_SCRATCH: PerCpuArray<LockEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// The user stack of a waiter at `caller` on `lock`: read once per pair
 /// (and again every [`STACK_RESAMPLE`]th time), else the last one read.
@@ -492,6 +680,17 @@ fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site: &SiteConfig, control:
         let _ = SEMA_PENDING.remove(key);
     }
     let now = unsafe { bpf_ktime_get_ns() };
+    if control.holders != 0 && goroutine & THREAD_KEY == 0 {
+        charge_wait(inflight.lock_addr, inflight.start_ns, now);
+        // The goroutine holds the lock now: its hold time runs until the
+        // lock's next release to waiters, if that is its own.
+        if let Some(log) = RELEASE_LOGS.get_ptr_mut(inflight.lock_addr) {
+            // SAFETY: an entry of the map.
+            let log = unsafe { &mut *log };
+            log.owner_since_ns = now;
+            log.owner = goroutine;
+        }
+    }
     let wait_ns = now.saturating_sub(inflight.start_ns);
     let stats_key = LockStatsKey {
         lock_addr: inflight.lock_addr,
@@ -512,6 +711,90 @@ fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site: &SiteConfig, control:
         role: inflight.role,
         _pad: 0,
     });
+}
+
+/// Entry into a lock's release slow path: a holder hands the lock to its
+/// waiters. Logged in the lock's release log (the waits it ends charge it
+/// at their ends) and counted for this holder's call site, with its hold
+/// time when the holder acquired through the slow path.
+#[uprobe]
+pub fn lock_release(ctx: ProbeContext) -> u32 {
+    let Some((control, site)) = site(&ctx) else {
+        return 0;
+    };
+    let (flags, rsp) = flags_and_rsp(&ctx);
+    if skipped(site.skip_when, flags) {
+        bump(Counter::SkippedReentry);
+        return 0;
+    }
+    let lock_addr = register(&ctx, site.arg_register).wrapping_sub(site.addr_adjust as u64);
+    let goroutine = register(&ctx, site.goroutine_register);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let caller_ip = read_user::<u64>(rsp).unwrap_or(0);
+    let stack_id = if control.stacks != 0 {
+        pair_stack(&ctx, lock_addr, caller_ip)
+    } else {
+        -1
+    };
+    let hold = log_release(lock_addr, goroutine, now, caller_ip, stack_id);
+    let key = HolderKey {
+        lock_addr,
+        caller_ip,
+        stack_id,
+    };
+    if count_holder(&key, hold) {
+        bump(Counter::Releases);
+    } else {
+        bump(Counter::HolderStatsFull);
+    }
+    0
+}
+
+/// Writes a release by `goroutine` into its lock's log, creating the log if
+/// need be; returns the goroutine's hold time if its acquisition was the
+/// lock's last slow one since the previous release to waiters.
+#[inline(always)]
+fn log_release(
+    lock_addr: u64,
+    goroutine: u64,
+    time_ns: u64,
+    caller_ip: u64,
+    stack_id: i64,
+) -> Option<u64> {
+    let log = match RELEASE_LOGS.get_ptr_mut(lock_addr) {
+        Some(log) => log,
+        None => {
+            let fresh = LOG_SCRATCH.get_ptr_mut(0)?;
+            // SAFETY: this CPU's scratch slot.
+            unsafe {
+                (*fresh).head = 0;
+                (*fresh).owner = 0;
+            }
+            // By reference, not a copy on the BPF stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let _ = RELEASE_LOGS.insert(lock_addr, unsafe { &*fresh }, BPF_NOEXIST as u64);
+            match RELEASE_LOGS.get_ptr_mut(lock_addr) {
+                Some(log) => log,
+                None => {
+                    bump(Counter::ReleaseLogsFull);
+                    return None;
+                }
+            }
+        }
+    };
+    // SAFETY: an entry of the map; its lock's releases come one at a time.
+    let log = unsafe { &mut *log };
+    let hold = (goroutine != 0 && log.owner == goroutine)
+        .then(|| time_ns.saturating_sub(log.owner_since_ns));
+    log.owner = 0;
+    let head = log.head;
+    if let Some(slot) = log.slots.get_mut(head as usize & (RELEASE_LOG_SLOTS - 1)) {
+        slot.time_ns = time_ns;
+        slot.caller_ip = caller_ip;
+        slot.stack_id = stack_id;
+    }
+    unsafe { core::ptr::write_volatile(&mut log.head, head + 1) };
+    hold
 }
 
 /// A jump by which a slow path enters its epilogue (see the planner's

@@ -20,6 +20,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "hotkeys",
     "blocking",
     "spike",
+    "holders",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

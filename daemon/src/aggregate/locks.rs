@@ -7,8 +7,8 @@ use std::{
 };
 
 use probe_common::{
-    BlockedStats, LockEvent, LockRole, LockStats as KernelStats, LockStatsKey, SiteKind,
-    WAIT_HIST_BUCKETS,
+    BlockedStats, HolderKey, HolderStats, LockEvent, LockRole, LockStats as KernelStats,
+    LockStatsKey, SiteKind, WAIT_HIST_BUCKETS,
 };
 
 use crate::model::LockKind;
@@ -34,6 +34,47 @@ pub fn bucket_end_ns(bucket: usize) -> u64 {
 /// A waiting call site: (return address into the slow path's caller, user
 /// stack id or -1).
 pub type CallSiteKey = (u64, i64);
+
+/// What one holder call site's releases of a lock made others wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderTotals {
+    /// Releases to waiters.
+    pub releases: u64,
+    /// The waiting they ended, ns.
+    pub caused_ns: u64,
+    /// Of the releases, those whose hold time is known (the holder had
+    /// acquired through the slow path).
+    pub holds: u64,
+    /// Their hold times, ns.
+    pub hold_ns: u64,
+    /// Their log2 histogram (see [`wait_bucket`]).
+    pub hold_histogram: [u64; WAIT_HIST_BUCKETS],
+}
+
+impl Default for HolderTotals {
+    fn default() -> Self {
+        Self {
+            releases: 0,
+            caused_ns: 0,
+            holds: 0,
+            hold_ns: 0,
+            hold_histogram: [0; WAIT_HIST_BUCKETS],
+        }
+    }
+}
+
+impl HolderTotals {
+    /// Adds one CPU's row of the kernel's holder table.
+    fn add(&mut self, row: &HolderStats) {
+        self.releases += row.releases;
+        self.caused_ns = self.caused_ns.saturating_add(row.caused_ns);
+        self.holds += row.holds;
+        self.hold_ns = self.hold_ns.saturating_add(row.hold_ns);
+        for (total, count) in self.hold_histogram.iter_mut().zip(row.hold_hist) {
+            *total += count;
+        }
+    }
+}
 
 /// Statistics of one lock, keyed by its runtime address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +111,9 @@ pub struct LockStats {
     pub blocked_total_ns: u64,
     /// Parks counted in `blocked_total_ns`.
     pub blocked_count: u64,
+    /// With holder blame: by holder call site (return address into the
+    /// release slow path's caller, user stack id or -1).
+    pub holders: HashMap<CallSiteKey, HolderTotals>,
 }
 
 impl Default for LockStats {
@@ -90,6 +134,7 @@ impl Default for LockStats {
             call_sites: HashMap::new(),
             blocked_total_ns: 0,
             blocked_count: 0,
+            holders: HashMap::new(),
         }
     }
 }
@@ -114,6 +159,23 @@ impl LockStats {
         self.wait_total_ns - self.reader_wait_total_ns
     }
 
+    /// The holder call sites, most waiting caused first.
+    pub fn holders_by_caused(&self) -> Vec<(CallSiteKey, HolderTotals)> {
+        let mut sites: Vec<_> = self.holders.iter().map(|(&k, &v)| (k, v)).collect();
+        sites.sort_by(|a, b| {
+            b.1.caused_ns
+                .cmp(&a.1.caused_ns)
+                .then_with(|| b.1.releases.cmp(&a.1.releases))
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        sites
+    }
+
+    /// The waiting charged to holders in all, ns.
+    pub fn caused_total_ns(&self) -> u64 {
+        self.holders.values().map(|h| h.caused_ns).sum()
+    }
+
     /// The call sites, most wait first.
     pub fn sites_by_wait(&self) -> Vec<(CallSiteKey, (u64, u64))> {
         let mut sites: Vec<_> = self.call_sites.iter().map(|(&k, &v)| (k, v)).collect();
@@ -134,6 +196,8 @@ pub struct Locks {
     table: Vec<(LockStatsKey, Vec<KernelStats>)>,
     /// The kernel's park table as last read.
     blocked: Vec<(u64, Vec<BlockedStats>)>,
+    /// The kernel's holder table as last read.
+    holders: Vec<(HolderKey, Vec<HolderStats>)>,
     /// The table's waits by bucket, summed, as last read.
     table_histogram: Vec<u64>,
     /// [`Self::merged`], computed once per change (a tick reads it for the
@@ -174,6 +238,12 @@ impl Locks {
         self.table_histogram = histogram.to_vec();
         self.table = table;
         self.blocked = blocked;
+    }
+
+    /// Takes a reading of the kernel's holder table (cumulative).
+    pub fn set_holders(&mut self, holders: Vec<(HolderKey, Vec<HolderStats>)>) {
+        self.merged.take();
+        self.holders = holders;
     }
 
     /// Every lock's statistics: the kernel's tables and the events together.
@@ -218,6 +288,16 @@ impl Locks {
                     .or_default();
                 site.0 += acquisitions;
                 site.1 = site.1.saturating_add(wait);
+            }
+        }
+        for (key, per_cpu) in &self.holders {
+            let stats = locks.entry(key.lock_addr).or_default();
+            let site = stats
+                .holders
+                .entry((key.caller_ip, key.stack_id))
+                .or_default();
+            for row in per_cpu {
+                site.add(row);
             }
         }
         for (lock, per_cpu) in &self.blocked {
@@ -299,6 +379,45 @@ impl Locks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holder_rows_of_every_cpu_add_up_per_site() {
+        let row = |releases, caused_ns, holds, hold_ns| {
+            let mut hold_hist = [0; WAIT_HIST_BUCKETS];
+            hold_hist[wait_bucket(1000)] = holds;
+            HolderStats {
+                releases,
+                caused_ns,
+                holds,
+                hold_ns,
+                hold_hist,
+            }
+        };
+        let key = |caller_ip| HolderKey {
+            lock_addr: 0x10,
+            caller_ip,
+            stack_id: 3,
+        };
+        let mut locks = Locks::default();
+        locks.set_holders(vec![
+            (
+                key(0xa),
+                vec![row(2, 5_000, 1, 1000), row(3, 7_000, 2, 2000)],
+            ),
+            (key(0xb), vec![row(1, 1_000, 0, 0), row(0, 0, 0, 0)]),
+        ]);
+        let stats = &locks.merged()[&0x10];
+        assert_eq!(stats.caused_total_ns(), 13_000);
+        let sites = stats.holders_by_caused();
+        assert_eq!(sites[0].0, (0xa, 3));
+        let a = sites[0].1;
+        assert_eq!(
+            (a.releases, a.caused_ns, a.holds, a.hold_ns),
+            (5, 12_000, 3, 3000)
+        );
+        assert_eq!(a.hold_histogram[wait_bucket(1000)], 3);
+        assert_eq!(sites[1].1.releases, 1);
+    }
 
     #[test]
     fn buckets() {

@@ -18,8 +18,8 @@ pub mod topk;
 use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
-    BlockedStats, CasCounts, KeyCounts, KeyCountsKey, LockStats as KernelStats, LockStatsKey,
-    MAP_OPS,
+    BlockedStats, CasCounts, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
+    LockStats as KernelStats, LockStatsKey, MAP_OPS,
 };
 
 use crate::{
@@ -129,6 +129,8 @@ pub struct KernelSample {
     pub lock_stats: Vec<(LockStatsKey, Vec<KernelStats>)>,
     /// The kernel's park table: per lock and CPU.
     pub blocked: Vec<(u64, Vec<BlockedStats>)>,
+    /// The kernel's holder table: per (lock, holder call site) and CPU.
+    pub holders: Vec<(HolderKey, Vec<HolderStats>)>,
     /// The kernel's key table: per (map, key, caller) and CPU.
     pub key_counts: Vec<(KeyCountsKey, Vec<KeyCounts>)>,
 }
@@ -284,6 +286,7 @@ impl Aggregator {
         }
         self.locks
             .set_tables(reading.lock_stats, reading.blocked, column);
+        self.locks.set_holders(reading.holders);
         self.maps.apply_table(&reading.key_counts, column as u64);
         self.timeline
             .sample(self.locks.merged(), column as u64, timed, &self.symbolizer);
@@ -304,18 +307,24 @@ impl Aggregator {
     }
 
     /// The user stack ids a snapshot shows (those of each lock's top call
-    /// sites), to read from the kernel for it.
+    /// sites, waiting and holding), to read from the kernel for it.
     pub fn stack_ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self
             .locks
             .merged()
             .values()
             .flat_map(|stats| {
-                stats
+                let waiters = stats
                     .sites_by_wait()
                     .into_iter()
                     .take(snapshot::TOP_CALL_SITES)
-                    .map(|((_, id), _)| id)
+                    .map(|((_, id), _)| id);
+                let holders = stats
+                    .holders_by_caused()
+                    .into_iter()
+                    .take(snapshot::TOP_CALL_SITES)
+                    .map(|((_, id), _)| id);
+                waiters.chain(holders).collect::<Vec<_>>()
             })
             .filter(|&id| id >= 0)
             .collect();

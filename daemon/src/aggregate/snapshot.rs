@@ -6,9 +6,9 @@ use super::{gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggre
 use crate::{
     advisor::{self, MapMix},
     model::{
-        CallSite, CasReport, Frame, GcReport, Heatmap, HeatmapKind, KeyReport, LockKind,
-        LockReport, MapOp, MapReport, MapsHint, OpCounts, OverheadReport, RowLabel, Snapshot,
-        StopReason, WaitBucket, TIMELINE_SECONDS,
+        CallSite, CasReport, Frame, GcReport, Heatmap, HeatmapKind, HoldTimes, HolderSite,
+        KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint, OpCounts, OverheadReport,
+        RowLabel, Snapshot, StopReason, WaitBucket, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -145,6 +145,7 @@ impl Aggregator {
         let mut addresses: BTreeSet<u64> = merged.keys().copied().collect();
         addresses.extend(known.keys().copied());
         let blocked = self.catalog.blocked_time;
+        let holders = self.plan.holders();
         let mut locks: Vec<LockReport> = addresses
             .into_iter()
             .map(|address| {
@@ -169,6 +170,11 @@ impl Aggregator {
                     blocked_parks: blocked.then(|| stats.map_or(0, |s| s.blocked_count)),
                     top_call_sites: stats
                         .map(|s| self.call_sites(s, stacks))
+                        .unwrap_or_default(),
+                    wait_caused_seconds_total: holders
+                        .then(|| stats.map_or(0.0, |s| s.caused_total_ns() as f64 / 1e9)),
+                    top_holder_sites: stats
+                        .map(|s| self.holder_sites(s, stacks))
                         .unwrap_or_default(),
                     contentions: stats.map_or(0, |s| s.contentions),
                     per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
@@ -200,26 +206,59 @@ impl Aggregator {
             .sites_by_wait()
             .into_iter()
             .take(TOP_CALL_SITES)
-            .map(|((caller_ip, stack_id), (count, wait_ns))| {
-                // Frame 0 of the walked stack is the slow path itself; the
-                // caller's return address comes first, then the rest outwards.
-                let walked = stacks
-                    .and_then(|s| s.get(&stack_id))
-                    .map(|s| s.get(1..).unwrap_or(&[]));
-                let frames: Vec<Frame> = std::iter::once(caller_ip)
-                    .filter(|&ip| ip != 0)
-                    .chain(walked.into_iter().flatten().copied())
-                    .flat_map(|ip| self.symbolizer.return_frames(ip))
-                    .take(CALL_SITE_FRAMES)
-                    .collect();
-                CallSite {
-                    frames: frames.into(),
-                    wait_seconds: wait_ns as f64 / 1e9,
-                    count,
-                    share: wait_ns as f64 / total,
-                }
+            .map(|((caller_ip, stack_id), (count, wait_ns))| CallSite {
+                frames: self.site_frames(caller_ip, stack_id, stacks),
+                wait_seconds: wait_ns as f64 / 1e9,
+                count,
+                share: wait_ns as f64 / total,
             })
             .collect()
+    }
+
+    /// A lock's holder call sites, most waiting caused first, symbolized.
+    fn holder_sites(
+        &self,
+        stats: &LockStats,
+        stacks: Option<&HashMap<i64, Vec<u64>>>,
+    ) -> Vec<HolderSite> {
+        let total = stats.caused_total_ns().max(1) as f64;
+        stats
+            .holders_by_caused()
+            .into_iter()
+            .take(TOP_CALL_SITES)
+            .map(|((caller_ip, stack_id), totals)| HolderSite {
+                frames: self.site_frames(caller_ip, stack_id, stacks),
+                wait_caused_seconds: totals.caused_ns as f64 / 1e9,
+                releases: totals.releases,
+                share: totals.caused_ns as f64 / total,
+                contended_hold: (totals.holds > 0).then(|| HoldTimes {
+                    count: totals.holds,
+                    seconds_total: totals.hold_ns as f64 / 1e9,
+                    histogram: buckets(&totals.hold_histogram),
+                }),
+            })
+            .collect()
+    }
+
+    /// The frames of a lock's call site (waiting or releasing): the slow
+    /// path's caller, then the rest of the walked stack outwards (its frame
+    /// 0 is the slow path itself).
+    fn site_frames(
+        &self,
+        caller_ip: u64,
+        stack_id: i64,
+        stacks: Option<&HashMap<i64, Vec<u64>>>,
+    ) -> std::sync::Arc<[Frame]> {
+        let walked = stacks
+            .and_then(|s| s.get(&stack_id))
+            .map(|s| s.get(1..).unwrap_or(&[]));
+        std::iter::once(caller_ip)
+            .filter(|&ip| ip != 0)
+            .chain(walked.into_iter().flatten().copied())
+            .flat_map(|ip| self.symbolizer.return_frames(ip))
+            .take(CALL_SITE_FRAMES)
+            .collect::<Vec<Frame>>()
+            .into()
     }
 
     /// Lock waits over time: rows = log2 wait buckets (longest on top),
@@ -390,8 +429,12 @@ impl Aggregator {
 
 /// The non-empty log2 buckets of a lock's waits.
 fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
-    stats
-        .wait_histogram
+    buckets(&stats.wait_histogram)
+}
+
+/// The non-empty buckets of a log2 histogram.
+fn buckets(histogram: &[u64]) -> Vec<WaitBucket> {
+    histogram
         .iter()
         .enumerate()
         .filter(|(_, &count)| count > 0)

@@ -23,6 +23,8 @@ struct Cumulative {
     histogram: [u64; WAIT_BUCKETS],
     /// Wait by call site, ns.
     sites: HashMap<CallSiteKey, u64>,
+    /// Waiting caused by holder call site, ns.
+    holders: HashMap<CallSiteKey, u64>,
 }
 
 impl Cumulative {
@@ -37,6 +39,11 @@ impl Cumulative {
                 .call_sites
                 .iter()
                 .map(|(&site, &(_, wait))| (site, wait))
+                .collect(),
+            holders: stats
+                .holders
+                .iter()
+                .map(|(&site, totals)| (site, totals.caused_ns))
                 .collect(),
         }
     }
@@ -186,16 +193,8 @@ fn row(
         }
         _ => now.max_ns,
     };
-    let top = now
-        .sites
-        .iter()
-        .map(|(site, &wait)| {
-            let then = before.and_then(|b| b.sites.get(site)).copied().unwrap_or(0);
-            (site, wait.saturating_sub(then))
-        })
-        .filter(|&(_, gained)| gained > 0)
-        .max_by_key(|&(site, gained)| (gained, std::cmp::Reverse(*site)))
-        .map(|(site, _)| site.0);
+    let top = top_gained(&now.sites, before.map(|b| &b.sites));
+    let top_holder = top_gained(&now.holders, before.map(|b| &b.holders));
     LockSecond {
         second,
         lock,
@@ -209,7 +208,25 @@ fn row(
         top_wait_site: top
             .filter(|&ip| ip != 0)
             .and_then(|ip| names.site(ip, symbolizer)),
+        top_holder_site: top_holder
+            .filter(|&ip| ip != 0)
+            .and_then(|ip| names.site(ip, symbolizer)),
     }
+}
+
+/// The return address of the site that gained the most since `before`.
+fn top_gained(
+    now: &HashMap<CallSiteKey, u64>,
+    before: Option<&HashMap<CallSiteKey, u64>>,
+) -> Option<u64> {
+    now.iter()
+        .map(|(site, &total)| {
+            let then = before.and_then(|b| b.get(site)).copied().unwrap_or(0);
+            (site, total.saturating_sub(then))
+        })
+        .filter(|&(_, gained)| gained > 0)
+        .max_by_key(|&(site, gained)| (gained, std::cmp::Reverse(*site)))
+        .map(|(site, _)| site.0)
 }
 
 /// Adds a later reading of the same second to its row.
@@ -222,6 +239,9 @@ fn top_up(row: &mut LockSecond, more: &LockSecond) {
     row.max_seconds = row.max_seconds.max(more.max_seconds);
     if row.top_wait_site.is_none() {
         row.top_wait_site = more.top_wait_site.clone();
+    }
+    if row.top_holder_site.is_none() {
+        row.top_holder_site = more.top_holder_site.clone();
     }
 }
 

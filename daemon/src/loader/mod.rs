@@ -14,9 +14,10 @@ use aya::{
     Ebpf, EbpfError, Pod,
 };
 use probe_common::{
-    BlockedStats, CasCounts, Control, Counter, GeneralRegister, KeyCounts, KeyCountsKey, LockStats,
-    LockStatsKey, MapCounts, MapFilter, MapSiteConfig, NativeCode, OutcomeSource, SiteConfig,
-    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
+    BlockedStats, CasCounts, Control, Counter, GeneralRegister, HolderKey, HolderStats, KeyCounts,
+    KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter, MapSiteConfig, NativeCode,
+    OutcomeSource, ReleaseLog, SiteConfig, CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES,
+    NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -42,6 +43,7 @@ static PROBE_OBJECT: &[u8] =
 const LOCK_SLOW_PROGRAM: &str = "lock_slow";
 const LOCK_SLOW_RET_PROGRAM: &str = "lock_slow_ret";
 const LOCK_EXIT_PROGRAM: &str = "lock_exit";
+const LOCK_RELEASE_PROGRAM: &str = "lock_release";
 const CAS_OUTCOME_PROGRAM: &str = "cas_outcome";
 const GO_READY_PROGRAM: &str = "go_ready";
 const GO_RUNTIME_PROGRAM: &str = "go_runtime";
@@ -143,7 +145,8 @@ pub enum ProbeGroup {
     /// What counts: lock entries, semaphore waits, `runtime.ready`, CAS
     /// outcomes, map operations.
     Counting,
-    /// The ends of lock waits (exit edges and returns): wait times.
+    /// The ends of lock waits (exit edges and returns): wait times; and
+    /// the release slow paths that blame holders for them.
     Waits,
     /// Go's GC cycles and stop-the-world pauses: a few hits a second,
     /// never windowed (switched by [`Control::runtime`]).
@@ -209,10 +212,11 @@ pub struct ProgramRuns {
 }
 
 /// Every uprobe program, for [`AttachedProbes::program_runs`].
-const UPROBE_PROGRAMS: [&str; 7] = [
+const UPROBE_PROGRAMS: [&str; 8] = [
     LOCK_SLOW_PROGRAM,
     LOCK_SLOW_RET_PROGRAM,
     LOCK_EXIT_PROGRAM,
+    LOCK_RELEASE_PROGRAM,
     CAS_OUTCOME_PROGRAM,
     GO_READY_PROGRAM,
     GO_RUNTIME_PROGRAM,
@@ -284,6 +288,9 @@ impl AttachedProbes {
                 }
                 SiteProbe::LockReturn(_) => (LOCK_SLOW_RET_PROGRAM, ProbeGroup::Waits),
                 SiteProbe::LockExit { .. } => (LOCK_EXIT_PROGRAM, ProbeGroup::Waits),
+                // A release charges the waiting its lock's queue counted:
+                // it runs exactly while waits are timed.
+                SiteProbe::LockRelease(_) => (LOCK_RELEASE_PROGRAM, ProbeGroup::Waits),
                 SiteProbe::Cas { .. } => (CAS_OUTCOME_PROGRAM, ProbeGroup::Counting),
                 SiteProbe::Ready { .. } => (GO_READY_PROGRAM, ProbeGroup::Counting),
                 SiteProbe::Runtime(_) => (GO_RUNTIME_PROGRAM, ProbeGroup::Runtime),
@@ -571,6 +578,19 @@ impl AttachedProbes {
         self.per_cpu_table("LOCK_STATS")
     }
 
+    /// Releases, the waiting they ended and hold times per (lock, holder
+    /// call site) and CPU.
+    pub fn holder_stats(&self) -> Result<Vec<(HolderKey, Vec<HolderStats>)>, LoadError> {
+        self.per_cpu_table("HOLDER_STATS")
+    }
+
+    /// Forgets the locks' release logs before the wait probes attach
+    /// again: releases missed while they were off must not make a holder's
+    /// next release look like one long hold.
+    pub fn reset_wait_state(&mut self) -> Result<(), LoadError> {
+        clear_hash::<u64, ReleaseLog>(&mut self.ebpf, "RELEASE_LOGS")
+    }
+
     /// Parks per lock and CPU.
     pub fn blocked_stats(&self) -> Result<Vec<(u64, Vec<BlockedStats>)>, LoadError> {
         self.per_cpu_table("BLOCKED")
@@ -631,6 +651,10 @@ impl AttachedProbes {
             keys_unsampled: sums[Counter::KeysUnsampled as usize],
             runtime_events: sums[Counter::RuntimeEvents as usize],
             stw_unmatched: sums[Counter::StwUnmatched as usize],
+            holder_stats_full: sums[Counter::HolderStatsFull as usize],
+            release_logs_full: sums[Counter::ReleaseLogsFull as usize],
+            release_log_short: sums[Counter::ReleaseLogShort as usize],
+            releases: sums[Counter::Releases as usize],
         })
     }
 }
@@ -662,7 +686,9 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
         start_register: NO_REGISTER,
     };
     Ok(match &site.probe {
-        SiteProbe::LockEntry(probe) | SiteProbe::SemaEntry(probe) => lock(probe),
+        SiteProbe::LockEntry(probe)
+        | SiteProbe::SemaEntry(probe)
+        | SiteProbe::LockRelease(probe) => lock(probe),
         SiteProbe::LockReturn(probe) => SiteConfig {
             track_blocked: u32::from(blocked),
             ..lock(probe)
@@ -932,10 +958,12 @@ fn attach_one(
 /// The per-target tables of the probe object: a copy of the object that
 /// runs none of the programs using them (the calibration's, the exec
 /// watcher's) has them cut to one entry.
-const PER_TARGET_TABLES: [&str; 13] = [
+const PER_TARGET_TABLES: [&str; 15] = [
     "SITES",
     "MAP_SITES",
     "INFLIGHT",
+    "RELEASE_LOGS",
+    "HOLDER_STATS",
     "SEMA_PENDING",
     "STACKS",
     "PAIRS",
@@ -947,6 +975,19 @@ const PER_TARGET_TABLES: [&str; 13] = [
     "CAS_COUNTS",
     "MAP_SCRATCH",
 ];
+
+/// Deletes every entry of the hash map `name` (plain or LRU).
+fn clear_hash<K: Pod, V: Pod>(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(name).ok_or(LoadError::Missing(name))?;
+    let mut table: aya::maps::HashMap<_, K, V> =
+        aya::maps::HashMap::try_from(map).map_err(map_error(name, "opening"))?;
+    let keys: Vec<K> = table.keys().filter_map(Result::ok).collect();
+    for key in keys {
+        // Gone meanwhile (its wait ended): nothing to forget.
+        let _ = table.remove(&key);
+    }
+    Ok(())
+}
 
 /// Loads a copy of the probe object with its per-target tables cut to one
 /// entry, and no program loaded yet.

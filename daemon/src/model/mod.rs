@@ -29,9 +29,9 @@ pub use overhead::{
 };
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use snapshot::{
-    Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, KeyReport, LockReport, MapReport,
-    MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket,
-    TOP_CALL_SITES, TOP_KEYS,
+    Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, HoldTimes, HolderSite, KeyReport,
+    LockReport, MapReport, MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo,
+    WaitBucket, TOP_CALL_SITES, TOP_KEYS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -155,6 +155,8 @@ pub enum ProbeKind {
     Ready,
     /// Go's GC cycles and stop-the-world pauses.
     Runtime,
+    /// Entry into a lock's release slow path (holder blame).
+    LockRelease,
 }
 
 /// How the kernel runs a probed instruction, which sets the cost of a hit.
@@ -226,6 +228,16 @@ pub struct ProbeCounters {
     pub runtime_events: u64,
     /// Restarts of the world whose stop was not seen (attached meanwhile).
     pub stw_unmatched: u64,
+    /// Releases not charged to their holder: its table was full.
+    pub holder_stats_full: u64,
+    /// Releases not logged: the table of release logs was full (the
+    /// waiting they ended went to an earlier release, or to none).
+    pub release_logs_full: u64,
+    /// Waits that spanned more releases than a lock's log keeps: their
+    /// oldest part went to the oldest release kept.
+    pub release_log_short: u64,
+    /// Releases to waiters counted for their holders.
+    pub releases: u64,
 }
 
 /// Serializes an address as `0x…` hex, as every report shows addresses.
@@ -327,6 +339,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                 count: 12,
                 share: 1.0,
             }],
+            wait_caused_seconds_total: None,
+            top_holder_sites: Vec::new(),
             exact: true,
             sampled_fraction: 1.0,
         }],

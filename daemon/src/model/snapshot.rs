@@ -190,6 +190,16 @@ pub struct LockReport {
     pub reader_contentions: Option<u64>,
     /// Where the waiters were, most wait first.
     pub top_call_sites: Vec<CallSite>,
+    /// With holder blame: the waiting charged to holders in all (see
+    /// [`HolderSite::wait_caused_seconds`]), seconds; null when holders
+    /// were not probed. Below `wait_seconds_total` by what no release to
+    /// waiters ended: waits for a lock released by its fast path (a
+    /// spinner's), and waits spanning releases missed while the governor
+    /// had the wait probes off.
+    pub wait_caused_seconds_total: Option<f64>,
+    /// Where the holders were whose releases ended the waiting, most
+    /// waiting caused first.
+    pub top_holder_sites: Vec<HolderSite>,
     /// Whether the figures are exact counts (else scaled estimates from
     /// sampled windows; see `sampled_fraction`).
     pub exact: bool,
@@ -232,7 +242,65 @@ impl LockReport {
             site.count = scaled(site.count, waits);
             site.wait_seconds = scaled_seconds(site.wait_seconds, waits);
         }
+        self.wait_caused_seconds_total = self
+            .wait_caused_seconds_total
+            .map(|s| scaled_seconds(s, waits));
+        for site in &mut self.top_holder_sites {
+            site.releases = scaled(site.releases, waits);
+            site.wait_caused_seconds = scaled_seconds(site.wait_caused_seconds, waits);
+            if let Some(hold) = &mut site.contended_hold {
+                hold.count = scaled(hold.count, waits);
+                hold.seconds_total = scaled_seconds(hold.seconds_total, waits);
+                for bucket in &mut hold.histogram {
+                    bucket.count = scaled(bucket.count, waits);
+                }
+            }
+        }
     }
+}
+
+/// A holder call site of a lock: where goroutines released it to waiters
+/// (through the release slow path), and what that made the waiters wait.
+#[derive(Debug, Clone, Serialize)]
+pub struct HolderSite {
+    /// Frames, innermost first, from the release slow path's caller
+    /// outwards.
+    pub frames: Arc<[Frame]>,
+    /// The waiting its releases ended, seconds: each wait is split at the
+    /// lock's releases to waiters within it; each stretch up to a release
+    /// is charged to that release's holder, and the last stretch (from the
+    /// release that woke the waiter to its acquisition) to the same one.
+    pub wait_caused_seconds: f64,
+    /// Its releases to waiters.
+    pub releases: u64,
+    /// Share of the lock's waiting charged to holders, 0 to 1.
+    pub share: f64,
+    /// Hold times of the releases whose holder had itself acquired the
+    /// lock through the slow path, with no other slow acquisition or
+    /// release of the lock in between (acquisition to release); null when
+    /// none had. Go's `Unlock` is inlined, so a fast release and fast
+    /// re-acquisition by the same goroutine in between go unseen: such a
+    /// hold spans both (the histogram's tail), which is why the mean can
+    /// exceed the median's bucket.
+    pub contended_hold: Option<HoldTimes>,
+}
+
+impl HolderSite {
+    /// The first frame outside the lock implementations, else the first.
+    pub fn own_frame(&self) -> Option<&Frame> {
+        super::own_frame(&self.frames)
+    }
+}
+
+/// Hold times: how many, their sum, and their log2 histogram.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldTimes {
+    /// Holds measured.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub seconds_total: f64,
+    /// By log2 bucket (non-empty buckets only).
+    pub histogram: Vec<WaitBucket>,
 }
 
 /// One waiting call site: a user stack.

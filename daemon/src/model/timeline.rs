@@ -41,6 +41,10 @@ pub struct LockSecond {
     /// outside the lock implementation (shared: a timeline repeats a few
     /// names and sites thousands of times).
     pub top_wait_site: Option<Arc<Frame>>,
+    /// With holder blame: the holder call site whose releases ended the
+    /// most waiting in that second (first frame outside the lock
+    /// implementation).
+    pub top_holder_site: Option<Arc<Frame>>,
 }
 
 /// A run of seconds, `[start, end)`, counted from attach.
@@ -79,6 +83,9 @@ pub struct Spike {
     pub usual_wait_seconds: f64,
     /// The call site that waited most in it.
     pub top_wait_site: Option<Arc<Frame>>,
+    /// With holder blame: the holder call site whose seconds' top
+    /// releases ended the most waiting in it.
+    pub top_holder_site: Option<Arc<Frame>>,
     /// Go's GC cycles and pauses in its seconds; null when they are not
     /// probed.
     pub gc: Option<GcReport>,

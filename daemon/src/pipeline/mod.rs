@@ -151,7 +151,10 @@ impl Pipeline {
         // Counting starts now, with every probe attached and every ring
         // read (events before the readers would only fill the rings), and
         // the governor's accounting with it.
-        probes.set_control(Control::default_on())?;
+        probes.set_control(Control {
+            holders: u32::from(plan.holders()),
+            ..Control::default_on()
+        })?;
         let overhead = Overhead::start(
             options.overhead_budget,
             plan.capabilities(),
@@ -311,6 +314,11 @@ impl State {
             lock_stats: self.probes.lock_stats()?,
             blocked: if self.plan.blocked_time() {
                 self.probes.blocked_stats()?
+            } else {
+                Vec::new()
+            },
+            holders: if self.plan.holders() {
+                self.probes.holder_stats()?
             } else {
                 Vec::new()
             },

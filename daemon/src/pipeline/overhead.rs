@@ -147,7 +147,10 @@ impl Overhead {
                 ..Window::default()
             },
             has_waits: capabilities.waits,
-            control: Control::default_on(),
+            control: Control {
+                holders: u32::from(capabilities.holders),
+                ..Control::default_on()
+            },
             own_total_ns: 0.0,
             own_counting_ns: 0.0,
             own_waits_ns: 0.0,
@@ -312,6 +315,7 @@ impl Overhead {
             && self.counting.is_on()
             && self.waits.ready_to_attach()
         {
+            probes.reset_wait_state()?;
             probes.attach_group(ProbeGroup::Waits)?;
             self.waits.on_since = Some(Instant::now());
         }
@@ -351,6 +355,7 @@ impl Overhead {
             wait_times: u32::from(waits_on),
             key_sample_shift: key_shift(setting.keys_one_in),
             runtime: 1,
+            holders: self.control.holders,
         };
         if control != self.control {
             probes.set_control(control)?;

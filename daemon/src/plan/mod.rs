@@ -105,6 +105,9 @@ pub enum SiteProbe {
     },
     /// Entry into a lock's semaphore wait (blocked time).
     SemaEntry(LockProbe),
+    /// Entry into a lock's release slow path: a holder hands the lock to
+    /// its waiters (holder blame).
+    LockRelease(LockProbe),
     /// `runtime.ready`: the goroutine in the register is made runnable.
     Ready {
         /// Where the readied goroutine is.
@@ -160,6 +163,7 @@ impl PlannedSite {
             SiteProbe::LockReturn(_) => SiteKind::LockSlowReturn,
             SiteProbe::LockExit { .. } => SiteKind::LockExit,
             SiteProbe::SemaEntry(_) => SiteKind::SemaEntry,
+            SiteProbe::LockRelease(_) => SiteKind::LockRelease,
             SiteProbe::Ready { .. } => SiteKind::Ready,
             SiteProbe::Runtime(RuntimeSite::GcCycle) => SiteKind::GcCycle,
             SiteProbe::Runtime(RuntimeSite::StopTheWorld { .. }) => SiteKind::StopTheWorld,
@@ -176,6 +180,7 @@ impl PlannedSite {
             SiteProbe::LockReturn(_) => ProbeKind::LockReturn,
             SiteProbe::LockExit { .. } => ProbeKind::LockExit,
             SiteProbe::SemaEntry(_) => ProbeKind::SemaEntry,
+            SiteProbe::LockRelease(_) => ProbeKind::LockRelease,
             SiteProbe::Ready { .. } => ProbeKind::Ready,
             SiteProbe::Runtime(_) => ProbeKind::Runtime,
             SiteProbe::Cas { .. } => ProbeKind::Cas,
@@ -257,6 +262,7 @@ impl ProbePlan {
                 )
             }),
             keys: !self.map_sites.is_empty(),
+            holders: self.holders(),
         }
     }
 
@@ -280,6 +286,13 @@ impl ProbePlan {
         Some(GoRuntimeProbes {
             gc_pauses_told_apart: told_apart(first) || runtime.any(told_apart),
         })
+    }
+
+    /// Whether holders are blamed (release slow paths are probed).
+    pub fn holders(&self) -> bool {
+        self.sites
+            .iter()
+            .any(|site| matches!(site.probe, SiteProbe::LockRelease(_)))
     }
 
     /// Whether blocked time is measured (`runtime.ready` is probed).
@@ -394,6 +407,10 @@ pub struct PlanRequest {
     /// Probe Go's GC cycles and stop-the-world pauses (a few hits a
     /// second: the context of every second).
     pub go_runtime: bool,
+    /// Blame holders: probe the release slow paths of Go's locks, and
+    /// charge the waiting each release ends to its holder's call site
+    /// (needs `locks` and `wait_times`).
+    pub holders: bool,
 }
 
 impl PlanRequest {
@@ -406,6 +423,7 @@ impl PlanRequest {
             locks: true,
             sync_maps: true,
             go_runtime: true,
+            holders: true,
             key_bytes: DEFAULT_KEY_BYTES,
             ..Self::default()
         }
@@ -514,6 +532,9 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
             }
         }
     }
+    if exe.is_go() && request.locks && request.wait_times && request.holders {
+        plan_releases(exe, &generations, request.mode, &mut plan)?;
+    }
     if exe.is_go() && request.locks && request.blocked_time && request.wait_times {
         plan_blocked_time(exe, &generations, request.mode, &mut plan)?;
     }
@@ -579,6 +600,40 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
         }
     }
     Ok(plan)
+}
+
+/// Release sites (holder blame): the mutex's release slow path, and an
+/// RWMutex's releases that wake waiters. A program that never releases an
+/// RWMutex to a waiting writer may lack `rUnlockSlow`: absent functions
+/// are skipped, not missing.
+fn plan_releases(
+    exe: &Executable,
+    generations: &[&goruntime::Generation],
+    mode: SiteMode,
+    plan: &mut ProbePlan,
+) -> Result<(), PlanError> {
+    let names = generations
+        .iter()
+        .map(|g| g.mutex_release_slow_path)
+        .chain(goruntime::RWMUTEX_RELEASES);
+    for name in names {
+        let Some(function) = exe.symbols.function(name) else {
+            continue;
+        };
+        let at = entry_placement(
+            exe,
+            name,
+            function.start,
+            function.end,
+            mode,
+            &GO_LOCK_READS,
+        )?;
+        plan.sites.push(PlannedSite {
+            at,
+            probe: SiteProbe::LockRelease(go_lock(0, LockRole::Mutex, true, false)),
+        });
+    }
+    Ok(())
 }
 
 /// Sites for the context of every second: the end of each GC cycle, and

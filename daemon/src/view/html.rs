@@ -120,7 +120,7 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
     if report.locks.is_empty() {
         h.push_str("<p class=\"muted\">No contended locks seen.</p>");
     } else {
-        h.push_str("<table><tr><th class=\"l\">lock</th><th class=\"l\">kind</th><th>contentions</th><th>wait total</th><th>wait max</th><th class=\"l\">top waiting call site</th></tr>");
+        h.push_str("<table><tr><th class=\"l\">lock</th><th class=\"l\">kind</th><th>contentions</th><th>wait total</th><th>wait max</th><th class=\"l\">top waiting call site</th><th class=\"l\">top holder</th></tr>");
         for lock in &report.locks {
             let site = lock
                 .top_call_sites
@@ -130,15 +130,24 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     format!("{:.0}% at <code>{own}</code>", s.share * 100.0)
                 })
                 .unwrap_or_default();
+            let holder = lock
+                .top_holder_sites
+                .first()
+                .map(|s| {
+                    let own = s.own_frame().map_or(String::new(), |f| esc(&f.to_string()));
+                    format!("{:.0}% at <code>{own}</code>", s.share * 100.0)
+                })
+                .unwrap_or_default();
             let _ = write!(
                 h,
-                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
                 esc(&lock_label(lock)),
                 lock.kind,
                 lock.contentions,
                 esc(&dur(lock.wait_seconds_total)),
                 esc(&dur(lock.wait_seconds_max)),
-                site
+                site,
+                holder
             );
         }
         h.push_str("</table>");
@@ -163,6 +172,25 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                         .join("<br>")
                 );
             }
+            if let Some(caused) = lock.wait_caused_seconds_total {
+                let _ = write!(
+                    h,
+                    "<p><b>Held by</b> ({} of the wait charged to holders' releases):</p>",
+                    esc(&dur(caused))
+                );
+                for site in lock.top_holder_sites.iter().take(3) {
+                    let _ = write!(
+                        h,
+                        "<p>{}:<br>{}</p>",
+                        esc(&super::holder_phrase(site)),
+                        site.frames
+                            .iter()
+                            .map(|f| format!("<code>{}</code>", esc(&f.to_string())))
+                            .collect::<Vec<_>>()
+                            .join("<br>")
+                    );
+                }
+            }
         }
     }
 
@@ -172,11 +200,11 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
         if report.spikes.is_empty() {
             h.push_str("<p class=\"muted\">No spike: no second's wait rose four times above its lock's usual.</p>");
         } else {
-            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th><th class=\"l\">GC meanwhile</th></tr>");
+            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th><th class=\"l\">most held by</th><th class=\"l\">GC meanwhile</th></tr>");
             for spike in &report.spikes {
                 let _ = write!(
                     h,
-                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td></tr>",
+                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td></tr>",
                     esc(&super::utc_time(spike.start_unix_seconds)),
                     esc(&spike.label()),
                     spike.start_seconds,
@@ -185,6 +213,7 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     esc(&dur(spike.usual_wait_seconds)),
                     esc(&dur(spike.p99_seconds)),
                     esc(&spike.top_wait_site.as_ref().map_or(String::new(), ToString::to_string)),
+                    esc(&spike.top_holder_site.as_ref().map_or(String::new(), ToString::to_string)),
                     esc(&spike.gc.as_ref().map_or_else(String::new, |gc| {
                         format!(
                             "{}{}",

@@ -24,6 +24,26 @@ use std::io;
 
 use crate::model::Snapshot;
 
+/// What a holder site's releases did, in words: "62.0% of the waiting
+/// caused, 1234 releases to waiters, contended holds 1.10ms on average
+/// (980)".
+pub fn holder_phrase(site: &crate::model::HolderSite) -> String {
+    let mut phrase = format!(
+        "{:.1}% of the waiting caused ({}), {} releases to waiters",
+        site.share * 100.0,
+        human_duration(site.wait_caused_seconds),
+        site.releases
+    );
+    if let Some(hold) = site.contended_hold.as_ref().filter(|h| h.count > 0) {
+        phrase.push_str(&format!(
+            ", contended holds {} on average ({})",
+            human_duration(hold.seconds_total / hold.count as f64),
+            hold.count
+        ));
+    }
+    phrase
+}
+
 /// A format a finished report can be written in.
 pub trait Format {
     /// Writes `report` to `out`.

@@ -68,6 +68,8 @@ pub fn encode(report: &Snapshot) -> Vec<u8> {
         ("delay", "nanoseconds"),
         ("cas_failures", "count"),
         ("cas_attempts", "count"),
+        ("holder_delay", "nanoseconds"),
+        ("holder_releases", "count"),
     ];
     let mut out = Vec::new();
     for (kind, unit) in sample_types {
@@ -76,23 +78,45 @@ pub fn encode(report: &Snapshot) -> Vec<u8> {
         field_varint(&mut vt, 2, p.string(unit));
         field_bytes(&mut out, 1, &vt);
     }
-    let mut samples: Vec<(Vec<u64>, [i64; 4])> = Vec::new();
+    let mut samples: Vec<(Vec<u64>, [i64; 6])> = Vec::new();
     for lock in &report.locks {
         let lock_name = lock
             .name
             .clone()
             .unwrap_or_else(|| format!("{:#x}", lock.address));
+        // The lock itself as the leaf, so profiles group by lock too.
+        let stack = |p: &mut ProfileBuilder, frames: &[Frame]| {
+            std::iter::once(p.location(Place::named(format!("lock {lock_name}"))))
+                .chain(frames.iter().map(|f| p.location(Place::of(f))))
+                .collect::<Vec<u64>>()
+        };
         for site in &lock.top_call_sites {
-            let mut locations: Vec<u64> = site
-                .frames
-                .iter()
-                .map(|f| p.location(Place::of(f)))
-                .collect();
-            // The lock itself as the leaf, so profiles group by lock too.
-            locations.insert(0, p.location(Place::named(format!("lock {lock_name}"))));
             samples.push((
-                locations,
-                [site.count as i64, (site.wait_seconds * 1e9) as i64, 0, 0],
+                stack(&mut p, &site.frames),
+                [
+                    site.count as i64,
+                    (site.wait_seconds * 1e9) as i64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+            ));
+        }
+        // Holders: the stacks that released the lock to its waiters, with
+        // the waiting each ended (what Go's own mutex profile calls delay,
+        // there sampled and blamed on the unlocker).
+        for site in &lock.top_holder_sites {
+            samples.push((
+                stack(&mut p, &site.frames),
+                [
+                    0,
+                    0,
+                    0,
+                    0,
+                    (site.wait_caused_seconds * 1e9) as i64,
+                    site.releases as i64,
+                ],
             ));
         }
     }
@@ -108,7 +132,7 @@ pub fn encode(report: &Snapshot) -> Vec<u8> {
         let location = p.location(place);
         samples.push((
             vec![location],
-            [0, 0, cas.failures as i64, cas.attempts as i64],
+            [0, 0, cas.failures as i64, cas.attempts as i64, 0, 0],
         ));
     }
     for (locations, values) in samples {

@@ -40,6 +40,9 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
     if let Some(site) = &spike.top_wait_site {
         let _ = write!(line, ", most from {site}");
     }
+    if let Some(site) = &spike.top_holder_site {
+        let _ = write!(line, ", most held by {site}");
+    }
     if let Some(gc) = spike
         .gc
         .as_ref()
@@ -233,6 +236,22 @@ pub fn render(report: &Report) -> String {
                 );
                 for frame in site.frames.iter().skip(1).take(2) {
                     let _ = writeln!(out, "{:>32}{frame}", "from ");
+                }
+            }
+            if let Some(caused) = lock.wait_caused_seconds_total {
+                let _ = writeln!(
+                    out,
+                    "    held by ({} of the wait charged to holders' releases):",
+                    seconds(caused)
+                );
+                for site in lock.top_holder_sites.iter().take(3) {
+                    let _ = writeln!(
+                        out,
+                        "    {}, at {}",
+                        super::holder_phrase(site),
+                        site.own_frame()
+                            .map_or("(unknown)".to_string(), ToString::to_string)
+                    );
                 }
             }
             for bucket in &lock.wait_histogram {

@@ -97,6 +97,7 @@ mod tests {
             p99_seconds: 0.0,
             max_seconds: 0.0,
             top_wait_site: None,
+            top_holder_site: None,
         };
         snapshot.timeline = vec![row(0, 0.001), row(1, 0.008), row(4, 0.004)];
         snapshot.timeline_unwatched = vec![SecondRange { start: 2, end: 4 }];
