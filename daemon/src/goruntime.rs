@@ -186,7 +186,12 @@ pub const RWMUTEX_WAITS: [RwMutexWait; 2] = [
 /// which releases the readers queued behind it (every writer unlock: it is
 /// not inlined, and it has no slow path of its own). The inner mutex's
 /// release is the mutex's slow path at the RWMutex's own address.
-pub const RWMUTEX_RELEASES: [&str; 2] = ["sync.(*RWMutex).rUnlockSlow", "sync.(*RWMutex).Unlock"];
+/// The role says which: a reader's release (`rUnlockSlow`) or the writer's
+/// (`Unlock`, which also ends a writer convoy).
+pub const RWMUTEX_RELEASES: [(&str, LockRole); 2] = [
+    ("sync.(*RWMutex).rUnlockSlow", LockRole::RwReader),
+    ("sync.(*RWMutex).Unlock", LockRole::RwWriter),
+];
 
 /// Where the runtime makes a goroutine (its `g` in RAX) runnable.
 pub const READY: &str = "runtime.ready";

@@ -37,9 +37,9 @@ use std::{
 
 use crate::{
     model::{
-        CallSite, CasReport, Heatmap, HoldTimes, HolderSite, KeyReport, LockReport, MapReport,
-        OpCounts, ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket, TOP_CALL_SITES,
-        TOP_KEYS,
+        CallSite, CasReport, ConvoyReport, Heatmap, HoldTimes, HolderSite, KeyReport, LockReport,
+        MapReport, OpCounts, ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket,
+        TOP_CALL_SITES, TOP_KEYS,
     },
     spikes,
 };
@@ -666,6 +666,7 @@ fn lock_delta(current: &LockReport, previous: Option<&LockReport>) -> Option<Loc
             current.wait_caused_seconds_total,
             before.wait_caused_seconds_total,
         ),
+        convoys: convoy_delta(current.convoys.as_ref(), before.convoys.as_ref()),
         top_holder_sites: current
             .top_holder_sites
             .iter()
@@ -700,6 +701,7 @@ fn zeroed_lock(lock: &LockReport) -> LockReport {
         top_call_sites: Vec::new(),
         wait_caused_seconds_total: lock.wait_caused_seconds_total.map(|_| 0.0),
         top_holder_sites: Vec::new(),
+        convoys: None,
         exact: true,
         sampled_fraction: 1.0,
         ..lock.clone()
@@ -740,6 +742,7 @@ fn add_lock(sum: &mut LockReport, more: &LockReport) {
         &mut sum.wait_caused_seconds_total,
         more.wait_caused_seconds_total,
     );
+    add_convoys(&mut sum.convoys, more.convoys.as_ref());
     for site in &more.top_holder_sites {
         match sum
             .top_holder_sites
@@ -752,6 +755,47 @@ fn add_lock(sum: &mut LockReport, more: &LockReport) {
     }
     sum.kind = more.kind;
     sum.name = sum.name.take().or_else(|| more.name.clone());
+}
+
+/// An RWMutex's convoys between two snapshots (`None`: none). The longest
+/// episode and the most readers stalled are the session's, when an
+/// episode was in the window.
+fn convoy_delta(now: Option<&ConvoyReport>, before: Option<&ConvoyReport>) -> Option<ConvoyReport> {
+    let now = now?;
+    let episodes = now
+        .episodes
+        .saturating_sub(before.map_or(0, |b| b.episodes));
+    if episodes == 0 {
+        return None;
+    }
+    let sub = |f: fn(&ConvoyReport) -> f64| (f(now) - before.map_or(0.0, f)).max(0.0);
+    Some(ConvoyReport {
+        episodes,
+        seconds_total: sub(|c| c.seconds_total),
+        readers_stalled: now
+            .readers_stalled
+            .saturating_sub(before.map_or(0, |b| b.readers_stalled)),
+        reader_wait_caused_seconds: sub(|c| c.reader_wait_caused_seconds),
+        ..now.clone()
+    })
+}
+
+/// Adds one window's convoys to another's.
+fn add_convoys(sum: &mut Option<ConvoyReport>, more: Option<&ConvoyReport>) {
+    let Some(more) = more else {
+        return;
+    };
+    match sum {
+        None => *sum = Some(more.clone()),
+        Some(sum) => {
+            sum.episodes += more.episodes;
+            sum.seconds_total += more.seconds_total;
+            sum.readers_stalled += more.readers_stalled;
+            sum.reader_wait_caused_seconds += more.reader_wait_caused_seconds;
+            sum.longest_seconds = sum.longest_seconds.max(more.longest_seconds);
+            sum.max_readers_stalled = sum.max_readers_stalled.max(more.max_readers_stalled);
+        }
+    }
 }
 
 /// What a holder site did between two snapshots (`None`: nothing).

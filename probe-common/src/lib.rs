@@ -1119,9 +1119,51 @@ pub struct ReleaseLog {
     pub slots: [Release; RELEASE_LOG_SLOTS],
 }
 
+/// Value of `CONVOYS`: an RWMutex's writer convoy in progress (a writer
+/// waiting for readers to leave, readers queuing behind it), and the last
+/// one's span.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConvoyState {
+    /// When the pending writer began waiting for readers, or 0.
+    pub pending_since_ns: u64,
+    /// Readers that began waiting since (atomic adds).
+    pub stalled: u64,
+    /// The pending writer's call site (see [`HolderKey`]).
+    pub writer_caller_ip: u64,
+    /// Its user stack, or -1.
+    pub writer_stack_id: i64,
+    /// The last episode's start, for the readers' waits that end after it.
+    pub last_start_ns: u64,
+    /// Its end (the writer's `Unlock`).
+    pub last_end_ns: u64,
+}
+
+/// Value of `CONVOY_STATS` (per CPU), keyed by ([`HolderKey`]) lock and
+/// writer call site: its convoys.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConvoyStats {
+    /// Episodes: from a writer's wait for readers to its `Unlock`.
+    pub episodes: u64,
+    /// Their lengths, summed, ns.
+    pub total_ns: u64,
+    /// The longest, ns.
+    pub max_ns: u64,
+    /// Readers that queued behind the writer, summed over episodes.
+    pub stalled: u64,
+    /// The most in one episode.
+    pub max_stalled: u64,
+    /// Those readers' waits, summed, ns.
+    pub reader_wait_ns: u64,
+}
+
 /// Capacity of `RELEASE_LOGS`: locks released to waiters (a full table is
 /// counted, [`Counter::ReleaseLogsFull`]).
 pub const MAX_RELEASE_LOGS: u32 = 4096;
+
+/// Capacity of `CONVOYS` and `CONVOY_STATS`.
+pub const MAX_CONVOYS: u32 = 1024;
 
 /// Capacity of `HOLDER_STATS`: (lock, holder call site) pairs.
 pub const MAX_HOLDER_SITES: u32 = 4096;
@@ -1261,6 +1303,8 @@ const _: () = {
     assert!(size_of::<HolderStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
     assert!(offset_of!(HolderStats, hold_hist) == 32);
     assert!(size_of::<Release>() == 24);
+    assert!(size_of::<ConvoyState>() == 48);
+    assert!(size_of::<ConvoyStats>() == 48);
     assert!(size_of::<ReleaseLog>() == 24 + 24 * RELEASE_LOG_SLOTS);
     assert!(offset_of!(ReleaseLog, slots) == 24);
     assert!(offset_of!(Control, runtime) == 16);
@@ -1301,6 +1345,8 @@ mod user {
     unsafe impl aya::Pod for super::HolderKey {}
     unsafe impl aya::Pod for super::HolderStats {}
     unsafe impl aya::Pod for super::ReleaseLog {}
+    unsafe impl aya::Pod for super::ConvoyState {}
+    unsafe impl aya::Pod for super::ConvoyStats {}
     unsafe impl aya::Pod for super::InflightKey {}
     unsafe impl aya::Pod for super::Inflight {}
 }

@@ -19,6 +19,10 @@
 //! costlier parts on and off while attached (the overhead governor).
 #![no_std]
 #![no_main]
+// BPF has no compare-and-swap, so core's atomic types have no `fetch_add`:
+// the intrinsic, its result unused, is BPF's atomic add.
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 
 use aya_ebpf::{
     bindings::pt_regs,
@@ -36,16 +40,16 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, Counter,
-    EventHeader, EventTag, GeneralRegister as R, GoLayout, HolderKey, HolderStats, Inflight,
-    InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape, LockEvent, LockRole, LockStats,
-    LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode, OutcomeSource,
-    PairKey, PairStack, ReleaseLog, RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen,
-    StwPending, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_COUNTED_MAPS,
-    MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS,
-    MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES,
-    NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON, RELEASE_LOG_SLOTS, STACK_RESAMPLE,
-    SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, ConvoyState,
+    ConvoyStats, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout, HolderKey,
+    HolderStats, Inflight, InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape, LockEvent,
+    LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode,
+    OutcomeSource, PairKey, PairStack, ReleaseLog, RuntimeEvent, RuntimeEventKind, SiteConfig,
+    SiteKind, SkipWhen, StwPending, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS,
+    MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT,
+    MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES,
+    MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
+    RELEASE_LOG_SLOTS, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -631,6 +635,9 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         if INFLIGHT.insert(key, value, 0).is_err() {
             bump(Counter::InflightErrors);
         }
+        if control.holders != 0 {
+            convoy_entry(lock_addr, site.role, now, caller_ip, stack_id);
+        }
     }
     let stats_key = LockStatsKey {
         lock_addr,
@@ -682,6 +689,9 @@ fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site: &SiteConfig, control:
     let now = unsafe { bpf_ktime_get_ns() };
     if control.holders != 0 && goroutine & THREAD_KEY == 0 {
         charge_wait(inflight.lock_addr, inflight.start_ns, now);
+        if inflight.role == LockRole::RwReader as u32 {
+            convoy_reader_done(inflight.lock_addr, inflight.start_ns, now);
+        }
         // The goroutine holds the lock now: its hold time runs until the
         // lock's next release to waiters, if that is its own.
         if let Some(log) = RELEASE_LOGS.get_ptr_mut(inflight.lock_addr) {
@@ -737,6 +747,9 @@ pub fn lock_release(ctx: ProbeContext) -> u32 {
         -1
     };
     let hold = log_release(lock_addr, goroutine, now, caller_ip, stack_id);
+    if site.role == LockRole::RwWriter as u32 {
+        convoy_end(lock_addr, now);
+    }
     let key = HolderKey {
         lock_addr,
         caller_ip,
@@ -748,6 +761,139 @@ pub fn lock_release(ctx: ProbeContext) -> u32 {
         bump(Counter::HolderStatsFull);
     }
     0
+}
+
+/// Adds `value` to `*cell` atomically (other CPUs add to it too).
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn atomic_add(cell: &mut u64, value: u64) {
+    // SAFETY: a live, aligned u64 of a map value.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            cell, value,
+        )
+    };
+}
+
+/// The same on the host (the crate is only checked there).
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+fn atomic_add(cell: &mut u64, value: u64) {
+    // SAFETY: a live, aligned u64.
+    let cell = unsafe { core::sync::atomic::AtomicU64::from_ptr(cell) };
+    cell.fetch_add(value, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// An RWMutex's writer convoys in progress, by lock.
+#[map]
+static CONVOYS: LruHashMap<u64, ConvoyState> = LruHashMap::with_max_entries(MAX_CONVOYS, 0);
+
+/// Convoys per (lock, writer call site), per CPU.
+#[map]
+static CONVOY_STATS: PerCpuHashMap<HolderKey, ConvoyStats> =
+    PerCpuHashMap::with_max_entries(MAX_CONVOYS, NO_PREALLOC);
+
+/// A timed wait of `role` begins on `lock_addr`: a writer waiting for
+/// readers to leave starts a convoy; a reader waiting meanwhile is stalled
+/// behind it.
+#[inline(never)]
+fn convoy_entry(lock_addr: u64, role: u32, now: u64, caller_ip: u64, stack_id: i64) {
+    if role == LockRole::RwWriter as u32 {
+        if let Some(state) = CONVOYS.get_ptr_mut(lock_addr) {
+            // SAFETY: an entry of the map; one writer is pending at a time.
+            let state = unsafe { &mut *state };
+            state.stalled = 0;
+            state.writer_caller_ip = caller_ip;
+            state.writer_stack_id = stack_id;
+            unsafe { core::ptr::write_volatile(&mut state.pending_since_ns, now) };
+            return;
+        }
+        let state = ConvoyState {
+            pending_since_ns: now,
+            stalled: 0,
+            writer_caller_ip: caller_ip,
+            writer_stack_id: stack_id,
+            last_start_ns: 0,
+            last_end_ns: 0,
+        };
+        let _ = CONVOYS.insert(lock_addr, state, 0);
+    } else if role == LockRole::RwReader as u32 {
+        if let Some(state) = CONVOYS.get_ptr_mut(lock_addr) {
+            // SAFETY: an entry of the map; readers on several CPUs add at
+            // once, hence the atomic add.
+            let state = unsafe { &mut *state };
+            if unsafe { core::ptr::read_volatile(&state.pending_since_ns) } != 0 {
+                atomic_add(&mut state.stalled, 1);
+            }
+        }
+    }
+}
+
+/// The writer of `lock_addr` unlocks: the convoy in progress, if any, ends.
+#[inline(never)]
+fn convoy_end(lock_addr: u64, now: u64) {
+    let Some(state) = CONVOYS.get_ptr_mut(lock_addr) else {
+        return;
+    };
+    // SAFETY: an entry of the map.
+    let state = unsafe { &mut *state };
+    let since = state.pending_since_ns;
+    if since == 0 {
+        return;
+    }
+    state.pending_since_ns = 0;
+    state.last_start_ns = since;
+    state.last_end_ns = now;
+    let key = HolderKey {
+        lock_addr,
+        caller_ip: state.writer_caller_ip,
+        stack_id: state.writer_stack_id,
+    };
+    let length = now.saturating_sub(since);
+    let stalled = state.stalled;
+    let add = |stats: &mut ConvoyStats| {
+        stats.episodes += 1;
+        stats.total_ns += length;
+        stats.max_ns = stats.max_ns.max(length);
+        stats.stalled += stalled;
+        stats.max_stalled = stats.max_stalled.max(stalled);
+    };
+    if let Some(stats) = CONVOY_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        add(unsafe { &mut *stats });
+        return;
+    }
+    let mut fresh = ConvoyStats::default();
+    add(&mut fresh);
+    if CONVOY_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_err() {
+        if let Some(stats) = CONVOY_STATS.get_ptr_mut(key) {
+            add(unsafe { &mut *stats });
+        }
+    }
+}
+
+/// A reader's wait on `lock_addr` from `start_ns` ended at `end_ns`: if it
+/// began during the lock's last convoy, its wait goes to that convoy's
+/// writer.
+#[inline(never)]
+fn convoy_reader_done(lock_addr: u64, start_ns: u64, end_ns: u64) {
+    let Some(state) = (unsafe { CONVOYS.get(lock_addr) }) else {
+        return;
+    };
+    if start_ns < state.last_start_ns || start_ns > state.last_end_ns {
+        return;
+    }
+    let key = HolderKey {
+        lock_addr,
+        caller_ip: state.writer_caller_ip,
+        stack_id: state.writer_stack_id,
+    };
+    // The episode's end created the entry (on some CPU): add to this CPU's.
+    if let Some(stats) = CONVOY_STATS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        let stats = unsafe { &mut *stats };
+        stats.reader_wait_ns += end_ns.saturating_sub(start_ns);
+    }
 }
 
 /// Writes a release by `goroutine` into its lock's log, creating the log if

@@ -21,6 +21,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "blocking",
     "spike",
     "holders",
+    "convoy",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

@@ -7,8 +7,8 @@ use std::{
 };
 
 use probe_common::{
-    BlockedStats, HolderKey, HolderStats, LockEvent, LockRole, LockStats as KernelStats,
-    LockStatsKey, SiteKind, WAIT_HIST_BUCKETS,
+    BlockedStats, ConvoyStats, HolderKey, HolderStats, LockEvent, LockRole,
+    LockStats as KernelStats, LockStatsKey, SiteKind, WAIT_HIST_BUCKETS,
 };
 
 use crate::model::LockKind;
@@ -76,6 +76,34 @@ impl HolderTotals {
     }
 }
 
+/// One writer call site's convoys on an RWMutex.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConvoyTotals {
+    /// Episodes.
+    pub episodes: u64,
+    /// Their lengths, summed, ns.
+    pub total_ns: u64,
+    /// The longest, ns.
+    pub max_ns: u64,
+    /// Readers stalled, summed.
+    pub stalled: u64,
+    /// The most in one episode.
+    pub max_stalled: u64,
+    /// The stalled readers' waits, ns.
+    pub reader_wait_ns: u64,
+}
+
+impl ConvoyTotals {
+    fn add(&mut self, row: &ConvoyStats) {
+        self.episodes += row.episodes;
+        self.total_ns = self.total_ns.saturating_add(row.total_ns);
+        self.max_ns = self.max_ns.max(row.max_ns);
+        self.stalled += row.stalled;
+        self.max_stalled = self.max_stalled.max(row.max_stalled);
+        self.reader_wait_ns = self.reader_wait_ns.saturating_add(row.reader_wait_ns);
+    }
+}
+
 /// Statistics of one lock, keyed by its runtime address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockStats {
@@ -114,6 +142,9 @@ pub struct LockStats {
     /// With holder blame: by holder call site (return address into the
     /// release slow path's caller, user stack id or -1).
     pub holders: HashMap<CallSiteKey, HolderTotals>,
+    /// With holder blame, for an RWMutex: writer convoys by the writer's
+    /// call site.
+    pub convoys: HashMap<CallSiteKey, ConvoyTotals>,
 }
 
 impl Default for LockStats {
@@ -135,6 +166,7 @@ impl Default for LockStats {
             blocked_total_ns: 0,
             blocked_count: 0,
             holders: HashMap::new(),
+            convoys: HashMap::new(),
         }
     }
 }
@@ -198,6 +230,8 @@ pub struct Locks {
     blocked: Vec<(u64, Vec<BlockedStats>)>,
     /// The kernel's holder table as last read.
     holders: Vec<(HolderKey, Vec<HolderStats>)>,
+    /// The kernel's convoy table as last read.
+    convoys: Vec<(HolderKey, Vec<ConvoyStats>)>,
     /// The table's waits by bucket, summed, as last read.
     table_histogram: Vec<u64>,
     /// [`Self::merged`], computed once per change (a tick reads it for the
@@ -240,10 +274,16 @@ impl Locks {
         self.blocked = blocked;
     }
 
-    /// Takes a reading of the kernel's holder table (cumulative).
-    pub fn set_holders(&mut self, holders: Vec<(HolderKey, Vec<HolderStats>)>) {
+    /// Takes a reading of the kernel's holder and convoy tables
+    /// (cumulative).
+    pub fn set_holders(
+        &mut self,
+        holders: Vec<(HolderKey, Vec<HolderStats>)>,
+        convoys: Vec<(HolderKey, Vec<ConvoyStats>)>,
+    ) {
         self.merged.take();
         self.holders = holders;
+        self.convoys = convoys;
     }
 
     /// Every lock's statistics: the kernel's tables and the events together.
@@ -294,6 +334,17 @@ impl Locks {
             let stats = locks.entry(key.lock_addr).or_default();
             let site = stats
                 .holders
+                .entry((key.caller_ip, key.stack_id))
+                .or_default();
+            for row in per_cpu {
+                site.add(row);
+            }
+        }
+        for (key, per_cpu) in &self.convoys {
+            let stats = locks.entry(key.lock_addr).or_default();
+            stats.rwmutex = true;
+            let site = stats
+                .convoys
                 .entry((key.caller_ip, key.stack_id))
                 .or_default();
             for row in per_cpu {
@@ -399,13 +450,16 @@ mod tests {
             stack_id: 3,
         };
         let mut locks = Locks::default();
-        locks.set_holders(vec![
-            (
-                key(0xa),
-                vec![row(2, 5_000, 1, 1000), row(3, 7_000, 2, 2000)],
-            ),
-            (key(0xb), vec![row(1, 1_000, 0, 0), row(0, 0, 0, 0)]),
-        ]);
+        locks.set_holders(
+            vec![
+                (
+                    key(0xa),
+                    vec![row(2, 5_000, 1, 1000), row(3, 7_000, 2, 2000)],
+                ),
+                (key(0xb), vec![row(1, 1_000, 0, 0), row(0, 0, 0, 0)]),
+            ],
+            Vec::new(),
+        );
         let stats = &locks.merged()[&0x10];
         assert_eq!(stats.caused_total_ns(), 13_000);
         let sites = stats.holders_by_caused();

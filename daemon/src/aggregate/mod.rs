@@ -18,7 +18,7 @@ pub mod topk;
 use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
-    BlockedStats, CasCounts, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
+    BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
     LockStats as KernelStats, LockStatsKey, MAP_OPS,
 };
 
@@ -131,6 +131,8 @@ pub struct KernelSample {
     pub blocked: Vec<(u64, Vec<BlockedStats>)>,
     /// The kernel's holder table: per (lock, holder call site) and CPU.
     pub holders: Vec<(HolderKey, Vec<HolderStats>)>,
+    /// The kernel's convoy table: per (RWMutex, writer call site) and CPU.
+    pub convoys: Vec<(HolderKey, Vec<ConvoyStats>)>,
     /// The kernel's key table: per (map, key, caller) and CPU.
     pub key_counts: Vec<(KeyCountsKey, Vec<KeyCounts>)>,
 }
@@ -286,7 +288,7 @@ impl Aggregator {
         }
         self.locks
             .set_tables(reading.lock_stats, reading.blocked, column);
-        self.locks.set_holders(reading.holders);
+        self.locks.set_holders(reading.holders, reading.convoys);
         self.maps.apply_table(&reading.key_counts, column as u64);
         self.timeline
             .sample(self.locks.merged(), column as u64, timed, &self.symbolizer);
@@ -322,9 +324,11 @@ impl Aggregator {
                 let holders = stats
                     .holders_by_caused()
                     .into_iter()
+                    .filter(|(_, totals)| totals.caused_ns > 0)
                     .take(snapshot::TOP_CALL_SITES)
                     .map(|((_, id), _)| id);
-                waiters.chain(holders).collect::<Vec<_>>()
+                let writers = stats.convoys.keys().map(|&(_, id)| id);
+                waiters.chain(holders).chain(writers).collect::<Vec<_>>()
             })
             .filter(|&id| id >= 0)
             .collect();

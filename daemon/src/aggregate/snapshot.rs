@@ -6,9 +6,9 @@ use super::{gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggre
 use crate::{
     advisor::{self, MapMix},
     model::{
-        CallSite, CasReport, Frame, GcReport, Heatmap, HeatmapKind, HoldTimes, HolderSite,
-        KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint, OpCounts, OverheadReport,
-        RowLabel, Snapshot, StopReason, WaitBucket, TIMELINE_SECONDS,
+        CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind, HoldTimes,
+        HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint, OpCounts,
+        OverheadReport, RowLabel, Snapshot, StopReason, WaitBucket, WriterSite, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -176,6 +176,7 @@ impl Aggregator {
                     top_holder_sites: stats
                         .map(|s| self.holder_sites(s, stacks))
                         .unwrap_or_default(),
+                    convoys: stats.and_then(|s| self.convoys(s, stacks)),
                     contentions: stats.map_or(0, |s| s.contentions),
                     per_cpu: stats.map(|s| s.per_cpu.clone()).unwrap_or_default(),
                     acquisitions: stats.map_or(0, |s| s.acquisitions),
@@ -225,6 +226,9 @@ impl Aggregator {
         stats
             .holders_by_caused()
             .into_iter()
+            // An RWMutex's writer `Unlock` is probed at every call: one
+            // with no one waiting ended no waiting.
+            .filter(|(_, totals)| totals.caused_ns > 0)
             .take(TOP_CALL_SITES)
             .map(|((caller_ip, stack_id), totals)| HolderSite {
                 frames: self.site_frames(caller_ip, stack_id, stacks),
@@ -238,6 +242,38 @@ impl Aggregator {
                 }),
             })
             .collect()
+    }
+
+    /// An RWMutex's writer convoys, if it had any.
+    fn convoys(
+        &self,
+        stats: &LockStats,
+        stacks: Option<&HashMap<i64, Vec<u64>>>,
+    ) -> Option<ConvoyReport> {
+        if stats.convoys.is_empty() {
+            return None;
+        }
+        let all = stats.convoys.values();
+        let mut writers: Vec<_> = stats.convoys.iter().collect();
+        writers.sort_by(|a, b| b.1.total_ns.cmp(&a.1.total_ns).then_with(|| a.0.cmp(b.0)));
+        Some(ConvoyReport {
+            episodes: all.clone().map(|c| c.episodes).sum(),
+            longest_seconds: all.clone().map(|c| c.max_ns).max().unwrap_or(0) as f64 / 1e9,
+            seconds_total: all.clone().map(|c| c.total_ns).sum::<u64>() as f64 / 1e9,
+            max_readers_stalled: all.clone().map(|c| c.max_stalled).max().unwrap_or(0),
+            readers_stalled: all.clone().map(|c| c.stalled).sum(),
+            reader_wait_caused_seconds: all.map(|c| c.reader_wait_ns).sum::<u64>() as f64 / 1e9,
+            top_writer_sites: writers
+                .into_iter()
+                .take(TOP_CALL_SITES)
+                .map(|(&(caller_ip, stack_id), c)| WriterSite {
+                    frames: self.site_frames(caller_ip, stack_id, stacks),
+                    episodes: c.episodes,
+                    seconds_total: c.total_ns as f64 / 1e9,
+                    readers_stalled: c.stalled,
+                })
+                .collect(),
+        })
     }
 
     /// The frames of a lock's call site (waiting or releasing): the slow

@@ -14,10 +14,10 @@ use aya::{
     Ebpf, EbpfError, Pod,
 };
 use probe_common::{
-    BlockedStats, CasCounts, Control, Counter, GeneralRegister, HolderKey, HolderStats, KeyCounts,
-    KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter, MapSiteConfig, NativeCode,
-    OutcomeSource, ReleaseLog, SiteConfig, CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES,
-    NATIVE_SKIP_RANGES, NO_REGISTER,
+    BlockedStats, CasCounts, Control, ConvoyState, ConvoyStats, Counter, GeneralRegister,
+    HolderKey, HolderStats, KeyCounts, KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter,
+    MapSiteConfig, NativeCode, OutcomeSource, ReleaseLog, SiteConfig, CONDITION_NEGATED,
+    COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -584,11 +584,18 @@ impl AttachedProbes {
         self.per_cpu_table("HOLDER_STATS")
     }
 
-    /// Forgets the locks' release logs before the wait probes attach
-    /// again: releases missed while they were off must not make a holder's
-    /// next release look like one long hold.
+    /// Forgets the locks' release logs and convoys in progress before the
+    /// wait probes attach again: releases missed while they were off must
+    /// not make a holder's next release look like one long hold, nor a
+    /// convoy last across the gap.
     pub fn reset_wait_state(&mut self) -> Result<(), LoadError> {
-        clear_hash::<u64, ReleaseLog>(&mut self.ebpf, "RELEASE_LOGS")
+        clear_hash::<u64, ReleaseLog>(&mut self.ebpf, "RELEASE_LOGS")?;
+        clear_hash::<u64, ConvoyState>(&mut self.ebpf, "CONVOYS")
+    }
+
+    /// Writer convoys per (RWMutex, writer call site) and CPU.
+    pub fn convoy_stats(&self) -> Result<Vec<(HolderKey, Vec<ConvoyStats>)>, LoadError> {
+        self.per_cpu_table("CONVOY_STATS")
     }
 
     /// Parks per lock and CPU.
@@ -958,12 +965,14 @@ fn attach_one(
 /// The per-target tables of the probe object: a copy of the object that
 /// runs none of the programs using them (the calibration's, the exec
 /// watcher's) has them cut to one entry.
-const PER_TARGET_TABLES: [&str; 15] = [
+const PER_TARGET_TABLES: [&str; 17] = [
     "SITES",
     "MAP_SITES",
     "INFLIGHT",
     "RELEASE_LOGS",
     "HOLDER_STATS",
+    "CONVOYS",
+    "CONVOY_STATS",
     "SEMA_PENDING",
     "STACKS",
     "PAIRS",

@@ -29,9 +29,9 @@ pub use overhead::{
 };
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use snapshot::{
-    Advice, CallSite, CasCondition, CasProbe, CasReport, Finding, HoldTimes, HolderSite, KeyReport,
-    LockReport, MapReport, MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo,
-    WaitBucket, TOP_CALL_SITES, TOP_KEYS,
+    Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
+    HolderSite, KeyReport, LockReport, MapReport, MapsHint, OpCounts, ProbeInfo, RecordedWindow,
+    Snapshot, TargetInfo, WaitBucket, WriterSite, TOP_CALL_SITES, TOP_KEYS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -339,8 +339,40 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                 count: 12,
                 share: 1.0,
             }],
-            wait_caused_seconds_total: None,
-            top_holder_sites: Vec::new(),
+            wait_caused_seconds_total: Some(0.0018),
+            top_holder_sites: vec![HolderSite {
+                frames: vec![
+                    frame("sync.(*Mutex).Unlock", None, true, 60),
+                    frame("main.holder", Some(0x40), false, 20),
+                ]
+                .into(),
+                wait_caused_seconds: 0.0018,
+                releases: 9,
+                share: 1.0,
+                contended_hold: Some(HoldTimes {
+                    count: 3,
+                    seconds_total: 0.003,
+                    histogram: vec![WaitBucket {
+                        ns_min: 1 << 19,
+                        ns_max: 1 << 20,
+                        count: 3,
+                    }],
+                }),
+            }],
+            convoys: Some(ConvoyReport {
+                episodes: 2,
+                longest_seconds: 0.04,
+                seconds_total: 0.07,
+                max_readers_stalled: 6,
+                readers_stalled: 11,
+                reader_wait_caused_seconds: 0.3,
+                top_writer_sites: vec![WriterSite {
+                    frames: vec![frame("main.writer", Some(0x1a), false, 53)].into(),
+                    episodes: 2,
+                    seconds_total: 0.07,
+                    readers_stalled: 11,
+                }],
+            }),
             exact: true,
             sampled_fraction: 1.0,
         }],

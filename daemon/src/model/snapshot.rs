@@ -198,8 +198,13 @@ pub struct LockReport {
     /// had the wait probes off.
     pub wait_caused_seconds_total: Option<f64>,
     /// Where the holders were whose releases ended the waiting, most
-    /// waiting caused first.
+    /// waiting caused first (sites whose releases ended none are left out:
+    /// an RWMutex's writer `Unlock` is probed at every call).
     pub top_holder_sites: Vec<HolderSite>,
+    /// With holder blame, for an RWMutex with writer convoys: episodes in
+    /// which a writer waited for readers to leave while readers queued
+    /// behind it; else null.
+    pub convoys: Option<ConvoyReport>,
     /// Whether the figures are exact counts (else scaled estimates from
     /// sampled windows; see `sampled_fraction`).
     pub exact: bool,
@@ -245,6 +250,13 @@ impl LockReport {
         self.wait_caused_seconds_total = self
             .wait_caused_seconds_total
             .map(|s| scaled_seconds(s, waits));
+        if let Some(convoys) = &mut self.convoys {
+            convoys.episodes = scaled(convoys.episodes, waits);
+            convoys.readers_stalled = scaled(convoys.readers_stalled, waits);
+            convoys.seconds_total = scaled_seconds(convoys.seconds_total, waits);
+            convoys.reader_wait_caused_seconds =
+                scaled_seconds(convoys.reader_wait_caused_seconds, waits);
+        }
         for site in &mut self.top_holder_sites {
             site.releases = scaled(site.releases, waits);
             site.wait_caused_seconds = scaled_seconds(site.wait_caused_seconds, waits);
@@ -257,6 +269,40 @@ impl LockReport {
             }
         }
     }
+}
+
+/// An RWMutex's writer convoys: each episode runs from a writer beginning
+/// to wait for the readers inside to leave (`Lock`'s semaphore wait) to its
+/// `Unlock`, and stalls the readers that begin waiting meanwhile.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvoyReport {
+    /// Episodes.
+    pub episodes: u64,
+    /// The longest, seconds.
+    pub longest_seconds: f64,
+    /// Their lengths, summed, seconds.
+    pub seconds_total: f64,
+    /// The most readers stalled in one episode.
+    pub max_readers_stalled: u64,
+    /// Readers stalled, summed over episodes.
+    pub readers_stalled: u64,
+    /// The stalled readers' waits, summed, seconds.
+    pub reader_wait_caused_seconds: f64,
+    /// The writers' call sites, most convoy time first.
+    pub top_writer_sites: Vec<WriterSite>,
+}
+
+/// A writer call site of an RWMutex's convoys.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterSite {
+    /// Frames, innermost first, from the writer's wait outwards.
+    pub frames: Arc<[Frame]>,
+    /// Its episodes.
+    pub episodes: u64,
+    /// Their lengths, summed, seconds.
+    pub seconds_total: f64,
+    /// Readers they stalled.
+    pub readers_stalled: u64,
 }
 
 /// A holder call site of a lock: where goroutines released it to waiters

@@ -322,6 +322,11 @@ impl State {
             } else {
                 Vec::new()
             },
+            convoys: if self.plan.holders() {
+                self.probes.convoy_stats()?
+            } else {
+                Vec::new()
+            },
             key_counts: if self.plan.map_sites.is_empty() {
                 Vec::new()
             } else {

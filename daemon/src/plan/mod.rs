@@ -614,9 +614,9 @@ fn plan_releases(
 ) -> Result<(), PlanError> {
     let names = generations
         .iter()
-        .map(|g| g.mutex_release_slow_path)
+        .map(|g| (g.mutex_release_slow_path, LockRole::Mutex))
         .chain(goruntime::RWMUTEX_RELEASES);
-    for name in names {
+    for (name, role) in names {
         let Some(function) = exe.symbols.function(name) else {
             continue;
         };
@@ -630,7 +630,7 @@ fn plan_releases(
         )?;
         plan.sites.push(PlannedSite {
             at,
-            probe: SiteProbe::LockRelease(go_lock(0, LockRole::Mutex, true, false)),
+            probe: SiteProbe::LockRelease(go_lock(0, role, true, false)),
         });
     }
     Ok(())

@@ -172,6 +172,13 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                         .join("<br>")
                 );
             }
+            if let Some(convoys) = &lock.convoys {
+                let _ = write!(
+                    h,
+                    "<p><b>Convoys:</b> {}</p>",
+                    esc(&super::convoy_sentence(convoys))
+                );
+            }
             if let Some(caused) = lock.wait_caused_seconds_total {
                 let _ = write!(
                     h,

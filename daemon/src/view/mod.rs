@@ -44,6 +44,23 @@ pub fn holder_phrase(site: &crate::model::HolderSite) -> String {
     phrase
 }
 
+/// An RWMutex's convoys in a sentence: how many, the worst, the writer.
+pub fn convoy_sentence(convoys: &crate::model::ConvoyReport) -> String {
+    let writer = convoys
+        .top_writer_sites
+        .first()
+        .and_then(|w| crate::model::own_frame(&w.frames))
+        .map_or_else(String::new, |f| format!(", most from the writer at {f}"));
+    format!(
+        "{} writer convoy(s): a writer waited for readers while up to {} reader(s) queued behind it, the longest for {}; {} reader(s) stalled in all, waiting {}{writer}",
+        convoys.episodes,
+        convoys.max_readers_stalled,
+        human_duration(convoys.longest_seconds),
+        convoys.readers_stalled,
+        human_duration(convoys.reader_wait_caused_seconds),
+    )
+}
+
 /// A format a finished report can be written in.
 pub trait Format {
     /// Writes `report` to `out`.

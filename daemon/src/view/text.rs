@@ -238,6 +238,9 @@ pub fn render(report: &Report) -> String {
                     let _ = writeln!(out, "{:>32}{frame}", "from ");
                 }
             }
+            if let Some(convoys) = &lock.convoys {
+                let _ = writeln!(out, "    {}", super::convoy_sentence(convoys));
+            }
             if let Some(caused) = lock.wait_caused_seconds_total {
                 let _ = writeln!(
                     out,
@@ -484,6 +487,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("main.f+0x10"), "{text}");
+        assert!(
+            text.contains("100.0% of the waiting caused (1.80ms), 9 releases to waiters, contended holds 1.00ms on average (3), at main.holder+0x40"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 writer convoy(s): a writer waited for readers while up to 6 reader(s) queued behind it, the longest for 40.00ms; 11 reader(s) stalled in all, waiting 300.00ms, most from the writer at main.writer+0x1a"),
+            "{text}"
+        );
         assert!(
             text.contains("overhead: ~0.40% of the target's CPU (budget 2%; 0 governor change(s)); now: everything in full"),
             "{text}"
