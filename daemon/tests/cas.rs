@@ -122,9 +122,21 @@ fn go_cas_failures_are_counted_exactly_per_cpu() {
             &fixture(&go, "casloop", false),
             "main.casIncrement",
             "main.casIncrement",
-            "fixtures/go/casloop/main.go:36",
+            &cas_line(),
         );
     }
+}
+
+/// `file:line` of the fixture's compare-and-swap call, from its source.
+fn cas_line() -> String {
+    let file = "fixtures/go/casloop/main.go";
+    let source = std::fs::read_to_string(format!("{}/../{file}", env!("CARGO_MANIFEST_DIR")))
+        .expect("the casloop fixture's source");
+    let line = source
+        .lines()
+        .position(|l| l.contains("counter.CompareAndSwap(old, old+1)"))
+        .expect("the CAS call in the casloop fixture");
+    format!("{file}:{}", line + 1)
 }
 
 #[test]
@@ -135,7 +147,7 @@ fn go_cas_in_stripped_binaries_via_pclntab() {
         &fixture("1.27.3", "casloop", true),
         "main.cas*",
         "main.casIncrement",
-        "fixtures/go/casloop/main.go:36",
+        &cas_line(),
     );
 }
 

@@ -246,7 +246,7 @@ pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 /// The spike fixture's burst in `report`: its worst spike, on `main.mu`,
-/// from `main.burst`.
+/// from `main.burst`, and held most by `main.burst`.
 pub fn burst_spike<'a>(report: &'a Value, what: &str) -> &'a Value {
     let spikes = report["spikes"].as_array().expect("spikes");
     let spike = spikes
@@ -255,6 +255,9 @@ pub fn burst_spike<'a>(report: &'a Value, what: &str) -> &'a Value {
     assert_eq!(spike["name"], "main.mu", "{what}: {spike:#}");
     let site = spike["top_wait_site"].as_str().expect("a site");
     assert!(site.starts_with("main.burst"), "{what}: {site}");
+    // The burst's goroutines held the lock most in its seconds, too.
+    let holder = spike["top_holder_site"].as_str().expect("a holder site");
+    assert!(holder.starts_with("main.burst"), "{what}: held by {holder}");
     assert_no_other_burst(
         &spikes[1..],
         spike["wait_seconds"].as_f64().expect("wait"),
