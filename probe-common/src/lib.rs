@@ -1080,6 +1080,34 @@ pub struct HolderStats {
     pub hold_hist: [u64; WAIT_HIST_BUCKETS],
 }
 
+impl HolderStats {
+    /// Every count at zero.
+    pub const ZERO: Self = Self {
+        releases: 0,
+        caused_ns: 0,
+        holds: 0,
+        hold_ns: 0,
+        hold_hist: [0; WAIT_HIST_BUCKETS],
+    };
+
+    /// Adds `other` (another CPU's row, or another site's totals).
+    pub fn merge(&mut self, other: &Self) {
+        self.releases += other.releases;
+        self.caused_ns = self.caused_ns.saturating_add(other.caused_ns);
+        self.holds += other.holds;
+        self.hold_ns = self.hold_ns.saturating_add(other.hold_ns);
+        for (total, count) in self.hold_hist.iter_mut().zip(other.hold_hist) {
+            *total += count;
+        }
+    }
+}
+
+impl Default for HolderStats {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
 /// Releases a lock's log keeps (see [`ReleaseLog`]): a wait that spans
 /// more has its oldest part charged to the oldest one kept
 /// ([`Counter::ReleaseLogShort`]).
@@ -1156,6 +1184,19 @@ pub struct ConvoyStats {
     pub max_stalled: u64,
     /// Those readers' waits, summed, ns.
     pub reader_wait_ns: u64,
+}
+
+impl ConvoyStats {
+    /// Adds `other` (another CPU's row, or another writer's totals):
+    /// sums, and the larger of the maxima.
+    pub fn merge(&mut self, other: &Self) {
+        self.episodes += other.episodes;
+        self.total_ns = self.total_ns.saturating_add(other.total_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.stalled += other.stalled;
+        self.max_stalled = self.max_stalled.max(other.max_stalled);
+        self.reader_wait_ns = self.reader_wait_ns.saturating_add(other.reader_wait_ns);
+    }
 }
 
 /// Capacity of `RELEASE_LOGS`: locks released to waiters (a full table is
@@ -1347,6 +1388,4 @@ mod user {
     unsafe impl aya::Pod for super::ReleaseLog {}
     unsafe impl aya::Pod for super::ConvoyState {}
     unsafe impl aya::Pod for super::ConvoyStats {}
-    unsafe impl aya::Pod for super::InflightKey {}
-    unsafe impl aya::Pod for super::Inflight {}
 }

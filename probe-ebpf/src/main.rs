@@ -323,37 +323,66 @@ fn count_lock(key: &LockStatsKey, wait: Option<u64>) -> bool {
             }
         }
     };
-    if let Some(stats) = LOCK_STATS.get_ptr_mut(key) {
+    let reset = |fresh: &mut LockStats| {
+        fresh.contentions = 0;
+        fresh.acquisitions = 0;
+        fresh.wait_ns = 0;
+        fresh.wait_max_ns = 0;
+        for cell in fresh.hist.iter_mut() {
+            *cell = 0;
+        }
+    };
+    upsert(&LOCK_STATS, &STATS_SCRATCH, key, reset, add)
+}
+
+/// Applies `add` to this CPU's value of `key` in `map`; a missing entry is
+/// made from this CPU's `scratch` slot, cleared by `reset` (the value goes
+/// in by reference: a copy would take most of the BPF stack). False when
+/// the table is full.
+#[inline(always)]
+fn upsert<K, V>(
+    map: &PerCpuHashMap<K, V>,
+    scratch: &PerCpuArray<V>,
+    key: &K,
+    reset: impl FnOnce(&mut V),
+    add: impl Fn(&mut V),
+) -> bool {
+    if let Some(value) = map.get_ptr_mut(key) {
         // SAFETY: this CPU's value of the entry.
-        add(unsafe { &mut *stats });
+        add(unsafe { &mut *value });
         return true;
     }
-    let Some(fresh) = STATS_SCRATCH.get_ptr_mut(0) else {
+    let Some(fresh) = scratch.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
     let fresh = unsafe { &mut *fresh };
-    fresh.contentions = 0;
-    fresh.acquisitions = 0;
-    fresh.wait_ns = 0;
-    fresh.wait_max_ns = 0;
-    for cell in fresh.hist.iter_mut() {
-        *cell = 0;
-    }
+    reset(fresh);
     add(fresh);
-    // By reference: a copy of the value would take most of the BPF stack.
     #[allow(clippy::needless_borrows_for_generic_args)]
-    let inserted = LOCK_STATS.insert(key, &*fresh, BPF_NOEXIST as u64);
+    let inserted = map.insert(key, &*fresh, BPF_NOEXIST as u64);
     if inserted.is_ok() {
         return true;
     }
-    // Another CPU created the entry meanwhile: count in this CPU's value.
-    match LOCK_STATS.get_ptr_mut(key) {
-        Some(stats) => {
-            add(unsafe { &mut *stats });
+    // Another CPU created the entry meanwhile: add to this CPU's value.
+    match map.get_ptr_mut(key) {
+        Some(value) => {
+            add(unsafe { &mut *value });
             true
         }
         None => false,
+    }
+}
+
+/// Clears a fresh `HOLDER_STATS` value.
+#[inline(always)]
+fn reset_holder(fresh: &mut HolderStats) {
+    fresh.releases = 0;
+    fresh.caused_ns = 0;
+    fresh.holds = 0;
+    fresh.hold_ns = 0;
+    for cell in fresh.hold_hist.iter_mut() {
+        *cell = 0;
     }
 }
 
@@ -364,33 +393,9 @@ fn charge(key: &HolderKey, caused_ns: u64) {
     if caused_ns == 0 {
         return;
     }
-    if let Some(stats) = HOLDER_STATS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of the entry.
-        let stats = unsafe { &mut *stats };
-        stats.caused_ns = stats.caused_ns.wrapping_add(caused_ns);
-        return;
-    }
-    let Some(fresh) = HOLDER_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
-    let fresh = unsafe { &mut *fresh };
-    fresh.releases = 0;
-    fresh.caused_ns = caused_ns;
-    fresh.holds = 0;
-    fresh.hold_ns = 0;
-    for cell in fresh.hold_hist.iter_mut() {
-        *cell = 0;
-    }
-    if HOLDER_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
-        return;
-    }
-    match HOLDER_STATS.get_ptr_mut(key) {
-        Some(stats) => {
-            let stats = unsafe { &mut *stats };
-            stats.caused_ns = stats.caused_ns.wrapping_add(caused_ns);
-        }
-        None => bump(Counter::HolderStatsFull),
+    let add = |stats: &mut HolderStats| stats.caused_ns = stats.caused_ns.wrapping_add(caused_ns);
+    if !upsert(&HOLDER_STATS, &HOLDER_SCRATCH, key, reset_holder, add) {
+        bump(Counter::HolderStatsFull);
     }
 }
 
@@ -480,34 +485,7 @@ fn count_holder(key: &HolderKey, hold: Option<u64>) -> bool {
             }
         }
     };
-    if let Some(stats) = HOLDER_STATS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of the entry.
-        add(unsafe { &mut *stats });
-        return true;
-    }
-    let Some(fresh) = HOLDER_SCRATCH.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's scratch slot; uprobe programs do not nest on a CPU.
-    let fresh = unsafe { &mut *fresh };
-    fresh.releases = 0;
-    fresh.caused_ns = 0;
-    fresh.holds = 0;
-    fresh.hold_ns = 0;
-    for cell in fresh.hold_hist.iter_mut() {
-        *cell = 0;
-    }
-    add(fresh);
-    if HOLDER_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
-        return true;
-    }
-    match HOLDER_STATS.get_ptr_mut(key) {
-        Some(stats) => {
-            add(unsafe { &mut *stats });
-            true
-        }
-        None => false,
-    }
+    upsert(&HOLDER_STATS, &HOLDER_SCRATCH, key, reset_holder, add)
 }
 
 /// Counts a lock hit in the kernel, or (the table full) writes it as an
@@ -858,19 +836,14 @@ fn convoy_end(lock_addr: u64, now: u64) {
         stats.stalled += stalled;
         stats.max_stalled = stats.max_stalled.max(stalled);
     };
-    if let Some(stats) = CONVOY_STATS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of the entry.
-        add(unsafe { &mut *stats });
-        return;
-    }
-    let mut fresh = ConvoyStats::default();
-    add(&mut fresh);
-    if CONVOY_STATS.insert(key, fresh, BPF_NOEXIST as u64).is_err() {
-        if let Some(stats) = CONVOY_STATS.get_ptr_mut(key) {
-            add(unsafe { &mut *stats });
-        }
-    }
+    let reset = |fresh: &mut ConvoyStats| *fresh = ConvoyStats::default();
+    // A full table loses the episode (the lock's convoys are then short).
+    let _ = upsert(&CONVOY_STATS, &CONVOY_SCRATCH, &key, reset, add);
 }
+
+/// Per-CPU scratch space for a fresh `CONVOY_STATS` value.
+#[map]
+static CONVOY_SCRATCH: PerCpuArray<ConvoyStats> = PerCpuArray::with_max_entries(1, 0);
 
 /// A reader's wait on `lock_addr` from `start_ns` ended at `end_ns`: if it
 /// began during the lock's last convoy, its wait goes to that convoy's

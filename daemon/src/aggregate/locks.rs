@@ -35,75 +35,6 @@ pub fn bucket_end_ns(bucket: usize) -> u64 {
 /// stack id or -1).
 pub type CallSiteKey = (u64, i64);
 
-/// What one holder call site's releases of a lock made others wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HolderTotals {
-    /// Releases to waiters.
-    pub releases: u64,
-    /// The waiting they ended, ns.
-    pub caused_ns: u64,
-    /// Of the releases, those whose hold time is known (the holder had
-    /// acquired through the slow path).
-    pub holds: u64,
-    /// Their hold times, ns.
-    pub hold_ns: u64,
-    /// Their log2 histogram (see [`wait_bucket`]).
-    pub hold_histogram: [u64; WAIT_HIST_BUCKETS],
-}
-
-impl Default for HolderTotals {
-    fn default() -> Self {
-        Self {
-            releases: 0,
-            caused_ns: 0,
-            holds: 0,
-            hold_ns: 0,
-            hold_histogram: [0; WAIT_HIST_BUCKETS],
-        }
-    }
-}
-
-impl HolderTotals {
-    /// Adds one CPU's row of the kernel's holder table.
-    fn add(&mut self, row: &HolderStats) {
-        self.releases += row.releases;
-        self.caused_ns = self.caused_ns.saturating_add(row.caused_ns);
-        self.holds += row.holds;
-        self.hold_ns = self.hold_ns.saturating_add(row.hold_ns);
-        for (total, count) in self.hold_histogram.iter_mut().zip(row.hold_hist) {
-            *total += count;
-        }
-    }
-}
-
-/// One writer call site's convoys on an RWMutex.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConvoyTotals {
-    /// Episodes.
-    pub episodes: u64,
-    /// Their lengths, summed, ns.
-    pub total_ns: u64,
-    /// The longest, ns.
-    pub max_ns: u64,
-    /// Readers stalled, summed.
-    pub stalled: u64,
-    /// The most in one episode.
-    pub max_stalled: u64,
-    /// The stalled readers' waits, ns.
-    pub reader_wait_ns: u64,
-}
-
-impl ConvoyTotals {
-    fn add(&mut self, row: &ConvoyStats) {
-        self.episodes += row.episodes;
-        self.total_ns = self.total_ns.saturating_add(row.total_ns);
-        self.max_ns = self.max_ns.max(row.max_ns);
-        self.stalled += row.stalled;
-        self.max_stalled = self.max_stalled.max(row.max_stalled);
-        self.reader_wait_ns = self.reader_wait_ns.saturating_add(row.reader_wait_ns);
-    }
-}
-
 /// Statistics of one lock, keyed by its runtime address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockStats {
@@ -141,10 +72,10 @@ pub struct LockStats {
     pub blocked_count: u64,
     /// With holder blame: by holder call site (return address into the
     /// release slow path's caller, user stack id or -1).
-    pub holders: HashMap<CallSiteKey, HolderTotals>,
+    pub holders: HashMap<CallSiteKey, HolderStats>,
     /// With holder blame, for an RWMutex: writer convoys by the writer's
     /// call site.
-    pub convoys: HashMap<CallSiteKey, ConvoyTotals>,
+    pub convoys: HashMap<CallSiteKey, ConvoyStats>,
 }
 
 impl Default for LockStats {
@@ -191,9 +122,16 @@ impl LockStats {
         self.wait_total_ns - self.reader_wait_total_ns
     }
 
-    /// The holder call sites, most waiting caused first.
-    pub fn holders_by_caused(&self) -> Vec<(CallSiteKey, HolderTotals)> {
-        let mut sites: Vec<_> = self.holders.iter().map(|(&k, &v)| (k, v)).collect();
+    /// The holder call sites whose releases ended some waiting, most
+    /// waiting caused first (an RWMutex's writer `Unlock` is probed at
+    /// every call: one with no one waiting ended none).
+    pub fn holders_by_caused(&self) -> Vec<(CallSiteKey, HolderStats)> {
+        let mut sites: Vec<_> = self
+            .holders
+            .iter()
+            .filter(|(_, totals)| totals.caused_ns > 0)
+            .map(|(&k, &v)| (k, v))
+            .collect();
         sites.sort_by(|a, b| {
             b.1.caused_ns
                 .cmp(&a.1.caused_ns)
@@ -201,6 +139,14 @@ impl LockStats {
                 .then_with(|| a.0.cmp(&b.0))
         });
         sites
+    }
+
+    /// The writers' call sites of the lock's convoys, most convoy time
+    /// first.
+    pub fn writers_by_time(&self) -> Vec<(CallSiteKey, ConvoyStats)> {
+        let mut writers: Vec<_> = self.convoys.iter().map(|(&k, &v)| (k, v)).collect();
+        writers.sort_by(|a, b| b.1.total_ns.cmp(&a.1.total_ns).then_with(|| a.0.cmp(&b.0)));
+        writers
     }
 
     /// The waiting charged to holders in all, ns.
@@ -337,7 +283,7 @@ impl Locks {
                 .entry((key.caller_ip, key.stack_id))
                 .or_default();
             for row in per_cpu {
-                site.add(row);
+                site.merge(row);
             }
         }
         for (key, per_cpu) in &self.convoys {
@@ -348,7 +294,7 @@ impl Locks {
                 .entry((key.caller_ip, key.stack_id))
                 .or_default();
             for row in per_cpu {
-                site.add(row);
+                site.merge(row);
             }
         }
         for (lock, per_cpu) in &self.blocked {
@@ -469,7 +415,7 @@ mod tests {
             (a.releases, a.caused_ns, a.holds, a.hold_ns),
             (5, 12_000, 3, 3000)
         );
-        assert_eq!(a.hold_histogram[wait_bucket(1000)], 3);
+        assert_eq!(a.hold_hist[wait_bucket(1000)], 3);
         assert_eq!(sites[1].1.releases, 1);
     }
 

@@ -324,10 +324,13 @@ impl Aggregator {
                 let holders = stats
                     .holders_by_caused()
                     .into_iter()
-                    .filter(|(_, totals)| totals.caused_ns > 0)
                     .take(snapshot::TOP_CALL_SITES)
                     .map(|((_, id), _)| id);
-                let writers = stats.convoys.keys().map(|&(_, id)| id);
+                let writers = stats
+                    .writers_by_time()
+                    .into_iter()
+                    .take(snapshot::TOP_CALL_SITES)
+                    .map(|((_, id), _)| id);
                 waiters.chain(holders).chain(writers).collect::<Vec<_>>()
             })
             .filter(|&id| id >= 0)

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use probe_common::ConvoyStats;
+
 use super::{gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggregator};
 use crate::{
     advisor::{self, MapMix},
@@ -226,9 +228,6 @@ impl Aggregator {
         stats
             .holders_by_caused()
             .into_iter()
-            // An RWMutex's writer `Unlock` is probed at every call: one
-            // with no one waiting ended no waiting.
-            .filter(|(_, totals)| totals.caused_ns > 0)
             .take(TOP_CALL_SITES)
             .map(|((caller_ip, stack_id), totals)| HolderSite {
                 frames: self.site_frames(caller_ip, stack_id, stacks),
@@ -238,7 +237,7 @@ impl Aggregator {
                 contended_hold: (totals.holds > 0).then(|| HoldTimes {
                     count: totals.holds,
                     seconds_total: totals.hold_ns as f64 / 1e9,
-                    histogram: buckets(&totals.hold_histogram),
+                    histogram: buckets(&totals.hold_hist),
                 }),
             })
             .collect()
@@ -253,20 +252,22 @@ impl Aggregator {
         if stats.convoys.is_empty() {
             return None;
         }
-        let all = stats.convoys.values();
-        let mut writers: Vec<_> = stats.convoys.iter().collect();
-        writers.sort_by(|a, b| b.1.total_ns.cmp(&a.1.total_ns).then_with(|| a.0.cmp(b.0)));
+        let mut all = ConvoyStats::default();
+        for writer in stats.convoys.values() {
+            all.merge(writer);
+        }
         Some(ConvoyReport {
-            episodes: all.clone().map(|c| c.episodes).sum(),
-            longest_seconds: all.clone().map(|c| c.max_ns).max().unwrap_or(0) as f64 / 1e9,
-            seconds_total: all.clone().map(|c| c.total_ns).sum::<u64>() as f64 / 1e9,
-            max_readers_stalled: all.clone().map(|c| c.max_stalled).max().unwrap_or(0),
-            readers_stalled: all.clone().map(|c| c.stalled).sum(),
-            reader_wait_caused_seconds: all.map(|c| c.reader_wait_ns).sum::<u64>() as f64 / 1e9,
-            top_writer_sites: writers
+            episodes: all.episodes,
+            longest_seconds: all.max_ns as f64 / 1e9,
+            seconds_total: all.total_ns as f64 / 1e9,
+            max_readers_stalled: all.max_stalled,
+            readers_stalled: all.stalled,
+            reader_wait_caused_seconds: all.reader_wait_ns as f64 / 1e9,
+            top_writer_sites: stats
+                .writers_by_time()
                 .into_iter()
                 .take(TOP_CALL_SITES)
-                .map(|(&(caller_ip, stack_id), c)| WriterSite {
+                .map(|((caller_ip, stack_id), c)| WriterSite {
                     frames: self.site_frames(caller_ip, stack_id, stacks),
                     episodes: c.episodes,
                     seconds_total: c.total_ns as f64 / 1e9,

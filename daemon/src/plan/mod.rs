@@ -617,23 +617,32 @@ fn plan_releases(
         .map(|g| (g.mutex_release_slow_path, LockRole::Mutex))
         .chain(goruntime::RWMUTEX_RELEASES);
     for (name, role) in names {
-        let Some(function) = exe.symbols.function(name) else {
-            continue;
-        };
-        let at = entry_placement(
-            exe,
-            name,
-            function.start,
-            function.end,
-            mode,
-            &GO_LOCK_READS,
-        )?;
-        plan.sites.push(PlannedSite {
-            at,
-            probe: SiteProbe::LockRelease(go_lock(0, role, true, false)),
-        });
+        let probe = SiteProbe::LockRelease(go_lock(0, role, true, false));
+        plan.sites.extend(go_entry_site(exe, name, mode, probe)?);
     }
     Ok(())
+}
+
+/// A site at the entry of Go function `name` reading the lock and the
+/// goroutine, if the function is in the binary.
+fn go_entry_site(
+    exe: &Executable,
+    name: &str,
+    mode: SiteMode,
+    probe: SiteProbe,
+) -> Result<Option<PlannedSite>, PlanError> {
+    let Some(function) = exe.symbols.function(name) else {
+        return Ok(None);
+    };
+    let at = entry_placement(
+        exe,
+        name,
+        function.start,
+        function.end,
+        mode,
+        &GO_LOCK_READS,
+    )?;
+    Ok(Some(PlannedSite { at, probe }))
 }
 
 /// Sites for the context of every second: the end of each GC cycle, and
@@ -837,41 +846,24 @@ fn plan_blocked_time(
 ) -> Result<(), PlanError> {
     for generation in generations {
         let name = generation.mutex_semaphore_wait;
-        let Some(function) = exe.symbols.function(name) else {
-            plan.missing.push(name.to_string());
-            continue;
-        };
-        let at = entry_placement(
-            exe,
-            name,
-            function.start,
-            function.end,
-            mode,
-            &GO_LOCK_READS,
-        )?;
-        plan.sites.push(PlannedSite {
-            at,
-            probe: SiteProbe::SemaEntry(go_lock(
-                goruntime::MUTEX_SEMA_OFFSET,
-                LockRole::Mutex,
-                false,
-                true,
-            )),
-        });
+        let probe = SiteProbe::SemaEntry(go_lock(
+            goruntime::MUTEX_SEMA_OFFSET,
+            LockRole::Mutex,
+            false,
+            true,
+        ));
+        match go_entry_site(exe, name, mode, probe)? {
+            Some(site) => plan.sites.push(site),
+            None => plan.missing.push(name.to_string()),
+        }
     }
     let name = goruntime::READY;
-    match exe.symbols.function(name) {
+    let probe = SiteProbe::Ready {
+        goroutine: goruntime::FIRST_ARGUMENT,
+    };
+    match go_entry_site(exe, name, mode, probe)? {
+        Some(site) => plan.sites.push(site),
         None => plan.missing.push(name.to_string()),
-        Some(function) => {
-            let reads = [goruntime::FIRST_ARGUMENT, goruntime::GOROUTINE];
-            let at = entry_placement(exe, name, function.start, function.end, mode, &reads)?;
-            plan.sites.push(PlannedSite {
-                at,
-                probe: SiteProbe::Ready {
-                    goroutine: goruntime::FIRST_ARGUMENT,
-                },
-            });
-        }
     }
     Ok(())
 }
