@@ -15,6 +15,22 @@
 //! 4. every counting probe → attached one second in 2, 4, … 64 (jumping
 //!    straight to the window the estimate calls for).
 //!
+//! The scheduler tracepoints (waits for a CPU: the context of a lock's
+//! spike, wanted most when the target is busiest) are not on that ladder:
+//! they have windows of their own, attached one second in 1, 2, … 64. Over
+//! each judgement (at least [`SCHED_JUDGED_TICKS`] ticks, whole windows),
+//! when their own cost is over [`SCHED_SHARE`] of the budget and over
+//! [`SCHED_FLOOR_NS`] a tick (on a nearly idle target a share of its CPU
+//! means nothing), their window widens to what brings them within 80% of
+//! that share; when, projected one step narrower, it stays under 60% of
+//! it for [`FIRST_PATIENCE`] judgements, it narrows one step.
+//!
+//! Tracepoint programs have no trap: each run is priced at its own run
+//! time plus [`TRACEPOINT_DISPATCH_NS`] (assumed, not calibrated). They run
+//! for every process on the host; the target is charged for its share of
+//! the runs (those about its own threads, which the programs count), and
+//! the whole host's cost is reported apart.
+//!
 //! Far over (more than twice its aim), it takes every step at once, down
 //! to the counting window that fits. When the estimate, projected one
 //! step back up, stays well under the budget for a while, it recovers one step; a recovery that overshoots
@@ -93,6 +109,8 @@ pub struct Capabilities {
     pub keys: bool,
     /// Release sites blame holders (they run with the wait probes).
     pub holders: bool,
+    /// The scheduler tracepoints time waits for a CPU.
+    pub sched: bool,
 }
 
 /// Keys recorded for one operation in this many, once sampled.
@@ -134,7 +152,13 @@ pub enum TrapKind {
     Emulated,
     /// Single-stepped out of line (or a function's entry, assumed so).
     SingleStepped,
+    /// No trap: a tracepoint program, called from the kernel's own code.
+    Tracepoint,
 }
+
+/// What calling a tracepoint's program costs beyond its own run time, ns
+/// (assumed: the kernel's dispatch to it is a few function calls).
+pub const TRACEPOINT_DISPATCH_NS: f64 = 100.0;
 
 /// One program's work over one tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +181,7 @@ pub fn probe_cost_ns(programs: &[ProgramTick], costs: &TrapCost) -> f64 {
                 let trap = match p.trap {
                     TrapKind::Emulated => costs.emulated_ns,
                     TrapKind::SingleStepped => costs.single_stepped_ns,
+                    TrapKind::Tracepoint => TRACEPOINT_DISPATCH_NS,
                 };
                 p.runs as f64 * trap + p.run_ns as f64
             })
@@ -182,7 +207,24 @@ pub struct Observation {
     pub probe_ns: f64,
     /// The target's CPU time in the tick, ns (probe hits included).
     pub target_cpu_ns: f64,
+    /// The part of `probe_ns` the scheduler tracepoints added.
+    pub sched_ns: f64,
 }
+
+/// The share of the budget the scheduler tracepoints may take on their
+/// own.
+pub const SCHED_SHARE: f64 = 0.5;
+
+/// The widest window of the scheduler tracepoints (one second in this
+/// many).
+pub const SCHED_MAX_ONE_IN: u32 = 64;
+
+/// Ticks the scheduler tracepoints' cost is judged over.
+pub const SCHED_JUDGED_TICKS: usize = 5;
+
+/// The scheduler tracepoints' cost a tick below which their window never
+/// widens, ns (half a millisecond of CPU a second).
+pub const SCHED_FLOOR_NS: f64 = 0.5e6;
 
 /// The share of the budget the governor aims at: it degrades when a
 /// judgement's estimate is over it, so that a second's noise and the
@@ -216,6 +258,8 @@ pub struct Governor {
     level: usize,
     /// Probe and CPU ns since the last change.
     since_change: (f64, f64),
+    /// The scheduler tracepoints' part of the probe ns since then.
+    sched_since_change: f64,
     ticks_since_change: u32,
     /// Whether the last change was a step up (a recovery).
     last_was_recovery: bool,
@@ -224,6 +268,13 @@ pub struct Governor {
     actions: Vec<GovernorAction>,
     per_second: Vec<f64>,
     totals: (f64, f64),
+    /// The scheduler tracepoints' window (one second in this many).
+    sched_one_in: u32,
+    /// Their cost, the probes' and the target's CPU time since their
+    /// window last changed, ns, and the ticks.
+    sched_since: (f64, f64, f64, u32),
+    /// Judgements in a row that would narrow their window.
+    sched_calm: u32,
 }
 
 impl Governor {
@@ -238,6 +289,7 @@ impl Governor {
             steps: ladder(capabilities),
             level: 0,
             since_change: (0.0, 0.0),
+            sched_since_change: 0.0,
             ticks_since_change: 0,
             last_was_recovery: false,
             calm: 0,
@@ -245,6 +297,9 @@ impl Governor {
             actions: Vec::new(),
             per_second: Vec::new(),
             totals: (0.0, 0.0),
+            sched_one_in: 1,
+            sched_since: (0.0, 0.0, 0.0, 0),
+            sched_calm: 0,
         }
     }
 
@@ -255,7 +310,10 @@ impl Governor {
 
     /// The setting in force.
     pub fn setting(&self) -> GovernorSetting {
-        self.steps[self.level]
+        GovernorSetting {
+            sched_one_in: self.sched_one_in,
+            ..self.steps[self.level]
+        }
     }
 
     /// Every change made so far.
@@ -286,8 +344,16 @@ impl Governor {
         self.totals.0 += tick.probe_ns;
         self.totals.1 += tick.target_cpu_ns;
         let budget = self.budget?;
+        let sched_changed = self.judge_sched(tick, budget);
+        let changed = self.judge_ladder(tick, budget);
+        changed.or(sched_changed)
+    }
+
+    /// Judges the ladder's level; returns the new setting when it changed.
+    fn judge_ladder(&mut self, tick: Observation, budget: f64) -> Option<GovernorSetting> {
         self.since_change.0 += tick.probe_ns;
         self.since_change.1 += tick.target_cpu_ns;
+        self.sched_since_change += tick.sched_ns;
         self.ticks_since_change += 1;
         let current = self.setting();
         // Judge over whole windows only: each on-second with its
@@ -296,7 +362,14 @@ impl Governor {
         if self.ticks_since_change < period || !self.ticks_since_change.is_multiple_of(period) {
             return None;
         }
-        let estimate = overhead_ratio(self.since_change.0, self.since_change.1);
+        // The scheduler tracepoints' windows keep them within their share:
+        // the ladder counts them at most at that.
+        let (probe, cpu) = self.since_change;
+        let own = (cpu - probe).max(MIN_OWN_NS);
+        let sched = self
+            .sched_since_change
+            .min(AIM * SCHED_SHARE * budget * own);
+        let estimate = overhead_ratio(probe - self.sched_since_change + sched, cpu);
         if estimate > AIM * budget {
             if self.last_was_recovery && self.ticks_since_change <= period {
                 // The recovery overshot: wait longer before the next one.
@@ -316,6 +389,59 @@ impl Governor {
             self.calm = 0;
         }
         None
+    }
+
+    /// Judges the scheduler tracepoints' window over whole windows (see
+    /// the module's documentation); returns the new setting when it
+    /// changed.
+    fn judge_sched(&mut self, tick: Observation, budget: f64) -> Option<GovernorSetting> {
+        let since = &mut self.sched_since;
+        since.0 += tick.sched_ns;
+        since.1 += tick.probe_ns;
+        since.2 += tick.target_cpu_ns;
+        since.3 += 1;
+        let (sched, probes, cpu, ticks) = *since;
+        let period = self.sched_one_in.max(1);
+        let judged = (SCHED_JUDGED_TICKS as u32).max(period);
+        if ticks < judged || !ticks.is_multiple_of(period) {
+            return None;
+        }
+        let own = (cpu - probes).max(MIN_OWN_NS * f64::from(ticks));
+        let estimate = sched / own;
+        let share = SCHED_SHARE * budget;
+        let one_in = if estimate > share && sched > SCHED_FLOOR_NS * f64::from(ticks) {
+            // Cost falls with the window: widen to what fits the aim.
+            let wanted = f64::from(period) * estimate / (AIM * share);
+            let mut one_in = period * 2;
+            while f64::from(one_in) < wanted && one_in < SCHED_MAX_ONE_IN {
+                one_in *= 2;
+            }
+            self.sched_calm = 0;
+            one_in.min(SCHED_MAX_ONE_IN)
+        } else if period > 1 && estimate * 2.0 < RECOVER_BELOW * share {
+            self.sched_calm += 1;
+            if self.sched_calm < FIRST_PATIENCE {
+                self.sched_since = (0.0, 0.0, 0.0, 0);
+                return None;
+            }
+            self.sched_calm = 0;
+            period / 2
+        } else {
+            self.sched_calm = 0;
+            period
+        };
+        self.sched_since = (0.0, 0.0, 0.0, 0);
+        if one_in == period {
+            return None;
+        }
+        self.sched_one_in = one_in;
+        let setting = self.setting();
+        self.actions.push(GovernorAction {
+            at_seconds: tick.at_seconds,
+            estimated_percent: estimate * 100.0,
+            setting,
+        });
+        Some(setting)
     }
 
     /// The level to degrade to from an estimate over budget: the next
@@ -369,6 +495,7 @@ impl Governor {
     ) -> GovernorSetting {
         self.level = level;
         self.since_change = (0.0, 0.0);
+        self.sched_since_change = 0.0;
         self.ticks_since_change = 0;
         self.calm = 0;
         self.last_was_recovery = recovery;
@@ -391,6 +518,7 @@ mod tests {
         waits: true,
         keys: true,
         holders: true,
+        sched: true,
     };
 
     fn tick(at: f64, probe_ms: f64, cpu_ms: f64) -> Observation {
@@ -398,6 +526,7 @@ mod tests {
             at_seconds: at,
             probe_ns: probe_ms * 1e6,
             target_cpu_ns: cpu_ms * 1e6,
+            sched_ns: 0.0,
         }
     }
 
@@ -423,6 +552,10 @@ mod tests {
         assert_eq!(steps[3].waits_one_in, 4);
         assert_eq!(steps[4].keys_one_in, KEY_SAMPLING);
         assert_eq!(steps[5].probes_one_in, 2);
+        assert!(
+            steps.iter().all(|s| s.sched_one_in == 1),
+            "not on the ladder"
+        );
         assert_eq!(steps.last().map(|s| s.probes_one_in), Some(64));
         for (level, step) in steps.iter().enumerate() {
             assert_eq!(step.level as usize, level);
@@ -452,10 +585,20 @@ mod tests {
                 runs: 10,
                 run_ns: 1_000,
             },
+            ProgramTick {
+                trap: TrapKind::Tracepoint,
+                runs: 50,
+                run_ns: 2_500,
+            },
         ];
         assert_eq!(
             probe_cost_ns(&programs, &costs),
-            2.0 * (1000.0 * 700.0 + 300_000.0 + 10.0 * 12_000.0 + 1_000.0)
+            2.0 * (1000.0 * 700.0
+                + 300_000.0
+                + 10.0 * 12_000.0
+                + 1_000.0
+                + 50.0 * TRACEPOINT_DISPATCH_NS
+                + 2_500.0)
         );
     }
 
@@ -466,6 +609,85 @@ mod tests {
         assert!((overhead_ratio(10e6, 110e6) - 0.1).abs() < 1e-9);
         // An idle target: a floor, not a division by nothing.
         assert!(overhead_ratio(1e3, 0.0) < 1e-3);
+    }
+
+    /// Observes `seconds` ticks of a target using 100 ms of CPU a second
+    /// whose other probes cost `other_ms` and whose scheduler tracepoints
+    /// cost `sched_ms` in the seconds they are attached.
+    fn run_sched(governor: &mut Governor, from: u32, seconds: u32, other_ms: f64, sched_ms: f64) {
+        for second in from..from + seconds {
+            let on = second.is_multiple_of(governor.setting().sched_one_in);
+            let sched = if on { sched_ms } else { 0.0 };
+            let mut observed = tick(
+                f64::from(second),
+                other_ms + sched,
+                100.0 + other_ms + sched,
+            );
+            observed.sched_ns = sched * 1e6;
+            governor.observe(observed);
+        }
+    }
+
+    #[test]
+    fn the_scheduler_tracepoints_have_windows_of_their_own() {
+        // A busy target over budget from its locks: the ladder degrades,
+        // the scheduler tracepoints (0.2%: a tenth of the budget) stay.
+        let mut governor = Governor::new(Budget::Percent(2.0), ALL);
+        run_sched(&mut governor, 1, 20, 5.0, 0.2);
+        assert!(governor.setting().level > 0);
+        assert_eq!(
+            governor.setting().sched_one_in,
+            1,
+            "{:?}",
+            governor.actions()
+        );
+        // A nearly idle target: 0.1 ms a second is 1% of its 10 ms, but
+        // nothing to lose context for.
+        let mut governor = Governor::new(Budget::Percent(2.0), ALL);
+        for second in 1..=20 {
+            let mut observed = tick(second as f64, 0.1, 10.1);
+            observed.sched_ns = 0.1e6;
+            governor.observe(observed);
+        }
+        assert_eq!(governor.setting().sched_one_in, 1);
+        // A target switching so often that they cost 4% (4 times their
+        // share, half the budget): one second in 8 brings them to 0.5%,
+        // within 80% of the share; nothing else degrades.
+        let mut governor = Governor::new(Budget::Percent(2.0), ALL);
+        run_sched(&mut governor, 1, 5, 0.0, 4.0);
+        assert_eq!(
+            governor.setting().sched_one_in,
+            8,
+            "{:?}",
+            governor.actions()
+        );
+        assert_eq!(governor.setting().level, 0);
+        let first = governor.actions()[0];
+        assert_eq!(first.at_seconds, 5.0);
+        assert!((first.estimated_percent - 4.0).abs() < 0.01, "{first:?}");
+        // It holds there without flapping.
+        run_sched(&mut governor, 6, 200, 0.0, 4.0);
+        assert_eq!(
+            governor.setting().sched_one_in,
+            8,
+            "{:?}",
+            governor.actions()
+        );
+        assert_eq!(governor.actions().len(), 1, "{:?}", governor.actions());
+        // The switching calms down: back to every second, step by step.
+        run_sched(&mut governor, 206, 400, 0.0, 0.1);
+        assert_eq!(
+            governor.setting().sched_one_in,
+            1,
+            "{:?}",
+            governor.actions()
+        );
+        let windows: Vec<u32> = governor
+            .actions()
+            .iter()
+            .map(|a| a.setting.sched_one_in)
+            .collect();
+        assert_eq!(windows, [8, 4, 2, 1]);
     }
 
     #[test]

@@ -124,9 +124,15 @@ struct ProbeArgs {
     /// `cas` (sync.Map's compare-and-swaps), `syncmap` (sync.Map operations
     /// and keys), `maps` (runtime map operations: per-map counts, and keys
     /// of the maps selected with --map), `gc` (Go's GC cycles and
-    /// stop-the-world pauses: a few hits a second, never sampled). `--map`
-    /// implies `maps`.
-    #[arg(long, value_name = "LIST", default_value = "locks,cas,syncmap,gc")]
+    /// stop-the-world pauses: a few hits a second, never sampled), `sched`
+    /// (the target's threads' waits for a CPU, from the scheduler's
+    /// tracepoints: whether a second was CPU-starved). `--map` implies
+    /// `maps`.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "locks,cas,syncmap,gc,sched"
+    )]
     probe: String,
     /// Report the keys of this map: a global variable's name (a `sync.Map`
     /// or a `map[K]V` variable) or an address from a report. Repeatable.
@@ -271,6 +277,7 @@ struct ProbeSet {
     sync_maps: bool,
     maps: bool,
     gc: bool,
+    sched: bool,
 }
 
 impl ProbeSet {
@@ -283,6 +290,7 @@ impl ProbeSet {
                 "syncmap" => set.sync_maps = true,
                 "maps" => set.maps = true,
                 "gc" => set.gc = true,
+                "sched" => set.sched = true,
                 "all" => {
                     set = Self {
                         locks: true,
@@ -290,10 +298,11 @@ impl ProbeSet {
                         sync_maps: true,
                         maps: true,
                         gc: true,
+                        sched: true,
                     }
                 }
                 other => anyhow::bail!(
-                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, gc, all)"
+                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, gc, sched, all)"
                 ),
             }
         }
@@ -411,6 +420,7 @@ impl ProbeArgs {
             key_bytes: self.key_bytes,
             go_runtime: probe.gc,
             holders: !self.no_holders,
+            sched: probe.sched,
         })
     }
 }

@@ -27,7 +27,8 @@
 //! - the lock and GC timelines are the latest snapshot's (its last
 //!   [`TIMELINE_SECONDS`](crate::model::TIMELINE_SECONDS)) cut to the
 //!   window, the GC figures are the sum of the GC timeline's seconds in
-//!   it, and the spikes are found again within it.
+//!   it, the waits for a CPU likewise from their timeline, and the spikes
+//!   are found again within it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -38,8 +39,8 @@ use std::{
 use crate::{
     model::{
         CallSite, CasReport, ConvoyReport, Heatmap, HoldTimes, HolderSite, KeyReport, LockReport,
-        MapReport, OpCounts, ProbeCounters, RecordedWindow, Sampling, Snapshot, WaitBucket,
-        TOP_CALL_SITES, TOP_KEYS,
+        MapReport, OpCounts, ProbeCounters, RecordedWindow, RunQueueFigures, RunQueueReport,
+        Sampling, Snapshot, WaitBucket, TOP_CALL_SITES, TOP_KEYS,
     },
     spikes,
 };
@@ -328,6 +329,22 @@ impl Recorder {
                 gc.add(&row.figures);
             }
         }
+        report
+            .run_queue_timeline
+            .retain(|row| row.second >= first_second && row.second < end_second);
+        if let Some(queue) = report.run_queue.as_mut() {
+            let mut figures = RunQueueFigures::default();
+            for row in &report.run_queue_timeline {
+                figures.add(&row.figures);
+            }
+            let mut unwatched = std::mem::take(&mut queue.unwatched);
+            unwatched.retain_mut(|range| {
+                range.start = range.start.max(first_second);
+                range.end = range.end.min(end_second);
+                range.start < range.end
+            });
+            *queue = RunQueueReport::new(figures, unwatched);
+        }
         report.spikes = spikes::spikes(
             &report.timeline,
             spikes::Span {
@@ -339,6 +356,10 @@ impl Recorder {
                     .gc
                     .as_ref()
                     .map(|gc| (gc, report.gc_timeline.as_slice())),
+                run_queue: report
+                    .run_queue
+                    .as_ref()
+                    .map(|q| (q.unwatched.as_slice(), report.run_queue_timeline.as_slice())),
             },
         );
         if sampled && time > 0.0 {
@@ -556,6 +577,9 @@ fn combine_counters(
         release_logs_full,
         release_log_short,
         releases,
+        run_queue_threads_full,
+        sched_target_runs,
+        futex_target_runs,
     } = *a;
     ProbeCounters {
         hits: f(hits, b.hits),
@@ -579,6 +603,9 @@ fn combine_counters(
         release_logs_full: f(release_logs_full, b.release_logs_full),
         release_log_short: f(release_log_short, b.release_log_short),
         releases: f(releases, b.releases),
+        run_queue_threads_full: f(run_queue_threads_full, b.run_queue_threads_full),
+        sched_target_runs: f(sched_target_runs, b.sched_target_runs),
+        futex_target_runs: f(futex_target_runs, b.futex_target_runs),
     }
 }
 

@@ -18,11 +18,22 @@
 //! context is a GC pause ([`SpikeContext::GcPause`]) when at least half of
 //! its wait was in seconds in which the world stopped for at least half that
 //! second's p99 wait.
+//!
+//! Else its context is CPU starvation ([`SpikeContext::CpuStarvation`]) when,
+//! over its seconds in which waits for a CPU were timed, the target's
+//! threads waited for a CPU (runnable, not running) for at least
+//! [`STARVED_SHARE`] of the lock's wait, and the p99 of those waits is at
+//! least [`FLOOR_RUN_QUEUE_P99_SECONDS`] and at least [`FACTOR`] times the
+//! usual one (the median per-second p99 over the span's watched seconds,
+//! seconds without waits counting as zero): a
+//! holder that waits for a CPU holds the lock all that time, and the
+//! spike's seconds were starved as the others were not.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::model::{
-    outside, Frame, GcReport, GcSecond, LockSecond, SecondRange, Spike, SpikeContext,
+    outside, Frame, GcReport, GcSecond, LockSecond, RunQueueFigures, RunQueueSecond, SecondRange,
+    Spike, SpikeContext,
 };
 
 /// How far above usual a second must be.
@@ -42,6 +53,14 @@ pub const FLOOR_P99_SECONDS: f64 = 0.001;
 /// millisecond (a preemption, a GC assist) would be a spike.
 pub const MIN_ACQUISITIONS: u64 = 100;
 
+/// The least share of a spike's lock wait its seconds' waits for a CPU
+/// must come to for the spike to be put down to CPU starvation.
+pub const STARVED_SHARE: f64 = 0.5;
+
+/// The least p99 wait for a CPU that can make a spike's context CPU
+/// starvation, seconds (a Linux scheduler slice is a few milliseconds).
+pub const FLOOR_RUN_QUEUE_P99_SECONDS: f64 = 0.001;
+
 /// The seconds a timeline covers and what else is known of them.
 #[derive(Debug, Clone, Copy)]
 pub struct Span<'a> {
@@ -56,6 +75,9 @@ pub struct Span<'a> {
     /// Go's GC, when probed: the session's report (for its kind) and the
     /// seconds that had any, in order.
     pub gc: Option<(&'a GcReport, &'a [GcSecond])>,
+    /// Waits for a CPU, when timed: the seconds they were not (sorted,
+    /// disjoint), and the watched seconds that had any, in order.
+    pub run_queue: Option<(&'a [SecondRange], &'a [RunQueueSecond])>,
 }
 
 /// The spikes of `timeline` over `span`.
@@ -66,6 +88,7 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
         unwatched,
         started_unix_seconds,
         gc,
+        run_queue,
     } = span;
     let timed = |second: u64| second >= first && second < end && outside(unwatched, second);
     let seconds = (first..end).filter(|&s| timed(s)).count().max(1);
@@ -108,6 +131,7 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
                         top_wait_site: None,
                         top_holder_site: None,
                         gc: None,
+                        run_queue: None,
                         context: None,
                     },
                     Vec::new(),
@@ -156,6 +180,37 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
                 spike.context = Some(SpikeContext::GcPause);
             }
             spike.gc = Some(figures);
+        }
+    }
+    if let Some((unwatched_cpu, seconds)) = run_queue {
+        let watched =
+            |second: u64| second >= first && second < end && outside(unwatched_cpu, second);
+        let mut p99s: Vec<f64> = seconds
+            .iter()
+            .filter(|s| watched(s.second))
+            .map(|s| s.figures.p99_seconds)
+            .collect();
+        let watched_seconds = (first..end).filter(|&s| watched(s)).count();
+        p99s.resize(watched_seconds.max(p99s.len()), 0.0);
+        let usual_p99 = median(&mut p99s);
+        for spike in &mut found {
+            // None of its seconds watched: nothing known of the CPU.
+            if !(spike.start_seconds..spike.end_seconds).any(watched) {
+                continue;
+            }
+            let mut figures = RunQueueFigures::default();
+            for s in seconds.iter().filter(|s| {
+                s.second >= spike.start_seconds && s.second < spike.end_seconds && watched(s.second)
+            }) {
+                figures.add(&s.figures);
+            }
+            let starved = figures.wait_seconds_total >= STARVED_SHARE * spike.wait_seconds
+                && figures.p99_seconds >= FLOOR_RUN_QUEUE_P99_SECONDS
+                && figures.p99_seconds >= FACTOR * usual_p99;
+            if spike.context.is_none() && starved {
+                spike.context = Some(SpikeContext::CpuStarvation);
+            }
+            spike.run_queue = Some(figures);
         }
     }
     found.sort_by(|a, b| {
@@ -214,6 +269,7 @@ mod tests {
             unwatched,
             started_unix_seconds: started,
             gc: None,
+            run_queue: None,
         }
     }
 
@@ -345,6 +401,95 @@ mod tests {
         assert!(spikes(&timeline, span(0, 20, &[], 0.0))
             .iter()
             .all(|s| s.gc.is_none() && s.context.is_none()));
+    }
+
+    #[test]
+    fn waits_for_a_cpu_as_long_as_the_locks_are_starvation() {
+        let mut timeline: Vec<LockSecond> = (0..20)
+            .map(|s| row(s, 1, 0.002, 0.000_05, "main.steady"))
+            .collect();
+        // Two spikes: seconds 5-6, starved (threads waited 2 s a second for
+        // a CPU, p99 8 ms), and second 14, whose waits for a CPU were as
+        // usual.
+        for s in [5, 6, 14] {
+            timeline[s as usize] = row(s, 1, 0.2, 0.004, "main.burst");
+        }
+        // 100 waits in the log2 bucket `bucket`, summing to `total`.
+        let cpu = |second, total: f64, bucket: usize| {
+            let mut buckets = [0; probe_common::WAIT_HIST_BUCKETS];
+            buckets[bucket] = 100;
+            let figures = RunQueueFigures::new(100, (total * 1e9) as u64, 1 << bucket, buckets);
+            RunQueueSecond { second, figures }
+        };
+        // Usually ~0.5 ms (bucket 18); ~8 ms (bucket 22) when starved.
+        let mut seconds: Vec<RunQueueSecond> = (0..20).map(|s| cpu(s, 0.150, 18)).collect();
+        seconds[5] = cpu(5, 2.0, 22);
+        seconds[6] = cpu(6, 2.0, 22);
+        let found = spikes(
+            &timeline,
+            Span {
+                run_queue: Some((&[], &seconds)),
+                ..span(0, 20, &[], 0.0)
+            },
+        );
+        let at = |found: &[Spike], second| {
+            found
+                .iter()
+                .find(|s| s.start_seconds == second)
+                .map(|s| s.context)
+        };
+        assert_eq!(at(&found, 5), Some(Some(SpikeContext::CpuStarvation)));
+        assert_eq!(at(&found, 14), Some(None));
+        let starved = found.iter().find(|s| s.start_seconds == 5).unwrap();
+        let figures = starved.run_queue.as_ref().unwrap();
+        assert_eq!(figures.waits, 200);
+        assert!((figures.wait_seconds_total - 4.0).abs() < 1e-9);
+        // Starved as much but waiting less for a CPU than on the lock: a
+        // lock problem.
+        let mut less = seconds.clone();
+        less[5] = cpu(5, 0.09, 22);
+        less[6] = cpu(6, 0.09, 22);
+        let found = spikes(
+            &timeline,
+            Span {
+                run_queue: Some((&[], &less)),
+                ..span(0, 20, &[], 0.0)
+            },
+        );
+        assert_eq!(at(&found, 5), Some(None));
+        // The starved seconds unwatched (the governor's windows): nothing
+        // known, not even that it was not starvation.
+        let off = [SecondRange { start: 4, end: 8 }];
+        let found = spikes(
+            &timeline,
+            Span {
+                run_queue: Some((&off, &seconds)),
+                ..span(0, 20, &[], 0.0)
+            },
+        );
+        assert_eq!(at(&found, 5), Some(None));
+        let unknown = found.iter().find(|s| s.start_seconds == 5).unwrap();
+        assert!(unknown.run_queue.is_none(), "{unknown:#?}");
+        // A GC pause explains it first.
+        let mut figures = GcReport::empty(true);
+        figures.add_pause(0.004, Some(true));
+        let gc = [
+            GcSecond {
+                second: 5,
+                figures: figures.clone(),
+            },
+            GcSecond { second: 6, figures },
+        ];
+        let session = GcReport::empty(true);
+        let found = spikes(
+            &timeline,
+            Span {
+                gc: Some((&session, &gc)),
+                run_queue: Some((&[], &seconds)),
+                ..span(0, 20, &[], 0.0)
+            },
+        );
+        assert_eq!(at(&found, 5), Some(Some(SpikeContext::GcPause)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! and once they are gone no probe remains. Its flight recorder returns
 //! each incarnation's report (`/report.json?pid=`, `mapwatch report`),
 //! and a window (`since=`) that covers only one incarnation reports only
-//! its figures; it keeps the lock timeline and finds a burst's spike in it,
+//! its figures; it keeps the lock timeline and finds a burst's spike in it
+//! (and a starved one's, with the waits for a CPU as its context),
 //! and none in a window after the burst. Bad input is one clear line and a
 //! non-zero exit.
 
@@ -462,6 +463,49 @@ fn the_flight_recorder_keeps_the_timeline_and_its_spikes() {
             "{row:#} before the window ({first})"
         );
     }
+}
+
+#[test]
+fn the_flight_recorder_keeps_the_waits_for_a_cpu() {
+    let daemon = Daemon::start(&[
+        "--target",
+        "comm=starve",
+        "--overhead-budget",
+        "off",
+        "--scan-interval",
+        "100ms",
+    ]);
+    let workload = Workload::start(
+        &fixture("1.27.3", "starve", false),
+        &["-total", "8s", "-starve-at", "3s", "-starve", "2s"],
+    );
+    let pid = workload.pid;
+    watched(&daemon, pid);
+    let truth = workload.run_to_end();
+    let report = recorded(&daemon, pid);
+    assert_eq!(report["events_lost"], 0, "{report:#}");
+    let spike = report["spikes"]
+        .as_array()
+        .and_then(|s| s.first())
+        .unwrap_or_else(|| panic!("no spike: {:#}", report["timeline"]));
+    assert_eq!(spike["name"], "main.mu", "{spike:#}");
+    assert_eq!(spike["context"], "cpu-starvation", "{spike:#}");
+    let starved = truth["starve_start_unix"].as_f64().expect("starve start");
+    let start = spike["start_unix_seconds"].as_f64().expect("spike start");
+    assert!(
+        (start - starved).abs() <= 1.0,
+        "spike at {start}, starved at {starved}"
+    );
+    // The recording's waits for a CPU are its seconds': as the kernel
+    // counted them (the recording began before the fixture's reading).
+    let ours = report["run_queue"]["wait_seconds_total"]
+        .as_f64()
+        .expect("run-queue wait");
+    let kernel = truth["run_delay_seconds"].as_f64().expect("run_delay");
+    assert!(
+        (ours / kernel - 1.0).abs() <= 0.05,
+        "recorded {ours} s waiting for a CPU, the kernel {kernel} s"
+    );
 }
 
 #[test]

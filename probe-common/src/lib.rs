@@ -357,6 +357,11 @@ pub struct Control {
     /// a timed wait's end charges its waiting to the holders whose releases
     /// ended it; 0: no holder blame (no release sites are planned).
     pub holders: u32,
+    /// 1: the scheduler tracepoints time the target's threads' waits for
+    /// a CPU ([`RunQueueStats`]); 0: they return at once.
+    pub sched: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 impl Control {
@@ -369,6 +374,8 @@ impl Control {
             key_sample_shift: 0,
             runtime: 1,
             holders: 1,
+            sched: 1,
+            _pad: 0,
         }
     }
 
@@ -381,6 +388,8 @@ impl Control {
             key_sample_shift: 0,
             runtime: 0,
             holders: 0,
+            sched: 0,
+            _pad: 0,
         }
     }
 }
@@ -1012,10 +1021,86 @@ pub enum Counter {
     /// Releases to waiters counted in `HOLDER_STATS` (not [`Counter::Hits`]:
     /// those are the lock figures' own).
     Releases = 20,
+    /// Threads of the target the scheduler probes could not track because
+    /// `RUNQ_THREADS` was full (their waits for a CPU are not timed).
+    RunQueueThreadsFull = 21,
+    /// Runs of the scheduler tracepoint programs (host-wide) that were
+    /// about the target's threads: its own switches and wake-ups, what it
+    /// pays for; the others are other processes'.
+    SchedTargetRuns = 22,
+    /// Runs of the futex tracepoint programs (host-wide) in the target's
+    /// threads.
+    FutexTargetRuns = 23,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 21;
+pub const COUNTER_SLOTS: u32 = 24;
+
+/// Value of `RUNQ_THREADS`, by thread id: since when the thread has been
+/// runnable and not running (woken, or preempted), `CLOCK_MONOTONIC` ns;
+/// 0 while it runs or sleeps.
+pub type RunnableSince = u64;
+
+/// Most threads of one target the scheduler probes track.
+pub const RUNQ_THREADS_MAX: u32 = 8192;
+
+/// Value of `RUNQ_STATS` (per CPU, one entry): the target's threads'
+/// waits for a CPU — from being woken or preempted to running again —
+/// that ended on this CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunQueueStats {
+    /// Waits ended.
+    pub waits: u64,
+    /// Their sum, ns.
+    pub wait_ns: u64,
+    /// The longest, ns.
+    pub wait_max_ns: u64,
+    /// Explicit padding.
+    pub _pad: u64,
+    /// Their log2 histogram (see [`WAIT_HIST_BUCKETS`]).
+    pub hist: [u64; WAIT_HIST_BUCKETS],
+}
+
+impl Default for RunQueueStats {
+    fn default() -> Self {
+        Self {
+            waits: 0,
+            wait_ns: 0,
+            wait_max_ns: 0,
+            _pad: 0,
+            hist: [0; WAIT_HIST_BUCKETS],
+        }
+    }
+}
+
+impl RunQueueStats {
+    /// Adds another CPU's figures (the longest: the longer).
+    pub fn merge(&mut self, other: &Self) {
+        self.waits += other.waits;
+        self.wait_ns += other.wait_ns;
+        self.wait_max_ns = self.wait_max_ns.max(other.wait_max_ns);
+        for (mine, theirs) in self.hist.iter_mut().zip(other.hist.iter()) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Offsets in the scheduler tracepoints' records (their format files; the
+/// daemon checks them before attaching): `sched_switch`'s `prev_state`
+/// (a `long`) and `next_pid` (a `pid_t`), and the woken task's `pid` in
+/// `sched_wakeup` and `sched_wakeup_new`. (The task switching out is the
+/// current one: its id needs no field.)
+pub const SCHED_SWITCH_PREV_STATE: usize = 32;
+/// See [`SCHED_SWITCH_PREV_STATE`].
+pub const SCHED_SWITCH_NEXT_PID: usize = 56;
+/// See [`SCHED_SWITCH_PREV_STATE`].
+pub const SCHED_WAKEUP_PID: usize = 24;
+
+/// `prev_state` bits of a task switched out while still runnable: 0
+/// (`TASK_RUNNING`, it yielded) or `TASK_REPORT_MAX` (0x100: preempted).
+/// Any bit below 0x100 means it went to sleep.
+pub const SCHED_SLEEP_STATES: i64 = 0xff;
 
 /// Key of the in-flight map: a waiter in a lock's slow path. Keyed by
 /// goroutine, not thread: a goroutine parked in the slow path can resume on
@@ -1338,7 +1423,8 @@ const _: () = {
     assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
 
-    assert!(size_of::<Control>() == 24);
+    assert!(size_of::<Control>() == 32);
+    assert!(size_of::<RunQueueStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
     assert!(offset_of!(Control, holders) == 20);
     assert!(size_of::<HolderKey>() == 24);
     assert!(size_of::<HolderStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
@@ -1388,4 +1474,5 @@ mod user {
     unsafe impl aya::Pod for super::ReleaseLog {}
     unsafe impl aya::Pod for super::ConvoyState {}
     unsafe impl aya::Pod for super::ConvoyStats {}
+    unsafe impl aya::Pod for super::RunQueueStats {}
 }

@@ -44,12 +44,14 @@ use probe_common::{
     ConvoyStats, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout, HolderKey,
     HolderStats, Inflight, InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape, LockEvent,
     LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode,
-    OutcomeSource, PairKey, PairStack, ReleaseLog, RuntimeEvent, RuntimeEventKind, SiteConfig,
-    SiteKind, SkipWhen, StwPending, COUNTER_SLOTS, FUTEX_SITE, KEY_HASH_BASIS, MAP_OPS,
-    MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT,
-    MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES,
-    MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
-    RELEASE_LOG_SLOTS, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats, RunnableSince, RuntimeEvent,
+    RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS, FUTEX_SITE,
+    KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
+    MAX_HOLDER_SITES, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS,
+    MAX_RELEASE_LOGS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC,
+    NO_REGISTER, NO_STW_REASON, RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX, SCHED_SLEEP_STATES,
+    SCHED_SWITCH_NEXT_PID, SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID, STACK_RESAMPLE,
+    SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -1743,6 +1745,7 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     let Some(pid_tgid) = target_thread() else {
         return 0;
     };
+    bump(Counter::FutexTargetRuns);
     if control().is_none() {
         return 0;
     }
@@ -1802,6 +1805,7 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
     let Some(pid_tgid) = target_thread() else {
         return 0;
     };
+    bump(Counter::FutexTargetRuns);
     let key = thread_key(pid_tgid);
     // Wakes and other commands have no entry: not a wait.
     let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
@@ -1829,6 +1833,148 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
         role: inflight.role,
         _pad: 0,
     });
+    0
+}
+
+/// The target's threads, by thread id: since when each has waited for a
+/// CPU (0: running or asleep). Seeded by the daemon from `/proc/PID/task`,
+/// kept up by `sched_wakeup_new` and `sched_process_exit`.
+#[map]
+static RUNQ_THREADS: HashMap<u32, RunnableSince> = HashMap::with_max_entries(RUNQ_THREADS_MAX, 0);
+
+/// Per-CPU totals of the target's threads' waits for a CPU (index 0).
+#[map]
+static RUNQ_STATS: PerCpuArray<RunQueueStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether the scheduler probes run ([`Control::sched`]).
+#[inline(always)]
+fn sched_on() -> bool {
+    matches!(CONTROL.get(0), Some(control) if control.sched != 0)
+}
+
+/// Counts one wait for a CPU of `wait_ns` on this CPU.
+#[inline(never)]
+fn record_run_queue_wait(wait_ns: u64) {
+    let Some(stats) = RUNQ_STATS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; the scheduler's tracepoints run with
+    // preemption off.
+    let stats = unsafe { &mut *stats };
+    stats.waits += 1;
+    stats.wait_ns += wait_ns;
+    if wait_ns > stats.wait_max_ns {
+        stats.wait_max_ns = wait_ns;
+    }
+    if let Some(bucket) = stats.hist.get_mut(wait_bucket(wait_ns)) {
+        *bucket += 1;
+    }
+}
+
+/// `sched:sched_switch`, host-wide: a thread of the target switched out
+/// while still runnable (preempted, or it yielded) starts waiting for a CPU;
+/// one switched out to sleep stops being tracked as runnable; a tracked
+/// thread switched in ends its wait.
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    if !sched_on() {
+        return 0;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The task switching out is still the current one.
+    let mut ours = false;
+    if let Some(pid_tgid) = target_thread() {
+        ours = true;
+        let prev = pid_tgid as u32;
+        let state = unsafe { ctx.read_at::<i64>(SCHED_SWITCH_PREV_STATE) }.unwrap_or(1);
+        let since: RunnableSince = if state & SCHED_SLEEP_STATES == 0 {
+            now
+        } else {
+            0
+        };
+        match RUNQ_THREADS.get_ptr_mut(prev) {
+            // SAFETY: a value of the map; only this thread's own
+            // switches and wake-ups write it, one at a time.
+            Some(slot) => unsafe { *slot = since },
+            None => {
+                if RUNQ_THREADS.insert(prev, since, 0).is_err() {
+                    bump(Counter::RunQueueThreadsFull);
+                }
+            }
+        }
+    }
+    let next = unsafe { ctx.read_at::<i32>(SCHED_SWITCH_NEXT_PID) }.unwrap_or(0);
+    // 0: the idle task.
+    if next > 0 {
+        if let Some(slot) = RUNQ_THREADS.get_ptr_mut(next as u32) {
+            ours = true;
+            // SAFETY: as above.
+            let since = unsafe { *slot };
+            if since != 0 {
+                unsafe { *slot = 0 };
+                record_run_queue_wait(now.saturating_sub(since));
+            }
+        }
+    }
+    if ours {
+        bump(Counter::SchedTargetRuns);
+    }
+    0
+}
+
+/// `sched:sched_wakeup`, host-wide: a tracked thread woken starts waiting
+/// for a CPU (unless it was waiting already: its wait began earlier).
+#[tracepoint]
+pub fn sched_wakeup(ctx: TracePointContext) -> u32 {
+    if !sched_on() {
+        return 0;
+    }
+    let Ok(pid) = (unsafe { ctx.read_at::<i32>(SCHED_WAKEUP_PID) }) else {
+        return 0;
+    };
+    if let Some(slot) = RUNQ_THREADS.get_ptr_mut(pid as u32) {
+        bump(Counter::SchedTargetRuns);
+        // SAFETY: a value of the map.
+        unsafe {
+            if *slot == 0 {
+                *slot = bpf_ktime_get_ns();
+            }
+        }
+    }
+    0
+}
+
+/// `sched:sched_wakeup_new`: a thread the target just made is tracked from
+/// its first wake-up on.
+#[tracepoint]
+pub fn sched_wakeup_new(ctx: TracePointContext) -> u32 {
+    // The parent wakes its new thread.
+    if target_thread().is_none() {
+        return 0;
+    }
+    bump(Counter::SchedTargetRuns);
+    let Ok(pid) = (unsafe { ctx.read_at::<i32>(SCHED_WAKEUP_PID) }) else {
+        return 0;
+    };
+    let since: RunnableSince = if sched_on() {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
+    if RUNQ_THREADS.insert(pid as u32, since, 0).is_err() {
+        bump(Counter::RunQueueThreadsFull);
+    }
+    0
+}
+
+/// `sched:sched_process_exit`: a thread of the target that exits is no
+/// longer tracked.
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    if let Some(pid_tgid) = target_thread() {
+        bump(Counter::SchedTargetRuns);
+        let _ = RUNQ_THREADS.remove(pid_tgid as u32);
+    }
     0
 }
 

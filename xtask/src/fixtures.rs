@@ -22,6 +22,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "spike",
     "holders",
     "convoy",
+    "starve",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

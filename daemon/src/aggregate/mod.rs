@@ -11,6 +11,7 @@ pub mod cas;
 pub mod gc;
 pub mod locks;
 pub mod maps;
+pub mod runqueue;
 mod snapshot;
 pub mod timeline;
 pub mod topk;
@@ -19,7 +20,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
     BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
-    LockStats as KernelStats, LockStatsKey, MAP_OPS,
+    LockStats as KernelStats, LockStatsKey, RunQueueStats, MAP_OPS,
 };
 
 use crate::{
@@ -32,6 +33,7 @@ use cas::CasTimeline;
 use gc::Gc;
 use locks::Locks;
 use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
+use runqueue::RunQueue;
 use timeline::Timeline;
 
 pub use snapshot::SnapshotInputs;
@@ -55,6 +57,8 @@ pub struct Catalog {
     /// Whether Go's GC and pauses are probed, and whether pauses carry
     /// their reason.
     pub go_runtime: Option<GoRuntimeProbes>,
+    /// Whether the target's waits for a CPU are timed.
+    pub run_queue: bool,
 }
 
 impl Catalog {
@@ -109,6 +113,7 @@ impl Catalog {
             blocked_time: plan.blocked_time(),
             cas_sites,
             go_runtime: plan.go_runtime(),
+            run_queue: plan.sched,
             started_unix_seconds: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -135,6 +140,26 @@ pub struct KernelSample {
     pub convoys: Vec<(HolderKey, Vec<ConvoyStats>)>,
     /// The kernel's key table: per (map, key, caller) and CPU.
     pub key_counts: Vec<(KeyCountsKey, Vec<KeyCounts>)>,
+    /// The target's waits for a CPU per CPU, cumulative, when timed.
+    pub run_queue: Option<Vec<RunQueueStats>>,
+}
+
+/// Which of the governed probes were on through the second a reading
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watched {
+    /// Lock waits were timed.
+    pub waits: bool,
+    /// Waits for a CPU were timed.
+    pub run_queue: bool,
+}
+
+impl Watched {
+    /// Everything on (no governor).
+    pub const ALL: Self = Self {
+        waits: true,
+        run_queue: true,
+    };
 }
 
 /// The state of one target.
@@ -153,6 +178,8 @@ pub struct Aggregator {
     timeline: Timeline,
     /// Go's GC cycles and pauses, when probed.
     gc: Option<Gc>,
+    /// The target's waits for a CPU, when timed.
+    run_queue: Option<RunQueue>,
     counters: ProbeCounters,
     lost_per_cpu: BTreeMap<u32, u64>,
     /// Samples that could not be decoded.
@@ -190,6 +217,7 @@ impl Aggregator {
                 as OpResolver
         });
         let gc_probes = catalog.go_runtime;
+        let run_queue = catalog.run_queue;
         let cas = (!catalog.cas_sites.is_empty())
             .then(|| CasTimeline::new(catalog.cas_sites.clone(), cpus));
         Self {
@@ -203,6 +231,7 @@ impl Aggregator {
             cas_column: 0,
             timeline: Timeline::default(),
             gc: gc_probes.map(|probes| Gc::new(probes.gc_pauses_told_apart)),
+            run_queue: run_queue.then(RunQueue::default),
             counters: ProbeCounters::default(),
             lost_per_cpu: BTreeMap::new(),
             malformed: 0,
@@ -275,11 +304,15 @@ impl Aggregator {
 
     /// Folds in a reading of the kernel's counters; with `advance`, the
     /// reading closes a time column (a tick), else it tops up the current
-    /// one (the final reading). `timed`: whether lock waits were timed
-    /// during it (not while the overhead governor had them off).
-    pub fn sample(&mut self, reading: KernelSample, advance: bool, timed: bool) {
+    /// one (the final reading). `watched`: which governed probes were on
+    /// during it (lock waits are not timed while the overhead governor has
+    /// them off, nor waits for a CPU once it gave them up).
+    pub fn sample(&mut self, reading: KernelSample, advance: bool, watched: Watched) {
         self.counters = reading.counters;
         let column = self.cas_column;
+        if let (Some(queue), Some(per_cpu)) = (self.run_queue.as_mut(), &reading.run_queue) {
+            queue.sample(per_cpu, column as u64, watched.run_queue);
+        }
         if let Some(cas) = self.cas.as_mut() {
             cas.sample(column, &reading.cas);
         }
@@ -290,8 +323,12 @@ impl Aggregator {
             .set_tables(reading.lock_stats, reading.blocked, column);
         self.locks.set_holders(reading.holders, reading.convoys);
         self.maps.apply_table(&reading.key_counts, column as u64);
-        self.timeline
-            .sample(self.locks.merged(), column as u64, timed, &self.symbolizer);
+        self.timeline.sample(
+            self.locks.merged(),
+            column as u64,
+            watched.waits,
+            &self.symbolizer,
+        );
         if advance {
             self.cas_column += 1;
         }

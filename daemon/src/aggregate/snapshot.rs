@@ -4,13 +4,16 @@ use std::collections::{BTreeSet, HashMap};
 
 use probe_common::ConvoyStats;
 
-use super::{gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, Aggregator};
+use super::{
+    gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, runqueue::RunQueue, Aggregator,
+};
 use crate::{
     advisor::{self, MapMix},
     model::{
         CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind, HoldTimes,
         HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint, OpCounts,
-        OverheadReport, RowLabel, Snapshot, StopReason, WaitBucket, WriterSite, TIMELINE_SECONDS,
+        OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason, WaitBucket, WriterSite,
+        TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -76,6 +79,8 @@ impl Aggregator {
                 .go_runtime
                 .map(|probes| GcReport::empty(probes.gc_pauses_told_apart)),
             gc_timeline: Vec::new(),
+            run_queue: self.catalog.run_queue.then(RunQueueReport::default),
+            run_queue_timeline: Vec::new(),
             overhead: None,
             window: None,
         }
@@ -104,6 +109,11 @@ impl Aggregator {
         let end = self.cas_column as u64 + 1;
         let gc = self.gc.as_ref().map(|gc| gc.total().clone());
         let gc_timeline = self.gc.as_ref().map_or_else(Vec::new, Gc::seconds);
+        let run_queue = self.run_queue.as_ref().map(RunQueue::report);
+        let run_queue_timeline = self
+            .run_queue
+            .as_ref()
+            .map_or_else(Vec::new, RunQueue::seconds);
         let spikes = spikes::spikes(
             &timeline,
             spikes::Span {
@@ -112,6 +122,9 @@ impl Aggregator {
                 unwatched: &timeline_unwatched,
                 started_unix_seconds: self.catalog.started_unix_seconds,
                 gc: gc.as_ref().map(|gc| (gc, gc_timeline.as_slice())),
+                run_queue: run_queue
+                    .as_ref()
+                    .map(|q| (q.unwatched.as_slice(), run_queue_timeline.as_slice())),
             },
         );
         Snapshot {
@@ -134,6 +147,8 @@ impl Aggregator {
             spikes,
             gc,
             gc_timeline,
+            run_queue,
+            run_queue_timeline,
             overhead: inputs.overhead.clone(),
             window: None,
         }

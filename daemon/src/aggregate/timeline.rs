@@ -248,33 +248,5 @@ fn top_up(row: &mut LockSecond, more: &LockSecond) {
 /// The upper bound of the bucket holding quantile `q` of `histogram` (0
 /// when empty).
 fn quantile_ns(histogram: &[u64; WAIT_BUCKETS], q: f64) -> u64 {
-    let total: u64 = histogram.iter().sum();
-    if total == 0 {
-        return 0;
-    }
-    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-    let mut seen = 0;
-    for (bucket, &count) in histogram.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            return bucket_end_ns(bucket);
-        }
-    }
-    bucket_end_ns(WAIT_BUCKETS - 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_are_bucket_upper_bounds() {
-        let mut histogram = [0u64; WAIT_BUCKETS];
-        histogram[10] = 98; // [1024, 2048) ns
-        histogram[20] = 2; // [~1 ms, ~2 ms)
-        assert_eq!(quantile_ns(&histogram, 0.5), 2048);
-        assert_eq!(quantile_ns(&histogram, 0.98), 2048);
-        assert_eq!(quantile_ns(&histogram, 0.99), 1 << 21);
-        assert_eq!(quantile_ns(&[0; WAIT_BUCKETS], 0.99), 0);
-    }
+    crate::model::log2_quantile_ns(histogram, q)
 }

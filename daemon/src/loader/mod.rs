@@ -16,8 +16,8 @@ use aya::{
 use probe_common::{
     BlockedStats, CasCounts, Control, ConvoyState, ConvoyStats, Counter, GeneralRegister,
     HolderKey, HolderStats, KeyCounts, KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter,
-    MapSiteConfig, NativeCode, OutcomeSource, ReleaseLog, SiteConfig, CONDITION_NEGATED,
-    COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
+    MapSiteConfig, NativeCode, OutcomeSource, ReleaseLog, RunQueueStats, RunnableSince, SiteConfig,
+    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -133,6 +133,36 @@ pub enum LoadError {
     /// The kernel would not keep run-time statistics.
     #[error("enabling BPF run-time statistics")]
     RunStats(#[source] Box<aya::sys::SyscallError>),
+    /// A scheduler tracepoint's record is not laid out as the probes read it.
+    #[error("tracepoint sched/{event}: field `{field}` is not where the probes read it (expected {expected}, the format file says {found})")]
+    TracepointFormat {
+        /// The event.
+        event: &'static str,
+        /// The field.
+        field: &'static str,
+        /// Offset and size the probes assume.
+        expected: String,
+        /// What the format file says.
+        found: String,
+    },
+    /// A tracepoint's format file could not be read.
+    #[error("reading the format of tracepoint sched/{event} under {TRACEFS}")]
+    TracepointFormatFile {
+        /// The event.
+        event: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target's threads could not be listed.
+    #[error("listing the threads of PID {pid} in /proc/{pid}/task")]
+    Threads {
+        /// The process.
+        pid: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// tracefs is not mounted and could not be.
     #[error("tracefs is not mounted and mounting it at {TRACEFS} failed")]
     Tracefs(#[source] std::io::Error),
@@ -151,6 +181,10 @@ pub enum ProbeGroup {
     /// Go's GC cycles and stop-the-world pauses: a few hits a second,
     /// never windowed (switched by [`Control::runtime`]).
     Runtime,
+    /// The scheduler tracepoints timing the target's threads' waits for a
+    /// CPU: host-wide (they run at every context switch of the host), the
+    /// first thing the governor gives up.
+    Sched,
 }
 
 /// One uprobe of the plan, kept to attach it again.
@@ -184,6 +218,12 @@ pub struct AttachedProbes {
     uprobe_links: Vec<(ProbeGroup, &'static str, UProbeLinkId)>,
     /// The futex tracepoints' links.
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+    /// The scheduler tracepoints' links, while attached.
+    sched_links: Vec<(&'static str, TracePointLinkId)>,
+    /// Whether the plan times waits for a CPU (the scheduler tracepoints).
+    sched: bool,
+    /// The target.
+    pid: u32,
     /// The executable's path, name (for errors), and the uprobes' scope.
     exe_path: std::path::PathBuf,
     exe_name: String,
@@ -209,6 +249,20 @@ pub struct ProgramRuns {
     /// Whether some site of the program is not an emulated instruction
     /// (a function's entry, or single-stepped): its hits cost more.
     pub single_stepped: bool,
+    /// Which tracepoints it is attached to, if it is a tracepoint program
+    /// (no trap: the kernel calls it from its own code, for every process).
+    pub tracepoint: Option<TracepointFamily>,
+}
+
+/// The host-wide tracepoint programs, by what they watch: each family
+/// counts its runs about the target ([`ProbeCounters::sched_target_runs`],
+/// [`ProbeCounters::futex_target_runs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TracepointFamily {
+    /// `syscalls:sys_{enter,exit}_futex`.
+    Futex,
+    /// `sched:*`.
+    Sched,
 }
 
 /// Every uprobe program, for [`AttachedProbes::program_runs`].
@@ -221,6 +275,36 @@ const UPROBE_PROGRAMS: [&str; 8] = [
     GO_READY_PROGRAM,
     GO_RUNTIME_PROGRAM,
     MAP_OP_PROGRAM,
+];
+
+/// The futex tracepoint programs.
+const FUTEX_PROGRAMS: [&str; 2] = ["futex_enter", "futex_exit"];
+
+/// The scheduler tracepoint programs and their events (category `sched`).
+const SCHED_PROGRAMS: [(&str, &str); 4] = [
+    ("sched_switch", "sched_switch"),
+    ("sched_wakeup", "sched_wakeup"),
+    ("sched_wakeup_new", "sched_wakeup_new"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+/// The record fields the scheduler programs read: (event, field, offset,
+/// size), checked against the format files before attaching.
+const SCHED_FIELDS: [(&str, &str, usize, usize); 4] = [
+    (
+        "sched_switch",
+        "prev_state",
+        probe_common::SCHED_SWITCH_PREV_STATE,
+        8,
+    ),
+    (
+        "sched_switch",
+        "next_pid",
+        probe_common::SCHED_SWITCH_NEXT_PID,
+        4,
+    ),
+    ("sched_wakeup", "pid", probe_common::SCHED_WAKEUP_PID, 4),
+    ("sched_wakeup_new", "pid", probe_common::SCHED_WAKEUP_PID, 4),
 ];
 
 /// A map error with its context.
@@ -314,6 +398,16 @@ impl AttachedProbes {
             }
         }
         let mut tracepoint_links = Vec::new();
+        if plan.futex || plan.sched {
+            write_target(&mut ebpf, pid)?;
+            ensure_tracefs()?;
+        }
+        if plan.sched {
+            check_sched_formats()?;
+            for (program, _) in SCHED_PROGRAMS {
+                load_tracepoint(&mut ebpf, program)?;
+            }
+        }
         if plan.futex {
             let mut native: Array<_, NativeCode> = Array::try_from(
                 ebpf.map_mut("NATIVE_CODE")
@@ -323,7 +417,7 @@ impl AttachedProbes {
             native
                 .set(0, native_code(plan, load_bias), 0)
                 .map_err(map_error("NATIVE_CODE", "writing the native code ranges"))?;
-            tracepoint_links = attach_futex_tracepoints(&mut ebpf, pid)?;
+            tracepoint_links = attach_futex_tracepoints(&mut ebpf)?;
         }
         let mut probes = Self {
             ebpf,
@@ -332,12 +426,20 @@ impl AttachedProbes {
             uprobe_links: Vec::new(),
             attached: tracepoint_links.len(),
             tracepoint_links,
+            sched_links: Vec::new(),
+            sched: plan.sched,
+            pid,
             exe_path: exe_path.to_path_buf(),
             exe_name: exe_name.to_string(),
             scope,
             run_stats: None,
         };
-        for group in [ProbeGroup::Counting, ProbeGroup::Waits, ProbeGroup::Runtime] {
+        for group in [
+            ProbeGroup::Counting,
+            ProbeGroup::Waits,
+            ProbeGroup::Runtime,
+            ProbeGroup::Sched,
+        ] {
             probes.attach_group(group)?;
         }
         Ok(probes)
@@ -351,18 +453,28 @@ impl AttachedProbes {
                 groups.push(site.group);
             }
         }
+        if self.sched {
+            groups.push(ProbeGroup::Sched);
+        }
         groups
     }
 
     /// Whether any probe of `group` is attached.
     pub fn is_attached(&self, group: ProbeGroup) -> bool {
-        self.uprobe_links.iter().any(|(g, _, _)| *g == group)
+        match group {
+            ProbeGroup::Sched => !self.sched_links.is_empty(),
+            _ => self.uprobe_links.iter().any(|(g, _, _)| *g == group),
+        }
     }
 
-    /// Attaches every uprobe of `group` (again); a no-op when attached.
+    /// Attaches every probe of `group` (again); a no-op when attached, or
+    /// when the plan has none.
     pub fn attach_group(&mut self, group: ProbeGroup) -> Result<(), LoadError> {
         if self.is_attached(group) {
             return Ok(());
+        }
+        if group == ProbeGroup::Sched {
+            return self.attach_sched();
         }
         for site in self.sites.iter().filter(|site| site.group == group) {
             let program: &mut UProbe = self
@@ -384,13 +496,84 @@ impl AttachedProbes {
         Ok(())
     }
 
-    /// Detaches every uprobe of `group`; their links close on a thread of
+    /// Detaches every probe of `group`; their links close on a thread of
     /// their own (see [`Detaching`]).
     pub fn detach_group(&mut self, group: ProbeGroup) -> Result<Detaching, LoadError> {
-        let links = self.take_uprobe_links(|g| g == group)?;
+        let links = match group {
+            ProbeGroup::Sched => self.take_sched_links()?,
+            _ => self.take_uprobe_links(|g| g == group)?,
+        };
         Ok(Detaching(std::thread::spawn(move || {
             close_in_parallel(links)
         })))
+    }
+
+    /// Attaches the scheduler tracepoints, with the target's threads as
+    /// they are now: every thread listed in `/proc/PID/task`, none taken
+    /// as waiting (a wait under way is not timed: its start was not seen).
+    fn attach_sched(&mut self) -> Result<(), LoadError> {
+        if !self.sched {
+            return Ok(());
+        }
+        let pid = self.pid;
+        let tids = thread_ids(pid)?;
+        {
+            let map = self
+                .ebpf
+                .map_mut("RUNQ_THREADS")
+                .ok_or(LoadError::Missing("RUNQ_THREADS map"))?;
+            let mut table: aya::maps::HashMap<_, u32, RunnableSince> =
+                aya::maps::HashMap::try_from(map).map_err(map_error("RUNQ_THREADS", "opening"))?;
+            // Threads that exited while the tracepoints were off are gone
+            // from /proc, not from the table.
+            let stale: Vec<u32> = table.keys().filter_map(Result::ok).collect();
+            for tid in stale {
+                let _ = table.remove(&tid);
+            }
+            for tid in tids {
+                table
+                    .insert(tid, 0, 0)
+                    .map_err(map_error("RUNQ_THREADS", format!("adding thread {tid}")))?;
+            }
+        }
+        for (program, event) in SCHED_PROGRAMS {
+            let tracepoint: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::Missing("a loaded scheduler tracepoint program"))?;
+            let link = tracepoint
+                .attach("sched", event)
+                .map_err(|source| LoadError::Program {
+                    name: program,
+                    what: format!("attaching to sched/{event}"),
+                    source: Box::new(source),
+                })?;
+            self.sched_links.push((program, link));
+            self.attached += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes the scheduler tracepoints' links, to be closed by the caller.
+    fn take_sched_links(&mut self) -> Result<Vec<Box<dyn Send>>, LoadError> {
+        let taken = std::mem::take(&mut self.sched_links);
+        self.attached -= taken.len();
+        take_tracepoint_links(&mut self.ebpf, taken)
+    }
+
+    /// The target's threads' waits for a CPU, per CPU, cumulative.
+    pub fn run_queue_stats(&self) -> Result<Vec<RunQueueStats>, LoadError> {
+        let map = self
+            .ebpf
+            .map("RUNQ_STATS")
+            .ok_or(LoadError::Missing("RUNQ_STATS map"))?;
+        let stats: PerCpuArray<_, RunQueueStats> =
+            PerCpuArray::try_from(map).map_err(map_error("RUNQ_STATS", "opening"))?;
+        let values = stats
+            .get(&0, 0)
+            .map_err(map_error("RUNQ_STATS", "reading"))?;
+        Ok(values.iter().copied().collect())
     }
 
     /// Takes the links of the uprobes whose group `wanted` accepts, to be
@@ -433,11 +616,28 @@ impl AttachedProbes {
         Ok(())
     }
 
-    /// The loaded uprobe programs' run counts and times.
+    /// The loaded programs' run counts and times (uprobes, and the
+    /// tracepoints this plan uses).
     pub fn program_runs(&self) -> Vec<ProgramRuns> {
-        UPROBE_PROGRAMS
-            .iter()
-            .filter_map(|&name| {
+        let futex = (!self.tracepoint_links.is_empty()).then_some(FUTEX_PROGRAMS);
+        let sched = self
+            .sched
+            .then(|| SCHED_PROGRAMS.map(|(program, _)| program));
+        let tracepoints = futex
+            .into_iter()
+            .flatten()
+            .chain(sched.into_iter().flatten());
+        let uprobes = UPROBE_PROGRAMS.iter().map(|&name| (name, None));
+        uprobes
+            .chain(tracepoints.map(|name| {
+                let family = if FUTEX_PROGRAMS.contains(&name) {
+                    TracepointFamily::Futex
+                } else {
+                    TracepointFamily::Sched
+                };
+                (name, Some(family))
+            }))
+            .filter_map(|(name, tracepoint)| {
                 let info = self.ebpf.program(name)?.info().ok()?;
                 Some(ProgramRuns {
                     program: name,
@@ -447,6 +647,7 @@ impl AttachedProbes {
                         .sites
                         .iter()
                         .any(|site| site.program == name && site.at.cost() != SiteCost::Emulated),
+                    tracepoint,
                 })
             })
             .collect()
@@ -465,18 +666,9 @@ impl AttachedProbes {
     /// which is why the report is out before this runs.
     pub fn detach(&mut self) -> Result<(), LoadError> {
         let mut links = self.take_uprobe_links(|_| true)?;
-        for (name, id) in self.tracepoint_links.drain(..) {
-            let program: &mut TracePoint = self
-                .ebpf
-                .program_mut(name)
-                .and_then(|p| p.try_into().ok())
-                .ok_or(LoadError::Missing("an attached tracepoint program"))?;
-            let link = program.take_link(id).map_err(|source| LoadError::Detach {
-                name: name.to_string(),
-                source: Box::new(source),
-            })?;
-            links.push(Box::new(link));
-        }
+        links.extend(self.take_sched_links()?);
+        let futex = std::mem::take(&mut self.tracepoint_links);
+        links.extend(take_tracepoint_links(&mut self.ebpf, futex)?);
         self.attached = 0;
         close_in_parallel(links);
         Ok(())
@@ -662,6 +854,9 @@ impl AttachedProbes {
             release_logs_full: sums[Counter::ReleaseLogsFull as usize],
             release_log_short: sums[Counter::ReleaseLogShort as usize],
             releases: sums[Counter::Releases as usize],
+            run_queue_threads_full: sums[Counter::RunQueueThreadsFull as usize],
+            sched_target_runs: sums[Counter::SchedTargetRuns as usize],
+            futex_target_runs: sums[Counter::FutexTargetRuns as usize],
         })
     }
 }
@@ -965,7 +1160,7 @@ fn attach_one(
 /// The per-target tables of the probe object: a copy of the object that
 /// runs none of the programs using them (the calibration's, the exec
 /// watcher's) has them cut to one entry.
-const PER_TARGET_TABLES: [&str; 17] = [
+const PER_TARGET_TABLES: [&str; 18] = [
     "SITES",
     "MAP_SITES",
     "INFLIGHT",
@@ -983,6 +1178,7 @@ const PER_TARGET_TABLES: [&str; 17] = [
     "MAP_FILTER",
     "CAS_COUNTS",
     "MAP_SCRATCH",
+    "RUNQ_THREADS",
 ];
 
 /// Deletes every entry of the hash map `name` (plain or LRU).
@@ -1013,11 +1209,29 @@ fn load_without_tables() -> Result<Ebpf, LoadError> {
 /// Where tracefs is mounted when nothing mounted it yet.
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Attaches the futex tracepoints, filtered to process `pid`.
-fn attach_futex_tracepoints(
+/// Takes the given tracepoint links from their programs, to be closed by
+/// the caller.
+fn take_tracepoint_links(
     ebpf: &mut Ebpf,
-    pid: u32,
-) -> Result<Vec<(&'static str, TracePointLinkId)>, LoadError> {
+    links: Vec<(&'static str, TracePointLinkId)>,
+) -> Result<Vec<Box<dyn Send>>, LoadError> {
+    let mut taken: Vec<Box<dyn Send>> = Vec::new();
+    for (name, id) in links {
+        let program: &mut TracePoint = ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::Missing("an attached tracepoint program"))?;
+        let link = program.take_link(id).map_err(|source| LoadError::Detach {
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        taken.push(Box::new(link));
+    }
+    Ok(taken)
+}
+
+/// Writes the process the system-wide tracepoints are filtered to.
+fn write_target(ebpf: &mut Ebpf, pid: u32) -> Result<(), LoadError> {
     let mut target: Array<_, u32> = Array::try_from(
         ebpf.map_mut("TARGET")
             .ok_or(LoadError::Missing("TARGET map"))?,
@@ -1025,25 +1239,100 @@ fn attach_futex_tracepoints(
     .map_err(map_error("TARGET", "opening"))?;
     target
         .set(0, pid, 0)
-        .map_err(map_error("TARGET", "writing the target PID"))?;
-    ensure_tracefs()?;
+        .map_err(map_error("TARGET", "writing the target PID"))
+}
+
+/// Loads (verifies) the tracepoint program `program`.
+fn load_tracepoint<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut TracePoint, LoadError> {
+    let tracepoint: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::Missing("a tracepoint program"))?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: program,
+            what: "finding it".into(),
+            source: Box::new(source),
+        })?;
+    tracepoint
+        .load()
+        .map_err(|e| program_load_error(program, e))?;
+    Ok(tracepoint)
+}
+
+/// The ids of the threads of process `pid` now.
+fn thread_ids(pid: u32) -> Result<Vec<u32>, LoadError> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|source| LoadError::Threads { pid, source })?;
+    Ok(dir
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Checks that the scheduler tracepoints' records have the fields the
+/// probes read where they read them.
+fn check_sched_formats() -> Result<(), LoadError> {
+    let roots = [TRACEFS, "/sys/kernel/debug/tracing"];
+    for (event, field, offset, size) in SCHED_FIELDS {
+        let read =
+            |root: &str| std::fs::read_to_string(format!("{root}/events/sched/{event}/format"));
+        let text = match read(roots[0]) {
+            Ok(text) => text,
+            Err(_) => read(roots[1])
+                .map_err(|source| LoadError::TracepointFormatFile { event, source })?,
+        };
+        let found = format_field(&text, field);
+        if found != Some((offset, size)) {
+            return Err(LoadError::TracepointFormat {
+                event,
+                field,
+                expected: format!("offset {offset}, size {size}"),
+                found: found.map_or_else(
+                    || "no such field".to_string(),
+                    |(offset, size)| format!("offset {offset}, size {size}"),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The offset and size of `field` in a tracepoint format file's text
+/// (tab-separated lines such as `field:pid_t next_pid; offset:56; size:4; signed:1;`).
+fn format_field(format: &str, field: &str) -> Option<(usize, usize)> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let declaration = parts.next()?.strip_prefix("field:")?;
+        let name = declaration.rsplit([' ', '*']).next()?;
+        if name != field {
+            return None;
+        }
+        let mut offset = None;
+        let mut size = None;
+        for part in parts {
+            if let Some(v) = part.strip_prefix("offset:") {
+                offset = v.parse().ok();
+            } else if let Some(v) = part.strip_prefix("size:") {
+                size = v.parse().ok();
+            }
+        }
+        Some((offset?, size?))
+    })
+}
+
+/// Attaches the futex tracepoints (filtered to the process in `TARGET`).
+fn attach_futex_tracepoints(
+    ebpf: &mut Ebpf,
+) -> Result<Vec<(&'static str, TracePointLinkId)>, LoadError> {
     let mut links = Vec::new();
     for (program, event) in [
         ("futex_enter", "sys_enter_futex"),
         ("futex_exit", "sys_exit_futex"),
     ] {
-        let tracepoint: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(LoadError::Missing("a futex tracepoint program"))?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                name: program,
-                what: "finding it".into(),
-                source: Box::new(source),
-            })?;
-        tracepoint
-            .load()
-            .map_err(|e| program_load_error(program, e))?;
+        let tracepoint = load_tracepoint(ebpf, program)?;
         let link = tracepoint
             .attach("syscalls", event)
             .map_err(|source| LoadError::Program {
@@ -1172,5 +1461,35 @@ mod batch {
             token = next;
             first = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_field;
+
+    /// The head of `sched_switch`'s format file on Linux 6.18.
+    const SCHED_SWITCH: &str = "name: sched_switch
+ID: 330
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;
+\tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:int prev_prio;\toffset:28;\tsize:4;\tsigned:1;
+\tfield:long prev_state;\toffset:32;\tsize:8;\tsigned:1;
+\tfield:char next_comm[16];\toffset:40;\tsize:16;\tsigned:0;
+\tfield:pid_t next_pid;\toffset:56;\tsize:4;\tsigned:1;
+";
+
+    #[test]
+    fn format_files_give_each_fields_offset_and_size() {
+        assert_eq!(format_field(SCHED_SWITCH, "prev_state"), Some((32, 8)));
+        assert_eq!(format_field(SCHED_SWITCH, "next_pid"), Some((56, 4)));
+        assert_eq!(format_field(SCHED_SWITCH, "prev_pid"), Some((24, 4)));
+        // Not a prefix match, and arrays are not their element.
+        assert_eq!(format_field(SCHED_SWITCH, "pid"), None);
+        assert_eq!(format_field(SCHED_SWITCH, "next_comm"), None);
     }
 }

@@ -97,12 +97,18 @@ pub enum SpikeContext {
     /// stopped for at least half that second's p99 wait: pauses alone can
     /// make waits that long.
     GcPause,
+    /// The target's threads waited for a CPU, in the spike's seconds, at
+    /// least half as long as goroutines waited on the lock, with a p99
+    /// far above usual: holders kept from running hold the lock meanwhile
+    /// (see the `spikes` module for the rule).
+    CpuStarvation,
 }
 
 impl std::fmt::Display for SpikeContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::GcPause => "gc-pause",
+            Self::CpuStarvation => "cpu-starvation",
         })
     }
 }

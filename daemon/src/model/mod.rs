@@ -15,6 +15,7 @@ pub mod hash;
 mod heatmap;
 mod key;
 mod overhead;
+mod runqueue;
 mod snapshot;
 mod timeline;
 
@@ -28,6 +29,9 @@ pub use overhead::{
     INDIRECT_FACTOR,
 };
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
+pub use runqueue::{
+    log2_bucket_end_ns, log2_quantile_ns, RunQueueFigures, RunQueueReport, RunQueueSecond,
+};
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
     HolderSite, KeyReport, LockReport, MapReport, MapsHint, OpCounts, ProbeInfo, RecordedWindow,
@@ -238,6 +242,14 @@ pub struct ProbeCounters {
     pub release_log_short: u64,
     /// Releases to waiters counted for their holders.
     pub releases: u64,
+    /// Threads of the target the scheduler probes could not track (their
+    /// table was full): their waits for a CPU are missing.
+    pub run_queue_threads_full: u64,
+    /// Runs of the (host-wide) scheduler tracepoints about the target's
+    /// threads: what the overhead governor charges the target for.
+    pub sched_target_runs: u64,
+    /// Runs of the (host-wide) futex tracepoints in the target's threads.
+    pub futex_target_runs: u64,
 }
 
 /// Serializes an address as `0x…` hex, as every report shows addresses.
@@ -452,12 +464,15 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             gc_pause_seconds_total: Some(0.0012),
         }),
         gc_timeline: Vec::new(),
+        run_queue: None,
+        run_queue_timeline: Vec::new(),
         overhead: Some(OverheadReport {
             budget_percent: Some(2.0),
             estimated_percent: 0.4,
             per_second_percent: vec![0.5, 0.3, 0.4],
             probe_seconds: 0.004,
             target_cpu_seconds: 1.0,
+            host_tracepoint_seconds: 0.0,
             trap_cost: TrapCost {
                 emulated_ns: 725.0,
                 single_stepped_ns: 12_000.0,

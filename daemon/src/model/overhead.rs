@@ -68,6 +68,10 @@ pub struct GovernorSetting {
     pub keys_one_in: u32,
     /// Counting probes attached one second in this many (1 = always).
     pub probes_one_in: u32,
+    /// The scheduler tracepoints (the target's waits for a CPU) attached
+    /// one second in this many (1 = always): windowed on their own, apart
+    /// from the ladder.
+    pub sched_one_in: u32,
 }
 
 impl GovernorSetting {
@@ -78,6 +82,7 @@ impl GovernorSetting {
         waits_one_in: 1,
         keys_one_in: 1,
         probes_one_in: 1,
+        sched_one_in: 1,
     };
 }
 
@@ -131,6 +136,11 @@ pub struct OverheadReport {
     /// The target's CPU time over the session (probe hits included),
     /// seconds.
     pub target_cpu_seconds: f64,
+    /// What the host-wide tracepoint programs (the scheduler's, the
+    /// futex syscalls') cost the whole host, estimated, seconds: they run
+    /// for every process, and only their runs about the target count in
+    /// `probe_seconds` and against the budget.
+    pub host_tracepoint_seconds: f64,
     /// The hit costs the estimate used.
     pub trap_cost: TrapCost,
     /// The setting now.

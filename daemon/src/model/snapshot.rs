@@ -10,7 +10,8 @@ use serde::{Serialize, Serializer};
 use super::{
     hex, scaled, scaled_seconds, skip_name, Builtin, CodeLocation, Frame, GcReport, GcSecond,
     Heatmap, Key, LockKind, LockSecond, MapKind, MapOp, OverheadReport, ProbeCounters, ProbeKind,
-    Sampling, SecondRange, SiteCost, SkipWhen, SourceLine, Spike, StopReason,
+    RunQueueReport, RunQueueSecond, Sampling, SecondRange, SiteCost, SkipWhen, SourceLine, Spike,
+    StopReason,
 };
 
 /// How many call sites a lock's report lists (the most wait first).
@@ -72,6 +73,12 @@ pub struct Snapshot {
     /// The same per second, for the seconds that had any (the last
     /// [`TIMELINE_SECONDS`](super::TIMELINE_SECONDS)).
     pub gc_timeline: Vec<GcSecond>,
+    /// How long the target's threads, once runnable, waited for a CPU
+    /// (run-queue latency: CPU starvation); null when not timed.
+    pub run_queue: Option<RunQueueReport>,
+    /// The same per second, for the watched seconds that had any (the last
+    /// [`TIMELINE_SECONDS`](super::TIMELINE_SECONDS)).
+    pub run_queue_timeline: Vec<RunQueueSecond>,
     /// What the probes cost the target and what the overhead governor did;
     /// null until the first second.
     pub overhead: Option<OverheadReport>,

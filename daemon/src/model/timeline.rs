@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{hex, Frame, GcReport, SpikeContext};
+use super::{hex, Frame, GcReport, RunQueueFigures, SpikeContext};
 
 /// Seconds of timeline a snapshot keeps (the latest ones).
 pub const TIMELINE_SECONDS: u64 = 900;
@@ -89,9 +89,12 @@ pub struct Spike {
     /// Go's GC cycles and pauses in its seconds; null when they are not
     /// probed.
     pub gc: Option<GcReport>,
-    /// What else its seconds show, when something does: null is a lock
-    /// problem as far as mapwatch measures (CPU starvation is not measured
-    /// yet).
+    /// The target's waits for a CPU in its seconds (those they were timed
+    /// in); null when not timed in any of them.
+    pub run_queue: Option<RunQueueFigures>,
+    /// What else its seconds show, when something does (a GC pause, CPU
+    /// starvation): null is a lock problem as far as mapwatch measures (or
+    /// what it measures was not watched).
     pub context: Option<SpikeContext>,
 }
 

@@ -29,7 +29,7 @@ mod overhead;
 use overhead::Overhead;
 
 use crate::{
-    aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs},
+    aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs, Watched},
     governor::Budget,
     intake::{Intake, IntakeError},
     loader::{AttachedProbes, LoadError, LoadedObject},
@@ -153,6 +153,7 @@ impl Pipeline {
         // the governor's accounting with it.
         probes.set_control(Control {
             holders: u32::from(plan.holders()),
+            sched: u32::from(plan.sched),
             ..Control::default_on()
         })?;
         let overhead = Overhead::start(
@@ -332,6 +333,19 @@ impl State {
             } else {
                 self.probes.key_counts()?
             },
+            run_queue: if self.plan.sched {
+                Some(self.probes.run_queue_stats()?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Which governed probes were on through the second that ends.
+    fn watched(&self) -> Watched {
+        self.overhead.as_ref().map_or(Watched::ALL, |o| Watched {
+            waits: o.waits_timed(),
+            run_queue: o.run_queue_watched(),
         })
     }
 
@@ -384,8 +398,7 @@ impl State {
     fn tick(&mut self) -> Result<(), LoadError> {
         self.selection.refresh(&mut self.probes)?;
         let sample = self.kernel_sample()?;
-        let timed = self.overhead.as_ref().is_none_or(|o| o.waits_timed());
-        self.aggregator.sample(sample, true, timed);
+        self.aggregator.sample(sample, true, self.watched());
         self.selection.name_maps(&self.aggregator.map_addresses());
         if let Some(overhead) = &mut self.overhead {
             let key_weight = overhead.tick(&mut self.probes)?;
@@ -454,8 +467,8 @@ async fn run(
         state.aggregator.apply(message);
     }
     let last = state.kernel_sample()?;
-    let timed = state.overhead.as_ref().is_none_or(|o| o.waits_timed());
-    state.aggregator.sample(last, false, timed);
+    let watched = state.watched();
+    state.aggregator.sample(last, false, watched);
     if let Some(overhead) = &mut state.overhead {
         overhead.finish(&state.probes);
     }

@@ -16,7 +16,7 @@ use crate::{
     governor::{probe_cost_ns, Budget, Capabilities, Governor, Observation, ProgramTick, TrapKind},
     loader::{
         calibrate::{calibrate, TrapCosts},
-        AttachedProbes, Detaching, LoadError, ProbeGroup,
+        AttachedProbes, Detaching, LoadError, ProbeGroup, TracepointFamily,
     },
     model::{GovernorSetting, OverheadReport, Sampling, TrapCost, INDIRECT_FACTOR},
     process::Process,
@@ -54,6 +54,12 @@ pub(super) struct Overhead {
     calibration: Option<mpsc::Receiver<Result<TrapCosts, LoadError>>>,
     /// Each program's (runs, run ns) at the last tick.
     last_runs: HashMap<&'static str, (u64, u64)>,
+    /// Each tracepoint family's runs about the target at the last tick.
+    last_target_runs: HashMap<TracepointFamily, u64>,
+    /// The tracepoint programs' cost to the whole host so far, ns.
+    host_tracepoint_ns: f64,
+    /// The scheduler tracepoints' part of the last priced hits, ns.
+    last_sched_ns: f64,
     last_cpu_ns: Option<u64>,
     /// The target's CPU time as last polled, and when: what the final
     /// accounting falls back on when the target is gone (a process that
@@ -64,6 +70,10 @@ pub(super) struct Overhead {
     counting: Window,
     waits: Window,
     has_waits: bool,
+    /// The scheduler tracepoints' windows (their own, apart from the
+    /// ladder), when the plan has them.
+    sched: Window,
+    has_sched: bool,
     /// The switches as last written.
     control: Control,
     /// The target's own CPU time (the probes' direct time taken out) over the session, and
@@ -89,6 +99,24 @@ fn on_share(start: Instant, switched_on: Option<Instant>, now: Instant) -> f64 {
     }
     let on_for = now.saturating_duration_since(on.max(start)).as_secs_f64();
     (on_for / interval).clamp(0.0, 1.0)
+}
+
+/// The part of a host-wide tracepoint program's tick that was about the
+/// target: its family ran `all` times, `ours` of them about the target.
+fn target_share(tick: ProgramTick, ours: u64, all: u64) -> ProgramTick {
+    if all == 0 {
+        return ProgramTick {
+            runs: 0,
+            run_ns: 0,
+            ..tick
+        };
+    }
+    let share = (ours as f64 / all as f64).min(1.0);
+    ProgramTick {
+        runs: (tick.runs as f64 * share).round() as u64,
+        run_ns: (tick.run_ns as f64 * share).round() as u64,
+        ..tick
+    }
 }
 
 /// Below this much of the target's own CPU time, ns, sampled fractions
@@ -134,6 +162,9 @@ impl Overhead {
             },
             calibration: Some(rx),
             last_runs: HashMap::new(),
+            last_target_runs: HashMap::new(),
+            host_tracepoint_ns: 0.0,
+            last_sched_ns: 0.0,
             last_cpu_ns: None,
             polled_cpu: None,
             started: now,
@@ -147,6 +178,11 @@ impl Overhead {
                 ..Window::default()
             },
             has_waits: capabilities.waits,
+            sched: Window {
+                on_since: capabilities.sched.then_some(now),
+                ..Window::default()
+            },
+            has_sched: capabilities.sched,
             control: Control {
                 holders: u32::from(capabilities.holders),
                 ..Control::default_on()
@@ -165,27 +201,73 @@ impl Overhead {
             self.last_runs
                 .insert(runs.program, (runs.runs, runs.run_ns));
         }
+        self.target_runs_since(probes);
         self.last_cpu_ns = self.process.cpu_time_ns().ok();
     }
 
-    /// The second's hits priced, ns.
+    /// Each tracepoint family's runs about the target since the last call.
+    fn target_runs_since(&mut self, probes: &AttachedProbes) -> HashMap<TracepointFamily, u64> {
+        let Ok(counters) = probes.counters() else {
+            return HashMap::new();
+        };
+        [
+            (TracepointFamily::Sched, counters.sched_target_runs),
+            (TracepointFamily::Futex, counters.futex_target_runs),
+        ]
+        .into_iter()
+        .map(|(family, now)| {
+            let before = self.last_target_runs.insert(family, now).unwrap_or(0);
+            (family, now.saturating_sub(before))
+        })
+        .collect()
+    }
+
+    /// The second's hits priced, ns: the uprobes' in full, the host-wide
+    /// tracepoints' for their share of runs about the target (their whole
+    /// cost is kept apart, as the host's).
     fn probe_ns(&mut self, probes: &AttachedProbes) -> f64 {
-        let mut programs = Vec::new();
+        let mut ticks = Vec::new();
         for runs in probes.program_runs() {
             let (runs_before, ns_before) = self
                 .last_runs
                 .insert(runs.program, (runs.runs, runs.run_ns))
                 .unwrap_or((0, 0));
-            programs.push(ProgramTick {
-                trap: if runs.single_stepped {
+            let tick = ProgramTick {
+                trap: if runs.tracepoint.is_some() {
+                    TrapKind::Tracepoint
+                } else if runs.single_stepped {
                     TrapKind::SingleStepped
                 } else {
                     TrapKind::Emulated
                 },
                 runs: runs.runs.saturating_sub(runs_before),
                 run_ns: runs.run_ns.saturating_sub(ns_before),
-            });
+            };
+            ticks.push((runs.tracepoint, tick));
         }
+        let ours = self.target_runs_since(probes);
+        let mut family_runs: HashMap<TracepointFamily, u64> = HashMap::new();
+        for (family, tick) in &ticks {
+            if let Some(family) = family {
+                *family_runs.entry(*family).or_default() += tick.runs;
+            }
+        }
+        let mut programs = Vec::new();
+        let mut sched = Vec::new();
+        for (family, tick) in ticks {
+            let Some(family) = family else {
+                programs.push(tick);
+                continue;
+            };
+            self.host_tracepoint_ns += probe_cost_ns(&[tick], &self.traps);
+            let all = family_runs.get(&family).copied().unwrap_or(0);
+            let share = target_share(tick, ours.get(&family).copied().unwrap_or(0), all);
+            if family == TracepointFamily::Sched {
+                sched.push(share);
+            }
+            programs.push(share);
+        }
+        self.last_sched_ns = probe_cost_ns(&sched, &self.traps);
         probe_cost_ns(&programs, &self.traps)
     }
 
@@ -244,6 +326,12 @@ impl Overhead {
         self.waits.is_on()
     }
 
+    /// Whether the scheduler tracepoints are timing waits for a CPU (read
+    /// likewise before a tick applies the next setting).
+    pub(super) fn run_queue_watched(&self) -> bool {
+        self.sched.is_on()
+    }
+
     /// Credits the time since the last tick (when the session stops).
     pub(super) fn finish(&mut self, probes: &AttachedProbes) {
         self.account(probes);
@@ -274,11 +362,13 @@ impl Overhead {
             }
         }
         let (probe_ns, cpu_ns) = self.account(probes);
+        let sched_ns = self.last_sched_ns;
         let at_seconds = self.started.elapsed().as_secs_f64();
         if let Some(setting) = self.governor.observe(Observation {
             at_seconds,
             probe_ns,
             target_cpu_ns: cpu_ns,
+            sched_ns,
         }) {
             log::debug!("governor: {setting:?} at {at_seconds:.1}s");
         }
@@ -297,9 +387,17 @@ impl Overhead {
             && (self.ticks / period).is_multiple_of(u64::from(setting.waits_one_in.max(1)));
         let now = Instant::now();
         // Off first (switches, then links), on last (links, then switches).
+        let sched_wanted = self.has_sched
+            && self
+                .ticks
+                .is_multiple_of(u64::from(setting.sched_one_in.max(1)));
         let counting_on = self.counting.is_on() && counting_wanted;
         let waits_on = self.waits.is_on() && waits_wanted;
-        self.write_control(probes, setting, counting_on, waits_on)?;
+        let sched_on = self.sched.is_on() && sched_wanted;
+        self.write_control(probes, setting, [counting_on, waits_on, sched_on])?;
+        if self.sched.is_on() && !sched_wanted {
+            self.close(probes, ProbeGroup::Sched, now)?;
+        }
         if self.waits.is_on() && !waits_wanted {
             self.close(probes, ProbeGroup::Waits, now)?;
         }
@@ -319,8 +417,16 @@ impl Overhead {
             probes.attach_group(ProbeGroup::Waits)?;
             self.waits.on_since = Some(Instant::now());
         }
-        let (counting_on, waits_on) = (self.counting.is_on(), self.waits.is_on());
-        self.write_control(probes, setting, counting_on, waits_on)
+        if !self.sched.is_on() && sched_wanted && self.sched.ready_to_attach() {
+            probes.attach_group(ProbeGroup::Sched)?;
+            self.sched.on_since = Some(Instant::now());
+        }
+        let on = [
+            self.counting.is_on(),
+            self.waits.is_on(),
+            self.sched.is_on(),
+        ];
+        self.write_control(probes, setting, on)
     }
 
     fn close(
@@ -332,6 +438,7 @@ impl Overhead {
         let window = match group {
             ProbeGroup::Counting => &mut self.counting,
             ProbeGroup::Waits => &mut self.waits,
+            ProbeGroup::Sched => &mut self.sched,
             // Never windowed.
             ProbeGroup::Runtime => return Ok(()),
         };
@@ -346,8 +453,7 @@ impl Overhead {
         &mut self,
         probes: &mut AttachedProbes,
         setting: GovernorSetting,
-        counting_on: bool,
-        waits_on: bool,
+        [counting_on, waits_on, sched_on]: [bool; 3],
     ) -> Result<(), LoadError> {
         let control = Control {
             enabled: u32::from(counting_on),
@@ -356,6 +462,8 @@ impl Overhead {
             key_sample_shift: key_shift(setting.keys_one_in),
             runtime: 1,
             holders: self.control.holders,
+            sched: u32::from(sched_on),
+            _pad: 0,
         };
         if control != self.control {
             probes.set_control(control)?;
@@ -414,6 +522,7 @@ impl Overhead {
             per_second_percent: self.governor.per_second_percent().to_vec(),
             probe_seconds: probe_ns / 1e9,
             target_cpu_seconds: cpu_ns / 1e9,
+            host_tracepoint_seconds: self.host_tracepoint_ns / 1e9,
             trap_cost: self.traps,
             setting: self.governor.setting(),
             actions: self.governor.actions().to_vec(),
@@ -440,6 +549,20 @@ mod tests {
         let late = on_share(start, Some(start + Duration::from_millis(250)), now);
         assert!((late - 0.75).abs() < 1e-9, "{late}");
         assert_eq!(on_share(now, Some(now), now), 1.0);
+    }
+
+    #[test]
+    fn host_wide_tracepoints_are_charged_for_the_targets_runs_only() {
+        let tick = ProgramTick {
+            trap: TrapKind::Tracepoint,
+            runs: 1000,
+            run_ns: 50_000,
+        };
+        let ours = target_share(tick, 100, 2000);
+        assert_eq!((ours.runs, ours.run_ns), (50, 2_500));
+        // Never more than all of it (the counters are read a moment later).
+        assert_eq!(target_share(tick, 3000, 2000).runs, 1000);
+        assert_eq!(target_share(tick, 0, 0).runs, 0);
     }
 
     #[test]

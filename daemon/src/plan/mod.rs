@@ -235,6 +235,9 @@ pub struct ProbePlan {
     pub key_bytes: u32,
     /// With `futex`: where native waiters' call sites are looked for.
     pub native: NativeRanges,
+    /// Time the target's threads' waits for a CPU (the scheduler
+    /// tracepoints, no sites).
+    pub sched: bool,
 }
 
 impl ProbePlan {
@@ -263,6 +266,7 @@ impl ProbePlan {
             }),
             keys: !self.map_sites.is_empty(),
             holders: self.holders(),
+            sched: self.sched,
         }
     }
 
@@ -411,6 +415,9 @@ pub struct PlanRequest {
     /// charge the waiting each release ends to its holder's call site
     /// (needs `locks` and `wait_times`).
     pub holders: bool,
+    /// Time the target's threads' waits for a CPU (run-queue latency) with
+    /// the scheduler tracepoints: whether a second was CPU-starved.
+    pub sched: bool,
 }
 
 impl PlanRequest {
@@ -424,6 +431,7 @@ impl PlanRequest {
             sync_maps: true,
             go_runtime: true,
             holders: true,
+            sched: true,
             key_bytes: DEFAULT_KEY_BYTES,
             ..Self::default()
         }
@@ -462,6 +470,7 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
     let mut plan = ProbePlan {
         go_version: version,
         futex: request.futex,
+        sched: request.sched,
         sync_map_filtered: !request.map_selection.is_empty(),
         key_bytes: request
             .key_bytes

@@ -100,6 +100,9 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
     if let Some(gc) = &report.gc {
         let _ = write!(h, "<p>{}.</p>", esc(&super::text::gc_line(gc)));
     }
+    if let Some(queue) = &report.run_queue {
+        let _ = write!(h, "<p>{}.</p>", esc(&super::text::run_queue_line(queue)));
+    }
     if let Some(window) = &report.window {
         let _ = write!(
             h,
@@ -207,11 +210,11 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
         if report.spikes.is_empty() {
             h.push_str("<p class=\"muted\">No spike: no second's wait rose four times above its lock's usual.</p>");
         } else {
-            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th><th class=\"l\">most held by</th><th class=\"l\">GC meanwhile</th></tr>");
+            h.push_str("<table><tr><th class=\"l\">spike</th><th class=\"l\">lock</th><th>seconds</th><th>wait</th><th>usual per second</th><th>p99</th><th class=\"l\">most wait from</th><th class=\"l\">most held by</th><th class=\"l\">GC meanwhile</th><th class=\"l\">CPU meanwhile</th><th class=\"l\">context</th></tr>");
             for spike in &report.spikes {
                 let _ = write!(
                     h,
-                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td></tr>",
+                    "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
                     esc(&super::utc_time(spike.start_unix_seconds)),
                     esc(&spike.label()),
                     spike.start_seconds,
@@ -221,13 +224,15 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                     esc(&dur(spike.p99_seconds)),
                     esc(&spike.top_wait_site.as_ref().map_or(String::new(), ToString::to_string)),
                     esc(&spike.top_holder_site.as_ref().map_or(String::new(), ToString::to_string)),
-                    esc(&spike.gc.as_ref().map_or_else(String::new, |gc| {
-                        format!(
-                            "{}{}",
-                            super::text::gc_figures(gc),
-                            spike.context.map_or(String::new(), |c| format!(": {c}"))
-                        )
-                    })),
+                    esc(&spike
+                        .gc
+                        .as_ref()
+                        .map_or_else(String::new, super::text::gc_figures)),
+                    esc(&spike
+                        .run_queue
+                        .as_ref()
+                        .map_or_else(String::new, super::text::run_queue_figures)),
+                    esc(&spike.context.map_or(String::new(), |c| c.to_string())),
                 );
             }
             h.push_str("</table>");

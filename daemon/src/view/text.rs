@@ -43,19 +43,33 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
     if let Some(site) = &spike.top_holder_site {
         let _ = write!(line, ", most held by {site}");
     }
+    let mut meanwhile = Vec::new();
     if let Some(gc) = spike
         .gc
         .as_ref()
         .filter(|gc| gc.cycles > 0 || gc.pauses > 0)
     {
-        let _ = write!(line, "; meanwhile {}", gc_figures(gc));
+        meanwhile.push(gc_figures(gc));
+    }
+    if let Some(queue) = spike.run_queue.as_ref().filter(|q| q.waits > 0) {
+        meanwhile.push(run_queue_figures(queue));
+    }
+    if !meanwhile.is_empty() {
+        let _ = write!(line, "; meanwhile {}", meanwhile.join(", "));
     }
     match spike.context {
         Some(SpikeContext::GcPause) => {
             line.push_str(": a GC pause as long as the waits");
         }
-        None if spike.gc.is_some() => line.push_str(": not a GC pause"),
-        None => {}
+        Some(SpikeContext::CpuStarvation) => {
+            line.push_str(": CPU starvation (the lock's holders waited for a CPU too)");
+        }
+        None => match (spike.gc.is_some(), spike.run_queue.is_some()) {
+            (true, true) => line.push_str(": not a GC pause, nor CPU starvation"),
+            (true, false) => line.push_str(": not a GC pause"),
+            (false, true) => line.push_str(": not CPU starvation"),
+            (false, false) => {}
+        },
     }
     if more > 0 {
         let _ = write!(line, "; {more} more spike(s)");
@@ -73,6 +87,32 @@ pub fn gc_figures(gc: &crate::model::GcReport) -> String {
         seconds(gc.pause_seconds_total),
         seconds(gc.pause_seconds_max),
     )
+}
+
+/// Waits for a CPU in a phrase: `threads waited 2.10s for a CPU (1200
+/// waits, p99 8.4ms)`.
+pub fn run_queue_figures(queue: &crate::model::RunQueueFigures) -> String {
+    format!(
+        "threads waited {} for a CPU ({} wait(s), p99 {}, longest {})",
+        seconds(queue.wait_seconds_total),
+        queue.waits,
+        seconds(queue.p99_seconds),
+        seconds(queue.wait_seconds_max),
+    )
+}
+
+/// The waits for a CPU over the session in a line, saying which seconds
+/// were not watched.
+pub fn run_queue_line(queue: &crate::model::RunQueueReport) -> String {
+    let mut line = format!("cpu: {}", run_queue_figures(&queue.figures));
+    let unwatched: u64 = queue.unwatched.iter().map(|r| r.end - r.start).sum();
+    if unwatched > 0 {
+        let _ = write!(
+            line,
+            "; not watched in {unwatched} s of it (the overhead governor attached the scheduler tracepoints only some seconds: they cost more than half its budget)"
+        );
+    }
+    line
 }
 
 /// Go's GC over the session in a line.
@@ -105,6 +145,9 @@ pub fn render(report: &Report) -> String {
     }
     if let Some(gc) = &report.gc {
         let _ = writeln!(out, "  {}", gc_line(gc));
+    }
+    if let Some(queue) = &report.run_queue {
+        let _ = writeln!(out, "  {}", run_queue_line(queue));
     }
     if let Some(window) = &report.window {
         let _ = writeln!(

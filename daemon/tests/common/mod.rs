@@ -237,6 +237,22 @@ impl Tracer {
     }
 }
 
+/// The text report of `mapwatch attach` (governor off, no live view) on
+/// `workload`, run to its end.
+pub fn text_report(workload: Workload) -> String {
+    let out = mapwatch()
+        .args(["attach", "--pid", &workload.pid.to_string()])
+        .args(["--overhead-budget", "off", "--live", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mapwatch starts");
+    std::thread::sleep(Duration::from_secs(1));
+    workload.run_to_end();
+    let out = out.wait_with_output().expect("mapwatch ends");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The lock entry of a report with this name, if any.
 pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
     report["locks"]
@@ -268,9 +284,8 @@ pub fn burst_spike<'a>(report: &'a Value, what: &str) -> &'a Value {
 
 /// Asserts that none of `spikes` is a burst like one that waited
 /// `burst_wait` seconds. A 2-CPU host running the tests can starve a steady
-/// holder now and then (CPU starvation is not told apart yet): such a
-/// second may spike too, but it waits a small part of the burst's, and
-/// never from the burst's site.
+/// holder now and then: such a second may spike too, but it waits a small
+/// part of the burst's, and never from the burst's site.
 pub fn assert_no_other_burst(spikes: &[Value], burst_wait: f64, what: &str) {
     for other in spikes {
         assert!(
@@ -316,6 +331,7 @@ pub fn assert_nothing_lost(report: &Value) {
     let counters = &report["probe_counters"];
     assert_eq!(counters["output_errors"], 0, "{report:#}");
     assert_eq!(counters["unknown_site"], 0, "{report:#}");
+    assert_eq!(counters["run_queue_threads_full"], 0, "{report:#}");
     // Each lock event is an entry (a contention) or a return (an
     // acquisition with its wait).
     let reported: u64 = report["locks"]

@@ -128,6 +128,20 @@ pub struct Figures {
     pub sampled_fraction: Vec<(&'static str, f64)>,
     /// Go's GC cycles and pauses, when probed (exact).
     pub gc: Option<GcReport>,
+    /// The target's waits for a CPU, when timed.
+    pub run_queue: Option<RunQueueMetric>,
+}
+
+/// The target's waits for a CPU (run-queue latency).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunQueueMetric {
+    /// Waits ended.
+    pub waits: u64,
+    /// Their sum, seconds.
+    pub wait_seconds: f64,
+    /// Prometheus buckets: (upper bound in seconds, count in the bucket).
+    #[serde(skip)]
+    pub buckets: Vec<(f64, u64)>,
 }
 
 impl Figures {
@@ -224,6 +238,17 @@ impl Figures {
                 None => vec![("counting", 1.0), ("waits", 1.0), ("keys", 1.0)],
             },
             gc: snapshot.gc.clone(),
+            run_queue: snapshot.run_queue.as_ref().map(|queue| RunQueueMetric {
+                waits: queue.figures.waits,
+                wait_seconds: queue.figures.wait_seconds_total,
+                buckets: histogram_buckets(
+                    &queue
+                        .histogram
+                        .iter()
+                        .map(|b| (b.ns_min, b.count))
+                        .collect::<Vec<_>>(),
+                ),
+            }),
         }
     }
 }
@@ -816,6 +841,22 @@ pub fn families(s: &Figures) -> Vec<Family> {
                     sample(vec![("reason", reason.to_string())], Value::Real(seconds))
                 })
                 .collect(),
+        ));
+    }
+    if let Some(queue) = &s.run_queue {
+        out.push(family(
+            "run_queue_wait_seconds",
+            "How long the target's threads, once runnable (woken or preempted), waited for a CPU: run-queue latency, exact while watched.",
+            Some("seconds"),
+            Kind::Histogram,
+            vec![sample(
+                vec![],
+                Value::Histogram {
+                    buckets: queue.buckets.clone(),
+                    sum: queue.wait_seconds,
+                    count: queue.waits,
+                },
+            )],
         ));
     }
     out.push(family(
