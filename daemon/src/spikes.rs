@@ -28,6 +28,11 @@
 //! seconds without waits counting as zero): a
 //! holder that waits for a CPU holds the lock all that time, and the
 //! spike's seconds were starved as the others were not.
+//!
+//! Else, for an RWMutex, its context is a writer convoy
+//! ([`SpikeContext::WriterConvoy`]) when at least [`CONVOY_SHARE`] of its
+//! wait was readers' waits charged to writer convoys: readers queued behind
+//! a writer that waited for the readers inside.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -56,6 +61,10 @@ pub const MIN_ACQUISITIONS: u64 = 100;
 /// The least share of a spike's lock wait its seconds' waits for a CPU
 /// must come to for the spike to be put down to CPU starvation.
 pub const STARVED_SHARE: f64 = 0.5;
+
+/// The least share of a spike's wait that readers stalled behind writer
+/// convoys must come to for the spike to be called a writer convoy.
+pub const CONVOY_SHARE: f64 = 0.5;
 
 /// The least p99 wait for a CPU that can make a spike's context CPU
 /// starvation, seconds (a Linux scheduler slice is a few milliseconds).
@@ -213,6 +222,21 @@ pub fn spikes(timeline: &[LockSecond], span: Span<'_>) -> Vec<Spike> {
             spike.run_queue = Some(figures);
         }
     }
+    for spike in found.iter_mut().filter(|s| s.context.is_none()) {
+        let convoy: f64 = timeline
+            .iter()
+            .filter(|r| {
+                r.lock == spike.lock
+                    && r.second >= spike.start_seconds
+                    && r.second < spike.end_seconds
+                    && timed(r.second)
+            })
+            .map(|r| r.convoy_wait_seconds)
+            .sum();
+        if convoy > 0.0 && convoy >= CONVOY_SHARE * spike.wait_seconds {
+            spike.context = Some(SpikeContext::WriterConvoy);
+        }
+    }
     found.sort_by(|a, b| {
         b.wait_seconds
             .total_cmp(&a.wait_seconds)
@@ -284,6 +308,7 @@ mod tests {
             p50_seconds: p99 / 4.0,
             p99_seconds: p99,
             max_seconds: p99 * 2.0,
+            convoy_wait_seconds: 0.0,
             top_wait_site: Some(Arc::new(Frame {
                 function: Some(site.into()),
                 ..Frame::unknown(0x1000)
@@ -490,6 +515,28 @@ mod tests {
             },
         );
         assert_eq!(at(&found, 5), Some(Some(SpikeContext::GcPause)));
+    }
+
+    #[test]
+    fn readers_stalled_behind_writers_for_most_of_it_are_a_writer_convoy() {
+        let mut timeline: Vec<LockSecond> = (0..20)
+            .map(|s| row(s, 1, 0.002, 0.000_05, "main.steady"))
+            .collect();
+        // Second 6: 0.3 s of wait, 0.2 s of it readers behind writers;
+        // second 12: as much wait, 0.1 s of it.
+        timeline[6] = row(6, 1, 0.3, 0.004, "main.reader");
+        timeline[6].convoy_wait_seconds = 0.2;
+        timeline[12] = row(12, 1, 0.3, 0.004, "main.reader");
+        timeline[12].convoy_wait_seconds = 0.1;
+        let found = spikes(&timeline, span(0, 20, &[], 0.0));
+        let at = |second| found.iter().find(|s| s.start_seconds == second).unwrap();
+        assert_eq!(at(6).context, Some(SpikeContext::WriterConvoy));
+        assert_eq!(at(12).context, None);
+        // Untimed, the second says nothing.
+        let off = [SecondRange { start: 6, end: 7 }];
+        assert!(spikes(&timeline, span(0, 20, &off, 0.0))
+            .iter()
+            .all(|s| s.start_seconds != 6));
     }
 
     #[test]

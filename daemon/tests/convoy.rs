@@ -2,7 +2,9 @@
 //! episode, readers hold `main.rw`, `main.writer` asks for the write lock
 //! and waits for them, and a known number of readers arrive behind it. The
 //! report has every episode, the writer's call site, and exactly the
-//! stalled readers (Go 1.23 and 1.27).
+//! stalled readers (Go 1.23 and 1.27). Made a burst in an otherwise quiet
+//! lock's timeline, the episodes are a spike whose context is a writer
+//! convoy.
 
 mod common;
 
@@ -58,5 +60,40 @@ fn every_convoy_with_its_writer_and_stalled_readers() {
             .to_string();
         assert!(own.starts_with("main.writer+"), "{what}: {writer:#}");
         assert_eq!(writer["episodes"].as_u64(), Some(episodes), "{what}");
+    }
+}
+
+#[test]
+fn a_burst_of_convoys_is_a_spike_of_writer_convoy() {
+    for go in ["1.23.9", "1.27.3"] {
+        let workload = Workload::start(&fixture(go, "convoy", false), &["-quiet", "2s"]);
+        let tracer = Tracer::attach(workload.pid, &[]);
+        let truth = workload.run_to_end();
+        let report = tracer.report();
+        let what = format!("Go {go}");
+        assert_nothing_lost(&report);
+        // Most of its waiting was the readers that queued behind the writer.
+        let context = serde_json::json!("writer-convoy");
+        let spike = worst_spike(&report, "main.rw", "main.lateReader", &context, &what);
+        assert_spike_covers(
+            &report,
+            spike,
+            &truth,
+            ("episodes_start_unix", "episodes_end_unix"),
+            &what,
+        );
+        // The timeline's convoy waits add up to the lock's.
+        let rows: f64 = report["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .filter(|r| r["name"] == "main.rw")
+            .map(|r| r["convoy_wait_seconds"].as_f64().expect("convoy wait"))
+            .sum();
+        let lock = lock_named(&report, "main.rw").expect("main.rw");
+        let total = lock["convoys"]["reader_wait_caused_seconds"]
+            .as_f64()
+            .expect("reader wait");
+        assert!((rows - total).abs() < 1e-6, "{what}: {rows} vs {total}");
     }
 }

@@ -79,16 +79,13 @@ fn the_burst_is_the_worst_spike_at_its_second() {
             .count();
         assert!(steady_seconds >= 3, "Go {go}: {:#}", report["timeline"]);
         // Its second, from the fixture's clock and mapwatch's.
-        let started = report["started_unix_seconds"].as_f64().expect("start");
-        let burst_start = truth["burst_start_unix"].as_f64().expect("burst start") - started;
-        let burst_end = truth["burst_end_unix"].as_f64().expect("burst end") - started;
-        let (from, to) = (
-            spike["start_seconds"].as_f64().expect("start"),
-            spike["end_seconds"].as_f64().expect("end"),
-        );
-        assert!(
-            (from - burst_start.floor()).abs() <= 1.0 && (to - burst_end.ceil()).abs() <= 1.0,
-            "Go {go}: spike {from}..{to}, burst {burst_start:.2}..{burst_end:.2}"
+        let what = format!("Go {go}");
+        assert_spike_covers(
+            &report,
+            spike,
+            &truth,
+            ("burst_start_unix", "burst_end_unix"),
+            &what,
         );
         // A lock problem: neither a GC pause nor CPU starvation (the
         // scheduler tracepoints watched its seconds).

@@ -47,25 +47,14 @@ fn assert_starved(what: &str, truth: &serde_json::Value, report: &serde_json::Va
         (ours / kernel - 1.0).abs() <= 0.05,
         "{what}: mapwatch {ours} s waiting for a CPU, the kernel {kernel} s"
     );
-    let spike = report["spikes"]
-        .as_array()
-        .expect("spikes")
-        .first()
-        .unwrap_or_else(|| panic!("{what}: no spike: {:#}", report["timeline"]));
-    assert_eq!(spike["name"], "main.mu", "{what}: {spike:#}");
-    let site = spike["top_wait_site"].as_str().expect("a site");
-    assert!(site.starts_with("main.serve"), "{what}: {site}");
-    assert_eq!(spike["context"], "cpu-starvation", "{what}: {spike:#}");
-    let started = report["started_unix_seconds"].as_f64().expect("start");
-    let from = truth["starve_start_unix"].as_f64().expect("starve start") - started;
-    let to = truth["starve_end_unix"].as_f64().expect("starve end") - started;
-    let (start, end) = (
-        spike["start_seconds"].as_f64().expect("start"),
-        spike["end_seconds"].as_f64().expect("end"),
-    );
-    assert!(
-        (start - from.floor()).abs() <= 1.0 && (end - to.ceil()).abs() <= 1.0,
-        "{what}: spike {start}..{end}, starved {from:.2}..{to:.2}"
+    let context = serde_json::json!("cpu-starvation");
+    let spike = worst_spike(report, "main.mu", "main.serve", &context, what);
+    let (from, to) = assert_spike_covers(
+        report,
+        spike,
+        truth,
+        ("starve_start_unix", "starve_end_unix"),
+        what,
     );
     // The starved seconds hold most of the waiting for a CPU, and the
     // spike's seconds (some of them) waited for a CPU at least half as long

@@ -25,6 +25,8 @@ struct Cumulative {
     sites: HashMap<CallSiteKey, u64>,
     /// Waiting caused by holder call site, ns.
     holders: HashMap<CallSiteKey, u64>,
+    /// Readers' waits charged to writer convoys, ns.
+    convoy_wait_ns: u64,
 }
 
 impl Cumulative {
@@ -45,6 +47,7 @@ impl Cumulative {
                 .iter()
                 .map(|(&site, totals)| (site, totals.caused_ns))
                 .collect(),
+            convoy_wait_ns: stats.convoys.values().map(|c| c.reader_wait_ns).sum(),
         }
     }
 }
@@ -193,6 +196,9 @@ fn row(
         }
         _ => now.max_ns,
     };
+    let convoy_ns = now
+        .convoy_wait_ns
+        .saturating_sub(before.map_or(0, |b| b.convoy_wait_ns));
     let top = top_gained(&now.sites, before.map(|b| &b.sites));
     let top_holder = top_gained(&now.holders, before.map(|b| &b.holders));
     LockSecond {
@@ -205,6 +211,7 @@ fn row(
         p50_seconds: quantile_ns(&histogram, 0.5) as f64 / 1e9,
         p99_seconds: quantile_ns(&histogram, 0.99) as f64 / 1e9,
         max_seconds: max_ns as f64 / 1e9,
+        convoy_wait_seconds: convoy_ns as f64 / 1e9,
         top_wait_site: top
             .filter(|&ip| ip != 0)
             .and_then(|ip| names.site(ip, symbolizer)),
@@ -237,6 +244,7 @@ fn top_up(row: &mut LockSecond, more: &LockSecond) {
     row.p50_seconds = row.p50_seconds.max(more.p50_seconds);
     row.p99_seconds = row.p99_seconds.max(more.p99_seconds);
     row.max_seconds = row.max_seconds.max(more.max_seconds);
+    row.convoy_wait_seconds += more.convoy_wait_seconds;
     if row.top_wait_site.is_none() {
         row.top_wait_site = more.top_wait_site.clone();
     }

@@ -102,6 +102,10 @@ pub enum SpikeContext {
     /// far above usual: holders kept from running hold the lock meanwhile
     /// (see the `spikes` module for the rule).
     CpuStarvation,
+    /// At least half of the spike's wait was readers of an RWMutex queued
+    /// behind a writer that waited for the readers inside (the lock's
+    /// writer convoys): a lock problem, of that shape.
+    WriterConvoy,
 }
 
 impl std::fmt::Display for SpikeContext {
@@ -109,6 +113,7 @@ impl std::fmt::Display for SpikeContext {
         f.write_str(match self {
             Self::GcPause => "gc-pause",
             Self::CpuStarvation => "cpu-starvation",
+            Self::WriterConvoy => "writer-convoy",
         })
     }
 }

@@ -37,6 +37,10 @@ pub struct LockSecond {
     /// The longest wait: exact when it was the lock's longest so far, else
     /// the upper bound of the highest bucket, seconds.
     pub max_seconds: f64,
+    /// With holder blame, for an RWMutex: the readers' waits charged that
+    /// second to writer convoys (readers queued behind a writer that
+    /// waited for the readers inside), seconds.
+    pub convoy_wait_seconds: f64,
     /// The call site that waited most in that second: its first frame
     /// outside the lock implementation (shared: a timeline repeats a few
     /// names and sites thousands of times).

@@ -64,6 +64,11 @@ pub fn spike_line(spike: &crate::model::Spike, more: usize) -> String {
         Some(SpikeContext::CpuStarvation) => {
             line.push_str(": CPU starvation (the lock's holders waited for a CPU too)");
         }
+        Some(SpikeContext::WriterConvoy) => {
+            line.push_str(
+                ": a writer convoy (readers queued behind a writer that waited for the readers inside)",
+            );
+        }
         None => match (spike.gc.is_some(), spike.run_queue.is_some()) {
             (true, true) => line.push_str(": not a GC pause, nor CPU starvation"),
             (true, false) => line.push_str(": not a GC pause"),

@@ -253,6 +253,50 @@ pub fn text_report(workload: Workload) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The worst spike of `report`: on lock `name`, mostly from a call site
+/// starting with `site`, with context `context` (JSON: a string or null).
+pub fn worst_spike<'a>(
+    report: &'a Value,
+    name: &str,
+    site: &str,
+    context: &Value,
+    what: &str,
+) -> &'a Value {
+    let spike = report["spikes"]
+        .as_array()
+        .and_then(|s| s.first())
+        .unwrap_or_else(|| panic!("{what}: no spike: {:#}", report["timeline"]));
+    assert_eq!(spike["name"], name, "{what}: {spike:#}");
+    let top = spike["top_wait_site"].as_str().expect("a site");
+    assert!(top.starts_with(site), "{what}: {top}");
+    assert_eq!(&spike["context"], context, "{what}: {spike:#}");
+    spike
+}
+
+/// Asserts that `spike` covers what the fixture's clock says happened from
+/// `truth[start_key]` to `truth[end_key]` (Unix seconds), ±1 s at each end;
+/// returns those instants in seconds of the session.
+pub fn assert_spike_covers(
+    report: &Value,
+    spike: &Value,
+    truth: &Value,
+    (start_key, end_key): (&str, &str),
+    what: &str,
+) -> (f64, f64) {
+    let started = report["started_unix_seconds"].as_f64().expect("start");
+    let from = truth[start_key].as_f64().expect(start_key) - started;
+    let to = truth[end_key].as_f64().expect(end_key) - started;
+    let (start, end) = (
+        spike["start_seconds"].as_f64().expect("start"),
+        spike["end_seconds"].as_f64().expect("end"),
+    );
+    assert!(
+        (start - from.floor()).abs() <= 1.0 && (end - to.ceil()).abs() <= 1.0,
+        "{what}: spike {start}..{end}, {start_key}..{end_key} {from:.2}..{to:.2}"
+    );
+    (from, to)
+}
+
 /// The lock entry of a report with this name, if any.
 pub fn lock_named<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
     report["locks"]

@@ -96,6 +96,7 @@ mod tests {
             p50_seconds: 0.0,
             p99_seconds: 0.0,
             max_seconds: 0.0,
+            convoy_wait_seconds: 0.0,
             top_wait_site: None,
             top_holder_site: None,
         };
