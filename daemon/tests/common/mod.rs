@@ -274,7 +274,10 @@ pub fn worst_spike<'a>(
 }
 
 /// Asserts that `spike` covers what the fixture's clock says happened from
-/// `truth[start_key]` to `truth[end_key]` (Unix seconds), ±1 s at each end;
+/// `truth[start_key]` to `truth[end_key]` (Unix seconds): it starts within
+/// ±1 s of it and ends from 1 s before its end to 2 s after (on a 2-CPU
+/// host the seconds right after a burst can spike too, the burst's waiters
+/// and a starved steady holder draining: a CI run once had two of them);
 /// returns those instants in seconds of the session.
 pub fn assert_spike_covers(
     report: &Value,
@@ -291,7 +294,7 @@ pub fn assert_spike_covers(
         spike["end_seconds"].as_f64().expect("end"),
     );
     assert!(
-        (start - from.floor()).abs() <= 1.0 && (end - to.ceil()).abs() <= 1.0,
+        (start - from.floor()).abs() <= 1.0 && (-1.0..=2.0).contains(&(end - to.ceil())),
         "{what}: spike {start}..{end}, {start_key}..{end_key} {from:.2}..{to:.2}"
     );
     (from, to)
