@@ -128,6 +128,8 @@ fn deploy_examples_are_valid() {
         "mapwatch_events_lost_total",
         "mapwatch_map_ops_total",
         "mapwatch_hot_key_ops_total",
+        "mapwatch_run_queue_wait_seconds_bucket",
+        "mapwatch_go_pause_seconds_total",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(metric)),
