@@ -37,6 +37,38 @@ pub fn seconds(value: f64) -> String {
     super::human_duration(value)
 }
 
+/// What the CPU and Go's GC did in the last second that has figures (the
+/// latest complete one, or the one before): `last second: threads waited
+/// 2.10s for a CPU (p99 8.39ms); the world stopped 2 time(s) for 310.0µs`.
+/// `None` when neither is probed or there is nothing to say.
+pub fn context_label(snapshot: &Snapshot) -> Option<String> {
+    let latest = (snapshot.duration_seconds as u64).saturating_sub(2);
+    let mut parts = Vec::new();
+    if let Some(row) = snapshot
+        .run_queue_timeline
+        .last()
+        .filter(|r| r.second >= latest)
+    {
+        parts.push(format!(
+            "threads waited {} for a CPU (p99 {})",
+            seconds(row.figures.wait_seconds_total),
+            seconds(row.figures.p99_seconds)
+        ));
+    }
+    if let Some(row) = snapshot
+        .gc_timeline
+        .last()
+        .filter(|r| r.second >= latest && r.figures.pauses > 0)
+    {
+        parts.push(format!(
+            "the world stopped {} time(s) for {}",
+            row.figures.pauses,
+            seconds(row.figures.pause_seconds_total)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("last second: {}", parts.join("; ")))
+}
+
 /// Seconds a lock's sparkline covers (the latest).
 pub const SPARKLINE_SECONDS: u64 = 30;
 
@@ -81,6 +113,42 @@ pub fn sparkline(snapshot: &Snapshot, lock: u64) -> String {
 mod tests {
     use super::*;
     use crate::model::{LockSecond, SecondRange};
+
+    #[test]
+    fn the_last_seconds_cpu_and_gc_make_the_context() {
+        let mut snapshot = crate::model::sample_snapshot();
+        snapshot.duration_seconds = 10.4;
+        snapshot.gc_timeline.clear();
+        snapshot.run_queue_timeline.clear();
+        assert_eq!(context_label(&snapshot), None);
+        let mut buckets = [0; probe_common::WAIT_HIST_BUCKETS];
+        buckets[22] = 10; // ~4 ms
+        snapshot
+            .run_queue_timeline
+            .push(crate::model::RunQueueSecond {
+                second: 9,
+                figures: crate::model::RunQueueFigures::new(10, 2_100_000_000, 5_000_000, buckets),
+            });
+        let mut gc = crate::model::GcReport::empty(true);
+        gc.add_pause(0.000_31, Some(true));
+        gc.add_pause(0.0, Some(true));
+        snapshot.gc_timeline.push(crate::model::GcSecond {
+            second: 9,
+            figures: gc,
+        });
+        let label = context_label(&snapshot).expect("a context");
+        assert!(
+            label.starts_with("last second: threads waited 2.10s for a CPU (p99 8.39ms)"),
+            "{label}"
+        );
+        assert!(
+            label.ends_with("the world stopped 2 time(s) for 310.0µs"),
+            "{label}"
+        );
+        // Older seconds are not the last one.
+        snapshot.duration_seconds = 30.0;
+        assert_eq!(context_label(&snapshot), None);
+    }
 
     #[test]
     fn a_sparkline_scales_to_its_peak_and_marks_untimed_seconds() {

@@ -25,6 +25,9 @@ pub fn render(snapshot: &Snapshot) -> String {
         target_label(snapshot),
         snapshot.events_lost
     );
+    if let Some(context) = super::context_label(snapshot) {
+        let _ = writeln!(out, "  {context}");
+    }
     let locks: Vec<String> = snapshot
         .locks
         .iter()

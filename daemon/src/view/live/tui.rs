@@ -143,10 +143,11 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &Snapshot
     .areas(frame.area());
     frame.render_widget(
         Paragraph::new(format!(
-            "mapwatch · {} · {:.0}s attached · events lost {}",
+            "mapwatch · {} · {:.0}s attached · events lost {}{}",
             target_label(snapshot),
             snapshot.duration_seconds,
-            snapshot.events_lost
+            snapshot.events_lost,
+            super::context_label(snapshot).map_or(String::new(), |c| format!(" · {c}"))
         )),
         header,
     );
