@@ -26,9 +26,18 @@ pub fn wait_bucket(wait_ns: u64) -> usize {
     (63 - wait_ns.max(1).leading_zeros()) as usize
 }
 
-/// The exclusive upper bound of log2 bucket `bucket`, ns.
-pub fn bucket_end_ns(bucket: usize) -> u64 {
-    1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX)
+/// The longest wait between two readings of a cumulative longest wait,
+/// `before` (none: the first reading) and `now`, whose histogram gained
+/// `gained`: the new longest if it rose, else at most the highest gained
+/// bucket's bound (and never more than the longest so far).
+pub fn gained_max_ns(now: u64, before: Option<u64>, gained: &[u64]) -> u64 {
+    match before {
+        Some(before) if now <= before => gained
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(0, |b| crate::model::log2_bucket_end_ns(b).min(before)),
+        _ => now,
+    }
 }
 
 /// A waiting call site: (return address into the slow path's caller, user

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 
 use probe_common::{RunQueueStats, WAIT_HIST_BUCKETS};
 
+use super::locks::gained_max_ns;
 use crate::model::{
-    log2_bucket_end_ns, RunQueueFigures, RunQueueReport, RunQueueSecond, SecondRange,
-    TIMELINE_SECONDS,
+    RunQueueFigures, RunQueueReport, RunQueueSecond, SecondRange, TIMELINE_SECONDS,
 };
 
 /// The session's waits for a CPU.
@@ -41,16 +41,7 @@ impl RunQueue {
         }
         let waits = now.waits.saturating_sub(self.last.waits);
         let total_ns = now.wait_ns.saturating_sub(self.last.wait_ns);
-        // The longest of the second: the session's, if it rose; else at
-        // most its highest bucket's bound.
-        let max_ns = if now.wait_max_ns > self.last.wait_max_ns {
-            now.wait_max_ns
-        } else {
-            buckets
-                .iter()
-                .rposition(|&n| n > 0)
-                .map_or(0, |b| log2_bucket_end_ns(b).min(now.wait_max_ns))
-        };
+        let max_ns = gained_max_ns(now.wait_max_ns, Some(self.last.wait_max_ns), &buckets);
         self.last = now;
         let figures = RunQueueFigures::new(waits, total_ns, max_ns, buckets);
         self.total.add(&figures);

@@ -10,10 +10,10 @@ use super::{
 use crate::{
     advisor::{self, MapMix},
     model::{
-        CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind, HoldTimes,
-        HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint, OpCounts,
-        OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason, WaitBucket, WriterSite,
-        TIMELINE_SECONDS,
+        log2_buckets, CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind,
+        HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint,
+        OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason, WaitBucket,
+        WriterSite, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -252,7 +252,7 @@ impl Aggregator {
                 contended_hold: (totals.holds > 0).then(|| HoldTimes {
                     count: totals.holds,
                     seconds_total: totals.hold_ns as f64 / 1e9,
-                    histogram: buckets(&totals.hold_hist),
+                    histogram: log2_buckets(&totals.hold_hist),
                 }),
             })
             .collect()
@@ -481,21 +481,7 @@ impl Aggregator {
 
 /// The non-empty log2 buckets of a lock's waits.
 fn wait_buckets(stats: &LockStats) -> Vec<WaitBucket> {
-    buckets(&stats.wait_histogram)
-}
-
-/// The non-empty buckets of a log2 histogram.
-fn buckets(histogram: &[u64]) -> Vec<WaitBucket> {
-    histogram
-        .iter()
-        .enumerate()
-        .filter(|(_, &count)| count > 0)
-        .map(|(bucket, &count)| WaitBucket {
-            ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
-            ns_max: super::locks::bucket_end_ns(bucket),
-            count,
-        })
-        .collect()
+    log2_buckets(&stats.wait_histogram)
 }
 
 /// The advisor's view of one map.

@@ -7,7 +7,7 @@ use std::{
     sync::Arc,
 };
 
-use super::locks::{bucket_end_ns, CallSiteKey, LockStats, WAIT_BUCKETS};
+use super::locks::{gained_max_ns, CallSiteKey, LockStats, WAIT_BUCKETS};
 use crate::{
     model::{own_frame, Frame, LockSecond, SecondRange, TIMELINE_LOCKS, TIMELINE_SECONDS},
     target::Symbolizer,
@@ -189,13 +189,7 @@ fn row(
         }
     }
     let wait_ns = now.wait_ns.saturating_sub(before.map_or(0, |b| b.wait_ns));
-    let highest = histogram.iter().rposition(|&n| n > 0);
-    let max_ns = match before {
-        Some(before) if now.max_ns <= before.max_ns => {
-            highest.map_or(0, |b| bucket_end_ns(b).min(before.max_ns))
-        }
-        _ => now.max_ns,
-    };
+    let max_ns = gained_max_ns(now.max_ns, before.map(|b| b.max_ns), &histogram);
     let convoy_ns = now
         .convoy_wait_ns
         .saturating_sub(before.map_or(0, |b| b.convoy_wait_ns));

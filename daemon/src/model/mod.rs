@@ -30,7 +30,8 @@ pub use overhead::{
 };
 pub use probe_common::{MapOp, SkipWhen, MAP_OPS};
 pub use runqueue::{
-    log2_bucket_end_ns, log2_quantile_ns, RunQueueFigures, RunQueueReport, RunQueueSecond,
+    log2_bucket_end_ns, log2_buckets, log2_quantile_ns, RunQueueFigures, RunQueueReport,
+    RunQueueSecond,
 };
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,

@@ -66,16 +66,7 @@ impl RunQueueFigures {
 
     /// The histogram's non-empty buckets.
     pub fn histogram(&self) -> Vec<WaitBucket> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, &count)| count > 0)
-            .map(|(bucket, &count)| WaitBucket {
-                ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
-                ns_max: log2_bucket_end_ns(bucket),
-                count,
-            })
-            .collect()
+        log2_buckets(&self.buckets)
     }
 }
 
@@ -116,6 +107,20 @@ pub struct RunQueueSecond {
 /// The exclusive upper bound of log2 bucket `bucket`, ns.
 pub fn log2_bucket_end_ns(bucket: usize) -> u64 {
     1u64.checked_shl(bucket as u32 + 1).unwrap_or(u64::MAX)
+}
+
+/// The non-empty buckets of a log2 histogram.
+pub fn log2_buckets(histogram: &[u64]) -> Vec<WaitBucket> {
+    histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .map(|(bucket, &count)| WaitBucket {
+            ns_min: if bucket == 0 { 0 } else { 1u64 << bucket },
+            ns_max: log2_bucket_end_ns(bucket),
+            count,
+        })
+        .collect()
 }
 
 /// The upper bound of the log2 bucket holding quantile `q` of `histogram`

@@ -398,10 +398,11 @@ impl State {
     fn tick(&mut self) -> Result<(), LoadError> {
         self.selection.refresh(&mut self.probes)?;
         let sample = self.kernel_sample()?;
+        let counters = sample.counters;
         self.aggregator.sample(sample, true, self.watched());
         self.selection.name_maps(&self.aggregator.map_addresses());
         if let Some(overhead) = &mut self.overhead {
-            let key_weight = overhead.tick(&mut self.probes)?;
+            let key_weight = overhead.tick(&mut self.probes, &counters)?;
             self.aggregator.set_key_weight(key_weight);
         }
         Ok(())
@@ -467,10 +468,11 @@ async fn run(
         state.aggregator.apply(message);
     }
     let last = state.kernel_sample()?;
+    let counters = last.counters;
     let watched = state.watched();
     state.aggregator.sample(last, false, watched);
     if let Some(overhead) = &mut state.overhead {
-        overhead.finish(&state.probes);
+        overhead.finish(&state.probes, &counters);
     }
     state.read_stacks()?;
     // Runtime maps are named by the variables holding them, read while the

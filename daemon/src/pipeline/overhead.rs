@@ -18,7 +18,7 @@ use crate::{
         calibrate::{calibrate, TrapCosts},
         AttachedProbes, Detaching, LoadError, ProbeGroup, TracepointFamily,
     },
-    model::{GovernorSetting, OverheadReport, Sampling, TrapCost, INDIRECT_FACTOR},
+    model::{GovernorSetting, OverheadReport, ProbeCounters, Sampling, TrapCost, INDIRECT_FACTOR},
     process::Process,
 };
 
@@ -201,15 +201,15 @@ impl Overhead {
             self.last_runs
                 .insert(runs.program, (runs.runs, runs.run_ns));
         }
-        self.target_runs_since(probes);
+        if let Ok(counters) = probes.counters() {
+            self.target_runs_since(&counters);
+        }
         self.last_cpu_ns = self.process.cpu_time_ns().ok();
     }
 
-    /// Each tracepoint family's runs about the target since the last call.
-    fn target_runs_since(&mut self, probes: &AttachedProbes) -> HashMap<TracepointFamily, u64> {
-        let Ok(counters) = probes.counters() else {
-            return HashMap::new();
-        };
+    /// Each tracepoint family's runs about the target since the last call,
+    /// from the probe counters as read now.
+    fn target_runs_since(&mut self, counters: &ProbeCounters) -> HashMap<TracepointFamily, u64> {
         [
             (TracepointFamily::Sched, counters.sched_target_runs),
             (TracepointFamily::Futex, counters.futex_target_runs),
@@ -225,7 +225,7 @@ impl Overhead {
     /// The second's hits priced, ns: the uprobes' in full, the host-wide
     /// tracepoints' for their share of runs about the target (their whole
     /// cost is kept apart, as the host's).
-    fn probe_ns(&mut self, probes: &AttachedProbes) -> f64 {
+    fn probe_ns(&mut self, probes: &AttachedProbes, counters: &ProbeCounters) -> f64 {
         let mut ticks = Vec::new();
         for runs in probes.program_runs() {
             let (runs_before, ns_before) = self
@@ -245,7 +245,7 @@ impl Overhead {
             };
             ticks.push((runs.tracepoint, tick));
         }
-        let ours = self.target_runs_since(probes);
+        let ours = self.target_runs_since(counters);
         let mut family_runs: HashMap<TracepointFamily, u64> = HashMap::new();
         for (family, tick) in &ticks {
             if let Some(family) = family {
@@ -274,8 +274,8 @@ impl Overhead {
     /// Prices the hits since the last call and reads the target's CPU time
     /// since then; credits the target's own time to the groups that were on
     /// meanwhile. Returns (probe ns, target CPU ns).
-    fn account(&mut self, probes: &AttachedProbes) -> (f64, f64) {
-        let probe_ns = self.probe_ns(probes);
+    fn account(&mut self, probes: &AttachedProbes, counters: &ProbeCounters) -> (f64, f64) {
+        let probe_ns = self.probe_ns(probes, counters);
         let read = self
             .process
             .cpu_time_ns()
@@ -332,15 +332,21 @@ impl Overhead {
         self.sched.is_on()
     }
 
-    /// Credits the time since the last tick (when the session stops).
-    pub(super) fn finish(&mut self, probes: &AttachedProbes) {
-        self.account(probes);
+    /// Credits the time since the last tick (when the session stops);
+    /// `counters`: the probe counters of the session's last reading.
+    pub(super) fn finish(&mut self, probes: &AttachedProbes, counters: &ProbeCounters) {
+        self.account(probes, counters);
     }
 
     /// One tick, after the tick's sample was read: estimates, decides, and
     /// applies the setting for the next second. Returns the keys' weight
-    /// from now on (operations each recorded key stands for).
-    pub(super) fn tick(&mut self, probes: &mut AttachedProbes) -> Result<u64, LoadError> {
+    /// from now on (operations each recorded key stands for). `counters`:
+    /// the probe counters of the tick's sample.
+    pub(super) fn tick(
+        &mut self,
+        probes: &mut AttachedProbes,
+        counters: &ProbeCounters,
+    ) -> Result<u64, LoadError> {
         if let Some(calibration) = &self.calibration {
             match calibration.try_recv() {
                 Ok(Ok(costs)) => {
@@ -361,7 +367,7 @@ impl Overhead {
                 Err(mpsc::TryRecvError::Disconnected) => self.calibration = None,
             }
         }
-        let (probe_ns, cpu_ns) = self.account(probes);
+        let (probe_ns, cpu_ns) = self.account(probes, counters);
         let sched_ns = self.last_sched_ns;
         let at_seconds = self.started.elapsed().as_secs_f64();
         if let Some(setting) = self.governor.observe(Observation {
