@@ -1262,10 +1262,15 @@ fn load_tracepoint<'a>(
     Ok(tracepoint)
 }
 
-/// The ids of the threads of process `pid` now.
+/// The ids of the threads of process `pid` now: none once it has exited
+/// (the governor may attach the scheduler tracepoints again after that,
+/// before the pipeline sees the exit).
 fn thread_ids(pid: u32) -> Result<Vec<u32>, LoadError> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map_err(|source| LoadError::Threads { pid, source })?;
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(LoadError::Threads { pid, source }),
+    };
     Ok(dir
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
