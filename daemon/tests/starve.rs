@@ -1,8 +1,8 @@
 //! CPU starvation as the context of a lock's spike, on a fixture that
 //! starves itself: light contention on one mutex (four goroutines in
 //! `main.serve`, each holding it while working 2 ms, longer than a
-//! scheduler slice, then sleeping 8 ms), then, for two
-//! seconds, eight goroutines doing nothing but work under GOMAXPROCS(16):
+//! scheduler slice, then sleeping 40 ms on average), then, for two
+//! seconds, 24 goroutines doing nothing but work under GOMAXPROCS(32):
 //! more busy threads than this host's CPUs. The kernel counts how long the
 //! fixture's threads waited for a CPU (`run_delay` in
 //! `/proc/PID/task/*/schedstat`); mapwatch's run-queue total agrees with it,

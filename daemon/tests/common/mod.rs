@@ -295,9 +295,38 @@ pub fn assert_spike_covers(
     );
     assert!(
         (start - from.floor()).abs() <= 1.0 && (-1.0..=2.0).contains(&(end - to.ceil())),
-        "{what}: spike {start}..{end}, {start_key}..{end_key} {from:.2}..{to:.2}"
+        "{what}: spike {start}..{end}, {start_key}..{end_key} {from:.2}..{to:.2}; its lock's \
+         seconds (second, wait, p99; the run queue's wait): {}",
+        seconds_of(report, &spike["lock"])
     );
     (from, to)
+}
+
+/// The timeline of `lock` in `report`, one `second wait p99` per second,
+/// each with the run queue's wait of that second: for failure messages.
+fn seconds_of(report: &Value, lock: &Value) -> String {
+    let run_queue: std::collections::BTreeMap<u64, f64> = report["run_queue_timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["second"].as_u64()?, r["wait_seconds_total"].as_f64()?)))
+        .collect();
+    report["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| &r["lock"] == lock)
+        .map(|r| {
+            let second = r["second"].as_u64().unwrap_or(u64::MAX);
+            format!(
+                "{second} {:.4} {:.4} ({:.3})",
+                r["wait_seconds"].as_f64().unwrap_or(f64::NAN),
+                r["p99_seconds"].as_f64().unwrap_or(f64::NAN),
+                run_queue.get(&second).copied().unwrap_or(0.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The lock entry of a report with this name, if any.
