@@ -193,6 +193,41 @@ pub const RWMUTEX_RELEASES: [(&str, LockRole); 2] = [
     ("sync.(*RWMutex).Unlock", LockRole::RwWriter),
 ];
 
+/// The runtime's own lock (`runtime.mutex`: channels, timers, the
+/// scheduler, the heap), its address in RAX. Its slow path is found in its
+/// code (see [`crate::plan::rtlock`]).
+pub const RUNTIME_LOCK: &str = "runtime.lock2";
+
+/// What `lock2` may call between acquiring a runtime lock and returning:
+/// the clock, when it times the wait for Go's own mutex profile (Go ≥
+/// 1.25). These return without waiting, so the waits end before them.
+pub const RUNTIME_LOCK_PROMPT_CALLS: [&str; 3] = [
+    "runtime.nanotime1.abi0",
+    "runtime.nanotime1",
+    "runtime.cputicks.abi0",
+];
+
+/// Where versions that time their runtime-lock waits with a `lockTimer`
+/// (Go 1.22–1.24) begin and end a wait: `lock2` builds the timer on its
+/// stack once the first exchange failed (which clobbers RAX before any
+/// instruction of its slow path the kernel emulates), calls `begin` on it,
+/// and `end` at each acquisition after that. Both get the timer's address
+/// in RAX; the timer's first field is the lock (`lockTimer{lock *mutex;
+/// …}`), which the probe reads through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeLockTimer {
+    /// Called once per contended acquisition.
+    pub begin: &'static str,
+    /// Called at each way out of the slow path.
+    pub end: &'static str,
+}
+
+/// The `lockTimer` methods, where a version has them.
+pub const RUNTIME_LOCK_TIMER: RuntimeLockTimer = RuntimeLockTimer {
+    begin: "runtime.(*lockTimer).begin",
+    end: "runtime.(*lockTimer).end",
+};
+
 /// Where the runtime makes a goroutine (its `g` in RAX) runnable.
 pub const READY: &str = "runtime.ready";
 

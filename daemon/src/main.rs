@@ -126,8 +126,10 @@ struct ProbeArgs {
     /// of the maps selected with --map), `gc` (Go's GC cycles and
     /// stop-the-world pauses: a few hits a second, never sampled), `sched`
     /// (the target's threads' waits for a CPU, from the scheduler's
-    /// tracepoints: whether a second was CPU-starved). `--map` implies
-    /// `maps`.
+    /// tracepoints: whether a second was CPU-starved), `rtlocks` (Go's
+    /// runtime-internal locks: channels, timers, the scheduler; their
+    /// contended acquisitions in `runtime.lock2`). `all` is every one of
+    /// them. `--map` implies `maps`.
     #[arg(
         long,
         value_name = "LIST",
@@ -278,6 +280,7 @@ struct ProbeSet {
     maps: bool,
     gc: bool,
     sched: bool,
+    runtime_locks: bool,
 }
 
 impl ProbeSet {
@@ -291,6 +294,7 @@ impl ProbeSet {
                 "maps" => set.maps = true,
                 "gc" => set.gc = true,
                 "sched" => set.sched = true,
+                "rtlocks" => set.runtime_locks = true,
                 "all" => {
                     set = Self {
                         locks: true,
@@ -299,10 +303,11 @@ impl ProbeSet {
                         maps: true,
                         gc: true,
                         sched: true,
+                        runtime_locks: true,
                     }
                 }
                 other => anyhow::bail!(
-                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, gc, sched, all)"
+                    "--probe {list}: unknown probe family `{other}` (known: locks, cas, syncmap, maps, gc, sched, rtlocks, all)"
                 ),
             }
         }
@@ -421,6 +426,7 @@ impl ProbeArgs {
             go_runtime: probe.gc,
             holders: !self.no_holders,
             sched: probe.sched,
+            runtime_locks: probe.runtime_locks,
         })
     }
 }

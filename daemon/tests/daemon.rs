@@ -513,6 +513,44 @@ fn the_flight_recorder_keeps_the_waits_for_a_cpu() {
 }
 
 #[test]
+fn the_flight_recorder_keeps_the_runtime_locks() {
+    let daemon = Daemon::start(&[
+        "--target",
+        "comm=rtlock",
+        "--probe",
+        "rtlocks",
+        "--overhead-budget",
+        "off",
+        "--scan-interval",
+        "100ms",
+    ]);
+    let binary = fixture("1.27.3", "rtlock", false);
+    let workload = Workload::start(&binary, &["-seconds", "2s"]);
+    let pid = workload.pid;
+    watched(&daemon, pid);
+    let truth = workload.run_to_end();
+    let report = recorded(&daemon, pid);
+    assert_eq!(report["events_lost"], 0, "{report:#}");
+    let channel = truth["channel"].as_str().expect("channel");
+    let channel = u64::from_str_radix(channel.trim_start_matches("0x"), 16).expect("hex");
+    let locks = report["locks"].as_array().expect("locks");
+    let lock = locks
+        .iter()
+        .find(|l| {
+            let address = l["address"].as_str().unwrap_or_default();
+            u64::from_str_radix(address.trim_start_matches("0x"), 16)
+                .is_ok_and(|a| (channel..channel + 256).contains(&a))
+        })
+        .unwrap_or_else(|| panic!("no lock in the hchan at {channel:#x}: {report:#}"));
+    assert_eq!(lock["kind"], "runtime", "{lock:#}");
+    assert!(lock["contentions"].as_u64().unwrap() > 0, "{lock:#}");
+    let heap = nm_address(&binary, "runtime.mheap_");
+    let heap = lock_at(&report, heap).unwrap_or_else(|| panic!("no heap lock: {report:#}"));
+    assert_eq!(heap["name"], "runtime.mheap_");
+    assert_eq!(heap["kind"], "runtime");
+}
+
+#[test]
 fn exited_targets_leave_after_the_grace_period() {
     let daemon = Daemon::slowpath("1s");
     let pid = run_exactly(&daemon).to_string();

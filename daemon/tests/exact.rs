@@ -83,3 +83,47 @@ fn entry_probes_count_stack_growth_reentries_twice() {
         "entry probes cannot miss calls: {counted} < {calls}"
     );
 }
+
+/// With Go's runtime locks probed as well, `sync` waits still match their
+/// ends one to one: a goroutine in `lockSlow` waits on the semaphore
+/// table's runtime lock (`runtime.semtable`) inside its wait, and the two
+/// waits are kept apart. The bundled workload's contended mutex and
+/// RWMutex: every contention acquired (the session ends after the
+/// workload), no end unmatched, and the nesting exercised.
+#[test]
+fn runtime_lock_waits_nested_in_mutex_waits_are_kept_apart() {
+    for go in ["1.23.9", "1.27.3"] {
+        let binary = fixture(go, "contend", false);
+        let workload = Workload::start(&binary, &[]);
+        let tracer = Tracer::attach(workload.pid, &["--probe", "locks,rtlocks"]);
+        let _truth = workload.run_to_end();
+        let report = tracer.report();
+        assert_nothing_lost(&report);
+        assert_eq!(report["probe_counters"]["unmatched_returns"], 0, "Go {go}");
+        for name in ["main.hotMu", "main.hotRW"] {
+            let lock = lock_named(&report, name).unwrap_or_else(|| panic!("{name}"));
+            assert!(
+                lock["contentions"].as_u64().unwrap() > 0,
+                "Go {go}: {lock:#}"
+            );
+            assert_eq!(
+                lock["contentions"], lock["acquisitions"],
+                "Go {go}: {lock:#}"
+            );
+        }
+        // Waiters of those locks queued on the semaphore table's lock.
+        let nested: u64 = report["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l["kind"] == "runtime"
+                    && l["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("runtime.semtable"))
+            })
+            .map(|l| l["contentions"].as_u64().unwrap())
+            .sum();
+        assert!(nested > 0, "Go {go}: no semtable wait: {report:#}");
+    }
+}

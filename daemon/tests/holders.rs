@@ -13,13 +13,9 @@ mod common;
 use common::*;
 
 fn own_function(site: &serde_json::Value) -> String {
-    site["frames"]
-        .as_array()
-        .expect("frames")
-        .iter()
-        .map(|f| f.as_str().expect("frame").to_string())
-        .find(|f| !f.starts_with("sync.") && !f.starts_with("internal/sync."))
-        .unwrap_or_default()
+    first_frame(site, |f| {
+        !f.starts_with("sync.") && !f.starts_with("internal/sync.")
+    })
 }
 
 #[test]

@@ -19,7 +19,7 @@ use mapwatch::{
     },
     target::Executable,
 };
-use probe_common::{LockRole, SkipWhen};
+use probe_common::{CallerSource, LockRole, SkipWhen};
 
 /// Everything the planner can plan for a Go target.
 fn everything() -> PlanRequest {
@@ -115,8 +115,14 @@ fn check_placements(exe: &Executable, plan: &ProbePlan, what: &str) {
         }) = site
         {
             match when {
+                // (Or a branch both of whose ways lead out, or the stack
+                // check's branch of a function whose entry is the exit,
+                // skipped when about to grow the stack.)
                 ExitWhen::Always => assert!(
-                    mnemonic == "jmp" || !instr.is_jcc_short_or_near(),
+                    mnemonic == "jmp"
+                        || !instr.is_jcc_short_or_near()
+                        || at.skip_when != SkipWhen::Never
+                        || at.function == goruntime::RUNTIME_LOCK,
                     "{what}: {} {mnemonic}",
                     at.function
                 ),
@@ -490,4 +496,88 @@ fn native_targets_plan_futex_waits_and_say_what_is_missing() {
     .unwrap_err()
     .to_string();
     assert!(error.contains("--cas no_such_*: no function"), "{error}");
+}
+
+/// Go's runtime locks (`--probe rtlocks`) on every fixture version: one
+/// entry, at an emulated instruction only the slow path passes (inside
+/// `lock2`, or the `lockTimer`'s `begin` where the version has one),
+/// reading the waiter's call site from `lock2`'s frame; exits all at
+/// emulated instructions, none on the fast path.
+#[test]
+fn runtime_locks_plan_their_slow_path_only_at_emulated_sites() {
+    for go in &common::go_versions() {
+        let exe = open(&common::fixture(go, "contend", false));
+        let request = PlanRequest {
+            runtime_locks: true,
+            ..everything()
+        };
+        let plan = plan(&exe, &request).unwrap();
+        check_placements(&exe, &plan, go);
+        let runtime: Vec<&PlannedSite> = plan
+            .sites
+            .iter()
+            .filter(|s| match &s.probe {
+                SiteProbe::LockEntry(p) | SiteProbe::LockExit { probe: p, .. } => {
+                    p.role == LockRole::Runtime
+                }
+                _ => false,
+            })
+            .collect();
+        let entries: Vec<_> = runtime
+            .iter()
+            .filter(|s| s.probe_kind() == ProbeKind::LockEntry)
+            .collect();
+        assert_eq!(entries.len(), 1, "Go {go}: {runtime:?}");
+        let entry = entries[0];
+        assert_eq!(entry.at.cost(), SiteCost::Emulated, "Go {go}: {entry:?}");
+        let SiteProbe::LockEntry(probe) = &entry.probe else {
+            unreachable!()
+        };
+        assert_eq!(probe.caller, CallerSource::FramePointer, "Go {go}");
+        let timer = goruntime::RUNTIME_LOCK_TIMER;
+        let exits: Vec<_> = runtime
+            .iter()
+            .filter(|s| s.probe_kind() == ProbeKind::LockExit)
+            .collect();
+        assert!(!exits.is_empty(), "Go {go}");
+        assert!(
+            exits.iter().all(|s| s.at.cost() == SiteCost::Emulated),
+            "Go {go}: {exits:?}"
+        );
+        if exe.symbols.function(timer.begin).is_some() {
+            // The timer's methods, past their stack check.
+            assert_eq!(entry.at.function, timer.begin, "Go {go}");
+            assert!(probe.deref, "Go {go}");
+            assert_eq!(entry.at.skip_when, SkipWhen::BelowOrEqual, "Go {go}");
+            assert!(exits.iter().all(|s| s.at.function == timer.end), "Go {go}");
+        } else {
+            // Inside lock2, after its first exchange: never its entry, and
+            // no exit on its fast path's own way out.
+            assert_eq!(entry.at.function, goruntime::RUNTIME_LOCK, "Go {go}");
+            assert!(!probe.deref, "Go {go}");
+            let lock2 = exe.symbols.function(goruntime::RUNTIME_LOCK).unwrap();
+            let code = exe
+                .elf
+                .read_vaddr(lock2.start, (lock2.end - lock2.start) as usize)
+                .unwrap();
+            let listing = mapwatch::plan::x86::Listing::sweep_all(code, lock2.start).unwrap();
+            let exchange = listing
+                .instructions
+                .iter()
+                .find(|i| i.mnemonic() == iced_x86::Mnemonic::Xchg)
+                .expect("an exchange")
+                .ip();
+            assert!(entry.at.address > exchange, "Go {go}: {entry:?}");
+            for exit in &exits {
+                assert_eq!(exit.at.function, goruntime::RUNTIME_LOCK, "Go {go}");
+                assert!(exit.at.address > exchange, "Go {go}: {exit:?}");
+            }
+        }
+        // Not asked for, not planned.
+        let plain = plan_of(&exe);
+        assert!(!plain.sites.iter().any(|s| matches!(
+            &s.probe,
+            SiteProbe::LockEntry(p) if p.role == LockRole::Runtime
+        )));
+    }
 }

@@ -251,6 +251,29 @@ pub struct SiteConfig {
     /// `startedStopping`); its reason is then in `arg_register`. Else
     /// [`NO_REGISTER`].
     pub start_register: u32,
+    /// Lock entry sites: 1 when `arg_register` holds a pointer to the
+    /// lock's address rather than the address (the runtime's `lockTimer`
+    /// whose first field is the lock), 0 when it holds the address.
+    pub arg_deref: u32,
+    /// Lock entry sites: a [`CallerSource`] value, where the waiter's
+    /// call site is found.
+    pub caller_source: u32,
+}
+
+/// Where a lock entry site finds the return address into the code that
+/// asked for the lock.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerSource {
+    /// At `[rsp]`: the site is a function's first instruction.
+    StackTop = 0,
+    /// At `[rsp]`, one call below the lock function: the site is the entry
+    /// of a helper the lock function calls (`runtime.(*lockTimer).begin`),
+    /// so `[rsp]` returns into the lock function and the caller's return
+    /// address is read from the lock function's frame, `[rbp + 8]` after
+    /// the helper's own prologue has not run yet: the helper's `rbp` is
+    /// still the lock function's frame pointer.
+    FramePointer = 1,
 }
 
 /// A condition of x86 conditional branches, evaluated on saved flags.
@@ -624,6 +647,12 @@ pub enum LockRole {
     /// A thread blocked in a futex wait (native locks: glibc pthread
     /// mutexes, Rust's std Mutex, …), seen through the syscall tracepoints.
     Futex = 3,
+    /// A Go runtime-internal lock (`runtime.mutex`, taken by `lock2`):
+    /// channels, the scheduler, timers, the heap. Its waits nest inside
+    /// the waits of the other roles (a `sync.Mutex` waiter takes the
+    /// semaphore table's runtime lock), so their in-flight state is kept
+    /// apart ([`INFLIGHT_SPACE_RUNTIME`]).
+    Runtime = 4,
 }
 
 impl LockRole {
@@ -634,6 +663,7 @@ impl LockRole {
             1 => Some(Self::RwReader),
             2 => Some(Self::RwWriter),
             3 => Some(Self::Futex),
+            4 => Some(Self::Runtime),
             _ => None,
         }
     }
@@ -1110,11 +1140,18 @@ pub const SCHED_SLEEP_STATES: i64 = 0xff;
 pub struct InflightKey {
     /// Process.
     pub tgid: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// [`INFLIGHT_SPACE_LOCKS`] or [`INFLIGHT_SPACE_RUNTIME`]: a goroutine
+    /// may wait on a runtime lock while its wait on a `sync` lock is in
+    /// flight.
+    pub space: u32,
     /// Goroutine (`g` pointer), or [`THREAD_KEY`] and a thread id.
     pub goroutine: u64,
 }
+
+/// [`InflightKey::space`] of waits on `sync` locks and native locks.
+pub const INFLIGHT_SPACE_LOCKS: u32 = 0;
+/// [`InflightKey::space`] of waits on Go runtime-internal locks.
+pub const INFLIGHT_SPACE_RUNTIME: u32 = 1;
 
 /// Value of the in-flight map: when and on which lock the wait began.
 #[repr(C)]
@@ -1379,7 +1416,9 @@ const _: () = {
     assert!(offset_of!(MapEvent, counted) == 88);
     assert!(offset_of!(MapEvent, key) == 96);
 
-    assert!(size_of::<SiteConfig>() == 56);
+    assert!(size_of::<SiteConfig>() == 64);
+    assert!(offset_of!(SiteConfig, arg_deref) == 56);
+    assert!(offset_of!(SiteConfig, caller_source) == 60);
     assert!(offset_of!(SiteConfig, count_if) == 44);
     assert!(offset_of!(SiteConfig, time_register) == 48);
     assert!(offset_of!(SiteConfig, start_register) == 52);
@@ -1413,6 +1452,7 @@ const _: () = {
     assert!(size_of::<MapCounts>() == 8 * MAP_OPS);
 
     assert!(size_of::<InflightKey>() == 16);
+    assert!(offset_of!(InflightKey, space) == 4);
     assert!(offset_of!(InflightKey, goroutine) == 8);
     assert!(size_of::<Inflight>() == 40);
     assert!(offset_of!(Inflight, lock_addr) == 8);

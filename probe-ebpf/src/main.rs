@@ -40,18 +40,19 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    condition_holds, key_hash_byte, key_hash_word, BlockedStats, CasCounts, Control, ConvoyState,
-    ConvoyStats, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout, HolderKey,
-    HolderStats, Inflight, InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape, LockEvent,
-    LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig, NativeCode,
-    OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats, RunnableSince, RuntimeEvent,
-    RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS, FUTEX_SITE,
-    KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS,
-    MAX_HOLDER_SITES, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS,
-    MAX_RELEASE_LOGS, MAX_SITES, MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC,
-    NO_REGISTER, NO_STW_REASON, RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX, SCHED_SLEEP_STATES,
-    SCHED_SWITCH_NEXT_PID, SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID, STACK_RESAMPLE,
-    SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    condition_holds, key_hash_byte, key_hash_word, BlockedStats, CallerSource, CasCounts, Control,
+    ConvoyState, ConvoyStats, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout,
+    HolderKey, HolderStats, Inflight, InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape,
+    LockEvent, LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig,
+    NativeCode, OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats, RunnableSince,
+    RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS,
+    FUTEX_SITE, INFLIGHT_SPACE_LOCKS, INFLIGHT_SPACE_RUNTIME, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED,
+    MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT,
+    MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES,
+    MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
+    RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX, SCHED_SLEEP_STATES, SCHED_SWITCH_NEXT_PID,
+    SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY,
+    WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -550,6 +551,17 @@ fn pair_stack(ctx: &ProbeContext, lock_addr: u64, caller_ip: u64) -> i64 {
     stack_id
 }
 
+/// The in-flight space of waits of lock role `role`: a goroutine's wait on
+/// a runtime lock nests in its wait on a `sync` lock.
+#[inline(always)]
+fn inflight_space(role: u32) -> u32 {
+    if role == LockRole::Runtime as u32 {
+        INFLIGHT_SPACE_RUNTIME
+    } else {
+        INFLIGHT_SPACE_LOCKS
+    }
+}
+
 /// Entry into a lock's contended slow path (or a semaphore wait).
 #[uprobe]
 pub fn lock_slow(ctx: ProbeContext) -> u32 {
@@ -561,13 +573,24 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         bump(Counter::SkippedReentry);
         return 0;
     }
-    let lock_addr = register(&ctx, site.arg_register).wrapping_sub(site.addr_adjust as u64);
+    let argument = register(&ctx, site.arg_register);
+    let argument = if site.arg_deref != 0 {
+        // The argument points at a structure whose first word is the lock.
+        let Some(lock) = read_user::<u64>(argument) else {
+            bump(Counter::InflightErrors);
+            return 0;
+        };
+        lock
+    } else {
+        argument
+    };
+    let lock_addr = argument.wrapping_sub(site.addr_adjust as u64);
     let goroutine = register(&ctx, site.goroutine_register);
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let key = InflightKey {
         tgid,
-        _pad: 0,
+        space: inflight_space(site.role),
         goroutine,
     };
     if goroutine != 0 && site.track_blocked != 0 {
@@ -589,10 +612,16 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         return 0;
     }
     // Where the waiter is: the return address on top of the stack (the
-    // probe fires before the prologue pushes a frame), and the user stack
-    // above it once per (lock, caller).
+    // probe fires before the prologue pushes a frame), or in the lock
+    // function's frame (the site is inside it, or at a helper it calls),
+    // and the user stack above it once per (lock, caller).
     let (caller_ip, stack_id) = if site.capture_stack != 0 {
-        let caller_ip = read_user::<u64>(rsp).unwrap_or(0);
+        let return_slot = if site.caller_source == CallerSource::FramePointer as u32 {
+            register(&ctx, R::Rbp as u32).wrapping_add(8)
+        } else {
+            rsp
+        };
+        let caller_ip = read_user::<u64>(return_slot).unwrap_or(0);
         let stack_id = if control.stacks != 0 {
             pair_stack(&ctx, lock_addr, caller_ip)
         } else {
@@ -615,7 +644,7 @@ pub fn lock_slow(ctx: ProbeContext) -> u32 {
         if INFLIGHT.insert(key, value, 0).is_err() {
             bump(Counter::InflightErrors);
         }
-        if control.holders != 0 {
+        if control.holders != 0 && site.role != LockRole::Runtime as u32 {
             convoy_entry(lock_addr, site.role, now, caller_ip, stack_id);
         }
     }
@@ -650,7 +679,7 @@ fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site: &SiteConfig, control:
     let pid_tgid = bpf_get_current_pid_tgid();
     let key = InflightKey {
         tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
+        space: inflight_space(site.role),
         goroutine,
     };
     let Some(inflight) = (unsafe { INFLIGHT.get(key) }).copied() else {
@@ -667,7 +696,11 @@ fn end_wait<C: EbpfContext>(ctx: &C, goroutine: u64, site: &SiteConfig, control:
         let _ = SEMA_PENDING.remove(key);
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if control.holders != 0 && goroutine & THREAD_KEY == 0 {
+    // Runtime locks have no release probes: nothing to charge.
+    if control.holders != 0
+        && goroutine & THREAD_KEY == 0
+        && inflight.role != LockRole::Runtime as u32
+    {
         charge_wait(inflight.lock_addr, inflight.start_ns, now);
         if inflight.role == LockRole::RwReader as u32 {
             convoy_reader_done(inflight.lock_addr, inflight.start_ns, now);
@@ -927,6 +960,12 @@ pub fn lock_exit(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let (flags, _) = flags_and_rsp(&ctx);
+    // An exit at a function's entry (the runtime's `lockTimer.end`) is
+    // passed twice when the call grows its stack first.
+    if skipped(site.skip_when, flags) {
+        bump(Counter::SkippedReentry);
+        return 0;
+    }
     if !condition_holds(site.count_if, flags) {
         bump(Counter::NotExits);
         return 0;
@@ -1083,7 +1122,7 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let key = InflightKey {
         tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
+        space: INFLIGHT_SPACE_LOCKS,
         goroutine: readied,
     };
     let Some(pending) = (unsafe { SEMA_PENDING.get(key) }).copied() else {
@@ -1733,7 +1772,7 @@ fn native_caller() -> u64 {
 fn thread_key(pid_tgid: u64) -> InflightKey {
     InflightKey {
         tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
+        space: INFLIGHT_SPACE_LOCKS,
         goroutine: THREAD_KEY | (pid_tgid as u32) as u64,
     }
 }

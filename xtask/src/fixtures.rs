@@ -23,6 +23,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "holders",
     "convoy",
     "starve",
+    "rtlock",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

@@ -72,6 +72,8 @@ pub struct LockStats {
     pub rwmutex: bool,
     /// Whether its waits were futex waits (a native lock or other futex).
     pub futex: bool,
+    /// Whether it is a Go runtime-internal lock (`runtime.mutex`).
+    pub runtime: bool,
     /// Waits by call site: (acquisitions, total wait ns).
     pub call_sites: HashMap<CallSiteKey, (u64, u64)>,
     /// Time goroutines spent parked on the lock's semaphores, from park to
@@ -102,6 +104,7 @@ impl Default for LockStats {
             reader_contentions: 0,
             rwmutex: false,
             futex: false,
+            runtime: false,
             call_sites: HashMap::new(),
             blocked_total_ns: 0,
             blocked_count: 0,
@@ -114,12 +117,14 @@ impl Default for LockStats {
 impl LockStats {
     /// The lock's kind: an RWMutex when `known_rwmutex` (DWARF says so) or
     /// a reader or writer semaphore wait was seen on it, a futex for futex
-    /// words, else a mutex.
+    /// words, a runtime lock for `runtime.mutex`es, else a mutex.
     pub fn kind(&self, known_rwmutex: bool) -> LockKind {
         if known_rwmutex || self.rwmutex {
             LockKind::RwMutex
         } else if self.futex {
             LockKind::Futex
+        } else if self.runtime {
+            LockKind::Runtime
         } else {
             LockKind::Mutex
         }
@@ -253,6 +258,8 @@ impl Locks {
             let role = LockRole::from_raw(key.role);
             stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
             stats.futex |= role == Some(LockRole::Futex);
+            stats.runtime |= role == Some(LockRole::Runtime);
+            stats.runtime |= role == Some(LockRole::Runtime);
             let (mut acquisitions, mut wait) = (0, 0);
             for (cpu, row) in per_cpu.iter().enumerate() {
                 stats.contentions += row.contentions;
@@ -341,6 +348,7 @@ impl Locks {
         }
         stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
         stats.futex |= role == Some(LockRole::Futex);
+        stats.runtime |= role == Some(LockRole::Runtime);
         let site = stats
             .call_sites
             .entry((event.caller_ip, event.stack_id))
@@ -367,6 +375,7 @@ impl Locks {
         }
         stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
         stats.futex |= role == Some(LockRole::Futex);
+        stats.runtime |= role == Some(LockRole::Runtime);
         let time = event.header.timestamp_ns;
         if stats.contentions == 0 {
             stats.first_ns = time;

@@ -174,6 +174,8 @@ impl Aggregator {
                     None => LockKind::Mutex,
                 };
                 let rwmutex = kind == LockKind::RwMutex;
+                // Runtime locks have no release probes.
+                let holders = holders && kind != LockKind::Runtime;
                 let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));
                 LockReport {
                     name: self.symbolizer.global_name(address),
@@ -301,9 +303,16 @@ impl Aggregator {
         stack_id: i64,
         stacks: Option<&HashMap<i64, Vec<u64>>>,
     ) -> std::sync::Arc<[Frame]> {
-        let walked = stacks
-            .and_then(|s| s.get(&stack_id))
-            .map(|s| s.get(1..).unwrap_or(&[]));
+        // The walk starts at the probed instruction; where the probe read
+        // the caller from the frame (runtime locks), the walk's next frame
+        // is the caller again.
+        let walked = stacks.and_then(|s| s.get(&stack_id)).map(|s| {
+            let rest = s.get(1..).unwrap_or(&[]);
+            match rest.split_first() {
+                Some((&first, tail)) if first == caller_ip => tail,
+                _ => rest,
+            }
+        });
         std::iter::once(caller_ip)
             .filter(|&ip| ip != 0)
             .chain(walked.into_iter().flatten().copied())

@@ -886,6 +886,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
         count_if: 0,
         time_register: NO_REGISTER,
         start_register: NO_REGISTER,
+        arg_deref: u32::from(probe.deref),
+        caller_source: probe.caller as u32,
     };
     Ok(match &site.probe {
         SiteProbe::LockEntry(probe)
@@ -914,6 +916,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
                 role: probe_common::LockRole::Mutex,
                 capture_stack: false,
                 track_blocked: false,
+                deref: false,
+                caller: probe_common::CallerSource::StackTop,
             })
         },
         SiteProbe::Runtime(runtime) => {
@@ -938,6 +942,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
                     role: probe_common::LockRole::Mutex,
                     capture_stack: false,
                     track_blocked: false,
+                    deref: false,
+                    caller: probe_common::CallerSource::StackTop,
                 })
             }
         }
@@ -979,6 +985,8 @@ fn site_config(index: usize, site: &PlannedSite, blocked: bool) -> Result<SiteCo
                 count_if: 0,
                 time_register: NO_REGISTER,
                 start_register: NO_REGISTER,
+                arg_deref: 0,
+                caller_source: 0,
             }
         }
     })

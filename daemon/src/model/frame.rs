@@ -47,14 +47,22 @@ pub struct Frame {
     pub address: u64,
 }
 
+/// The functions of Go's runtime-internal lock that its callers inline
+/// (`lock(&c.lock)` → `lockWithRank` → `lock2`).
+pub const RUNTIME_LOCK_FRAMES: [&str; 3] =
+    ["runtime.lock", "runtime.lockWithRank", "runtime.lock2"];
+
 /// The first of `frames` (innermost first) outside the lock
-/// implementations (`sync.`, `internal/`), else the first.
+/// implementations (`sync.`, `internal/`, the runtime's
+/// [`RUNTIME_LOCK_FRAMES`]), else the first.
 pub fn own_frame(frames: &[Frame]) -> Option<&Frame> {
     frames
         .iter()
         .find(|f| {
             let name = f.function_name();
-            !name.starts_with("sync.") && !name.starts_with("internal/")
+            !name.starts_with("sync.")
+                && !name.starts_with("internal/")
+                && !RUNTIME_LOCK_FRAMES.contains(&name)
         })
         .or(frames.first())
 }

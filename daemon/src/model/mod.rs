@@ -19,7 +19,7 @@ mod runqueue;
 mod snapshot;
 mod timeline;
 
-pub use frame::{own_frame, CodeLocation, Frame, SourceLine};
+pub use frame::{own_frame, CodeLocation, Frame, SourceLine, RUNTIME_LOCK_FRAMES};
 pub use gc::{GcReport, GcSecond, SpikeContext};
 pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
@@ -55,6 +55,9 @@ pub enum LockKind {
     /// A futex word waited on (`--futex`): a native mutex, or another futex
     /// user such as a condition variable.
     Futex,
+    /// A Go runtime-internal lock (`runtime.mutex`: a channel's, the
+    /// scheduler's, a timer heap's, …), seen with `--probe rtlocks`.
+    Runtime,
 }
 
 /// Which kind of map a map report is about.
@@ -83,6 +86,7 @@ impl std::fmt::Display for LockKind {
             Self::Mutex => "mutex",
             Self::RwMutex => "rwmutex",
             Self::Futex => "futex",
+            Self::Runtime => "runtime",
         })
     }
 }

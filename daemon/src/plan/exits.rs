@@ -61,6 +61,22 @@ struct Block {
 /// `None` when some path into a return cannot be observed at an emulated
 /// instruction (the function's code then needs its `RET`s probed).
 pub fn exit_edges(code: &[u8], start: u64) -> Option<Vec<ExitEdge>> {
+    exit_edges_from(code, start, None, &[])
+}
+
+/// The exit edges of the part of a function reached from the block at
+/// `slow` (the function's slow path: the runtime's `lock2` after its
+/// failed first exchange), or of the whole function when `slow` is `None`.
+/// `None` also when an edge would be passed by a path that never went
+/// through `slow` (the fast path: its hits would end no wait), or `slow`
+/// does not begin a block. Calls of the functions at `prompt` (which
+/// return without waiting: a clock read) may be in the exit region.
+pub fn exit_edges_from(
+    code: &[u8],
+    start: u64,
+    slow: Option<u64>,
+    prompt: &[u64],
+) -> Option<Vec<ExitEdge>> {
     let listing = Listing::sweep_all(code, start).ok()?;
     let targets = listing.branch_targets()?;
     let instrs = &listing.instructions;
@@ -122,13 +138,41 @@ pub fn exit_edges(code: &[u8], start: u64) -> Option<Vec<ExitEdge>> {
         }
         next
     };
+    // The blocks edges may leave from: those reached from the slow path's
+    // first block; none of them may be reached without passing it.
+    let mut slow_reach = BTreeSet::new();
+    let allowed: Option<BTreeSet<usize>> = match slow {
+        None => None,
+        Some(address) => {
+            let slow_block = *block_at.get(&address)?;
+            let reach = |from: usize, avoid: Option<usize>| {
+                let mut seen = BTreeSet::from([from]);
+                let mut work = vec![from];
+                while let Some(b) = work.pop() {
+                    // A jump to the entry (after growing the stack) is a
+                    // new call, not more of this one.
+                    for next in successors(b) {
+                        if next != 0 && Some(next) != avoid && seen.insert(next) {
+                            work.push(next);
+                        }
+                    }
+                }
+                seen
+            };
+            slow_reach = reach(slow_block, None);
+            let fast_side = reach(0, Some(slow_block));
+            Some(slow_reach.difference(&fast_side).copied().collect())
+        }
+    };
+
     let has_call = |b: usize| {
-        instrs[blocks[b].first..=blocks[b].last].iter().any(|i| {
-            matches!(
-                i.flow_control(),
-                FlowControl::Call | FlowControl::IndirectCall
-            )
-        })
+        instrs[blocks[b].first..=blocks[b].last]
+            .iter()
+            .any(|i| match i.flow_control() {
+                FlowControl::Call => !x86::direct_target(i).is_some_and(|t| prompt.contains(&t)),
+                FlowControl::IndirectCall => true,
+                _ => false,
+            })
     };
     // The region: blocks ending in RET, grown by blocks all of whose
     // successors are in it.
@@ -145,8 +189,17 @@ pub fn exit_edges(code: &[u8], start: u64) -> Option<Vec<ExitEdge>> {
             if region.contains(&from) {
                 continue;
             }
+            // Outside the slow path, or on it and the fast path both (a hit
+            // there on the fast path would end no wait).
+            let outside = allowed.as_ref().is_some_and(|a| !a.contains(&from));
             for to in successors(from) {
                 if !region.contains(&to) {
+                    continue;
+                }
+                if outside {
+                    if slow_reach.contains(&from) {
+                        return None;
+                    }
                     continue;
                 }
                 let last = end(from);
@@ -275,6 +328,45 @@ mod tests {
                     when: ExitWhen::Always
                 },
             ]
+        );
+    }
+
+    /// `runtime.lock2`'s shape, shortened: an exchange whose `je` takes
+    /// the fast path to its own `ret`, a slow path looping on a wait, and
+    /// a way out through a clock read.
+    const LOCK2: &[u8] = &[
+        0x86, 0x08, // 1000 xchg [rax], cl
+        0x84, 0xc9, // 1002 test cl, cl
+        0x74, 0x0c, // 1004 je 0x1012 (fast)
+        0xe8, 0xf5, 0x0f, 0x00, 0x00, // 1006 call 0x2000 (the wait)
+        0x84, 0xc9, // 100b test cl, cl
+        0x75, 0xf7, // 100d jne 0x1006 (wait again)
+        0xeb, 0x02, // 100f jmp 0x1013 (acquired)
+        0x90, // 1011 nop
+        0xc3, // 1012 ret (fast)
+        0xe8, 0xe8, 0x1f, 0x00, 0x00, // 1013 call 0x3000 (the clock)
+        0xc3, // 1018 ret
+    ];
+
+    #[test]
+    fn a_slow_path_exits_only_where_the_fast_path_never_passes() {
+        assert_eq!(
+            exit_edges_from(LOCK2, 0x1000, Some(0x1006), &[0x3000]),
+            Some(vec![ExitEdge {
+                address: 0x100f,
+                mnemonic: "jmp".into(),
+                when: ExitWhen::Always
+            }])
+        );
+        // The whole function: the fast path's `je` is a way out too.
+        let all = exit_edges_from(LOCK2, 0x1000, None, &[0x3000]).expect("edges");
+        assert!(all.iter().any(|e| e.address == 0x1004), "{all:?}");
+        // A call that may wait is never in the way out.
+        assert_eq!(exit_edges_from(LOCK2, 0x1000, Some(0x1006), &[]), None);
+        // The slow path must begin a block.
+        assert_eq!(
+            exit_edges_from(LOCK2, 0x1000, Some(0x1008), &[0x3000]),
+            None
         );
     }
 

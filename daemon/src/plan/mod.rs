@@ -9,13 +9,14 @@
 pub mod cas;
 pub mod exits;
 pub mod maps;
+pub mod rtlock;
 pub mod site;
 pub mod x86;
 
 pub use crate::model::glob_match;
 use std::collections::BTreeSet;
 
-use probe_common::{GeneralRegister, LockRole, SiteKind, SkipWhen};
+use probe_common::{CallerSource, GeneralRegister, LockRole, SiteKind, SkipWhen};
 use thiserror::Error;
 
 use crate::{
@@ -86,6 +87,10 @@ pub struct LockProbe {
     pub capture_stack: bool,
     /// Whether a semaphore wait entry records itself for `runtime.ready`.
     pub track_blocked: bool,
+    /// Whether `arg` points at the lock's address rather than holding it.
+    pub deref: bool,
+    /// Where the waiter's call site is.
+    pub caller: CallerSource,
 }
 
 /// What a probe site observes.
@@ -365,6 +370,25 @@ pub enum PlanError {
         /// The address.
         address: u64,
     },
+    /// `runtime.lock2`'s slow path could not be located in its code.
+    #[error("{function} at {address:#x}: cannot locate the slow path")]
+    RuntimeLock {
+        /// The function.
+        function: String,
+        /// Its address.
+        address: u64,
+        /// What was not as expected.
+        #[source]
+        source: rtlock::SlowPathError,
+    },
+    /// A slow path whose ways out are not all at emulated instructions.
+    #[error("{function} at {address:#x}: not every way out of the slow path can be observed")]
+    NoExitEdges {
+        /// The function.
+        function: String,
+        /// Its address.
+        address: u64,
+    },
     /// A slow path without a `RET` (its waits cannot be timed).
     #[error("{function} at {address:#x}: no RET instruction found")]
     NoReturn {
@@ -418,6 +442,11 @@ pub struct PlanRequest {
     /// Time the target's threads' waits for a CPU (run-queue latency) with
     /// the scheduler tracepoints: whether a second was CPU-starved.
     pub sched: bool,
+    /// Probe the slow path of Go's runtime-internal locks (`runtime.lock2`:
+    /// channels, timers, the scheduler). Not by default: a contended
+    /// `sync.Mutex` contends the runtime's semaphore-table lock too, and
+    /// busy channels make these the most frequent waits.
+    pub runtime_locks: bool,
 }
 
 impl PlanRequest {
@@ -459,6 +488,8 @@ fn go_lock(
         role,
         capture_stack,
         track_blocked,
+        deref: false,
+        caller: CallerSource::StackTop,
     }
 }
 
@@ -511,7 +542,7 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
             probe: SiteProbe::LockEntry(probe),
         });
         if request.wait_times && request.mode == SiteMode::Auto {
-            let exits = exit_sites(exe, name, start, end, probe)?;
+            let exits = exit_sites(exe, name, start, end, None, &[], probe)?;
             if !exits.is_empty() {
                 plan.sites.extend(exits);
                 continue;
@@ -543,6 +574,15 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
     }
     if exe.is_go() && request.locks && request.wait_times && request.holders {
         plan_releases(exe, &generations, request.mode, &mut plan)?;
+    }
+    if exe.is_go() && request.runtime_locks {
+        match plan_runtime_locks(exe, request) {
+            Ok(Some(sites)) => plan.sites.extend(sites),
+            Ok(None) => plan.missing.push(goruntime::RUNTIME_LOCK.to_string()),
+            // A runtime whose code is unlike the known ones costs its
+            // runtime locks, not the session.
+            Err(e) => log::warn!("{}: runtime locks are not probed: {e}", exe.name),
+        }
     }
     if exe.is_go() && request.locks && request.blocked_time && request.wait_times {
         plan_blocked_time(exe, &generations, request.mode, &mut plan)?;
@@ -609,6 +649,97 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
         }
     }
     Ok(plan)
+}
+
+/// The sites of Go's runtime-internal locks: where a wait begins in
+/// `runtime.lock2`'s slow path (the waiter's call site in `lock2`'s frame)
+/// and where it ends, or the `lockTimer`'s `begin` and `end` in versions
+/// that have one (see [`goruntime::RUNTIME_LOCK_TIMER`]). `None` when the
+/// binary has no `lock2`.
+fn plan_runtime_locks(
+    exe: &Executable,
+    request: &PlanRequest,
+) -> Result<Option<Vec<PlannedSite>>, PlanError> {
+    let probe = LockProbe {
+        role: LockRole::Runtime,
+        caller: CallerSource::FramePointer,
+        ..go_lock(0, LockRole::Runtime, request.wait_times, false)
+    };
+    let exit_probe = LockProbe {
+        capture_stack: false,
+        ..probe
+    };
+    let timer = goruntime::RUNTIME_LOCK_TIMER;
+    if let (Some(begin), Some(end)) = (
+        exe.symbols.function(timer.begin),
+        exe.symbols.function(timer.end),
+    ) {
+        // Before `begin`'s prologue RBP is still `lock2`'s frame.
+        let reads = [
+            goruntime::FIRST_ARGUMENT,
+            goruntime::GOROUTINE,
+            GeneralRegister::Rbp,
+        ];
+        let at = entry_placement(
+            exe,
+            timer.begin,
+            begin.start,
+            begin.end,
+            request.mode,
+            &reads,
+        )?;
+        let mut sites = vec![PlannedSite {
+            at,
+            probe: SiteProbe::LockEntry(LockProbe {
+                deref: true,
+                ..probe
+            }),
+        }];
+        if request.wait_times {
+            let reads = [goruntime::GOROUTINE];
+            let at = entry_placement(exe, timer.end, end.start, end.end, request.mode, &reads)?;
+            sites.push(PlannedSite {
+                at,
+                probe: SiteProbe::LockExit {
+                    probe: exit_probe,
+                    when: exits::ExitWhen::Always,
+                },
+            });
+        }
+        return Ok(Some(sites));
+    }
+    let name = goruntime::RUNTIME_LOCK;
+    let Some(function) = exe.symbols.function(name) else {
+        return Ok(None);
+    };
+    let (start, end) = (function.start, function.end);
+    let slow = rtlock::slow_path_entry(code(exe, name, start, end)?, start).map_err(|source| {
+        PlanError::RuntimeLock {
+            function: name.to_string(),
+            address: start,
+            source,
+        }
+    })?;
+    let mut sites = vec![PlannedSite {
+        at: emulated_placement(exe, name, start, slow.address, slow.mnemonic)?,
+        probe: SiteProbe::LockEntry(probe),
+    }];
+    if request.wait_times {
+        let prompt: Vec<u64> = goruntime::RUNTIME_LOCK_PROMPT_CALLS
+            .iter()
+            .filter_map(|name| exe.symbols.function(name).map(|f| f.start))
+            .collect();
+        let slow_start = Some(slow.slow_start);
+        let exits = exit_sites(exe, name, start, end, slow_start, &prompt, exit_probe)?;
+        if exits.is_empty() {
+            return Err(PlanError::NoExitEdges {
+                function: name.to_string(),
+                address: start,
+            });
+        }
+        sites.extend(exits);
+    }
+    Ok(Some(sites))
 }
 
 /// Release sites (holder blame): the mutex's release slow path, and an
@@ -778,34 +909,27 @@ fn restart_done_sites(
 }
 
 /// The exit sites of a slow path (see [`exits`]): where its waits end,
-/// at emulated jumps into its epilogue. Empty when some way out cannot be
-/// observed so.
+/// at emulated jumps into its epilogue; only those reached from `slow`
+/// when given, with calls of the functions at `prompt` allowed after the
+/// acquisition. Empty when some way out cannot be observed so.
 fn exit_sites(
     exe: &Executable,
     name: &str,
     start: u64,
     end: u64,
+    slow: Option<u64>,
+    prompt: &[u64],
     probe: LockProbe,
 ) -> Result<Vec<PlannedSite>, PlanError> {
     let code = code(exe, name, start, end)?;
-    let Some(edges) = exits::exit_edges(code, start) else {
+    let Some(edges) = exits::exit_edges_from(code, start, slow, prompt) else {
         return Ok(Vec::new());
     };
     edges
         .into_iter()
         .map(|edge| {
             Ok(PlannedSite {
-                at: Placement {
-                    function: name.to_string(),
-                    function_address: start,
-                    address: edge.address,
-                    file_offset: file_offset(exe, name, edge.address)?,
-                    choice: SiteChoice::Emulated {
-                        offset: edge.address - start,
-                        mnemonic: edge.mnemonic,
-                    },
-                    skip_when: SkipWhen::Never,
-                },
+                at: emulated_placement(exe, name, start, edge.address, edge.mnemonic)?,
                 probe: SiteProbe::LockExit {
                     probe: LockProbe {
                         capture_stack: false,
@@ -875,6 +999,28 @@ fn plan_blocked_time(
         None => plan.missing.push(name.to_string()),
     }
     Ok(())
+}
+
+/// A site at `address` inside function `name` (at `start`), an
+/// instruction the kernel emulates, passed once per time it counts.
+fn emulated_placement(
+    exe: &Executable,
+    name: &str,
+    start: u64,
+    address: u64,
+    mnemonic: String,
+) -> Result<Placement, PlanError> {
+    Ok(Placement {
+        function: name.to_string(),
+        function_address: start,
+        address,
+        file_offset: file_offset(exe, name, address)?,
+        choice: SiteChoice::Emulated {
+            offset: address - start,
+            mnemonic,
+        },
+        skip_when: SkipWhen::Never,
+    })
 }
 
 /// The file offset of a link-time code address.

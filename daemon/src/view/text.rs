@@ -240,6 +240,7 @@ pub fn render(report: &Report) -> String {
                 match lock.kind {
                     LockKind::RwMutex => " (RWMutex)",
                     LockKind::Futex => " (futex)",
+                    LockKind::Runtime => " (runtime)",
                     LockKind::Mutex => "",
                 }
             );
@@ -273,16 +274,22 @@ pub fn render(report: &Report) -> String {
                 .max()
                 .unwrap_or(1);
             for site in lock.top_call_sites.iter().take(3) {
+                // From the first frame outside the lock's own code.
+                let own = site
+                    .frames
+                    .iter()
+                    .position(|f| site.own_frame().is_some_and(|own| std::ptr::eq(f, own)))
+                    .unwrap_or(0);
                 let _ = writeln!(
                     out,
                     "    {:>5.1}% of the wait, {} acquisitions, at {}",
                     site.share * 100.0,
                     site.count,
                     site.frames
-                        .first()
+                        .get(own)
                         .map_or("(unknown)".to_string(), ToString::to_string)
                 );
-                for frame in site.frames.iter().skip(1).take(2) {
+                for frame in site.frames.iter().skip(own + 1).take(2) {
                     let _ = writeln!(out, "{:>32}{frame}", "from ");
                 }
             }

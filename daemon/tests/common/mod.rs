@@ -426,3 +426,15 @@ pub fn assert_nothing_lost(report: &Value) {
         "every kernel-side hit must reach the report: {report:#}"
     );
 }
+
+/// The first of a call site's frames (`frames`, innermost first) whose
+/// function `own` accepts, or "".
+pub fn first_frame(site: &Value, own: impl Fn(&str) -> bool) -> String {
+    site["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| f.as_str().expect("frame").to_string())
+        .find(|f| own(f))
+        .unwrap_or_default()
+}
