@@ -130,6 +130,13 @@ impl LockStats {
         }
     }
 
+    /// Notes what a wait of `role` says of the lock's kind.
+    fn note_role(&mut self, role: Option<LockRole>) {
+        self.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        self.futex |= role == Some(LockRole::Futex);
+        self.runtime |= role == Some(LockRole::Runtime);
+    }
+
     /// Waits of writers, ns: everything but the readers' (for an RWMutex,
     /// its inner mutex plus waiting for readers to leave; for a Mutex, all).
     pub fn writer_wait_total_ns(&self) -> u64 {
@@ -256,10 +263,7 @@ impl Locks {
         for (key, per_cpu) in &self.table {
             let stats = locks.entry(key.lock_addr).or_default();
             let role = LockRole::from_raw(key.role);
-            stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
-            stats.futex |= role == Some(LockRole::Futex);
-            stats.runtime |= role == Some(LockRole::Runtime);
-            stats.runtime |= role == Some(LockRole::Runtime);
+            stats.note_role(role);
             let (mut acquisitions, mut wait) = (0, 0);
             for (cpu, row) in per_cpu.iter().enumerate() {
                 stats.contentions += row.contentions;
@@ -346,9 +350,7 @@ impl Locks {
         if role == Some(LockRole::RwReader) {
             stats.reader_wait_total_ns = stats.reader_wait_total_ns.saturating_add(event.wait_ns);
         }
-        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
-        stats.futex |= role == Some(LockRole::Futex);
-        stats.runtime |= role == Some(LockRole::Runtime);
+        stats.note_role(role);
         let site = stats
             .call_sites
             .entry((event.caller_ip, event.stack_id))
@@ -373,9 +375,7 @@ impl Locks {
         if role == Some(LockRole::RwReader) {
             stats.reader_contentions += 1;
         }
-        stats.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
-        stats.futex |= role == Some(LockRole::Futex);
-        stats.runtime |= role == Some(LockRole::Runtime);
+        stats.note_role(role);
         let time = event.header.timestamp_ns;
         if stats.contentions == 0 {
             stats.first_ns = time;

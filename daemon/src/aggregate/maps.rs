@@ -216,24 +216,30 @@ impl HealthRecord {
     pub fn report(&self, grows: u64) -> MapHealth {
         let last = self.last.as_ref();
         let structure = last.map(|(s, _, _)| s);
-        let detail = structure.map(|s| &s.detail);
-        let buckets = |f: &dyn Fn(u8, u64, u64, bool) -> u64| match detail {
+        // The fields of one implementation.
+        let (buckets, overflow_buckets, longest_chain, growing) = match structure.map(|s| &s.detail)
+        {
             Some(&MapDetail::Buckets {
                 log_buckets,
                 overflow_buckets,
                 longest_chain,
                 growing,
-            }) => Some(f(log_buckets, overflow_buckets, longest_chain, growing)),
-            _ => None,
+            }) => (
+                Some(1u64 << log_buckets),
+                Some(overflow_buckets),
+                Some(longest_chain),
+                Some(growing),
+            ),
+            _ => (None, None, None, None),
         };
-        let swiss = |f: &dyn Fn(u64, u64, u64) -> u64| match detail {
+        let (tables, directory, growth_left) = match structure.map(|s| &s.detail) {
             Some(&MapDetail::Swiss {
                 directory,
                 tables,
                 growth_left,
                 ..
-            }) => Some(f(directory, tables, growth_left)),
-            _ => None,
+            }) => (Some(tables), Some(directory), Some(growth_left)),
+            _ => (None, None, None),
         };
         MapHealth {
             implementation: self.implementation,
@@ -244,13 +250,13 @@ impl HealthRecord {
             load_factor: structure.map_or(0.0, MapStructure::load_factor),
             tombstones: structure.map_or(0, |s| s.tombstones),
             tombstone_ratio: structure.map_or(0.0, MapStructure::tombstone_ratio),
-            buckets: buckets(&|b, _, _, _| 1u64 << b),
-            overflow_buckets: buckets(&|_, o, _, _| o),
-            longest_chain: buckets(&|_, _, l, _| l),
-            growing: buckets(&|_, _, _, g| u64::from(g)).map(|g| g != 0),
-            tables: swiss(&|_, t, _| t),
-            directory: swiss(&|d, _, _| d),
-            growth_left: swiss(&|_, _, g| g),
+            buckets,
+            overflow_buckets,
+            longest_chain,
+            growing,
+            tables,
+            directory,
+            growth_left,
             occupancy: structure.map(|s| s.occupancy.clone()).unwrap_or_default(),
             skew: structure.and_then(MapStructure::skew),
             complete: structure.is_some_and(|s| s.complete),

@@ -56,15 +56,20 @@ pub const RUNTIME_LOCK_FRAMES: [&str; 3] =
 /// implementations (`sync.`, `internal/`, the runtime's
 /// [`RUNTIME_LOCK_FRAMES`]), else the first.
 pub fn own_frame(frames: &[Frame]) -> Option<&Frame> {
+    own_frame_index(frames).map(|i| &frames[i])
+}
+
+/// The index of [`own_frame`] in `frames`.
+pub fn own_frame_index(frames: &[Frame]) -> Option<usize> {
     frames
         .iter()
-        .find(|f| {
+        .position(|f| {
             let name = f.function_name();
             !name.starts_with("sync.")
                 && !name.starts_with("internal/")
                 && !RUNTIME_LOCK_FRAMES.contains(&name)
         })
-        .or(frames.first())
+        .or((!frames.is_empty()).then_some(0))
 }
 
 impl Frame {

@@ -19,7 +19,7 @@ mod runqueue;
 mod snapshot;
 mod timeline;
 
-pub use frame::{own_frame, CodeLocation, Frame, SourceLine, RUNTIME_LOCK_FRAMES};
+pub use frame::{own_frame, own_frame_index, CodeLocation, Frame, SourceLine, RUNTIME_LOCK_FRAMES};
 pub use gc::{GcReport, GcSecond, SpikeContext};
 pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};

@@ -404,8 +404,8 @@ impl State {
         self.aggregator.sample(sample, true, self.watched());
         self.selection.name_maps(&self.aggregator.map_addresses());
         if let Some(implementation) = self.selection.implementation() {
-            let types = self.aggregator.map_types().clone();
-            for (map, reading) in self.selection.read_health(&types) {
+            let readings = self.selection.read_health(self.aggregator.map_types());
+            for (map, reading) in readings {
                 self.aggregator.add_health(map, implementation, reading);
             }
         }
@@ -523,6 +523,8 @@ struct MapSelection {
     layout: Option<goruntime::MapLayout>,
     /// Selected maps whose variable now holds another map.
     replaced: HashSet<u64>,
+    /// The maps the selectors pointed at when last refreshed.
+    pointed_at: HashSet<u64>,
 }
 
 /// Most maps whose structure is read each tick.
@@ -552,11 +554,13 @@ impl MapSelection {
             unnamed_at_last_scan: 0,
             layout: goruntime::map_layout(target.exe.go_version()),
             replaced: HashSet::new(),
+            pointed_at: HashSet::new(),
         })
     }
 
     /// Reads the structure of the selected runtime maps whose type their
-    /// operations passed (`types`: map → `*abi.MapType`), at most
+    /// operations passed (`types`: map → `*abi.MapType`; the selectors as
+    /// this tick's [`refresh`](Self::refresh) resolved them), at most
     /// [`MAX_HEALTH_MAPS`] of them, each within
     /// [`maphealth::DEFAULT_READ_BUDGET`] bytes; a map its variable no
     /// longer holds is reported replaced, once, and read no more.
@@ -564,11 +568,6 @@ impl MapSelection {
         let (Some(memory), Some(layout)) = (&self.memory, self.layout) else {
             return Vec::new();
         };
-        let current: HashSet<u64> = self
-            .selectors
-            .iter()
-            .filter_map(|selector| self.current(selector))
-            .collect();
         let mut selected: Vec<u64> = self.selected.iter().copied().collect();
         selected.sort_unstable();
         let mut readings = Vec::new();
@@ -580,7 +579,7 @@ impl MapSelection {
             if self.replaced.contains(&map) {
                 continue;
             }
-            if !current.contains(&map) {
+            if !self.pointed_at.contains(&map) {
                 self.replaced.insert(map);
                 readings.push((map, HealthReading::Replaced));
                 continue;
@@ -672,10 +671,15 @@ impl MapSelection {
 
     /// Selects in the kernel the maps the selectors point at now.
     fn refresh(&mut self, probes: &mut AttachedProbes) -> Result<(), LoadError> {
-        let fresh: Vec<u64> = self
+        self.pointed_at = self
             .selectors
             .iter()
             .filter_map(|selector| self.current(selector))
+            .collect();
+        let fresh: Vec<u64> = self
+            .pointed_at
+            .iter()
+            .copied()
             .filter(|address| !self.selected.contains(address))
             .collect();
         if !fresh.is_empty() {

@@ -138,10 +138,9 @@ pub fn exit_edges_from(
         }
         next
     };
-    // The blocks edges may leave from: those reached from the slow path's
-    // first block; none of them may be reached without passing it.
-    let mut slow_reach = BTreeSet::new();
-    let allowed: Option<BTreeSet<usize>> = match slow {
+    // With a slow path: the blocks reached from its first block, and those
+    // reached from the entry without passing it (the fast path).
+    let sides: Option<(BTreeSet<usize>, BTreeSet<usize>)> = match slow {
         None => None,
         Some(address) => {
             let slow_block = *block_at.get(&address)?;
@@ -159,9 +158,7 @@ pub fn exit_edges_from(
                 }
                 seen
             };
-            slow_reach = reach(slow_block, None);
-            let fast_side = reach(0, Some(slow_block));
-            Some(slow_reach.difference(&fast_side).copied().collect())
+            Some((reach(slow_block, None), reach(0, Some(slow_block))))
         }
     };
 
@@ -189,17 +186,23 @@ pub fn exit_edges_from(
             if region.contains(&from) {
                 continue;
             }
-            // Outside the slow path, or on it and the fast path both (a hit
+            // Off the slow path, or on it and on the fast path both (a hit
             // there on the fast path would end no wait).
-            let outside = allowed.as_ref().is_some_and(|a| !a.contains(&from));
+            let (off_path, shared) = match &sides {
+                None => (false, false),
+                Some((slow_side, fast_side)) => (
+                    !slow_side.contains(&from),
+                    slow_side.contains(&from) && fast_side.contains(&from),
+                ),
+            };
             for to in successors(from) {
                 if !region.contains(&to) {
                     continue;
                 }
-                if outside {
-                    if slow_reach.contains(&from) {
-                        return None;
-                    }
+                if shared {
+                    return None;
+                }
+                if off_path {
                     continue;
                 }
                 let last = end(from);

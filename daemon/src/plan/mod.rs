@@ -661,7 +661,6 @@ fn plan_runtime_locks(
     request: &PlanRequest,
 ) -> Result<Option<Vec<PlannedSite>>, PlanError> {
     let probe = LockProbe {
-        role: LockRole::Runtime,
         caller: CallerSource::FramePointer,
         ..go_lock(0, LockRole::Runtime, request.wait_times, false)
     };

@@ -275,11 +275,7 @@ pub fn render(report: &Report) -> String {
                 .unwrap_or(1);
             for site in lock.top_call_sites.iter().take(3) {
                 // From the first frame outside the lock's own code.
-                let own = site
-                    .frames
-                    .iter()
-                    .position(|f| site.own_frame().is_some_and(|own| std::ptr::eq(f, own)))
-                    .unwrap_or(0);
+                let own = crate::model::own_frame_index(&site.frames).unwrap_or(0);
                 let _ = writeln!(
                     out,
                     "    {:>5.1}% of the wait, {} acquisitions, at {}",

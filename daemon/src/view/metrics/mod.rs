@@ -816,7 +816,7 @@ pub fn families(s: &Figures) -> Vec<Family> {
         s.maps
             .iter()
             .filter_map(|map| {
-                let &(_, n) = map.ops.iter().find(|(op, _)| *op == "grow")?;
+                let &(_, n) = map.ops.iter().find(|(op, _)| *op == MapOp::Grow.name())?;
                 Some(sample(vec![("map", map.map.clone())], Value::Count(n)))
             })
             .collect(),
