@@ -744,14 +744,10 @@ pub enum MapOp {
     DirtyCopy = 11,
     /// Go ≥ 1.24 `sync.Map`: a trie node was split (`expand`).
     Expand = 12,
-    /// A runtime map grew: `hashGrow` (Go ≤ 1.23), or a swiss map's
-    /// `growToSmall`, `growToTable`, a table's `grow` or `split` (Go ≥
-    /// 1.24).
-    Grow = 13,
 }
 
 /// Number of [`MapOp`] values.
-pub const MAP_OPS: usize = 14;
+pub const MAP_OPS: usize = 13;
 
 impl MapOp {
     /// Every operation, in numbering order.
@@ -769,7 +765,6 @@ impl MapOp {
         Self::Miss,
         Self::DirtyCopy,
         Self::Expand,
-        Self::Grow,
     ];
 
     /// Converts the raw value the kernel side stores, if it is known.
@@ -793,17 +788,13 @@ impl MapOp {
             Self::Miss => "miss",
             Self::DirtyCopy => "dirty_copy",
             Self::Expand => "expand",
-            Self::Grow => "grow",
         }
     }
 
     /// Whether this is a user-level operation (not `miss`, `dirty_copy`,
-    /// `expand`, `grow`, the implementations' internal events).
+    /// `expand`, the implementations' internal events).
     pub fn is_user_op(self) -> bool {
-        !matches!(
-            self,
-            Self::Miss | Self::DirtyCopy | Self::Expand | Self::Grow
-        )
+        !matches!(self, Self::Miss | Self::DirtyCopy | Self::Expand)
     }
 
     /// Whether the operation writes (may add a key).
@@ -988,9 +979,6 @@ pub struct MapEvent {
     pub _pad: u32,
     /// The key's first bytes.
     pub key: [u8; MAX_KEY_BYTES],
-    /// Runtime maps: the map's type (`*abi.MapType`, its bucket or group
-    /// size inside), or 0.
-    pub map_type: u64,
 }
 
 /// Per-map counts of operations kept in the kernel (`MAP_COUNTS`, per CPU)
@@ -1412,8 +1400,7 @@ const _: () = {
     assert!(offset_of!(RuntimeEvent, duration_ns) == 32);
     assert!(size_of::<StwPending>() == 16);
 
-    assert!(size_of::<MapEvent>() == 232);
-    assert!(offset_of!(MapEvent, map_type) == 224);
+    assert!(size_of::<MapEvent>() == 224);
     assert!(offset_of!(MapEvent, header) == 0);
     assert!(offset_of!(MapEvent, map_addr) == 24);
     assert!(offset_of!(MapEvent, key_type) == 32);

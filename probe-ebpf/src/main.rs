@@ -1588,7 +1588,6 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     } else {
         0
     };
-    event.map_type = if site.sync_map != 0 { 0 } else { map_type };
     let limit = site.key_bytes;
     let key_type_at = map_type + layout.maptype_key_offset as u64;
     match site.key_shape {

@@ -19,8 +19,7 @@ use probe_common::{
 use super::topk::{HyperLogLog, SpaceSaving};
 use crate::{
     goruntime::kind,
-    maphealth::{HealthError, MapDetail, MapStructure},
-    model::{hash::stable_hash as hash64, Key, MapHealth, MapImplementation, MapKind},
+    model::{hash::stable_hash as hash64, Key, MapKind},
     target::Symbolizer,
 };
 
@@ -162,134 +161,6 @@ impl MapStats {
     }
 }
 
-/// One reading of a runtime map's structure, as the pipeline took it.
-#[derive(Debug, Clone)]
-pub enum HealthReading {
-    /// Read.
-    Read {
-        /// What it holds.
-        structure: MapStructure,
-        /// How long the reading took, ns.
-        cost_ns: u64,
-    },
-    /// The memory no longer holds the map (freed or reused).
-    Failed(HealthError),
-    /// The variable that selected it now holds another map.
-    Replaced,
-}
-
-/// A map's readings so far.
-#[derive(Debug, Clone)]
-pub struct HealthRecord {
-    /// How the map is laid out.
-    pub implementation: MapImplementation,
-    /// The last good reading, its time column and cost.
-    pub last: Option<(MapStructure, u64, u64)>,
-    /// Readings taken.
-    pub readings: u64,
-    /// Of them, failed ones.
-    pub failed: u64,
-    /// The last reading's error, if it failed.
-    pub error: Option<HealthError>,
-    /// Whether the map was replaced (and read no more).
-    pub replaced: bool,
-    /// The most entries seen.
-    pub peak_entries: u64,
-}
-
-impl HealthRecord {
-    /// No readings yet of a map laid out as `implementation`.
-    pub fn new(implementation: MapImplementation) -> Self {
-        Self {
-            implementation,
-            last: None,
-            readings: 0,
-            failed: 0,
-            error: None,
-            replaced: false,
-            peak_entries: 0,
-        }
-    }
-
-    /// The report of the readings so far, for a map that grew `grows`
-    /// times.
-    pub fn report(&self, grows: u64) -> MapHealth {
-        let last = self.last.as_ref();
-        let structure = last.map(|(s, _, _)| s);
-        // The fields of one implementation.
-        let (buckets, overflow_buckets, longest_chain, growing) = match structure.map(|s| &s.detail)
-        {
-            Some(&MapDetail::Buckets {
-                log_buckets,
-                overflow_buckets,
-                longest_chain,
-                growing,
-            }) => (
-                Some(1u64 << log_buckets),
-                Some(overflow_buckets),
-                Some(longest_chain),
-                Some(growing),
-            ),
-            _ => (None, None, None, None),
-        };
-        let (tables, directory, growth_left) = match structure.map(|s| &s.detail) {
-            Some(&MapDetail::Swiss {
-                directory,
-                tables,
-                growth_left,
-                ..
-            }) => (Some(tables), Some(directory), Some(growth_left)),
-            _ => (None, None, None),
-        };
-        MapHealth {
-            implementation: self.implementation,
-            entries: structure.map_or(0, |s| s.entries),
-            peak_entries: self.peak_entries,
-            grows,
-            capacity: structure.map_or(0, |s| s.capacity),
-            load_factor: structure.map_or(0.0, MapStructure::load_factor),
-            tombstones: structure.map_or(0, |s| s.tombstones),
-            tombstone_ratio: structure.map_or(0.0, MapStructure::tombstone_ratio),
-            buckets,
-            overflow_buckets,
-            longest_chain,
-            growing,
-            tables,
-            directory,
-            growth_left,
-            occupancy: structure.map(|s| s.occupancy.clone()).unwrap_or_default(),
-            skew: structure.and_then(MapStructure::skew),
-            complete: structure.is_some_and(|s| s.complete),
-            consistent: structure.is_some_and(|s| s.consistent),
-            readings: self.readings,
-            failed_readings: self.failed,
-            error: self.error.as_ref().map(ToString::to_string),
-            replaced: self.replaced,
-            sampled_at: last.map_or(0.0, |&(_, column, _)| column as f64),
-            bytes_read: structure.map_or(0, |s| s.bytes_read),
-            read_microseconds: last.map_or(0.0, |&(_, _, ns)| ns as f64 / 1e3),
-        }
-    }
-
-    /// Folds in one reading taken in time column `column`.
-    pub fn add(&mut self, reading: HealthReading, column: u64) {
-        match reading {
-            HealthReading::Read { structure, cost_ns } => {
-                self.readings += 1;
-                self.error = None;
-                self.peak_entries = self.peak_entries.max(structure.entries);
-                self.last = Some((structure, column, cost_ns));
-            }
-            HealthReading::Failed(error) => {
-                self.readings += 1;
-                self.failed += 1;
-                self.error = Some(error);
-            }
-            HealthReading::Replaced => self.replaced = true,
-        }
-    }
-}
-
 /// Names the user-level `sync.Map` operation of a call from its caller's
 /// return address (runtime address), or `None` to keep the probed one.
 pub type OpResolver = Arc<dyn Fn(u64) -> Option<MapOp> + Send + Sync>;
@@ -316,11 +187,6 @@ pub struct MapAggregate {
     pub events: u64,
     /// Events whose site index was unknown.
     pub unknown_sites: u64,
-    /// Runtime maps' types (`*abi.MapType`), by map, as their operations
-    /// passed them: what reading a map's structure needs.
-    pub map_types: BTreeMap<u64, u64>,
-    /// Readings of maps' structures, by map.
-    pub health: BTreeMap<u64, HealthRecord>,
     keyed_maps: usize,
     sites: Vec<MapSiteInfo>,
     resolver: Option<OpResolver>,
@@ -358,8 +224,6 @@ impl MapAggregate {
             column_scale: 1,
             events: 0,
             unknown_sites: 0,
-            map_types: BTreeMap::new(),
-            health: BTreeMap::new(),
             keyed_maps: 0,
             sites,
             resolver,
@@ -392,9 +256,6 @@ impl MapAggregate {
             self.unknown_sites += 1;
             return;
         };
-        if event.map_type != 0 && site.kind == MapKind::Runtime {
-            self.map_types.insert(event.map_addr, event.map_type);
-        }
         let key = decode_key(event);
         if event.counted != 0 {
             let table_key = KeyCountsKey {
@@ -648,7 +509,6 @@ mod tests {
             counted: 0,
             _pad: 0,
             key: bytes,
-            map_type: 0,
         }
     }
 
