@@ -14,7 +14,7 @@
 //!   that key's cache line (and for a plain map, its lock) bouncing between
 //!   cores: per-key striping, per-CPU counters or a local cache spread it.
 
-use crate::model::{Advice, Finding, Key, MapKind, MapOp};
+use crate::model::{Advice, Finding, Key, MapHealth, MapKind, MapOp};
 
 /// The figures the advisor reads, for one map.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,6 +154,95 @@ pub fn advise(mix: &MapMix) -> Vec<Advice> {
     advice
 }
 
+/// Share of a map's slots deleted at or above which it is called
+/// churning (`tombstones`).
+pub const TOMBSTONE_SHARE: f64 = 0.1;
+/// Fewest tombstones for the `tombstones` finding.
+pub const MIN_TOMBSTONES: u64 = 16;
+/// Load at or below which a map is called oversized: a map that just grew
+/// is at least 40% full (bucket maps grow at 6.5 of 8 cells a bucket, swiss
+/// tables at 7 of 8 slots a group, to twice the capacity).
+pub const OVERSIZED_LOAD: f64 = 0.125;
+/// Least capacity for the `oversized` finding (smaller maps cost little).
+pub const OVERSIZED_MIN_CAPACITY: u64 = 1024;
+/// Overflow buckets per bucket at or above which a bucket map's chains
+/// are called long, or a longest chain of at least [`LONG_CHAIN`].
+pub const OVERFLOW_SHARE: f64 = 0.5;
+/// See [`OVERFLOW_SHARE`]: three overflow buckets after one bucket hold
+/// more than 24 entries, which a uniform hash all but never gives.
+pub const LONG_CHAIN: u64 = 3;
+/// Skew at or above which a map is called skewed.
+pub const SKEWED: f64 = 0.3;
+/// Growths while attached from which a map is called growing.
+pub const GROWING: u64 = 4;
+
+/// The advisor's findings on a runtime map's structure, none when it looks
+/// healthy (or could not be read).
+pub fn advise_health(health: &MapHealth) -> Vec<Advice> {
+    let mut advice = Vec::new();
+    if health.error.is_some() || health.replaced || health.readings == health.failed_readings {
+        return advice;
+    }
+    if health.tombstones >= MIN_TOMBSTONES && health.tombstone_ratio >= TOMBSTONE_SHARE {
+        advice.push(Advice {
+            finding: Finding::Tombstones,
+            text: format!(
+                "a churning map: {} of its {} slots ({:.0}%) are deleted ones (tombstones) next to {} entries; they lengthen lookups until the table grows or is rehashed. If entries come and go, clear() and refill it now and then, or rebuild it.",
+                health.tombstones,
+                health.capacity,
+                100.0 * health.tombstone_ratio,
+                health.entries,
+            ),
+        });
+    }
+    if health.grows >= GROWING {
+        advice.push(Advice {
+            finding: Finding::Growing,
+            text: format!(
+                "growing: it grew {} times while watched, to {} slots for {} entries; each growth allocates a bigger table and moves every entry. If its size is known up front, make(map[K]V, n) allocates it once.",
+                health.grows, health.capacity, health.entries,
+            ),
+        });
+    }
+    if health.capacity >= OVERSIZED_MIN_CAPACITY && health.load_factor <= OVERSIZED_LOAD {
+        advice.push(Advice {
+            finding: Finding::Oversized,
+            text: format!(
+                "oversized: capacity for {} entries holds {} ({:.1}% full; it once held {}); Go maps never shrink, so every walk and clear touches the empty capacity. Copy the entries into a fresh map once a burst is over.",
+                health.capacity,
+                health.entries,
+                100.0 * health.load_factor,
+                health.peak_entries,
+            ),
+        });
+    }
+    if let (Some(buckets), Some(overflow), Some(longest)) = (
+        health.buckets,
+        health.overflow_buckets,
+        health.longest_chain,
+    ) {
+        if buckets > 0
+            && (overflow as f64 >= OVERFLOW_SHARE * buckets as f64 || longest >= LONG_CHAIN)
+        {
+            advice.push(Advice {
+                finding: Finding::OverflowChains,
+                text: format!(
+                    "long overflow chains: {overflow} overflow buckets for {buckets} buckets, the longest chain {longest} deep; lookups walk them. Many deletes leave them behind (a same-size grow cleans up), and so do keys whose hashes collide."
+                ),
+            });
+        }
+    }
+    if let Some(skew) = health.skew.filter(|&s| s >= SKEWED) {
+        advice.push(Advice {
+            finding: Finding::Skewed,
+            text: format!(
+                "skewed: entries spread over buckets far from what a uniform hash gives at this load (distance {skew:.2}, 0 = as expected); keys whose hashes collide pile into a few buckets. Check custom key types (a constant or weak hash in a struct key) or keys built to collide."
+            ),
+        });
+    }
+    advice
+}
+
 /// What an operation does to a map, as the advisor counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpClass {
@@ -176,7 +265,7 @@ pub fn op_class(op: MapOp) -> Option<OpClass> {
         MapOp::Delete | MapOp::LoadAndDelete | MapOp::CompareAndDelete | MapOp::Clear => {
             Some(OpClass::Delete)
         }
-        MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand => None,
+        MapOp::Miss | MapOp::DirtyCopy | MapOp::Expand | MapOp::Grow => None,
     }
 }
 
@@ -195,6 +284,91 @@ impl MapMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn health(entries: u64, capacity: u64, tombstones: u64) -> MapHealth {
+        MapHealth {
+            implementation: crate::model::MapImplementation::Buckets,
+            entries,
+            peak_entries: entries,
+            grows: 0,
+            capacity,
+            load_factor: entries as f64 / capacity as f64,
+            tombstones,
+            tombstone_ratio: tombstones as f64 / capacity as f64,
+            buckets: Some(capacity / 8),
+            overflow_buckets: Some(0),
+            longest_chain: Some(0),
+            growing: Some(false),
+            tables: None,
+            directory: None,
+            growth_left: None,
+            occupancy: Vec::new(),
+            skew: Some(0.01),
+            complete: true,
+            consistent: true,
+            readings: 3,
+            failed_readings: 0,
+            error: None,
+            replaced: false,
+            sampled_at: 2.0,
+            bytes_read: 0,
+            read_microseconds: 0.0,
+        }
+    }
+
+    fn named(advice: &[Advice]) -> Vec<Finding> {
+        advice.iter().map(|a| a.finding).collect()
+    }
+
+    #[test]
+    fn a_healthy_map_gets_no_structural_finding() {
+        assert!(advise_health(&health(1000, 2048, 0)).is_empty());
+    }
+
+    #[test]
+    fn structural_findings_cite_their_figures() {
+        let churning = advise_health(&health(1000, 2048, 400));
+        assert_eq!(named(&churning), [Finding::Tombstones]);
+        assert!(
+            churning[0].text.contains("400 of its 2048 slots"),
+            "{}",
+            churning[0].text
+        );
+        let oversized = advise_health(&health(1000, 32768, 0));
+        assert_eq!(named(&oversized), [Finding::Oversized]);
+        assert!(
+            oversized[0].text.contains("3.1% full"),
+            "{}",
+            oversized[0].text
+        );
+        let chained = MapHealth {
+            longest_chain: Some(4),
+            ..health(1000, 2048, 0)
+        };
+        assert_eq!(named(&advise_health(&chained)), [Finding::OverflowChains]);
+        let skewed = MapHealth {
+            skew: Some(0.6),
+            ..health(1000, 2048, 0)
+        };
+        assert_eq!(named(&advise_health(&skewed)), [Finding::Skewed]);
+        let growing = MapHealth {
+            grows: 14,
+            ..health(100_000, 131_072, 0)
+        };
+        let advice = advise_health(&growing);
+        assert_eq!(named(&advice), [Finding::Growing]);
+        assert!(
+            advice[0].text.contains("grew 14 times"),
+            "{}",
+            advice[0].text
+        );
+        // A map no longer there says nothing.
+        let gone = MapHealth {
+            error: Some("cannot read".into()),
+            ..health(1000, 32768, 0)
+        };
+        assert!(advise_health(&gone).is_empty());
+    }
 
     fn sync_map(total: u64, writes: u64, distinct_written: u64) -> MapMix {
         MapMix {

@@ -12,7 +12,7 @@
 
 use probe_common::{GeneralRegister as R, GoLayout, KeyShape, LockRole, MapOp};
 
-use crate::model::LockKind;
+use crate::model::{LockKind, MapImplementation};
 
 /// A Go version as (major, minor).
 pub type GoVersion = (u32, u32);
@@ -37,6 +37,9 @@ pub struct Generation {
     pub sync_map: SyncMapFacts,
     /// How runtime maps are built.
     pub maps: MapImplementation,
+    /// Where a runtime map grows (each call one growth), with the register
+    /// holding the map there.
+    pub map_grows: &'static [(&'static str, R)],
 }
 
 /// Where `sync.Map`'s methods are and what they receive.
@@ -53,15 +56,6 @@ pub struct SyncMapFacts {
     pub key_type: R,
     /// The `any` key's data word.
     pub key_data: R,
-}
-
-/// How runtime maps (`map[K]V`) are implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MapImplementation {
-    /// Hash buckets with overflow chains (Go ≤ 1.23).
-    Buckets,
-    /// Swiss tables (Go ≥ 1.24).
-    Swiss,
 }
 
 /// The generations, oldest first.
@@ -85,6 +79,9 @@ pub const GENERATIONS: [Generation; 2] = [
             key_data: R::Rcx,
         },
         maps: MapImplementation::Buckets,
+        // hashGrow(t *maptype, h *hmap): a bigger (or, after many
+        // deletes, a same-size) bucket array.
+        map_grows: &[("runtime.hashGrow", R::Rbx)],
     },
     Generation {
         since: (1, 24),
@@ -105,6 +102,16 @@ pub const GENERATIONS: [Generation; 2] = [
             key_data: R::Rdi,
         },
         maps: MapImplementation::Swiss,
+        // The first group of a map made empty; a small map's first table;
+        // a table's doubling, or at the most a table holds, its split in
+        // two: `(m *Map)` receivers in RAX, `(t *table).grow(typ, m, …)`
+        // and `split(typ, m)` with the map third, in RCX.
+        map_grows: &[
+            ("internal/runtime/maps.(*Map).growToSmall", R::Rax),
+            ("internal/runtime/maps.(*Map).growToTable", R::Rax),
+            ("internal/runtime/maps.(*table).grow", R::Rcx),
+            ("internal/runtime/maps.(*table).split", R::Rcx),
+        ],
     },
 ];
 
@@ -495,4 +502,187 @@ mod tests {
         assert!(kind::is_signed(6) && !kind::is_signed(7));
         assert_eq!(lock_type("internal/sync.RWMutex"), Some(LockKind::RwMutex));
     }
+}
+
+/// How a version's runtime maps are laid out in memory (amd64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapLayout {
+    /// Bucket maps (Go ≤ 1.23).
+    Buckets(BucketMapLayout),
+    /// Swiss tables (Go ≥ 1.24).
+    Swiss(SwissMapLayout),
+}
+
+/// A version's map layout (its generation's); `None` without a version.
+pub fn map_layout(version: Option<GoVersion>) -> Option<MapLayout> {
+    version?;
+    Some(match generations(version)[0].maps {
+        MapImplementation::Buckets => MapLayout::Buckets(BUCKET_MAP),
+        MapImplementation::Swiss => MapLayout::Swiss(SWISS_MAP),
+    })
+}
+
+impl MapLayout {
+    /// Which implementation the layout is of.
+    pub fn implementation(&self) -> MapImplementation {
+        match self {
+            Self::Buckets(_) => MapImplementation::Buckets,
+            Self::Swiss(_) => MapImplementation::Swiss,
+        }
+    }
+}
+
+/// `runtime.hmap`, its buckets and its type (Go ≤ 1.23; the same from Go
+/// 1.11 on amd64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketMapLayout {
+    /// The header's size.
+    pub header_size: usize,
+    /// `count int`: live entries (what `len` returns).
+    pub count: usize,
+    /// `B uint8`: log2 of the buckets.
+    pub log_buckets: usize,
+    /// `noverflow uint16`: the runtime's approximate overflow buckets.
+    pub noverflow: usize,
+    /// `buckets unsafe.Pointer`.
+    pub buckets: usize,
+    /// `oldbuckets unsafe.Pointer`: non-nil while growing.
+    pub oldbuckets: usize,
+    /// `maptype.BucketSize uint16` (after `Type`, three pointers, the
+    /// hasher and two `uint8` sizes).
+    pub type_bucket_size: usize,
+    /// Cells per bucket; a bucket begins with their `tophash` bytes and
+    /// ends with the overflow pointer.
+    pub cells: usize,
+    /// `tophash` of a deleted cell (`emptyOne`).
+    pub empty_one: u8,
+    /// The least `tophash` of a live cell (`minTopHash`); 2 to 4 mark
+    /// evacuated cells of an old bucket.
+    pub min_top_hash: u8,
+}
+
+/// The bucket map layout.
+pub const BUCKET_MAP: BucketMapLayout = BucketMapLayout {
+    header_size: 48,
+    count: 0,
+    log_buckets: 9,
+    noverflow: 10,
+    buckets: 16,
+    oldbuckets: 24,
+    type_bucket_size: 82,
+    cells: 8,
+    empty_one: 1,
+    min_top_hash: 5,
+};
+
+/// `internal/runtime/maps.Map`, its tables and groups, and its type (Go ≥
+/// 1.24; `tombstonePossible`, 1.25, sits in padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwissMapLayout {
+    /// The header's size.
+    pub header_size: usize,
+    /// `used uint64`: live entries.
+    pub used: usize,
+    /// `dirPtr unsafe.Pointer`: the directory of tables, or the one group
+    /// of a small map (`dirLen` 0).
+    pub dir_ptr: usize,
+    /// `dirLen int`.
+    pub dir_len: usize,
+    /// `globalDepth uint8`: log2 of the directory's length.
+    pub global_depth: usize,
+    /// The table's size.
+    pub table_size: usize,
+    /// `table.used uint16`.
+    pub table_used: usize,
+    /// `table.capacity uint16`: slots.
+    pub table_capacity: usize,
+    /// `table.growthLeft uint16`: inserts into empty slots before the table
+    /// must grow (or rehash).
+    pub table_growth_left: usize,
+    /// `table.localDepth uint8`.
+    pub table_local_depth: usize,
+    /// `table.groups.data unsafe.Pointer`.
+    pub table_groups: usize,
+    /// `table.groups.lengthMask uint64`: groups − 1.
+    pub table_length_mask: usize,
+    /// `MapType.GroupSize uintptr` (after `Type`, three pointers and the
+    /// hasher).
+    pub type_group_size: usize,
+    /// Slots per group; a group begins with their control bytes (one
+    /// 8-byte word).
+    pub slots: usize,
+    /// Control byte of an empty slot.
+    pub ctrl_empty: u8,
+    /// Control byte of a deleted slot (a tombstone); a full slot's has the
+    /// high bit clear.
+    pub ctrl_deleted: u8,
+    /// The most slots a table holds before it splits.
+    pub max_table_capacity: u64,
+    /// The average full slots per group at which a table grows (7 of 8).
+    pub max_avg_group_load: u64,
+}
+
+/// The swiss map layout.
+pub const SWISS_MAP: SwissMapLayout = SwissMapLayout {
+    header_size: 48,
+    used: 0,
+    dir_ptr: 16,
+    dir_len: 24,
+    global_depth: 32,
+    table_size: 32,
+    table_used: 0,
+    table_capacity: 2,
+    table_growth_left: 4,
+    table_local_depth: 6,
+    table_groups: 16,
+    table_length_mask: 24,
+    type_group_size: 80,
+    slots: 8,
+    ctrl_empty: 0x80,
+    ctrl_deleted: 0xfe,
+    max_table_capacity: 1024,
+    max_avg_group_load: 7,
+};
+
+/// `sync.Map` before Go 1.24 (amd64): `{mu Mutex; read …; dirty
+/// map[any]*entry; misses int}`, where `read` points at a `readOnly{m
+/// map[any]*entry; amended bool}`. Go 1.20 made `read` an
+/// `atomic.Pointer[readOnly]` (one word); before, it was an `atomic.Value`
+/// (an interface: type word, then the pointer). From Go 1.24 `sync.Map` is
+/// a `HashTrieMap`, which has no read-only copy to promote to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMapLayout {
+    /// Where the pointer to the `readOnly` is.
+    pub read: usize,
+    /// `dirty map[any]*entry`: a `*hmap`, nil right after a promotion.
+    pub dirty: usize,
+    /// `misses int`: loads that missed the read-only map since the last
+    /// promotion.
+    pub misses: usize,
+    /// `readOnly.m`: a `*hmap`.
+    pub read_only_map: usize,
+    /// `readOnly.amended bool`: the dirty map holds keys the read-only
+    /// one does not.
+    pub read_only_amended: usize,
+}
+
+/// A version's `sync.Map` layout; `None` from Go 1.24 on, or without a
+/// version.
+pub fn sync_map_layout(version: Option<GoVersion>) -> Option<SyncMapLayout> {
+    let version = version?;
+    if version >= (1, 24) {
+        return None;
+    }
+    let (read, dirty, misses) = if version >= (1, 20) {
+        (8, 16, 24)
+    } else {
+        (16, 24, 32)
+    };
+    Some(SyncMapLayout {
+        read,
+        dirty,
+        misses,
+        read_only_map: 0,
+        read_only_amended: 8,
+    })
 }

@@ -335,6 +335,7 @@ mod tests {
             counted: 0,
             _pad: 0,
             key: [0; probe_common::MAX_KEY_BYTES],
+            map_type: 0,
         };
         assert_eq!(decode(&as_bytes(&map), &[]), Some(Event::Map(map)));
         // A map event's tag on a lock-sized sample is too short: malformed.

@@ -20,15 +20,16 @@
 //! | 1 | `goruntime` | Go runtime facts per Go version, in one table | `model` |
 //! | 2 | `target` | the executable, pure: ELF, Go build info, pclntab, symbols, DWARF, source lines, symbolization | `model`, `goruntime` |
 //! | 3 | `plan` | which instructions to probe, pure: an executable and a request in, a plan out | `model`, `goruntime`, `target`, `governor` |
-//! | 3 | `advisor` | judges a map's structure from its measured mix | `model` |
+//! | 3 | `advisor` | judges a map's structure from its measured mix and its health | `model` |
+//! | 2 | `maphealth` | a runtime map's structure, pure: a memory reader and a map in, its figures out | `model`, `goruntime` |
 //! | 2 | `governor` | keeps the probes' estimated cost within a budget, pure: observations in, settings out | `model` |
 //! | 4 | `host` | privilege and kernel checks | — |
-//! | 4 | `process` | `/proc`: the process, its memory, its exit | `model`, `target` |
+//! | 4 | `process` | `/proc`: the process, its memory, its exit | `model`, `target`, `maphealth` |
 //! | 4 | `ring` | one CPU's perf ring buffer | — |
 //! | 4 | `loader` | loads the BPF object, attaches a plan, reads counters back | `model`, `goruntime`, `plan` |
 //! | 5 | `intake` | reads every CPU's ring | `ring` |
-//! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `spikes`, `intake` |
-//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, publisher | `model`, `target`, `plan`, `governor`, `process`, `loader`, `intake`, `aggregate` |
+//! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `maphealth`, `spikes`, `intake` |
+//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, map health readings, publisher | `model`, `goruntime`, `target`, `plan`, `governor`, `maphealth`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics and reports over HTTP, JSON lines, live | `model`, `duration` |
 //! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
 //! | 9 | `daemon` | `mapwatch daemon`: the targets its selectors select, as they come and go, and their flight recorder | `model`, `governor`, `host`, `process`, `record`, `target`, `plan`, `loader`, `intake`, `pipeline`, `view` |
@@ -48,6 +49,7 @@ pub mod governor;
 pub mod host;
 pub mod intake;
 pub mod loader;
+pub mod maphealth;
 pub mod model;
 pub mod pipeline;
 pub mod plan;

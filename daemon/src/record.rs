@@ -1044,6 +1044,10 @@ fn zeroed_map(map: &MapReport) -> MapReport {
 }
 
 fn add_map(sum: &mut MapReport, more: &MapReport) {
+    // A map's structure is a state: the later reading stands.
+    if more.health.is_some() {
+        sum.health = more.health.clone();
+    }
     add_ops(&mut sum.ops, &more.ops);
     sum.total += more.total;
     add_ops(&mut sum.internal, &more.internal);

@@ -130,6 +130,10 @@ fn deploy_examples_are_valid() {
         "mapwatch_hot_key_ops_total",
         "mapwatch_run_queue_wait_seconds_bucket",
         "mapwatch_go_pause_seconds_total",
+        "mapwatch_map_entries",
+        "mapwatch_map_grows_total",
+        "mapwatch_map_load_factor",
+        "mapwatch_map_tombstone_ratio",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(metric)),

@@ -744,10 +744,14 @@ pub enum MapOp {
     DirtyCopy = 11,
     /// Go ≥ 1.24 `sync.Map`: a trie node was split (`expand`).
     Expand = 12,
+    /// A runtime map grew: `hashGrow` (Go ≤ 1.23), or a swiss map's
+    /// `growToSmall`, `growToTable`, a table's `grow` or `split` (Go ≥
+    /// 1.24).
+    Grow = 13,
 }
 
 /// Number of [`MapOp`] values.
-pub const MAP_OPS: usize = 13;
+pub const MAP_OPS: usize = 14;
 
 impl MapOp {
     /// Every operation, in numbering order.
@@ -765,6 +769,7 @@ impl MapOp {
         Self::Miss,
         Self::DirtyCopy,
         Self::Expand,
+        Self::Grow,
     ];
 
     /// Converts the raw value the kernel side stores, if it is known.
@@ -788,13 +793,17 @@ impl MapOp {
             Self::Miss => "miss",
             Self::DirtyCopy => "dirty_copy",
             Self::Expand => "expand",
+            Self::Grow => "grow",
         }
     }
 
     /// Whether this is a user-level operation (not `miss`, `dirty_copy`,
-    /// `expand`, the implementations' internal events).
+    /// `expand`, `grow`, the implementations' internal events).
     pub fn is_user_op(self) -> bool {
-        !matches!(self, Self::Miss | Self::DirtyCopy | Self::Expand)
+        !matches!(
+            self,
+            Self::Miss | Self::DirtyCopy | Self::Expand | Self::Grow
+        )
     }
 
     /// Whether the operation writes (may add a key).
@@ -959,24 +968,27 @@ pub struct MapEvent {
     pub caller_ip: u64,
     /// The key's hash (see [`key_hash`]), 0 without a key.
     pub key_hash: u64,
+    /// Runtime maps: the map's type (`*abi.MapType`, its bucket or group
+    /// size inside), or 0.
+    pub map_type: u64,
     /// [`MapSiteConfig::site_index`].
     pub site_index: u32,
-    /// A [`MapOp`] value.
-    pub op: u32,
-    /// A [`KeyKind`] value.
-    pub key_kind: u32,
     /// The key's full length in bytes (string length, type size).
     pub key_len: u32,
     /// Bytes of it copied into [`key`](Self::key).
-    pub copied: u32,
-    /// The key's Go kind number, or 0.
-    pub go_kind: u32,
+    pub copied: u16,
+    /// A [`MapOp`] value.
+    pub op: u8,
+    /// A [`KeyKind`] value.
+    pub key_kind: u8,
+    /// The key's Go kind number (`abi.Kind`, below 32), or 0.
+    pub go_kind: u8,
     /// 1: the operation is counted in `KEY_COUNTS` (this event only says
     /// which key the hash stands for, the first time a CPU counts it);
     /// 0: the event is the only count of it (the table was full).
-    pub counted: u32,
+    pub counted: u8,
     /// Explicit padding.
-    pub _pad: u32,
+    pub _pad: u16,
     /// The key's first bytes.
     pub key: [u8; MAX_KEY_BYTES],
 }
@@ -1400,21 +1412,25 @@ const _: () = {
     assert!(offset_of!(RuntimeEvent, duration_ns) == 32);
     assert!(size_of::<StwPending>() == 16);
 
-    assert!(size_of::<MapEvent>() == 224);
+    // 216 bytes: the map type rides in what were four u32s of small
+    // values, so carrying it cost the ring nothing.
+    assert!(size_of::<MapEvent>() == 216);
     assert!(offset_of!(MapEvent, header) == 0);
     assert!(offset_of!(MapEvent, map_addr) == 24);
     assert!(offset_of!(MapEvent, key_type) == 32);
     assert!(offset_of!(MapEvent, key_int) == 40);
     assert!(offset_of!(MapEvent, caller_ip) == 48);
     assert!(offset_of!(MapEvent, key_hash) == 56);
-    assert!(offset_of!(MapEvent, site_index) == 64);
-    assert!(offset_of!(MapEvent, op) == 68);
-    assert!(offset_of!(MapEvent, key_kind) == 72);
+    assert!(offset_of!(MapEvent, map_type) == 64);
+    assert!(offset_of!(MapEvent, site_index) == 72);
     assert!(offset_of!(MapEvent, key_len) == 76);
     assert!(offset_of!(MapEvent, copied) == 80);
+    assert!(offset_of!(MapEvent, op) == 82);
+    assert!(offset_of!(MapEvent, key_kind) == 83);
     assert!(offset_of!(MapEvent, go_kind) == 84);
-    assert!(offset_of!(MapEvent, counted) == 88);
-    assert!(offset_of!(MapEvent, key) == 96);
+    assert!(offset_of!(MapEvent, counted) == 85);
+    assert!(offset_of!(MapEvent, key) == 88);
+    assert!(MAX_KEY_BYTES <= u16::MAX as usize && MAP_OPS <= u8::MAX as usize);
 
     assert!(size_of::<SiteConfig>() == 64);
     assert!(offset_of!(SiteConfig, arg_deref) == 56);

@@ -1251,7 +1251,7 @@ fn read_user<T>(address: u64) -> Option<T> {
 /// event.
 #[inline(always)]
 fn copy_string(event: &mut MapEvent, layout: &GoLayout, data: u64, len: u64, limit: u32) {
-    event.go_kind = layout.kind_string;
+    event.go_kind = layout.kind_string as u8;
     copy_key(event, data, len, limit, KeyKind::Str);
 }
 
@@ -1282,10 +1282,10 @@ fn copy_key(event: &mut MapEvent, data: u64, len: u64, limit: u32, kind: KeyKind
         )
     };
     if rc == 0 {
-        event.copied = n as u32;
-        event.key_kind = kind as u32;
+        event.copied = n as u16;
+        event.key_kind = kind as u8;
     } else {
-        event.key_kind = KeyKind::Unreadable as u32;
+        event.key_kind = KeyKind::Unreadable as u8;
     }
 }
 
@@ -1300,9 +1300,9 @@ fn read_int(event: &mut MapEvent, data: u64, size: u64) {
             } else {
                 raw & ((1u64 << (size * 8)) - 1)
             };
-            event.key_kind = KeyKind::Int as u32;
+            event.key_kind = KeyKind::Int as u8;
         }
-        None => event.key_kind = KeyKind::Unreadable as u32,
+        None => event.key_kind = KeyKind::Unreadable as u8,
     }
 }
 
@@ -1400,14 +1400,14 @@ fn decode_interface(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64
     event.key_type = typ;
     if typ == 0 {
         // A nil interface key.
-        event.key_kind = KeyKind::Int as u32;
+        event.key_kind = KeyKind::Int as u8;
         return;
     }
     let (kind, size) = type_kind_size(layout, typ);
-    event.go_kind = kind;
+    event.go_kind = kind as u8;
     if kind == layout.kind_string {
         let Some((ptr, len)) = string_header(data) else {
-            event.key_kind = KeyKind::Unreadable as u32;
+            event.key_kind = KeyKind::Unreadable as u8;
             return;
         };
         copy_string(event, layout, ptr, len, limit);
@@ -1416,7 +1416,7 @@ fn decode_interface(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64
     } else if pointer_shaped(layout, kind) {
         event.key_int = data;
         event.key_len = 8;
-        event.key_kind = KeyKind::Int as u32;
+        event.key_kind = KeyKind::Int as u8;
     } else {
         copy_bytes(event, data, size, limit);
     }
@@ -1427,10 +1427,10 @@ fn decode_interface(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64
 fn decode_stored(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64, limit: u32) {
     event.key_type = typ;
     let (kind, size) = type_kind_size(layout, typ);
-    event.go_kind = kind;
+    event.go_kind = kind as u8;
     if kind == layout.kind_string {
         let Some((ptr, len)) = string_header(data) else {
-            event.key_kind = KeyKind::Unreadable as u32;
+            event.key_kind = KeyKind::Unreadable as u8;
             return;
         };
         copy_string(event, layout, ptr, len, limit);
@@ -1438,7 +1438,7 @@ fn decode_stored(event: &mut MapEvent, layout: &GoLayout, typ: u64, data: u64, l
         // An empty interface holds the type first; one with methods holds
         // an itab, whose type is its second word.
         let Some((first, second)) = string_header(data) else {
-            event.key_kind = KeyKind::Unreadable as u32;
+            event.key_kind = KeyKind::Unreadable as u8;
             return;
         };
         let methods = read_user::<u64>(typ + layout.interface_methods_offset as u64).unwrap_or(0);
@@ -1574,8 +1574,8 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         0
     };
     event.site_index = site.site_index;
-    event.op = site.op;
-    event.key_kind = KeyKind::None as u32;
+    event.op = site.op as u8;
+    event.key_kind = KeyKind::None as u8;
     event.key_len = 0;
     event.copied = 0;
     event.go_kind = 0;
@@ -1588,6 +1588,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     } else {
         0
     };
+    event.map_type = if site.sync_map != 0 { 0 } else { map_type };
     let limit = site.key_bytes;
     let key_type_at = map_type + layout.maptype_key_offset as u64;
     match site.key_shape {
@@ -1600,7 +1601,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
             };
             event.key_type = key_type;
             event.go_kind = if key_type != 0 {
-                type_kind_size(layout, key_type).0
+                type_kind_size(layout, key_type).0 as u8
             } else {
                 0
             };
@@ -1610,16 +1611,16 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
             } else {
                 key_a
             };
-            event.key_kind = KeyKind::Int as u32;
+            event.key_kind = KeyKind::Int as u8;
         }
         x if x == KeyShape::Iface as u32 => decode_interface(event, layout, key_a, key_b, limit),
         x if x == KeyShape::Pointer as u32 => match read_user::<u64>(key_type_at) {
             Some(key_type) if map_type != 0 => decode_stored(event, layout, key_type, key_a, limit),
-            _ => event.key_kind = KeyKind::Unreadable as u32,
+            _ => event.key_kind = KeyKind::Unreadable as u8,
         },
         _ => {}
     }
-    event.key_hash = if event.key_kind == KeyKind::None as u32 {
+    event.key_hash = if event.key_kind == KeyKind::None as u8 {
         0
     } else {
         hash_key(event)

@@ -24,6 +24,7 @@ pub const GO_FIXTURES: &[&str] = &[
     "convoy",
     "starve",
     "rtlock",
+    "maphealth",
 ];
 
 /// C fixture programs, one file each under `fixtures/c/`, built with gcc

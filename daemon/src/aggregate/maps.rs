@@ -19,7 +19,8 @@ use probe_common::{
 use super::topk::{HyperLogLog, SpaceSaving};
 use crate::{
     goruntime::kind,
-    model::{hash::stable_hash as hash64, Key, MapKind},
+    maphealth::{HealthError, MapDetail, MapStructure},
+    model::{hash::stable_hash as hash64, Key, MapHealth, MapImplementation, MapKind},
     target::Symbolizer,
 };
 
@@ -161,6 +162,134 @@ impl MapStats {
     }
 }
 
+/// One reading of a runtime map's structure, as the pipeline took it.
+#[derive(Debug, Clone)]
+pub enum HealthReading {
+    /// Read.
+    Read {
+        /// What it holds.
+        structure: MapStructure,
+        /// How long the reading took, ns.
+        cost_ns: u64,
+    },
+    /// The memory no longer holds the map (freed or reused).
+    Failed(HealthError),
+    /// The variable that selected it now holds another map.
+    Replaced,
+}
+
+/// A map's readings so far.
+#[derive(Debug, Clone)]
+pub struct HealthRecord {
+    /// How the map is laid out.
+    pub implementation: MapImplementation,
+    /// The last good reading, its time column and cost.
+    pub last: Option<(MapStructure, u64, u64)>,
+    /// Readings taken.
+    pub readings: u64,
+    /// Of them, failed ones.
+    pub failed: u64,
+    /// The last reading's error, if it failed.
+    pub error: Option<HealthError>,
+    /// Whether the map was replaced (and read no more).
+    pub replaced: bool,
+    /// The most entries seen.
+    pub peak_entries: u64,
+}
+
+impl HealthRecord {
+    /// No readings yet of a map laid out as `implementation`.
+    pub fn new(implementation: MapImplementation) -> Self {
+        Self {
+            implementation,
+            last: None,
+            readings: 0,
+            failed: 0,
+            error: None,
+            replaced: false,
+            peak_entries: 0,
+        }
+    }
+
+    /// The report of the readings so far, for a map that grew `grows`
+    /// times.
+    pub fn report(&self, grows: u64) -> MapHealth {
+        let last = self.last.as_ref();
+        let structure = last.map(|(s, _, _)| s);
+        // The fields of one implementation.
+        let (buckets, overflow_buckets, longest_chain, growing) = match structure.map(|s| &s.detail)
+        {
+            Some(&MapDetail::Buckets {
+                log_buckets,
+                overflow_buckets,
+                longest_chain,
+                growing,
+            }) => (
+                Some(1u64 << log_buckets),
+                Some(overflow_buckets),
+                Some(longest_chain),
+                Some(growing),
+            ),
+            _ => (None, None, None, None),
+        };
+        let (tables, directory, growth_left) = match structure.map(|s| &s.detail) {
+            Some(&MapDetail::Swiss {
+                directory,
+                tables,
+                growth_left,
+                ..
+            }) => (Some(tables), Some(directory), Some(growth_left)),
+            _ => (None, None, None),
+        };
+        MapHealth {
+            implementation: self.implementation,
+            entries: structure.map_or(0, |s| s.entries),
+            peak_entries: self.peak_entries,
+            grows,
+            capacity: structure.map_or(0, |s| s.capacity),
+            load_factor: structure.map_or(0.0, MapStructure::load_factor),
+            tombstones: structure.map_or(0, |s| s.tombstones),
+            tombstone_ratio: structure.map_or(0.0, MapStructure::tombstone_ratio),
+            buckets,
+            overflow_buckets,
+            longest_chain,
+            growing,
+            tables,
+            directory,
+            growth_left,
+            occupancy: structure.map(|s| s.occupancy.clone()).unwrap_or_default(),
+            skew: structure.and_then(MapStructure::skew),
+            complete: structure.is_some_and(|s| s.complete),
+            consistent: structure.is_some_and(|s| s.consistent),
+            readings: self.readings,
+            failed_readings: self.failed,
+            error: self.error.as_ref().map(ToString::to_string),
+            replaced: self.replaced,
+            sampled_at: last.map_or(0.0, |&(_, column, _)| column as f64),
+            bytes_read: structure.map_or(0, |s| s.bytes_read),
+            read_microseconds: last.map_or(0.0, |&(_, _, ns)| ns as f64 / 1e3),
+        }
+    }
+
+    /// Folds in one reading taken in time column `column`.
+    pub fn add(&mut self, reading: HealthReading, column: u64) {
+        match reading {
+            HealthReading::Read { structure, cost_ns } => {
+                self.readings += 1;
+                self.error = None;
+                self.peak_entries = self.peak_entries.max(structure.entries);
+                self.last = Some((structure, column, cost_ns));
+            }
+            HealthReading::Failed(error) => {
+                self.readings += 1;
+                self.failed += 1;
+                self.error = Some(error);
+            }
+            HealthReading::Replaced => self.replaced = true,
+        }
+    }
+}
+
 /// Names the user-level `sync.Map` operation of a call from its caller's
 /// return address (runtime address), or `None` to keep the probed one.
 pub type OpResolver = Arc<dyn Fn(u64) -> Option<MapOp> + Send + Sync>;
@@ -187,6 +316,11 @@ pub struct MapAggregate {
     pub events: u64,
     /// Events whose site index was unknown.
     pub unknown_sites: u64,
+    /// Runtime maps' types (`*abi.MapType`), by map, as their operations
+    /// passed them: what reading a map's structure needs.
+    pub map_types: BTreeMap<u64, u64>,
+    /// Readings of maps' structures, by map.
+    pub health: BTreeMap<u64, HealthRecord>,
     keyed_maps: usize,
     sites: Vec<MapSiteInfo>,
     resolver: Option<OpResolver>,
@@ -224,6 +358,8 @@ impl MapAggregate {
             column_scale: 1,
             events: 0,
             unknown_sites: 0,
+            map_types: BTreeMap::new(),
+            health: BTreeMap::new(),
             keyed_maps: 0,
             sites,
             resolver,
@@ -252,10 +388,17 @@ impl MapAggregate {
             self.unknown_sites += 1;
             return;
         };
-        let Some(op) = MapOp::from_raw(event.op) else {
+        let Some(op) = MapOp::from_raw(event.op.into()) else {
             self.unknown_sites += 1;
             return;
         };
+        // A map's type never changes: looked up, not written, per event.
+        if event.map_type != 0
+            && site.kind == MapKind::Runtime
+            && self.map_types.get(&event.map_addr) != Some(&event.map_type)
+        {
+            self.map_types.insert(event.map_addr, event.map_type);
+        }
         let key = decode_key(event);
         if event.counted != 0 {
             let table_key = KeyCountsKey {
@@ -446,8 +589,8 @@ fn fold_pairs(cells: &mut Vec<u64>) {
 
 /// The key an event carries, or `None` for operations without a key.
 pub fn decode_key(event: &MapEvent) -> Option<RawKey> {
-    let go_kind = event.go_kind;
-    Some(match KeyKind::from_raw(event.key_kind)? {
+    let go_kind = u32::from(event.go_kind);
+    Some(match KeyKind::from_raw(event.key_kind.into())? {
         KeyKind::None => return None,
         KeyKind::Str => {
             let copied = (event.copied as usize).min(event.key.len());
@@ -501,14 +644,15 @@ mod tests {
             caller_ip: 0,
             key_hash: 0,
             site_index: 0,
-            op: op as u32,
-            key_kind: KeyKind::Str as u32,
+            op: op as u8,
+            key_kind: KeyKind::Str as u8,
             key_len: key.len() as u32,
-            copied: key.len() as u32,
-            go_kind: kind::STRING,
+            copied: key.len() as u16,
+            go_kind: kind::STRING as u8,
             counted: 0,
             _pad: 0,
             key: bytes,
+            map_type: 0,
         }
     }
 
@@ -561,7 +705,7 @@ mod tests {
     #[test]
     fn decodes_integers_by_kind() {
         let mut e = event(1, MapOp::Load, "", 0);
-        e.key_kind = KeyKind::Int as u32;
+        e.key_kind = KeyKind::Int as u8;
         e.key_len = 8;
         e.go_kind = 6; // int64
         e.key_int = (-5i64) as u64;
@@ -572,7 +716,7 @@ mod tests {
         assert_eq!(decode_key(&e), Some(RawKey::Signed(-2)));
         e.go_kind = 10; // uint32
         assert_eq!(decode_key(&e), Some(RawKey::Unsigned(4294967294)));
-        e.go_kind = kind::POINTER;
+        e.go_kind = kind::POINTER as u8;
         assert_eq!(decode_key(&e), Some(RawKey::Pointer(0xffff_fffe)));
         let mut s = event(1, MapOp::Load, "abcdef", 0);
         s.copied = 3;

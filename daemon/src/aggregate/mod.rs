@@ -32,6 +32,7 @@ use crate::{
 use cas::CasTimeline;
 use gc::Gc;
 use locks::Locks;
+pub use maps::HealthReading;
 use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
 use runqueue::RunQueue;
 use timeline::Timeline;
@@ -338,6 +339,27 @@ impl Aggregator {
     /// [`KernelSample::cas`] lists them.
     pub fn cas_sites(&self) -> Vec<usize> {
         self.catalog.cas_sites.iter().map(|(i, _)| *i).collect()
+    }
+
+    /// Runtime maps' types by map, as their operations passed them.
+    pub fn map_types(&self) -> &BTreeMap<u64, u64> {
+        &self.maps.map_types
+    }
+
+    /// Folds in a reading of map `map`'s structure (laid out as
+    /// `implementation`), taken now.
+    pub fn add_health(
+        &mut self,
+        map: u64,
+        implementation: crate::model::MapImplementation,
+        reading: maps::HealthReading,
+    ) {
+        let column = self.cas_column as u64;
+        self.maps
+            .health
+            .entry(map)
+            .or_insert_with(|| maps::HealthRecord::new(implementation))
+            .add(reading, column);
     }
 
     /// The addresses of the maps seen so far.

@@ -35,8 +35,9 @@ pub use runqueue::{
 };
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
-    HolderSite, KeyReport, LockReport, MapReport, MapsHint, OpCounts, ProbeInfo, RecordedWindow,
-    Snapshot, TargetInfo, WaitBucket, WriterSite, TOP_CALL_SITES, TOP_KEYS,
+    HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReport, MapsHint, OpCounts,
+    ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket, WriterSite, TOP_CALL_SITES,
+    TOP_KEYS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -301,6 +302,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
     };
     let mut key_ops = [0u64; MAP_OPS];
     key_ops[MapOp::Load as usize] = 75;
+    let mut internal = [0u64; MAP_OPS];
+    internal[MapOp::Grow as usize] = 2;
     let site = CodeLocation {
         function: "main.f".into(),
         offset: 0x10,
@@ -424,7 +427,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             kind: MapKind::Runtime,
             ops: OpCounts::from_counts(&ops, MapOp::is_user_op),
             total: 100,
-            internal: OpCounts::default(),
+            internal: OpCounts::from_counts(&internal, |op| !op.is_user_op()),
             keyed: true,
             per_cpu: vec![50, 50],
             distinct_keys: 2,
@@ -442,6 +445,34 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             exact: true,
             sampled_fraction: 1.0,
             key_sampled_fraction: 1.0,
+            health: Some(MapHealth {
+                implementation: MapImplementation::Swiss,
+                entries: 1000,
+                peak_entries: 1200,
+                grows: 2,
+                capacity: 2000,
+                load_factor: 0.5,
+                tombstones: 250,
+                tombstone_ratio: 0.125,
+                buckets: None,
+                overflow_buckets: None,
+                longest_chain: None,
+                growing: None,
+                tables: Some(2),
+                directory: Some(2),
+                growth_left: Some(500),
+                occupancy: vec![0, 0, 0, 0, 100, 100, 50, 0, 0],
+                skew: None,
+                complete: true,
+                consistent: true,
+                readings: 5,
+                failed_readings: 0,
+                error: None,
+                replaced: false,
+                sampled_at: 4.0,
+                bytes_read: 34_000,
+                read_microseconds: 25.0,
+            }),
         }],
         maps_hint: None,
         map_events: 100,

@@ -609,6 +609,83 @@ pub struct MapReport {
     /// The fraction of its counted operations whose key was recorded (1:
     /// all); the keys' counts are scaled by it.
     pub key_sampled_fraction: f64,
+    /// Its structure as last read from the target's memory (runtime maps
+    /// selected with `--map`), or null.
+    pub health: Option<MapHealth>,
+}
+
+/// How a runtime map's memory is organised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapImplementation {
+    /// Buckets of 8 cells with overflow chains (Go ≤ 1.23).
+    Buckets,
+    /// Swiss tables: groups of 8 slots with control bytes (Go ≥ 1.24).
+    Swiss,
+}
+
+/// A runtime map's structure, read from the target's memory once a second
+/// (see [`crate::maphealth`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapHealth {
+    /// Buckets or swiss tables.
+    pub implementation: MapImplementation,
+    /// Live entries at the last reading (what `len` returned then).
+    pub entries: u64,
+    /// The most entries any reading saw.
+    pub peak_entries: u64,
+    /// Growths while attached, exact (each call of the runtime's grow
+    /// functions for this map; also in `internal.grow`).
+    pub grows: u64,
+    /// Slots (swiss) or bucket cells (8 per bucket, overflow buckets not
+    /// counted).
+    pub capacity: u64,
+    /// `entries / capacity`.
+    pub load_factor: f64,
+    /// Deleted slots (swiss tombstones; bucket maps' `emptyOne` cells).
+    pub tombstones: u64,
+    /// `tombstones / capacity`.
+    pub tombstone_ratio: f64,
+    /// Bucket maps: buckets (2^B).
+    pub buckets: Option<u64>,
+    /// Bucket maps: overflow buckets.
+    pub overflow_buckets: Option<u64>,
+    /// Bucket maps: the longest overflow chain.
+    pub longest_chain: Option<u64>,
+    /// Bucket maps: whether a grow was in progress.
+    pub growing: Option<bool>,
+    /// Swiss maps: tables (0 for a small map of one group).
+    pub tables: Option<u64>,
+    /// Swiss maps: directory entries.
+    pub directory: Option<u64>,
+    /// Swiss maps: inserts into empty slots left before a table grows.
+    pub growth_left: Option<u64>,
+    /// Entry `k`: buckets (with their chains) holding `k` entries, or
+    /// groups with `k` full slots; the last entry also counts fuller ones.
+    pub occupancy: Vec<u64>,
+    /// Distance of the occupancy from a uniform hash's at this load (see
+    /// [`crate::maphealth::MapStructure::skew`]), or null.
+    pub skew: Option<f64>,
+    /// Whether the last reading walked every bucket or group.
+    pub complete: bool,
+    /// Whether its count of entries agreed with the header's.
+    pub consistent: bool,
+    /// Readings taken, and of them, failed ones.
+    pub readings: u64,
+    /// See `readings`.
+    pub failed_readings: u64,
+    /// Why the last reading failed (the memory no longer holds this map:
+    /// freed or reused), or null.
+    pub error: Option<String>,
+    /// Whether the variable selecting it now holds another map (this one
+    /// was replaced; it is read no more).
+    pub replaced: bool,
+    /// When the last good reading was taken, seconds into the session.
+    pub sampled_at: f64,
+    /// Bytes the last reading read, and how long it took.
+    pub bytes_read: u64,
+    /// See `bytes_read`, µs.
+    pub read_microseconds: f64,
 }
 
 impl MapReport {
@@ -689,6 +766,17 @@ pub enum Finding {
     HotKey,
     /// Too few operations to judge.
     TooFewOperations,
+    /// Many deleted slots: a churning map.
+    Tombstones,
+    /// The map grew several times while watched.
+    Growing,
+    /// Capacity far above the entries: the map grew, then emptied (Go maps
+    /// never shrink).
+    Oversized,
+    /// Long overflow chains in a bucket map.
+    OverflowChains,
+    /// Entries spread far from what a uniform hash gives.
+    Skewed,
 }
 
 impl fmt::Display for Finding {
@@ -699,6 +787,11 @@ impl fmt::Display for Finding {
             Self::ReadMisses => "read-misses",
             Self::HotKey => "hot-key",
             Self::TooFewOperations => "too-few-operations",
+            Self::Tombstones => "tombstones",
+            Self::Growing => "growing",
+            Self::Oversized => "oversized",
+            Self::OverflowChains => "overflow-chains",
+            Self::Skewed => "skewed",
         })
     }
 }

@@ -11,7 +11,7 @@
 //! rings, and returns the final snapshot: the report.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -29,11 +29,13 @@ mod overhead;
 use overhead::Overhead;
 
 use crate::{
-    aggregate::{Aggregator, Catalog, KernelSample, SnapshotInputs, Watched},
+    aggregate::{Aggregator, Catalog, HealthReading, KernelSample, SnapshotInputs, Watched},
+    goruntime,
     governor::Budget,
     intake::{Intake, IntakeError},
     loader::{AttachedProbes, LoadError, LoadedObject},
-    model::{Snapshot, StopReason, TargetInfo},
+    maphealth,
+    model::{MapImplementation, Snapshot, StopReason, TargetInfo},
     plan::{
         maps::{resolve_selector, MapSelector, SelectorError},
         ProbePlan,
@@ -401,6 +403,12 @@ impl State {
         let counters = sample.counters;
         self.aggregator.sample(sample, true, self.watched());
         self.selection.name_maps(&self.aggregator.map_addresses());
+        if let Some(implementation) = self.selection.implementation() {
+            let readings = self.selection.read_health(self.aggregator.map_types());
+            for (map, reading) in readings {
+                self.aggregator.add_health(map, implementation, reading);
+            }
+        }
         if let Some(overhead) = &mut self.overhead {
             let key_weight = overhead.tick(&mut self.probes, &counters)?;
             self.aggregator.set_key_weight(key_weight);
@@ -511,7 +519,16 @@ struct MapSelection {
     names: HashMap<u64, String>,
     /// Maps left unnamed by the last scan of the globals.
     unnamed_at_last_scan: usize,
+    /// How the target's runtime maps are laid out, if it is a Go program.
+    layout: Option<goruntime::MapLayout>,
+    /// Selected maps whose variable now holds another map.
+    replaced: HashSet<u64>,
+    /// The maps the selectors pointed at when last refreshed.
+    pointed_at: HashSet<u64>,
 }
+
+/// Most maps whose structure is read each tick.
+pub const MAX_HEALTH_MAPS: usize = 8;
 
 impl MapSelection {
     /// Resolves the `--map` arguments against the target.
@@ -535,7 +552,67 @@ impl MapSelection {
             target: target.clone(),
             names: HashMap::new(),
             unnamed_at_last_scan: 0,
+            layout: goruntime::map_layout(target.exe.go_version()),
+            replaced: HashSet::new(),
+            pointed_at: HashSet::new(),
         })
+    }
+
+    /// Reads the structure of the selected runtime maps whose type their
+    /// operations passed (`types`: map → `*abi.MapType`; the selectors as
+    /// this tick's [`refresh`](Self::refresh) resolved them), at most
+    /// [`MAX_HEALTH_MAPS`] of them, each within
+    /// [`maphealth::DEFAULT_READ_BUDGET`] bytes; a map its variable no
+    /// longer holds is reported replaced, once, and read no more.
+    fn read_health(&mut self, types: &BTreeMap<u64, u64>) -> Vec<(u64, HealthReading)> {
+        let (Some(memory), Some(layout)) = (&self.memory, self.layout) else {
+            return Vec::new();
+        };
+        let mut selected: Vec<u64> = self.selected.iter().copied().collect();
+        selected.sort_unstable();
+        let mut readings = Vec::new();
+        let mut read = 0;
+        for map in selected {
+            let Some(&map_type) = types.get(&map) else {
+                continue;
+            };
+            if self.replaced.contains(&map) {
+                continue;
+            }
+            if !self.pointed_at.contains(&map) {
+                self.replaced.insert(map);
+                readings.push((map, HealthReading::Replaced));
+                continue;
+            }
+            if read >= MAX_HEALTH_MAPS {
+                continue;
+            }
+            read += 1;
+            let started = Instant::now();
+            let reading = match maphealth::read_map(
+                memory,
+                layout,
+                map,
+                map_type,
+                maphealth::DEFAULT_READ_BUDGET,
+            ) {
+                Ok(structure) => HealthReading::Read {
+                    structure,
+                    cost_ns: started.elapsed().as_nanos() as u64,
+                },
+                // A target that has exited took its maps along: that is
+                // no finding about them.
+                Err(_) if !self.target.process.is_alive() => break,
+                Err(e) => HealthReading::Failed(e),
+            };
+            readings.push((map, reading));
+        }
+        readings
+    }
+
+    /// How the target's runtime maps are laid out, as the report says it.
+    fn implementation(&self) -> Option<MapImplementation> {
+        self.layout.map(|layout| layout.implementation())
     }
 
     /// The runtime address a selector points at now (a map variable may
@@ -594,10 +671,15 @@ impl MapSelection {
 
     /// Selects in the kernel the maps the selectors point at now.
     fn refresh(&mut self, probes: &mut AttachedProbes) -> Result<(), LoadError> {
-        let fresh: Vec<u64> = self
+        self.pointed_at = self
             .selectors
             .iter()
             .filter_map(|selector| self.current(selector))
+            .collect();
+        let fresh: Vec<u64> = self
+            .pointed_at
+            .iter()
+            .copied()
             .filter(|address| !self.selected.contains(address))
             .collect();
         if !fresh.is_empty() {

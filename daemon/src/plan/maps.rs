@@ -100,8 +100,19 @@ pub fn sync_map_functions(generation: &Generation) -> Vec<MapFunction> {
         .collect()
 }
 
-/// The runtime map functions.
-pub fn runtime_map_functions() -> Vec<MapFunction> {
+/// The runtime map functions, and where maps of `generations` grow.
+pub fn runtime_map_functions(generations: &[&Generation]) -> Vec<MapFunction> {
+    let grows = generations
+        .iter()
+        .flat_map(|g| g.map_grows)
+        .map(|&(name, map)| MapFunction {
+            name: name.to_string(),
+            op: MapOp::Grow,
+            kind: MapKind::Runtime,
+            map,
+            key: NO_KEY,
+            user_op: false,
+        });
     goruntime::RUNTIME_MAP_FUNCTIONS
         .iter()
         .map(|&(name, op, shape, width)| MapFunction {
@@ -118,6 +129,7 @@ pub fn runtime_map_functions() -> Vec<MapFunction> {
             },
             user_op: true,
         })
+        .chain(grows)
         .collect()
 }
 

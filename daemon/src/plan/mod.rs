@@ -611,7 +611,7 @@ pub fn plan(exe: &Executable, request: &PlanRequest) -> Result<ProbePlan, PlanEr
             }
         }
         if request.runtime_maps {
-            functions.extend(maps::runtime_map_functions());
+            functions.extend(maps::runtime_map_functions(&generations));
         }
         let (sites, missing) = maps::plan_map_sites(exe, &functions, request.mode)?;
         plan.map_sites = sites;

@@ -69,6 +69,12 @@ impl Memory {
     }
 }
 
+impl crate::maphealth::Peek for Memory {
+    fn peek(&self, address: u64, buf: &mut [u8]) -> bool {
+        self.read(address, buf).is_ok()
+    }
+}
+
 /// Sections holding Go's (and C's) global variables.
 const DATA_SECTIONS: [&str; 5] = [".data", ".noptrdata", ".bss", ".noptrbss", ".go.buildinfo"];
 

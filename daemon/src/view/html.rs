@@ -278,6 +278,13 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                 );
             }
             h.push_str("</table>");
+            if let Some(health) = &map.health {
+                let _ = write!(
+                    h,
+                    "<p><b>Structure:</b> {}</p>",
+                    esc(&super::health_sentence(health))
+                );
+            }
             for advice in &map.advice {
                 let _ = write!(
                     h,
@@ -422,7 +429,16 @@ fn timeline_svg(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, render};
+
+    #[test]
+    fn shows_a_maps_structure() {
+        let html = render(&crate::view::sample_snapshot());
+        assert!(
+            html.contains("<b>Structure:</b> 1000 entries (peak 1200) in 2000 slots"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn escapes_markup() {

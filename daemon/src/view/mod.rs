@@ -44,6 +44,51 @@ pub fn holder_phrase(site: &crate::model::HolderSite) -> String {
     phrase
 }
 
+/// A map's structure in a sentence: entries, capacity, what deletes left,
+/// and how the reading went.
+pub fn health_sentence(h: &crate::model::MapHealth) -> String {
+    use crate::model::MapImplementation;
+    if h.replaced {
+        return "replaced (its variable holds another map now)".to_string();
+    }
+    if let Some(error) = &h.error {
+        return format!("unreadable now ({error}): freed or reused");
+    }
+    let shape = match h.implementation {
+        MapImplementation::Buckets => format!(
+            "{} buckets, {} overflow (longest chain {}){}",
+            h.buckets.unwrap_or(0),
+            h.overflow_buckets.unwrap_or(0),
+            h.longest_chain.unwrap_or(0),
+            if h.growing == Some(true) {
+                ", growing"
+            } else {
+                ""
+            }
+        ),
+        MapImplementation::Swiss => format!(
+            "{} table(s), directory {}, growth left {}",
+            h.tables.unwrap_or(0),
+            h.directory.unwrap_or(0),
+            h.growth_left.unwrap_or(0)
+        ),
+    };
+    format!(
+        "{} entries (peak {}) in {} slots (grew {} times), load {:.1}%, {} deleted ({:.1}%); {shape}{}; read {} bytes in {:.0} µs{}",
+        h.entries,
+        h.peak_entries,
+        h.capacity,
+        h.grows,
+        100.0 * h.load_factor,
+        h.tombstones,
+        100.0 * h.tombstone_ratio,
+        h.skew.map_or(String::new(), |s| format!(", skew {s:.2}")),
+        h.bytes_read,
+        h.read_microseconds,
+        if h.complete { "" } else { " (a prefix: over the read budget)" },
+    )
+}
+
 /// An RWMutex's convoys in a sentence: how many, the worst, the writer.
 pub fn convoy_sentence(convoys: &crate::model::ConvoyReport) -> String {
     let writer = convoys

@@ -450,6 +450,9 @@ fn render_maps(out: &mut String, report: &Report) {
                 100.0 * map.key_sampled_fraction
             );
         }
+        if let Some(health) = &map.health {
+            let _ = writeln!(out, "    structure: {}", super::health_sentence(health));
+        }
         if !map.keyed {
             continue;
         }
@@ -538,6 +541,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("main.f+0x10"), "{text}");
+        assert!(
+            text.contains("structure: 1000 entries (peak 1200) in 2000 slots (grew 2 times), load 50.0%, 250 deleted (12.5%); 2 table(s), directory 2, growth left 500; read 34000 bytes in 25 µs"),
+            "{text}"
+        );
         assert!(
             text.contains("100.0% of the waiting caused (1.80ms), 9 releases to waiters, contended holds 1.00ms on average (3), at main.holder+0x40"),
             "{text}"

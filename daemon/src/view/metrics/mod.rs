@@ -92,6 +92,19 @@ pub struct MapFigures {
     /// The hottest keys (exported form) and their operations, then
     /// `("other", the rest)` when the map had keys.
     pub hot_keys: Vec<(String, u64)>,
+    /// Its structure as last read (runtime maps selected with `--map`).
+    pub health: Option<HealthFigures>,
+}
+
+/// A map's structure in the metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthFigures {
+    /// Live entries.
+    pub entries: u64,
+    /// Entries per slot.
+    pub load_factor: f64,
+    /// Deleted slots per slot.
+    pub tombstone_ratio: f64,
 }
 
 /// The bounded figures a scrape shows, and what `--jsonl` writes once per
@@ -214,6 +227,11 @@ impl Figures {
                         kind: map.kind,
                         ops,
                         hot_keys,
+                        health: map.health.as_ref().map(|h| HealthFigures {
+                            entries: h.entries,
+                            load_factor: h.load_factor,
+                            tombstone_ratio: h.tombstone_ratio,
+                        }),
                     }
                 })
                 .collect(),
@@ -791,6 +809,52 @@ pub fn families(s: &Figures) -> Vec<Family> {
             .collect(),
     ));
     out.push(family(
+        "map_grows",
+        "Times a runtime map grew (the runtime's grow functions), exact; also map_ops_total{op=\"grow\"}.",
+        None,
+        Kind::Counter,
+        s.maps
+            .iter()
+            .filter_map(|map| {
+                let &(_, n) = map.ops.iter().find(|(op, _)| *op == MapOp::Grow.name())?;
+                Some(sample(vec![("map", map.map.clone())], Value::Count(n)))
+            })
+            .collect(),
+    ));
+    type Health = fn(&HealthFigures) -> Value;
+    let health: [(&str, &str, Health); 3] = [
+        (
+            "map_entries",
+            "Live entries of a runtime map, read from the target's memory once a second.",
+            |h| Value::Count(h.entries),
+        ),
+        (
+            "map_load_factor",
+            "A runtime map's entries per slot of capacity (Go maps never shrink).",
+            |h| Value::Real(h.load_factor),
+        ),
+        (
+            "map_tombstone_ratio",
+            "A runtime map's deleted slots per slot of capacity.",
+            |h| Value::Real(h.tombstone_ratio),
+        ),
+    ];
+    for (name, help, value) in health {
+        out.push(family(
+            name,
+            help,
+            None,
+            Kind::Gauge,
+            s.maps
+                .iter()
+                .filter_map(|map| {
+                    let h = map.health.as_ref()?;
+                    Some(sample(vec![("map", map.map.clone())], value(h)))
+                })
+                .collect(),
+        ));
+    }
+    out.push(family(
         "events_lost",
         "Events the kernel dropped because a ring buffer was full.",
         None,
@@ -998,6 +1062,10 @@ mod tests {
             r#"mapwatch_cas_failures_total{pid="7",comm="x",site="main.f+0x10"} 2"#,
             r#"mapwatch_map_ops_total{pid="7",comm="x",map="main.cache",kind="map",op="load"} 100"#,
             r#"mapwatch_hot_key_ops_total{pid="7",comm="x",map="main.cache",key="k1"} 75"#,
+            r#"mapwatch_map_entries{pid="7",comm="x",map="main.cache"} 1000"#,
+            r#"mapwatch_map_grows_total{pid="7",comm="x",map="main.cache"} 2"#,
+            r#"mapwatch_map_load_factor{pid="7",comm="x",map="main.cache"} 0.5"#,
+            r#"mapwatch_map_tombstone_ratio{pid="7",comm="x",map="main.cache"} 0.125"#,
             r#"mapwatch_hot_key_ops_total{pid="7",comm="x",map="main.cache",key="other"} 25"#,
             r#"mapwatch_target_info{pid="7",comm="x",exe="/bin/x",go_version="go1.27.3"} 1.0"#,
             r#"mapwatch_events_lost_total{pid="7",comm="x"} 0"#,

@@ -1,0 +1,165 @@
+//! Map health on a fixture that knows its maps (see fixtures/go/maphealth):
+//! `main.grown` filled to 100,000 entries, `main.churn` emptied from 20,000
+//! down to 1,000 and then churned, `main.steady` 1,000 entries inserted
+//! once. During the fixture's pause every map's entries equal its own
+//! `len`, each reading walked the whole map and agreed with its header;
+//! the churned map gets the advisor's finding (tombstones from Go 1.24,
+//! oversized before), the steady map of the same size neither.
+
+mod common;
+
+use common::*;
+
+fn map_named<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["maps"]
+        .as_array()
+        .expect("maps")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no map {name}: {report:#}"))
+}
+
+fn findings(map: &serde_json::Value) -> Vec<String> {
+    map["advice"]
+        .as_array()
+        .expect("advice")
+        .iter()
+        .map(|a| a["finding"].as_str().expect("finding").to_string())
+        .collect()
+}
+
+/// Go's growth rules: a bucket map grows past 6.5 entries a bucket of 8
+/// cells, a swiss table past 7 full slots a group of 8.
+fn max_load(go: &str) -> f64 {
+    if go.starts_with("1.23") {
+        6.5 / 8.0
+    } else {
+        7.0 / 8.0
+    }
+}
+
+#[test]
+fn map_structure_matches_the_fixtures_own_lengths() {
+    for go in ["1.23.9", "1.27.3"] {
+        let workload = Workload::start(&fixture(go, "maphealth", false), &["-replace"]);
+        let tracer = Tracer::attach(
+            workload.pid,
+            &[
+                "--probe",
+                "maps",
+                "--map",
+                "main.grown",
+                "--map",
+                "main.churn",
+                "--map",
+                "main.steady",
+            ],
+        );
+        let truth = workload.run_to_end();
+        let report = tracer.report();
+        let what = format!("Go {go}");
+        eprintln!("{what}: {truth}");
+        let maps = report["maps"].as_array().expect("maps");
+        for (name, field) in [
+            ("main.grown", "grown"),
+            ("main.churn", "churn"),
+            ("main.steady", "steady"),
+        ] {
+            // The map the variable holds now (main.steady's first map was
+            // replaced).
+            let map = maps
+                .iter()
+                .find(|m| m["name"] == name && m["health"]["replaced"] == false)
+                .unwrap_or_else(|| panic!("{what}: no current {name}: {report:#}"));
+            let health = &map["health"];
+            assert_eq!(health["entries"], truth[field], "{what} {name}: {health:#}");
+            assert_eq!(health["complete"], true, "{what} {name}: {health:#}");
+            assert_eq!(health["consistent"], true, "{what} {name}: {health:#}");
+            assert_eq!(health["failed_readings"], 0, "{what} {name}: {health:#}");
+            assert!(health["error"].is_null(), "{what} {name}: {health:#}");
+            assert!(health["readings"].as_u64().unwrap() >= 2, "{what} {name}");
+            let load = health["load_factor"].as_f64().unwrap();
+            assert!(
+                load > 0.0 && load <= max_load(go),
+                "{what} {name}: load {load} above Go's growth threshold"
+            );
+            let implementation = if go.starts_with("1.23") {
+                "buckets"
+            } else {
+                "swiss"
+            };
+            assert_eq!(health["implementation"], implementation, "{what}");
+        }
+        // Growths, exact: as the fixture counted them from the runtime's
+        // own data after each insert.
+        for (name, field) in [("main.grown", "grown_grows"), ("main.churn", "churn_grows")] {
+            let map = map_named(&report, name);
+            assert_eq!(
+                map["health"]["grows"], truth[field],
+                "{what} {name}: {map:#}"
+            );
+            assert_eq!(map["internal"]["grow"], truth[field], "{what} {name}");
+        }
+        let steady_grows = |replaced: bool| {
+            maps.iter()
+                .find(|m| m["name"] == "main.steady" && m["health"]["replaced"] == replaced)
+                .map(|m| m["health"]["grows"].as_u64().unwrap())
+        };
+        // The first steady map grew as it was filled; its replacement was
+        // made with room for its entries.
+        assert_eq!(steady_grows(true), truth["steady_grows"].as_u64(), "{what}");
+        assert_eq!(steady_grows(false), Some(0), "{what}");
+        if go.starts_with("1.23") {
+            // Go's rule for bucket maps: B grows by one each time an insert
+            // finds more than 8 entries and more than 6.5 per bucket, so
+            // filling an empty map with n > 8 entries ends at the least B
+            // with n <= 6.5 * 2^B, after B growths.
+            let n = 100_000f64;
+            let b = (n / 6.5).log2().ceil() as u64;
+            assert_eq!(truth["grown_grows"].as_u64(), Some(b), "{what}");
+            assert_eq!(
+                map_named(&report, "main.grown")["health"]["buckets"].as_u64(),
+                Some(1 << b)
+            );
+        }
+        // The map filled with 100,000 entries while watched is called
+        // growing.
+        assert!(
+            findings(map_named(&report, "main.grown")).contains(&"growing".to_string()),
+            "{what}"
+        );
+        // The churned map: what deletes left behind, named by the advisor.
+        let churn = map_named(&report, "main.churn");
+        let found = findings(churn);
+        if go.starts_with("1.23") {
+            assert!(
+                found.contains(&"oversized".to_string()),
+                "{what}: {churn:#}"
+            );
+        } else {
+            assert!(
+                churn["health"]["tombstones"].as_u64().unwrap() > 0,
+                "{what}: {churn:#}"
+            );
+            assert!(
+                found.contains(&"tombstones".to_string()),
+                "{what}: {churn:#}"
+            );
+        }
+        // The steady map of the same size: neither.
+        for steady in maps.iter().filter(|m| m["name"] == "main.steady") {
+            let found = findings(steady);
+            assert!(
+                !found.iter().any(|f| f == "tombstones" || f == "oversized"),
+                "{what}: {steady:#}"
+            );
+            assert_eq!(steady["health"]["tombstones"], 0, "{what}: {steady:#}");
+        }
+        // Its first map, replaced by the variable's new one, says so.
+        assert!(
+            maps.iter()
+                .any(|m| m["name"] == "main.steady" && m["health"]["replaced"] == true),
+            "{what}: {report:#}"
+        );
+    }
+}
