@@ -14,7 +14,7 @@
 //!   that key's cache line (and for a plain map, its lock) bouncing between
 //!   cores: per-key striping, per-CPU counters or a local cache spread it.
 
-use crate::model::{Advice, Finding, Key, MapHealth, MapKind, MapOp};
+use crate::model::{Advice, Finding, Key, MapHealth, MapKind, MapOp, MapReport};
 
 /// The figures the advisor reads, for one map.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,8 +175,44 @@ pub const LONG_CHAIN: u64 = 3;
 pub const SKEWED: f64 = 0.3;
 /// Growths while attached from which a map is called growing.
 pub const GROWING: u64 = 4;
+/// Promotions a second from which a `sync.Map` is in a promotion storm,
+/// when it also copies [`PROMOTION_STORM_COPIES`] entries a second: each
+/// promotion is followed, at the next store of a new key, by a copy of the
+/// whole read-only map, under the mutex.
+pub const PROMOTION_STORM_RATE: f64 = 1.0;
+/// See [`PROMOTION_STORM_RATE`]: entries copied a second (below, the
+/// copies cost little whatever their number).
+pub const PROMOTION_STORM_COPIES: f64 = 10_000.0;
 
-/// The advisor's findings on a runtime map's structure, none when it looks
+/// Findings [`advise_health`] makes.
+fn structural(finding: Finding) -> bool {
+    matches!(
+        finding,
+        Finding::Tombstones
+            | Finding::Growing
+            | Finding::Oversized
+            | Finding::OverflowChains
+            | Finding::Skewed
+            | Finding::PromotionStorm
+    )
+}
+
+/// Brings a map report's structural findings up to date with its health
+/// (as read, or scaled to the whole time under sampling): the old ones
+/// go, the health's own come in, and `fits` goes when there are any.
+pub fn refresh_health_advice(map: &mut MapReport) {
+    map.advice.retain(|a| !structural(a.finding));
+    let Some(health) = &map.health else {
+        return;
+    };
+    let found = advise_health(health);
+    if !found.is_empty() {
+        map.advice.retain(|a| a.finding != Finding::Fits);
+        map.advice.extend(found);
+    }
+}
+
+/// The advisor's findings on a map's structure, none when it looks
 /// healthy (or could not be read).
 pub fn advise_health(health: &MapHealth) -> Vec<Advice> {
     let mut advice = Vec::new();
@@ -228,6 +264,21 @@ pub fn advise_health(health: &MapHealth) -> Vec<Advice> {
                 finding: Finding::OverflowChains,
                 text: format!(
                     "long overflow chains: {overflow} overflow buckets for {buckets} buckets, the longest chain {longest} deep; lookups walk them. Many deletes leave them behind (a same-size grow cleans up), and so do keys whose hashes collide."
+                ),
+            });
+        }
+    }
+    if let (Some(rate), Some(copied)) = (
+        health.promotions_per_second,
+        health.entries_copied_per_second,
+    ) {
+        if rate >= PROMOTION_STORM_RATE && copied >= PROMOTION_STORM_COPIES {
+            advice.push(Advice {
+                finding: Finding::PromotionStorm,
+                text: format!(
+                    "promotion storm: {} promotions while watched ({rate:.1} a second): loads of keys stored since the last promotion miss the read-only map until it is replaced by the dirty one, and the next store of a new key copies all {} of its entries into a new dirty map, about {copied:.0} entries a second, holding the mutex. sync.Map suits keys written once and read many times; for keys that keep coming, a map with a sync.RWMutex (sharded if contended) does not copy.",
+                    health.promotions.unwrap_or(0),
+                    health.read_entries.unwrap_or(0),
                 ),
             });
         }
@@ -302,6 +353,13 @@ mod tests {
             tables: None,
             directory: None,
             growth_left: None,
+            read_entries: None,
+            dirty_entries: None,
+            amended: None,
+            misses: None,
+            promotions: None,
+            promotions_per_second: None,
+            entries_copied_per_second: None,
             occupancy: Vec::new(),
             skew: Some(0.01),
             complete: true,
@@ -351,6 +409,27 @@ mod tests {
             ..health(1000, 2048, 0)
         };
         assert_eq!(named(&advise_health(&skewed)), [Finding::Skewed]);
+        let storm = MapHealth {
+            implementation: crate::model::MapImplementation::SyncMap,
+            read_entries: Some(1000),
+            promotions: Some(900),
+            promotions_per_second: Some(150.0),
+            entries_copied_per_second: Some(150_000.0),
+            ..health(0, 0, 0)
+        };
+        let advice = advise_health(&storm);
+        assert_eq!(named(&advice), [Finding::PromotionStorm]);
+        assert!(
+            advice[0].text.contains("900 promotions"),
+            "{}",
+            advice[0].text
+        );
+        let calm = MapHealth {
+            promotions_per_second: Some(150.0),
+            entries_copied_per_second: Some(1500.0),
+            ..storm
+        };
+        assert!(advise_health(&calm).is_empty());
         let growing = MapHealth {
             grows: 14,
             ..health(100_000, 131_072, 0)

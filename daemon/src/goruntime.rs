@@ -519,6 +519,8 @@ pub fn map_layout(version: Option<GoVersion>) -> Option<MapLayout> {
     Some(match generations(version)[0].maps {
         MapImplementation::Buckets => MapLayout::Buckets(BUCKET_MAP),
         MapImplementation::Swiss => MapLayout::Swiss(SWISS_MAP),
+        // Not a runtime map's.
+        MapImplementation::SyncMap => return None,
     })
 }
 

@@ -29,7 +29,7 @@
 //! | 4 | `loader` | loads the BPF object, attaches a plan, reads counters back | `model`, `goruntime`, `plan` |
 //! | 5 | `intake` | reads every CPU's ring | `ring` |
 //! | 6 | `aggregate` | one target's state; produces snapshots | `model`, `goruntime`, `target`, `plan`, `advisor`, `maphealth`, `spikes`, `intake` |
-//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, map health readings, publisher | `model`, `goruntime`, `target`, `plan`, `governor`, `maphealth`, `process`, `loader`, `intake`, `aggregate` |
+//! | 7 | `pipeline` | one target's task: probes, intake, aggregate, governor, map health readings, publisher | `model`, `goruntime`, `target`, `plan`, `governor`, `advisor`, `maphealth`, `process`, `loader`, `intake`, `aggregate` |
 //! | 8 | `view` | every view and exporter: text, JSON, HTML, pprof, SVG, metrics and reports over HTTP, JSON lines, live | `model`, `duration` |
 //! | 9 | `session` | `mapwatch attach`: wiring only | `model`, `governor`, `host`, `process`, `plan`, `loader`, `pipeline`, `view` |
 //! | 9 | `daemon` | `mapwatch daemon`: the targets its selectors select, as they come and go, and their flight recorder | `model`, `governor`, `host`, `process`, `record`, `target`, `plan`, `loader`, `intake`, `pipeline`, `view` |

@@ -12,7 +12,7 @@
 
 use thiserror::Error;
 
-use crate::goruntime::{BucketMapLayout, MapLayout, SwissMapLayout};
+use crate::goruntime::{BucketMapLayout, MapLayout, SwissMapLayout, SyncMapLayout, BUCKET_MAP};
 
 /// Reads the target's memory.
 pub trait Peek {
@@ -107,6 +107,22 @@ pub enum MapDetail {
         /// Whether a grow is in progress (entries are then in two bucket
         /// arrays; the walk reads the new one).
         growing: bool,
+    },
+    /// A `sync.Map` (Go ≤ 1.23): a read-only map that loads use without
+    /// the mutex, and a dirty map that holds every key once a new one was
+    /// stored.
+    SyncMap {
+        /// Entries of the read-only map (deleted ones not yet expunged
+        /// included).
+        read_entries: u64,
+        /// Entries of the dirty map (0 when there is none).
+        dirty_entries: u64,
+        /// Whether there is a dirty map holding keys the read-only one
+        /// lacks (loads of them miss, and take the mutex).
+        amended: bool,
+        /// Misses since the last promotion: at `dirty_entries` misses the
+        /// dirty map becomes the read-only one.
+        misses: u64,
     },
     /// A swiss-table map (Go ≥ 1.24).
     Swiss {
@@ -422,6 +438,75 @@ fn read_swiss(
     Ok(out)
 }
 
+/// Reads a `sync.Map` (Go ≤ 1.23) at `map`: its read-only map's and dirty
+/// map's entries (both bucket maps' `count`), `amended` and `misses`. A
+/// zero `sync.Map` has no read-only map yet (entries 0).
+pub fn read_sync_map(
+    peek: &impl Peek,
+    layout: SyncMapLayout,
+    map: u64,
+) -> Result<MapStructure, HealthError> {
+    let mut reader = Reader {
+        peek,
+        budget: u64::MAX,
+        read: 0,
+    };
+    let header = reader.bytes(map, (layout.misses + 8) as u64)?;
+    let read_only = u64_at(&header, layout.read);
+    let dirty = u64_at(&header, layout.dirty);
+    let misses = u64_at(&header, layout.misses);
+    let count = |reader: &mut Reader<'_, _>, hmap: u64| -> Result<u64, HealthError> {
+        if hmap == 0 {
+            return Ok(0);
+        }
+        let n = u64_at(&reader.bytes(hmap + BUCKET_MAP.count as u64, 8)?, 0);
+        if n > i64::MAX as u64 {
+            return Err(HealthError::Invalid {
+                field: "hmap.count",
+                value: n,
+            });
+        }
+        Ok(n)
+    };
+    let (read_map, amended) = if read_only == 0 {
+        (0, false)
+    } else {
+        let ro = reader.bytes(read_only, (layout.read_only_amended + 1) as u64)?;
+        let amended = ro[layout.read_only_amended];
+        if amended > 1 {
+            return Err(HealthError::Invalid {
+                field: "readOnly.amended",
+                value: u64::from(amended),
+            });
+        }
+        (u64_at(&ro, layout.read_only_map), amended == 1)
+    };
+    let read_entries = count(&mut reader, read_map)?;
+    let dirty_entries = count(&mut reader, dirty)?;
+    if misses > i64::MAX as u64 {
+        return Err(HealthError::Invalid {
+            field: "misses",
+            value: misses,
+        });
+    }
+    Ok(MapStructure {
+        // Once amended, the dirty map holds every key.
+        entries: if amended { dirty_entries } else { read_entries },
+        capacity: 0,
+        tombstones: 0,
+        detail: MapDetail::SyncMap {
+            read_entries,
+            dirty_entries,
+            amended,
+            misses,
+        },
+        occupancy: Vec::new(),
+        complete: true,
+        consistent: true,
+        bytes_read: reader.read,
+    })
+}
+
 impl MapStructure {
     /// Entries per slot of capacity (0 for a map with none).
     pub fn load_factor(&self) -> f64 {
@@ -572,6 +657,66 @@ mod tests {
         assert_eq!(s.occupancy, expected);
         // Too few buckets for a skew figure.
         assert_eq!(s.skew(), None);
+    }
+
+    #[test]
+    fn reads_a_sync_map_s_two_maps() {
+        let layout = crate::goruntime::sync_map_layout(Some((1, 23))).unwrap();
+        let mut m = Fake::default();
+        // Map{mu; read *readOnly; dirty *hmap; misses}
+        let mut header = vec![0u8; 32];
+        header[8..16].copy_from_slice(&le(0x2000));
+        header[16..24].copy_from_slice(&le(0x4000));
+        header[24..32].copy_from_slice(&le(17));
+        m.put(0x1000, header);
+        let mut read_only = vec![0u8; 16];
+        read_only[..8].copy_from_slice(&le(0x3000));
+        read_only[8] = 1;
+        m.put(0x2000, read_only);
+        m.put(0x3000, le(100).to_vec());
+        m.put(0x4000, le(130).to_vec());
+        let s = read_sync_map(&m, layout, 0x1000).unwrap();
+        assert_eq!(s.entries, 130);
+        assert_eq!(
+            s.detail,
+            MapDetail::SyncMap {
+                read_entries: 100,
+                dirty_entries: 130,
+                amended: true,
+                misses: 17
+            }
+        );
+        // Right after a promotion: no dirty map, not amended.
+        let mut header = vec![0u8; 32];
+        header[8..16].copy_from_slice(&le(0x2000));
+        m.put(0x1000, header);
+        let mut read_only = vec![0u8; 16];
+        read_only[..8].copy_from_slice(&le(0x4000));
+        m.put(0x2000, read_only);
+        let s = read_sync_map(&m, layout, 0x1000).unwrap();
+        assert_eq!(s.entries, 130);
+        // Not a readOnly: amended must be a bool.
+        let mut read_only = vec![0u8; 16];
+        read_only[8] = 7;
+        m.put(0x2000, read_only);
+        assert!(matches!(
+            read_sync_map(&m, layout, 0x1000),
+            Err(HealthError::Invalid {
+                field: "readOnly.amended",
+                ..
+            })
+        ));
+        // A zero sync.Map: nothing yet.
+        m.put(0x1000, vec![0u8; 32]);
+        assert_eq!(read_sync_map(&m, layout, 0x1000).unwrap().entries, 0);
+        // Go 1.19 kept the pointer in an atomic.Value's data word.
+        assert_eq!(
+            crate::goruntime::sync_map_layout(Some((1, 19)))
+                .unwrap()
+                .read,
+            16
+        );
+        assert_eq!(crate::goruntime::sync_map_layout(Some((1, 24))), None);
     }
 
     #[test]

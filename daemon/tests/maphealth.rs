@@ -4,7 +4,11 @@
 //! once. During the fixture's pause every map's entries equal its own
 //! `len`, each reading walked the whole map and agreed with its header;
 //! the churned map gets the advisor's finding (tombstones from Go 1.24,
-//! oversized before), the steady map of the same size neither.
+//! oversized before), the steady map of the same size neither. With
+//! `-storm`, `sync.Map`s (Go ≤ 1.23): `main.storm`, churned with loads of
+//! its newest keys, promotes its dirty map exactly as often as the fixture
+//! saw it happen and gets `promotion-storm`; `main.calm`, read-mostly,
+//! neither.
 
 mod common;
 
@@ -160,6 +164,81 @@ fn map_structure_matches_the_fixtures_own_lengths() {
             maps.iter()
                 .any(|m| m["name"] == "main.steady" && m["health"]["replaced"] == true),
             "{what}: {report:#}"
+        );
+    }
+}
+
+#[test]
+fn sync_map_promotions_are_counted_and_a_storm_is_named() {
+    for go in ["1.23.9", "1.27.3"] {
+        let workload = Workload::start(&fixture(go, "maphealth", false), &["-storm"]);
+        let tracer = Tracer::attach(
+            workload.pid,
+            &[
+                "--probe",
+                "syncmap",
+                "--map",
+                "main.storm",
+                "--map",
+                "main.calm",
+            ],
+        );
+        let truth = workload.run_to_end();
+        let report = tracer.report();
+        let what = format!("Go {go}");
+        eprintln!("{what}: {truth}");
+        let storm = map_named(&report, "main.storm");
+        let calm = map_named(&report, "main.calm");
+        if !go.starts_with("1.23") {
+            // A HashTrieMap has no read-only copy to promote.
+            assert!(storm["health"].is_null(), "{what}: {storm:#}");
+            assert_eq!(truth["storm_promotions"], 0, "{what}");
+            continue;
+        }
+        let health = &storm["health"];
+        assert_eq!(health["implementation"], "sync_map", "{what}: {health:#}");
+        assert_eq!(health["failed_readings"], 0, "{what}: {health:#}");
+        // Every promotion the fixture saw, no more.
+        let promotions = health["promotions"].as_u64().unwrap();
+        assert!(promotions > 10, "{what}: {health:#}");
+        assert_eq!(
+            promotions,
+            truth["storm_promotions"].as_u64().unwrap(),
+            "{what}: {storm:#}"
+        );
+        // Each promotion drops the dirty map; the next store of a new key
+        // copies the read-only map into a new one (`dirty_copy`), and a
+        // promotion takes as many misses as the dirty map holds.
+        let copies = storm["internal"]["dirty_copy"].as_u64().unwrap();
+        let amended = u64::from(health["amended"] == true);
+        assert_eq!(promotions, copies - amended, "{what}: {storm:#}");
+        let misses = storm["internal"]["miss"].as_u64().unwrap();
+        let keeps = truth["storm_keeps"].as_u64().unwrap();
+        assert!(misses >= promotions * keeps, "{what}: {storm:#}");
+        // Deleted entries stay until the next copy expunges them.
+        assert!(
+            health["entries"].as_u64().unwrap() >= keeps,
+            "{what}: {health:#}"
+        );
+        assert!(
+            health["entries_copied_per_second"].as_f64().unwrap() > 0.0,
+            "{what}: {health:#}"
+        );
+        let found = findings(storm);
+        assert!(
+            found.contains(&"promotion-storm".to_string()),
+            "{what}: {storm:#}"
+        );
+        // The read-mostly sync.Map of the same size: its -keep entries, no
+        // promotion, no finding.
+        let health = &calm["health"];
+        assert_eq!(health["implementation"], "sync_map", "{what}: {health:#}");
+        assert_eq!(health["entries"], truth["steady"], "{what}: {health:#}");
+        assert_eq!(health["promotions"], 0, "{what}: {health:#}");
+        assert_eq!(truth["calm_promotions"], 0, "{what}");
+        assert!(
+            !findings(calm).contains(&"promotion-storm".to_string()),
+            "{what}: {calm:#}"
         );
     }
 }

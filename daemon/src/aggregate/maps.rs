@@ -195,6 +195,53 @@ pub struct HealthRecord {
     pub replaced: bool,
     /// The most entries seen.
     pub peak_entries: u64,
+    /// A `sync.Map`'s promotions, as its dirty copies and readings tell
+    /// them.
+    pub promotions: Option<PromotionTrack>,
+}
+
+/// What a `sync.Map`'s readings and dirty copies say of its promotions.
+///
+/// The map alternates: a store of a new key while the read-only map is
+/// complete copies it into a new dirty map (`dirtyLocked`, counted exactly
+/// as `dirty_copy`) and marks it amended; a promotion (enough misses, or a
+/// `Range`) makes the dirty map the read-only one and drops it, no longer
+/// amended. So between two readings, promotions = dirty copies + (amended
+/// at the first) − (amended at the second): exact, given the copies (a
+/// `Clear` of an amended map drops the dirty map too and counts as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromotionTrack {
+    /// Time column, dirty copies counted and `amended` at the first
+    /// reading.
+    pub first: (u64, u64, bool),
+    /// The same at the last reading.
+    pub last: (u64, u64, bool),
+    /// Entries copied into dirty maps between the first and last reading
+    /// (an estimate: each copy taken as big as the read-only map at the
+    /// reading after it).
+    pub entries_copied: u64,
+}
+
+impl PromotionTrack {
+    /// Promotions while watched, given `copies` dirty copies counted in all
+    /// (the first reading is taken as the map's state when watching began:
+    /// exactly so for maps selected with `--map`, read before the probes
+    /// count).
+    pub fn promotions(&self, copies: u64) -> u64 {
+        (copies + u64::from(self.first.2)).saturating_sub(u64::from(self.last.2))
+    }
+
+    /// Promotions and entries copied per second between the first and the
+    /// last reading (`None` before two readings a second apart).
+    pub fn rates(&self) -> Option<(f64, f64)> {
+        let seconds = self.last.0.checked_sub(self.first.0).filter(|&s| s > 0)? as f64;
+        let promotions = (self.last.1.saturating_sub(self.first.1) + u64::from(self.first.2))
+            .saturating_sub(u64::from(self.last.2));
+        Some((
+            promotions as f64 / seconds,
+            self.entries_copied as f64 / seconds,
+        ))
+    }
 }
 
 impl HealthRecord {
@@ -208,12 +255,15 @@ impl HealthRecord {
             error: None,
             replaced: false,
             peak_entries: 0,
+            promotions: None,
         }
     }
 
-    /// The report of the readings so far, for a map that grew `grows`
-    /// times.
-    pub fn report(&self, grows: u64) -> MapHealth {
+    /// The report of the readings so far, for a map whose operations
+    /// counted so far are `ops` (its growths, its dirty copies).
+    pub fn report(&self, ops: &[u64; MAP_OPS]) -> MapHealth {
+        let grows = ops[MapOp::Grow as usize];
+        let copies = ops[MapOp::DirtyCopy as usize];
         let last = self.last.as_ref();
         let structure = last.map(|(s, _, _)| s);
         // The fields of one implementation.
@@ -241,6 +291,21 @@ impl HealthRecord {
             }) => (Some(tables), Some(directory), Some(growth_left)),
             _ => (None, None, None),
         };
+        let (read_entries, dirty_entries, amended, misses) = match structure.map(|s| &s.detail) {
+            Some(&MapDetail::SyncMap {
+                read_entries,
+                dirty_entries,
+                amended,
+                misses,
+            }) => (
+                Some(read_entries),
+                Some(dirty_entries),
+                Some(amended),
+                Some(misses),
+            ),
+            _ => (None, None, None, None),
+        };
+        let rates = self.promotions.as_ref().and_then(PromotionTrack::rates);
         MapHealth {
             implementation: self.implementation,
             entries: structure.map_or(0, |s| s.entries),
@@ -257,6 +322,13 @@ impl HealthRecord {
             tables,
             directory,
             growth_left,
+            read_entries,
+            dirty_entries,
+            amended,
+            misses,
+            promotions: self.promotions.map(|p| p.promotions(copies)),
+            promotions_per_second: rates.map(|r| r.0),
+            entries_copied_per_second: rates.map(|r| r.1),
             occupancy: structure.map(|s| s.occupancy.clone()).unwrap_or_default(),
             skew: structure.and_then(MapStructure::skew),
             complete: structure.is_some_and(|s| s.complete),
@@ -271,10 +343,26 @@ impl HealthRecord {
         }
     }
 
-    /// Folds in one reading taken in time column `column`.
-    pub fn add(&mut self, reading: HealthReading, column: u64) {
+    /// Folds in one reading taken in time column `column`, when the map's
+    /// dirty copies counted so far were `copies`.
+    pub fn add(&mut self, reading: HealthReading, column: u64, copies: u64) {
         match reading {
             HealthReading::Read { structure, cost_ns } => {
+                if let MapDetail::SyncMap {
+                    read_entries,
+                    amended,
+                    ..
+                } = structure.detail
+                {
+                    let now = (column, copies, amended);
+                    let track = self.promotions.get_or_insert(PromotionTrack {
+                        first: now,
+                        last: now,
+                        entries_copied: 0,
+                    });
+                    track.entries_copied += copies.saturating_sub(track.last.1) * read_entries;
+                    track.last = now;
+                }
                 self.readings += 1;
                 self.error = None;
                 self.peak_entries = self.peak_entries.max(structure.entries);

@@ -20,19 +20,19 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
     BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
-    LockStats as KernelStats, LockStatsKey, RunQueueStats, MAP_OPS,
+    LockStats as KernelStats, LockStatsKey, MapOp, RunQueueStats, MAP_OPS,
 };
 
 use crate::{
     intake::IntakeMessage,
-    model::{CodeLocation, LockKind, ProbeCounters, ProbeInfo, TargetInfo},
+    model::{CodeLocation, LockKind, MapKind, ProbeCounters, ProbeInfo, TargetInfo},
     plan::{GoRuntimeProbes, ProbePlan},
     target::Symbolizer,
 };
 use cas::CasTimeline;
 use gc::Gc;
 use locks::Locks;
-pub use maps::HealthReading;
+pub use maps::{HealthReading, PromotionTrack};
 use maps::{MapAggregate, MapSiteInfo, OpResolver, DEFAULT_KEY_CAPACITY};
 use runqueue::RunQueue;
 use timeline::Timeline;
@@ -355,11 +355,28 @@ impl Aggregator {
         reading: maps::HealthReading,
     ) {
         let column = self.cas_column as u64;
+        let copies = self
+            .maps
+            .maps
+            .get(&map)
+            .map_or(0, |stats| stats.all_ops()[MapOp::DirtyCopy as usize]);
         self.maps
             .health
             .entry(map)
             .or_insert_with(|| maps::HealthRecord::new(implementation))
-            .add(reading, column);
+            .add(reading, column, copies);
+    }
+
+    /// The `sync.Map`s seen so far, busiest first.
+    pub fn sync_map_addresses(&self) -> Vec<u64> {
+        let mut maps: Vec<(&u64, &maps::MapStats)> = self
+            .maps
+            .maps
+            .iter()
+            .filter(|(_, stats)| stats.kind == MapKind::SyncMap)
+            .collect();
+        maps.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
+        maps.into_iter().map(|(address, _)| *address).collect()
     }
 
     /// The addresses of the maps seen so far.

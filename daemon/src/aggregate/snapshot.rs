@@ -10,10 +10,10 @@ use super::{
 use crate::{
     advisor::{self, MapMix},
     model::{
-        log2_buckets, CallSite, CasReport, ConvoyReport, Finding, Frame, GcReport, Heatmap,
-        HeatmapKind, HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport,
-        MapsHint, OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason,
-        WaitBucket, WriterSite, TIMELINE_SECONDS,
+        log2_buckets, CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind,
+        HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint,
+        OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason, WaitBucket,
+        WriterSite, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -452,21 +452,17 @@ impl Aggregator {
                     heatmaps.push(heatmap);
                 }
             }
-            let mut advice = if stats.keyed {
+            let advice = if stats.keyed {
                 advisor::advise(&mix_of(stats, top_keys.first()))
             } else {
                 Vec::new()
             };
-            let grows = stats.all_ops()[MapOp::Grow as usize];
-            let health = self.maps.health.get(&address).map(|r| r.report(grows));
-            if let Some(health) = &health {
-                let found = advisor::advise_health(health);
-                if !found.is_empty() {
-                    advice.retain(|a| a.finding != Finding::Fits);
-                    advice.extend(found);
-                }
-            }
-            reports.push(MapReport {
+            let health = self
+                .maps
+                .health
+                .get(&address)
+                .map(|r| r.report(&stats.all_ops()));
+            let mut report = MapReport {
                 name,
                 address,
                 kind: stats.kind,
@@ -492,7 +488,9 @@ impl Aggregator {
                     1.0
                 },
                 health,
-            });
+            };
+            advisor::refresh_health_advice(&mut report);
+            reports.push(report);
         }
         (reports, heatmaps)
     }

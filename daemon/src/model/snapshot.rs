@@ -610,27 +610,31 @@ pub struct MapReport {
     /// all); the keys' counts are scaled by it.
     pub key_sampled_fraction: f64,
     /// Its structure as last read from the target's memory (runtime maps
-    /// selected with `--map`), or null.
+    /// selected with `--map`; `sync.Map`s up to Go 1.23), or null.
     pub health: Option<MapHealth>,
 }
 
-/// How a runtime map's memory is organised.
+/// How a map's memory is organised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MapImplementation {
     /// Buckets of 8 cells with overflow chains (Go ≤ 1.23).
     Buckets,
     /// Swiss tables: groups of 8 slots with control bytes (Go ≥ 1.24).
     Swiss,
+    /// A `sync.Map` of Go ≤ 1.23: a read-only map and a dirty one.
+    SyncMap,
 }
 
 /// A runtime map's structure, read from the target's memory once a second
 /// (see [`crate::maphealth`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MapHealth {
-    /// Buckets or swiss tables.
+    /// Buckets, swiss tables or a `sync.Map`.
     pub implementation: MapImplementation,
-    /// Live entries at the last reading (what `len` returned then).
+    /// Live entries at the last reading (what `len` returned then; a
+    /// `sync.Map`'s: its dirty map's once amended, else its read-only
+    /// map's, deleted entries not yet expunged included).
     pub entries: u64,
     /// The most entries any reading saw.
     pub peak_entries: u64,
@@ -660,6 +664,25 @@ pub struct MapHealth {
     pub directory: Option<u64>,
     /// Swiss maps: inserts into empty slots left before a table grows.
     pub growth_left: Option<u64>,
+    /// `sync.Map`: entries of its read-only map (deleted ones not yet
+    /// expunged included).
+    pub read_entries: Option<u64>,
+    /// `sync.Map`: entries of its dirty map (0 right after a promotion).
+    pub dirty_entries: Option<u64>,
+    /// `sync.Map`: whether the dirty map holds keys the read-only one
+    /// lacks (loads of them miss and take the mutex).
+    pub amended: Option<bool>,
+    /// `sync.Map`: misses since the last promotion.
+    pub misses: Option<u64>,
+    /// `sync.Map`: promotions while watched (the dirty map becoming the
+    /// read-only one; see [`crate::aggregate::PromotionTrack`]).
+    pub promotions: Option<u64>,
+    /// `sync.Map`: promotions per second between the first and last
+    /// reading.
+    pub promotions_per_second: Option<f64>,
+    /// `sync.Map`: entries copied into new dirty maps per second (each
+    /// copy as big as the read-only map at the next reading: an estimate).
+    pub entries_copied_per_second: Option<f64>,
     /// Entry `k`: buckets (with their chains) holding `k` entries, or
     /// groups with `k` full slots; the last entry also counts fuller ones.
     pub occupancy: Vec<u64>,
@@ -688,6 +711,27 @@ pub struct MapHealth {
     pub read_microseconds: f64,
 }
 
+impl MapHealth {
+    /// Scales what the probes counted (growths, and the promotions told by
+    /// dirty copies) to the whole time; what was read from memory stands.
+    pub fn scale(&mut self, fraction: f64) {
+        if fraction >= 1.0 || fraction <= 0.0 {
+            return;
+        }
+        self.grows = scaled(self.grows, fraction);
+        self.promotions = self.promotions.map(|n| scaled(n, fraction));
+        for rate in [
+            &mut self.promotions_per_second,
+            &mut self.entries_copied_per_second,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *rate /= fraction;
+        }
+    }
+}
+
 impl MapReport {
     /// Scales what was seen while the probes were on to the whole time
     /// (the keys' counts are already scaled for key sampling).
@@ -711,6 +755,9 @@ impl MapReport {
         self.total = scaled(self.total, fraction);
         for n in &mut self.per_cpu {
             *n = scaled(*n, fraction);
+        }
+        if let Some(health) = &mut self.health {
+            health.scale(fraction);
         }
         self.top_k_error_bound = scaled(self.top_k_error_bound, fraction);
         for key in &mut self.top_keys {
@@ -777,6 +824,9 @@ pub enum Finding {
     OverflowChains,
     /// Entries spread far from what a uniform hash gives.
     Skewed,
+    /// A `sync.Map` promoting its dirty map, and copying its read-only map
+    /// into a new one, many times a second.
+    PromotionStorm,
 }
 
 impl fmt::Display for Finding {
@@ -792,6 +842,7 @@ impl fmt::Display for Finding {
             Self::Oversized => "oversized",
             Self::OverflowChains => "overflow-chains",
             Self::Skewed => "skewed",
+            Self::PromotionStorm => "promotion-storm",
         })
     }
 }

@@ -29,6 +29,7 @@ mod overhead;
 use overhead::Overhead;
 
 use crate::{
+    advisor,
     aggregate::{Aggregator, Catalog, HealthReading, KernelSample, SnapshotInputs, Watched},
     goruntime,
     governor::Budget,
@@ -178,7 +179,7 @@ impl Pipeline {
             monotonic_ns(),
             possible_cpus(),
         );
-        let state = State {
+        let mut state = State {
             aggregator,
             probes,
             selection,
@@ -187,6 +188,9 @@ impl Pipeline {
             started: Instant::now(),
             overhead,
         };
+        // The `sync.Map`s selected by name are read before the work goes
+        // on: their promotions are counted from this state.
+        state.read_health();
         // What subscribers see before the first tick: the target and its
         // probes, no figures (and nothing that needs the line tables).
         let first = state.aggregator.empty_snapshot();
@@ -382,6 +386,10 @@ impl State {
     fn scaled(&self, mut snapshot: Snapshot) -> Snapshot {
         if let Some(overhead) = &self.overhead {
             snapshot.scale(overhead.sampling());
+            // Rates the advisor judges by were scaled with the rest.
+            for map in &mut snapshot.maps {
+                advisor::refresh_health_advice(map);
+            }
         }
         snapshot
     }
@@ -396,6 +404,18 @@ impl State {
         self.scaled(raw)
     }
 
+    /// Reads the structure of the maps watched (see
+    /// [`MapSelection::read_health`]).
+    fn read_health(&mut self) {
+        let sync_maps = self.aggregator.sync_map_addresses();
+        let readings = self
+            .selection
+            .read_health(self.aggregator.map_types(), &sync_maps);
+        for (map, implementation, reading) in readings {
+            self.aggregator.add_health(map, implementation, reading);
+        }
+    }
+
     /// One tick: the selection refreshed, the kernel read, maps named.
     fn tick(&mut self) -> Result<(), LoadError> {
         self.selection.refresh(&mut self.probes)?;
@@ -403,12 +423,7 @@ impl State {
         let counters = sample.counters;
         self.aggregator.sample(sample, true, self.watched());
         self.selection.name_maps(&self.aggregator.map_addresses());
-        if let Some(implementation) = self.selection.implementation() {
-            let readings = self.selection.read_health(self.aggregator.map_types());
-            for (map, reading) in readings {
-                self.aggregator.add_health(map, implementation, reading);
-            }
-        }
+        self.read_health();
         if let Some(overhead) = &mut self.overhead {
             let key_weight = overhead.tick(&mut self.probes, &counters)?;
             self.aggregator.set_key_weight(key_weight);
@@ -507,6 +522,23 @@ async fn run(
     Ok(())
 }
 
+/// A reading's outcome as the aggregator takes it; `None` when the target
+/// has exited (its maps went with it: no finding about them).
+fn reading(
+    outcome: Result<maphealth::MapStructure, maphealth::HealthError>,
+    started: Instant,
+    target: &Target,
+) -> Option<HealthReading> {
+    match outcome {
+        Ok(structure) => Some(HealthReading::Read {
+            structure,
+            cost_ns: started.elapsed().as_nanos() as u64,
+        }),
+        Err(_) if !target.process.is_alive() => None,
+        Err(e) => Some(HealthReading::Failed(e)),
+    }
+}
+
 /// The maps chosen with `--map`, kept up to date in the kernel's selection,
 /// and the names of runtime maps.
 struct MapSelection {
@@ -521,6 +553,8 @@ struct MapSelection {
     unnamed_at_last_scan: usize,
     /// How the target's runtime maps are laid out, if it is a Go program.
     layout: Option<goruntime::MapLayout>,
+    /// How the target's `sync.Map`s are laid out (Go ≤ 1.23).
+    sync_layout: Option<goruntime::SyncMapLayout>,
     /// Selected maps whose variable now holds another map.
     replaced: HashSet<u64>,
     /// The maps the selectors pointed at when last refreshed.
@@ -553,6 +587,7 @@ impl MapSelection {
             names: HashMap::new(),
             unnamed_at_last_scan: 0,
             layout: goruntime::map_layout(target.exe.go_version()),
+            sync_layout: goruntime::sync_map_layout(target.exe.go_version()),
             replaced: HashSet::new(),
             pointed_at: HashSet::new(),
         })
@@ -560,59 +595,79 @@ impl MapSelection {
 
     /// Reads the structure of the selected runtime maps whose type their
     /// operations passed (`types`: map → `*abi.MapType`; the selectors as
-    /// this tick's [`refresh`](Self::refresh) resolved them), at most
-    /// [`MAX_HEALTH_MAPS`] of them, each within
-    /// [`maphealth::DEFAULT_READ_BUDGET`] bytes; a map its variable no
-    /// longer holds is reported replaced, once, and read no more.
-    fn read_health(&mut self, types: &BTreeMap<u64, u64>) -> Vec<(u64, HealthReading)> {
-        let (Some(memory), Some(layout)) = (&self.memory, self.layout) else {
+    /// this tick's [`refresh`](Self::refresh) resolved them), then of the
+    /// `sync.Map`s (Go ≤ 1.23): those selected by name, then `sync_maps`
+    /// (seen, busiest first); at most [`MAX_HEALTH_MAPS`] in all, a
+    /// runtime map within [`maphealth::DEFAULT_READ_BUDGET`] bytes, a
+    /// `sync.Map` in four small reads. A runtime map its variable no longer
+    /// holds is reported replaced, once, and read no more.
+    fn read_health(
+        &mut self,
+        types: &BTreeMap<u64, u64>,
+        sync_maps: &[u64],
+    ) -> Vec<(u64, MapImplementation, HealthReading)> {
+        let Some(memory) = &self.memory else {
             return Vec::new();
         };
-        let mut selected: Vec<u64> = self.selected.iter().copied().collect();
-        selected.sort_unstable();
         let mut readings = Vec::new();
         let mut read = 0;
-        for map in selected {
-            let Some(&map_type) = types.get(&map) else {
-                continue;
-            };
-            if self.replaced.contains(&map) {
-                continue;
+        if let Some(layout) = self.layout {
+            let mut selected: Vec<u64> = self.selected.iter().copied().collect();
+            selected.sort_unstable();
+            for map in selected {
+                let Some(&map_type) = types.get(&map) else {
+                    continue;
+                };
+                if self.replaced.contains(&map) {
+                    continue;
+                }
+                if !self.pointed_at.contains(&map) {
+                    self.replaced.insert(map);
+                    readings.push((map, layout.implementation(), HealthReading::Replaced));
+                    continue;
+                }
+                if read >= MAX_HEALTH_MAPS {
+                    continue;
+                }
+                read += 1;
+                let started = Instant::now();
+                let outcome = maphealth::read_map(
+                    memory,
+                    layout,
+                    map,
+                    map_type,
+                    maphealth::DEFAULT_READ_BUDGET,
+                );
+                match reading(outcome, started, &self.target) {
+                    Some(reading) => readings.push((map, layout.implementation(), reading)),
+                    None => return readings,
+                }
             }
-            if !self.pointed_at.contains(&map) {
-                self.replaced.insert(map);
-                readings.push((map, HealthReading::Replaced));
-                continue;
+        }
+        if let Some(layout) = self.sync_layout {
+            let bias = self.target.load_bias;
+            let by_name = self.selectors.iter().filter_map(|selector| match selector {
+                MapSelector::Global { address, .. } => Some(address.wrapping_add(bias)),
+                _ => None,
+            });
+            let mut seen = HashSet::new();
+            for map in by_name.chain(sync_maps.iter().copied()) {
+                if read >= MAX_HEALTH_MAPS {
+                    break;
+                }
+                if !seen.insert(map) {
+                    continue;
+                }
+                read += 1;
+                let started = Instant::now();
+                let outcome = maphealth::read_sync_map(memory, layout, map);
+                match reading(outcome, started, &self.target) {
+                    Some(reading) => readings.push((map, MapImplementation::SyncMap, reading)),
+                    None => break,
+                }
             }
-            if read >= MAX_HEALTH_MAPS {
-                continue;
-            }
-            read += 1;
-            let started = Instant::now();
-            let reading = match maphealth::read_map(
-                memory,
-                layout,
-                map,
-                map_type,
-                maphealth::DEFAULT_READ_BUDGET,
-            ) {
-                Ok(structure) => HealthReading::Read {
-                    structure,
-                    cost_ns: started.elapsed().as_nanos() as u64,
-                },
-                // A target that has exited took its maps along: that is
-                // no finding about them.
-                Err(_) if !self.target.process.is_alive() => break,
-                Err(e) => HealthReading::Failed(e),
-            };
-            readings.push((map, reading));
         }
         readings
-    }
-
-    /// How the target's runtime maps are laid out, as the report says it.
-    fn implementation(&self) -> Option<MapImplementation> {
-        self.layout.map(|layout| layout.implementation())
     }
 
     /// The runtime address a selector points at now (a map variable may

@@ -55,6 +55,27 @@ pub fn health_sentence(h: &crate::model::MapHealth) -> String {
         return format!("unreadable now ({error}): freed or reused");
     }
     let shape = match h.implementation {
+        MapImplementation::SyncMap => {
+            let rates = match (h.promotions_per_second, h.entries_copied_per_second) {
+                (Some(p), Some(c)) => format!(" ({p:.1}/s, about {c:.0} entries copied/s)"),
+                _ => String::new(),
+            };
+            return format!(
+                "{} entries: read-only map {}, dirty map {}{}, {} misses since the last promotion; {} promotion(s) while watched{rates}; read {} bytes in {:.0} µs",
+                h.entries,
+                h.read_entries.unwrap_or(0),
+                h.dirty_entries.unwrap_or(0),
+                if h.amended == Some(true) {
+                    " (amended: loads of its new keys miss)"
+                } else {
+                    ""
+                },
+                h.misses.unwrap_or(0),
+                h.promotions.unwrap_or(0),
+                h.bytes_read,
+                h.read_microseconds,
+            );
+        }
         MapImplementation::Buckets => format!(
             "{} buckets, {} overflow (longest chain {}){}",
             h.buckets.unwrap_or(0),

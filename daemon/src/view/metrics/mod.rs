@@ -31,7 +31,10 @@ use tokio::{
 
 use crate::{
     duration,
-    model::{hash::stable_hash, AttachFailure, GcReport, Key, LockKind, MapKind, MapOp, Snapshot},
+    model::{
+        hash::stable_hash, AttachFailure, GcReport, Key, LockKind, MapImplementation, MapKind,
+        MapOp, Snapshot,
+    },
     view::ReportFormat,
 };
 
@@ -92,7 +95,8 @@ pub struct MapFigures {
     /// The hottest keys (exported form) and their operations, then
     /// `("other", the rest)` when the map had keys.
     pub hot_keys: Vec<(String, u64)>,
-    /// Its structure as last read (runtime maps selected with `--map`).
+    /// Its structure as last read (runtime maps selected with `--map`,
+    /// `sync.Map`s up to Go 1.23).
     pub health: Option<HealthFigures>,
 }
 
@@ -101,10 +105,12 @@ pub struct MapFigures {
 pub struct HealthFigures {
     /// Live entries.
     pub entries: u64,
-    /// Entries per slot.
-    pub load_factor: f64,
-    /// Deleted slots per slot.
-    pub tombstone_ratio: f64,
+    /// Entries per slot (runtime maps).
+    pub load_factor: Option<f64>,
+    /// Deleted slots per slot (runtime maps).
+    pub tombstone_ratio: Option<f64>,
+    /// Promotions of the dirty map while watched (`sync.Map`s).
+    pub promotions: Option<u64>,
 }
 
 /// The bounded figures a scrape shows, and what `--jsonl` writes once per
@@ -227,10 +233,14 @@ impl Figures {
                         kind: map.kind,
                         ops,
                         hot_keys,
-                        health: map.health.as_ref().map(|h| HealthFigures {
-                            entries: h.entries,
-                            load_factor: h.load_factor,
-                            tombstone_ratio: h.tombstone_ratio,
+                        health: map.health.as_ref().map(|h| {
+                            let runtime = h.implementation != MapImplementation::SyncMap;
+                            HealthFigures {
+                                entries: h.entries,
+                                load_factor: runtime.then_some(h.load_factor),
+                                tombstone_ratio: runtime.then_some(h.tombstone_ratio),
+                                promotions: h.promotions,
+                            }
                         }),
                     }
                 })
@@ -821,35 +831,44 @@ pub fn families(s: &Figures) -> Vec<Family> {
             })
             .collect(),
     ));
-    type Health = fn(&HealthFigures) -> Value;
-    let health: [(&str, &str, Health); 3] = [
+    type Health = fn(&HealthFigures) -> Option<Value>;
+    let health: [(&str, &str, Kind, Health); 4] = [
         (
             "map_entries",
-            "Live entries of a runtime map, read from the target's memory once a second.",
-            |h| Value::Count(h.entries),
+            "Live entries of a runtime map or sync.Map, read from the target's memory once a second.",
+            Kind::Gauge,
+            |h| Some(Value::Count(h.entries)),
         ),
         (
             "map_load_factor",
             "A runtime map's entries per slot of capacity (Go maps never shrink).",
-            |h| Value::Real(h.load_factor),
+            Kind::Gauge,
+            |h| h.load_factor.map(Value::Real),
         ),
         (
             "map_tombstone_ratio",
             "A runtime map's deleted slots per slot of capacity.",
-            |h| Value::Real(h.tombstone_ratio),
+            Kind::Gauge,
+            |h| h.tombstone_ratio.map(Value::Real),
+        ),
+        (
+            "map_promotions",
+            "Promotions of a sync.Map's dirty map to its read-only map while watched (Go <= 1.23; each is followed by a copy of the whole map).",
+            Kind::Counter,
+            |h| h.promotions.map(Value::Count),
         ),
     ];
-    for (name, help, value) in health {
+    for (name, help, kind, value) in health {
         out.push(family(
             name,
             help,
             None,
-            Kind::Gauge,
+            kind,
             s.maps
                 .iter()
                 .filter_map(|map| {
                     let h = map.health.as_ref()?;
-                    Some(sample(vec![("map", map.map.clone())], value(h)))
+                    Some(sample(vec![("map", map.map.clone())], value(h)?))
                 })
                 .collect(),
         ));
