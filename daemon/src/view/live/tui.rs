@@ -220,6 +220,21 @@ pub fn render(frame: &mut Frame, view: View, heatmap: usize, snapshot: &Snapshot
                     format!("{} {} — {total} ops: {ops}", map.kind, map.label()),
                     bold,
                 ));
+                if let Some(health) = &map.health {
+                    lines.push(Line::from(format!(
+                        "  structure: {}",
+                        crate::view::health_sentence(health)
+                    )));
+                }
+                let findings: Vec<String> = map
+                    .advice
+                    .iter()
+                    .filter(|a| a.finding != crate::model::Finding::Fits)
+                    .map(|a| a.finding.to_string())
+                    .collect();
+                if !findings.is_empty() {
+                    lines.push(Line::from(format!("  advice: {}", findings.join(", "))));
+                }
                 let share = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
                 for key in &map.top_keys {
                     lines.push(Line::from(format!(
@@ -332,6 +347,10 @@ mod tests {
         assert!(maps.contains("main.cache"), "{maps}");
         assert!(maps.contains("75.0%  k1"), "{maps}");
         assert!(maps.contains("25.0%  other"), "{maps}");
+        assert!(
+            maps.contains("structure: 1000 entries (peak 1200) in 2000 slots"),
+            "{maps}"
+        );
         assert!(screen(View::Cas).contains("main.f+0x10"));
         assert!(screen(View::Heatmaps).contains("CAS failures by site"));
     }
