@@ -25,6 +25,10 @@ pub trait Peek {
 /// small entries (a 16 MiB walk) is then sampled, not walked.
 pub const DEFAULT_READ_BUDGET: u64 = 4 << 20;
 
+/// Bytes all readings of one second may read together (a map gets at
+/// most [`DEFAULT_READ_BUDGET`] of what is left).
+pub const READ_BUDGET_PER_SECOND: u64 = 8 << 20;
+
 /// The longest overflow chain followed.
 pub const MAX_CHAIN: usize = 1024;
 

@@ -63,6 +63,13 @@ fn map_structure_matches_the_fixtures_own_lengths() {
         let report = tracer.report();
         let what = format!("Go {go}");
         eprintln!("{what}: {truth}");
+        // What the last second's readings cost, within their budget.
+        let cost = &report["map_reading"];
+        assert_eq!(cost["maps"], 3, "{what}: {cost:#}");
+        assert!(
+            cost["bytes"].as_u64().unwrap() <= cost["budget_bytes_per_second"].as_u64().unwrap(),
+            "{what}: {cost:#}"
+        );
         let maps = report["maps"].as_array().expect("maps");
         for (name, field) in [
             ("main.grown", "grown"),

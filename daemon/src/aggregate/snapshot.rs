@@ -11,9 +11,9 @@ use crate::{
     advisor::{self, MapMix},
     model::{
         log2_buckets, CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind,
-        HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReport, MapsHint,
-        OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason, WaitBucket,
-        WriterSite, TIMELINE_SECONDS,
+        HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReadingCost, MapReport,
+        MapsHint, OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason,
+        WaitBucket, WriterSite, TIMELINE_SECONDS,
     },
     spikes,
 };
@@ -50,6 +50,8 @@ pub struct SnapshotInputs<'a> {
     pub peak_rss_bytes: u64,
     /// The overhead governor's figures, once there are some.
     pub overhead: Option<OverheadReport>,
+    /// The last second's readings of maps' structure.
+    pub map_reading: Option<MapReadingCost>,
 }
 
 impl Aggregator {
@@ -70,6 +72,7 @@ impl Aggregator {
             maps_hint: None,
             map_events: 0,
             mapwatch_peak_rss_bytes: 0,
+            map_reading: None,
             heatmaps: Vec::new(),
             timeline: Vec::new(),
             timeline_unwatched: Vec::new(),
@@ -141,6 +144,7 @@ impl Aggregator {
             maps,
             map_events: self.maps.events,
             mapwatch_peak_rss_bytes: inputs.peak_rss_bytes,
+            map_reading: inputs.map_reading,
             heatmaps,
             timeline,
             timeline_unwatched,

@@ -35,9 +35,9 @@ pub use runqueue::{
 };
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
-    HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReport, MapsHint, OpCounts,
-    ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket, WriterSite, TOP_CALL_SITES,
-    TOP_KEYS,
+    HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReadingCost, MapReport,
+    MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket, WriterSite,
+    TOP_CALL_SITES, TOP_KEYS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -484,6 +484,12 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         maps_hint: None,
         map_events: 100,
         mapwatch_peak_rss_bytes: 1 << 20,
+        map_reading: Some(MapReadingCost {
+            budget_bytes_per_second: 8 << 20,
+            maps: 1,
+            bytes: 34_000,
+            microseconds: 25.0,
+        }),
         heatmaps: vec![{
             let mut map = Heatmap::new(
                 HeatmapKind::CasFailuresBySite,

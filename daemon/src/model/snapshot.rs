@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub map_events: u64,
     /// mapwatch's own peak resident memory (VmHWM), bytes.
     pub mapwatch_peak_rss_bytes: u64,
+    /// What the last second's readings of maps' structure cost, or null
+    /// when no map was read.
+    pub map_reading: Option<MapReadingCost>,
     /// Heatmaps: lock waits, CAS failures by CPU and by site, hot keys
     /// (as seen: seconds a sampled probe was off show as gaps).
     pub heatmaps: Vec<Heatmap>,
@@ -612,6 +615,20 @@ pub struct MapReport {
     /// Its structure as last read from the target's memory (runtime maps
     /// selected with `--map`; `sync.Map`s up to Go 1.23), or null.
     pub health: Option<MapHealth>,
+}
+
+/// The cost of one second's readings of maps' structure from the target's
+/// memory (in mapwatch; the target is never stopped), within a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MapReadingCost {
+    /// Bytes the readings of one second may read in all.
+    pub budget_bytes_per_second: u64,
+    /// Maps read.
+    pub maps: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Time the readings took, µs.
+    pub microseconds: f64,
 }
 
 /// How a map's memory is organised.

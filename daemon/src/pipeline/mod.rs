@@ -36,7 +36,7 @@ use crate::{
     intake::{Intake, IntakeError},
     loader::{AttachedProbes, LoadError, LoadedObject},
     maphealth,
-    model::{MapImplementation, Snapshot, StopReason, TargetInfo},
+    model::{MapImplementation, MapReadingCost, Snapshot, StopReason, TargetInfo},
     plan::{
         maps::{resolve_selector, MapSelector, SelectorError},
         ProbePlan,
@@ -187,6 +187,7 @@ impl Pipeline {
             stacks: HashMap::new(),
             started: Instant::now(),
             overhead,
+            map_reading: None,
         };
         // The `sync.Map`s selected by name are read before the work goes
         // on: their promotions are counted from this state.
@@ -305,6 +306,8 @@ struct State {
     started: Instant,
     /// The overhead governor at work; `None` with no budget.
     overhead: Option<Overhead>,
+    /// The last second's readings of maps' structure.
+    map_reading: Option<MapReadingCost>,
 }
 
 impl State {
@@ -379,6 +382,7 @@ impl State {
             stacks: Some(&self.stacks),
             peak_rss_bytes: own_peak_rss_bytes().unwrap_or(0),
             overhead: self.overhead.as_ref().map(Overhead::report),
+            map_reading: self.map_reading,
         })
     }
 
@@ -408,9 +412,23 @@ impl State {
     /// [`MapSelection::read_health`]).
     fn read_health(&mut self) {
         let sync_maps = self.aggregator.sync_map_addresses();
+        let started = Instant::now();
         let readings = self
             .selection
             .read_health(self.aggregator.map_types(), &sync_maps);
+        let microseconds = started.elapsed().as_secs_f64() * 1e6;
+        self.map_reading = (!readings.is_empty()).then(|| MapReadingCost {
+            budget_bytes_per_second: maphealth::READ_BUDGET_PER_SECOND,
+            maps: readings.len() as u64,
+            bytes: readings
+                .iter()
+                .map(|(_, _, reading)| match reading {
+                    HealthReading::Read { structure, .. } => structure.bytes_read,
+                    _ => 0,
+                })
+                .sum(),
+            microseconds,
+        });
         for (map, implementation, reading) in readings {
             self.aggregator.add_health(map, implementation, reading);
         }
@@ -599,8 +617,10 @@ impl MapSelection {
     /// `sync.Map`s (Go ≤ 1.23): those selected by name, then `sync_maps`
     /// (seen, busiest first); at most [`MAX_HEALTH_MAPS`] in all, a
     /// runtime map within [`maphealth::DEFAULT_READ_BUDGET`] bytes, a
-    /// `sync.Map` in four small reads. A runtime map its variable no longer
-    /// holds is reported replaced, once, and read no more.
+    /// `sync.Map` in four small reads, all of them within
+    /// [`maphealth::READ_BUDGET_PER_SECOND`] bytes. A runtime map its
+    /// variable no longer holds is reported replaced, once, and read no
+    /// more.
     fn read_health(
         &mut self,
         types: &BTreeMap<u64, u64>,
@@ -611,6 +631,7 @@ impl MapSelection {
         };
         let mut readings = Vec::new();
         let mut read = 0;
+        let mut left = maphealth::READ_BUDGET_PER_SECOND;
         if let Some(layout) = self.layout {
             let mut selected: Vec<u64> = self.selected.iter().copied().collect();
             selected.sort_unstable();
@@ -636,8 +657,11 @@ impl MapSelection {
                     layout,
                     map,
                     map_type,
-                    maphealth::DEFAULT_READ_BUDGET,
+                    maphealth::DEFAULT_READ_BUDGET.min(left),
                 );
+                if let Ok(structure) = &outcome {
+                    left = left.saturating_sub(structure.bytes_read);
+                }
                 match reading(outcome, started, &self.target) {
                     Some(reading) => readings.push((map, layout.implementation(), reading)),
                     None => return readings,

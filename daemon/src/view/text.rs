@@ -425,6 +425,13 @@ fn render_maps(out: &mut String, report: &Report) {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "MAPS (operations by kind; hot keys of keyed maps)");
+    if let Some(cost) = &report.map_reading {
+        let _ = writeln!(
+            out,
+            "  structure read from the target's memory: {} map(s), {} bytes in {:.0} µs in the last second (budget {} bytes a second)",
+            cost.maps, cost.bytes, cost.microseconds, cost.budget_bytes_per_second
+        );
+    }
     for map in report.maps.iter().take(TEXT_MAPS) {
         let ops = map.ops.to_string();
         let internal = map.internal.to_string();
