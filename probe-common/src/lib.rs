@@ -1000,6 +1000,9 @@ pub struct MapEvent {
 pub struct MapCounts {
     /// Operations by [`MapOp`].
     pub ops: [u64; MAP_OPS],
+    /// A runtime map's type (`*abi.MapType`) as its operations passed it,
+    /// or 0 (`sync.Map`s, and operations that do not pass it).
+    pub map_type: u64,
 }
 
 /// Capacity of `MAP_COUNTS`: distinct maps counted without events.
@@ -1465,7 +1468,8 @@ const _: () = {
 
     assert!(size_of::<CasCounts>() == 16);
     assert!(offset_of!(CasCounts, failures) == 8);
-    assert!(size_of::<MapCounts>() == 8 * MAP_OPS);
+    assert!(size_of::<MapCounts>() == 8 * MAP_OPS + 8);
+    assert!(offset_of!(MapCounts, map_type) == 8 * MAP_OPS);
 
     assert!(size_of::<InflightKey>() == 16);
     assert!(offset_of!(InflightKey, space) == 4);

@@ -1526,6 +1526,14 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let map_addr = register(&ctx, site.map_register);
+    // Runtime maps' type (`*abi.MapType`): kept with the kernel's counts
+    // too, so that the busiest counted maps can be read.
+    let map_type = if site.type_register != NO_REGISTER {
+        register(&ctx, site.type_register)
+    } else {
+        0
+    };
+    let counted_type = if site.sync_map != 0 { 0 } else { map_type };
     let op = site.op as usize;
     if op >= MAP_OPS {
         bump(Counter::UnknownSite);
@@ -1537,7 +1545,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
         map_addr
     };
     if site.filter == MapFilter::Listed as u32 && unsafe { MAP_FILTER.get(map_addr) }.is_none() {
-        count_map_op(per_map, op);
+        count_map_op(per_map, op, counted_type);
         return 0;
     }
     if control.key_sample_shift != 0 {
@@ -1550,7 +1558,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
             let mask = (1u64 << (control.key_sample_shift & 31)) - 1;
             if tick & mask != 0 {
                 bump(Counter::KeysUnsampled);
-                count_map_op(per_map, op);
+                count_map_op(per_map, op, counted_type);
                 return 0;
             }
         }
@@ -1583,12 +1591,7 @@ pub fn map_op(ctx: ProbeContext) -> u32 {
     event._pad = 0;
     let key_a = register(&ctx, site.key_a);
     let key_b = register(&ctx, site.key_b);
-    let map_type = if site.type_register != NO_REGISTER {
-        register(&ctx, site.type_register)
-    } else {
-        0
-    };
-    event.map_type = if site.sync_map != 0 { 0 } else { map_type };
+    event.map_type = counted_type;
     let limit = site.key_bytes;
     let key_type_at = map_type + layout.maptype_key_offset as u64;
     match site.key_shape {
@@ -1654,17 +1657,26 @@ fn announce(ctx: &ProbeContext, event: &mut MapEvent) {
     output(ctx, event, Counter::MapHits);
 }
 
-/// Counts one operation on a map whose key is not recorded.
+/// Counts one operation on a map whose key is not recorded (a runtime map
+/// of type `map_type`, or 0).
 #[inline(always)]
-fn count_map_op(map_addr: u64, op: usize) {
+fn count_map_op(map_addr: u64, op: usize, map_type: u64) {
     if let Some(counts) = MAP_COUNTS.get_ptr_mut(map_addr) {
         // SAFETY: this CPU's slot.
-        if let Some(slot) = unsafe { (*counts).ops.get_mut(op) } {
-            *slot += 1;
+        unsafe {
+            if let Some(slot) = (*counts).ops.get_mut(op) {
+                *slot += 1;
+            }
+            if map_type != 0 {
+                (*counts).map_type = map_type;
+            }
         }
         return;
     }
-    let mut fresh = MapCounts { ops: [0; MAP_OPS] };
+    let mut fresh = MapCounts {
+        ops: [0; MAP_OPS],
+        map_type,
+    };
     if let Some(slot) = fresh.ops.get_mut(op) {
         *slot = 1;
     }

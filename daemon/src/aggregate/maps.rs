@@ -13,7 +13,7 @@ use std::{
 };
 
 use probe_common::{
-    KeyCounts, KeyCountsKey, KeyKind, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG,
+    KeyCounts, KeyCountsKey, KeyKind, MapCounts, MapEvent, MapOp, MAP_OPS, SYNC_MAP_COUNT_FLAG,
 };
 
 use super::topk::{HyperLogLog, SpaceSaving};
@@ -653,8 +653,8 @@ impl MapAggregate {
     /// Replaces the kernel-side counts of maps whose operations were not
     /// events (cumulative figures read from `MAP_COUNTS`; keys with
     /// [`SYNC_MAP_COUNT_FLAG`] set count a `sync.Map`).
-    pub fn set_kernel_counts(&mut self, counts: &[(u64, [u64; MAP_OPS])]) {
-        for (key, ops) in counts {
+    pub fn set_kernel_counts(&mut self, counts: &[(u64, MapCounts)]) {
+        for (key, counted) in counts {
             let (address, kind) = if key & SYNC_MAP_COUNT_FLAG != 0 {
                 (key & !SYNC_MAP_COUNT_FLAG, MapKind::SyncMap)
             } else {
@@ -664,7 +664,10 @@ impl MapAggregate {
                 .maps
                 .entry(address)
                 .or_insert_with(|| MapStats::new(kind));
-            stats.counted_ops = *ops;
+            stats.counted_ops = counted.ops;
+            if kind == MapKind::Runtime && counted.map_type != 0 {
+                self.map_types.insert(address, counted.map_type);
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
     BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
-    LockStats as KernelStats, LockStatsKey, MapOp, RunQueueStats, MAP_OPS,
+    LockStats as KernelStats, LockStatsKey, MapCounts, MapOp, RunQueueStats,
 };
 
 use crate::{
@@ -130,7 +130,7 @@ pub struct KernelSample {
     /// Per CAS site (in [`Catalog::cas_sites`] order) and CPU, cumulative.
     pub cas: Vec<Vec<CasCounts>>,
     /// Per map counted in the kernel, cumulative, if map sites count there.
-    pub map_counts: Option<Vec<(u64, [u64; MAP_OPS])>>,
+    pub map_counts: Option<Vec<(u64, MapCounts)>>,
     /// The kernel's lock table: per (lock, call site, role) and CPU.
     pub lock_stats: Vec<(LockStatsKey, Vec<KernelStats>)>,
     /// The kernel's park table: per lock and CPU.
@@ -365,6 +365,21 @@ impl Aggregator {
             .entry(map)
             .or_insert_with(|| maps::HealthRecord::new(implementation))
             .add(reading, column, copies);
+    }
+
+    /// The runtime maps whose type is known (from their events or the
+    /// kernel's counts), busiest first.
+    pub fn typed_runtime_maps(&self) -> Vec<u64> {
+        let mut maps: Vec<(&u64, &maps::MapStats)> = self
+            .maps
+            .maps
+            .iter()
+            .filter(|(address, stats)| {
+                stats.kind == MapKind::Runtime && self.maps.map_types.contains_key(address)
+            })
+            .collect();
+        maps.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
+        maps.into_iter().map(|(address, _)| *address).collect()
     }
 
     /// The `sync.Map`s seen so far, busiest first.

@@ -720,8 +720,8 @@ impl AttachedProbes {
     }
 
     /// Operations counted in the kernel (maps not selected), per map,
-    /// summed over CPUs.
-    pub fn map_counts(&self) -> Result<Vec<(u64, [u64; MAP_OPS])>, LoadError> {
+    /// summed over CPUs, with the map's type where a CPU saw it.
+    pub fn map_counts(&self) -> Result<Vec<(u64, MapCounts)>, LoadError> {
         let map = self
             .ebpf
             .map("MAP_COUNTS")
@@ -731,10 +731,16 @@ impl AttachedProbes {
         let mut result = Vec::new();
         for entry in counts.iter() {
             let (address, values) = entry.map_err(map_error("MAP_COUNTS", "reading"))?;
-            let mut sum = [0u64; MAP_OPS];
+            let mut sum = MapCounts {
+                ops: [0; MAP_OPS],
+                map_type: 0,
+            };
             for value in values.iter() {
-                for (total, count) in sum.iter_mut().zip(value.ops) {
+                for (total, count) in sum.ops.iter_mut().zip(value.ops) {
                     *total += count;
+                }
+                if sum.map_type == 0 {
+                    sum.map_type = value.map_type;
                 }
             }
             result.push((address, sum));

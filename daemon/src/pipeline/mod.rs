@@ -412,10 +412,11 @@ impl State {
     /// [`MapSelection::read_health`]).
     fn read_health(&mut self) {
         let sync_maps = self.aggregator.sync_map_addresses();
+        let busiest = self.aggregator.typed_runtime_maps();
         let started = Instant::now();
-        let readings = self
-            .selection
-            .read_health(self.aggregator.map_types(), &sync_maps);
+        let readings =
+            self.selection
+                .read_health(self.aggregator.map_types(), &busiest, &sync_maps);
         let microseconds = started.elapsed().as_secs_f64() * 1e6;
         self.map_reading = (!readings.is_empty()).then(|| MapReadingCost {
             budget_bytes_per_second: maphealth::READ_BUDGET_PER_SECOND,
@@ -614,61 +615,44 @@ impl MapSelection {
     /// Reads the structure of the selected runtime maps whose type their
     /// operations passed (`types`: map → `*abi.MapType`; the selectors as
     /// this tick's [`refresh`](Self::refresh) resolved them), then of the
-    /// `sync.Map`s (Go ≤ 1.23): those selected by name, then `sync_maps`
-    /// (seen, busiest first); at most [`MAX_HEALTH_MAPS`] in all, a
-    /// runtime map within [`maphealth::DEFAULT_READ_BUDGET`] bytes, a
-    /// `sync.Map` in four small reads, all of them within
-    /// [`maphealth::READ_BUDGET_PER_SECOND`] bytes. A runtime map its
-    /// variable no longer holds is reported replaced, once, and read no
+    /// `sync.Map`s (Go ≤ 1.23: those selected by name, then `sync_maps`,
+    /// seen, busiest first), then of the `busiest` other runtime maps
+    /// whose type is known; at most [`MAX_HEALTH_MAPS`] in all, a runtime
+    /// map within [`maphealth::DEFAULT_READ_BUDGET`] bytes, a `sync.Map`
+    /// in four small reads, all of them within
+    /// [`maphealth::READ_BUDGET_PER_SECOND`] bytes. A selected runtime map
+    /// its variable no longer holds is reported replaced, once, and read no
     /// more.
     fn read_health(
         &mut self,
         types: &BTreeMap<u64, u64>,
+        busiest: &[u64],
         sync_maps: &[u64],
     ) -> Vec<(u64, MapImplementation, HealthReading)> {
+        /// What a candidate for a reading is.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Candidate {
+            /// A runtime map selected with `--map` (its variable says
+            /// whether it was replaced).
+            Selected,
+            /// A `sync.Map`.
+            Sync,
+            /// Another runtime map: no variable tells whether it was
+            /// replaced; a freed one fails to read.
+            Other,
+        }
         let Some(memory) = &self.memory else {
             return Vec::new();
         };
-        let mut readings = Vec::new();
-        let mut read = 0;
-        let mut left = maphealth::READ_BUDGET_PER_SECOND;
-        if let Some(layout) = self.layout {
+        // In order: selected runtime maps, selected then busiest
+        // `sync.Map`s, then the busiest other runtime maps.
+        let mut candidates: Vec<(u64, Candidate)> = Vec::new();
+        if self.layout.is_some() {
             let mut selected: Vec<u64> = self.selected.iter().copied().collect();
             selected.sort_unstable();
-            for map in selected {
-                let Some(&map_type) = types.get(&map) else {
-                    continue;
-                };
-                if self.replaced.contains(&map) {
-                    continue;
-                }
-                if !self.pointed_at.contains(&map) {
-                    self.replaced.insert(map);
-                    readings.push((map, layout.implementation(), HealthReading::Replaced));
-                    continue;
-                }
-                if read >= MAX_HEALTH_MAPS {
-                    continue;
-                }
-                read += 1;
-                let started = Instant::now();
-                let outcome = maphealth::read_map(
-                    memory,
-                    layout,
-                    map,
-                    map_type,
-                    maphealth::DEFAULT_READ_BUDGET.min(left),
-                );
-                if let Ok(structure) = &outcome {
-                    left = left.saturating_sub(structure.bytes_read);
-                }
-                match reading(outcome, started, &self.target) {
-                    Some(reading) => readings.push((map, layout.implementation(), reading)),
-                    None => return readings,
-                }
-            }
+            candidates.extend(selected.into_iter().map(|m| (m, Candidate::Selected)));
         }
-        if let Some(layout) = self.sync_layout {
+        if self.sync_layout.is_some() {
             let bias = self.target.load_bias;
             let by_name = self.selectors.iter().filter_map(|selector| match selector {
                 MapSelector::Global { address, .. } => Some(address.wrapping_add(bias)),
@@ -676,19 +660,68 @@ impl MapSelection {
             });
             let mut seen = HashSet::new();
             for map in by_name.chain(sync_maps.iter().copied()) {
-                if read >= MAX_HEALTH_MAPS {
-                    break;
+                if seen.insert(map) {
+                    candidates.push((map, Candidate::Sync));
                 }
-                if !seen.insert(map) {
-                    continue;
+            }
+        }
+        if self.layout.is_some() {
+            candidates.extend(
+                busiest
+                    .iter()
+                    .filter(|map| !self.selected.contains(map))
+                    .map(|&m| (m, Candidate::Other)),
+            );
+        }
+        let mut readings = Vec::new();
+        let mut read = 0;
+        let mut left = maphealth::READ_BUDGET_PER_SECOND;
+        for (map, candidate) in candidates {
+            let started = Instant::now();
+            let (implementation, outcome) = match (candidate, self.layout, self.sync_layout) {
+                (Candidate::Sync, _, Some(layout)) => {
+                    if read >= MAX_HEALTH_MAPS {
+                        continue;
+                    }
+                    read += 1;
+                    (
+                        MapImplementation::SyncMap,
+                        maphealth::read_sync_map(memory, layout, map),
+                    )
                 }
-                read += 1;
-                let started = Instant::now();
-                let outcome = maphealth::read_sync_map(memory, layout, map);
-                match reading(outcome, started, &self.target) {
-                    Some(reading) => readings.push((map, MapImplementation::SyncMap, reading)),
-                    None => break,
+                (Candidate::Selected | Candidate::Other, Some(layout), _) => {
+                    let Some(&map_type) = types.get(&map) else {
+                        continue;
+                    };
+                    if self.replaced.contains(&map) {
+                        continue;
+                    }
+                    if candidate == Candidate::Selected && !self.pointed_at.contains(&map) {
+                        self.replaced.insert(map);
+                        readings.push((map, layout.implementation(), HealthReading::Replaced));
+                        continue;
+                    }
+                    if read >= MAX_HEALTH_MAPS {
+                        continue;
+                    }
+                    read += 1;
+                    let outcome = maphealth::read_map(
+                        memory,
+                        layout,
+                        map,
+                        map_type,
+                        maphealth::DEFAULT_READ_BUDGET.min(left),
+                    );
+                    if let Ok(structure) = &outcome {
+                        left = left.saturating_sub(structure.bytes_read);
+                    }
+                    (layout.implementation(), outcome)
                 }
+                _ => continue,
+            };
+            match reading(outcome, started, &self.target) {
+                Some(reading) => readings.push((map, implementation, reading)),
+                None => break,
             }
         }
         readings
