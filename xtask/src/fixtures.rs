@@ -45,7 +45,9 @@ pub fn fixtures_dir(root: &Path) -> PathBuf {
 pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
     for fixture in C_FIXTURES {
-        built.push(build_c(root, fixture)?);
+        let plain = build_c(root, fixture)?;
+        built.push(strip_copy(&plain)?);
+        built.push(plain);
     }
     for fixture in RUST_FIXTURES {
         built.push(build_rust(root, fixture)?);
@@ -108,6 +110,22 @@ pub fn build_c(root: &Path, fixture: &str) -> Result<PathBuf> {
     )
     .with_context(|| format!("building C fixture {fixture} (gcc is needed)"))?;
     Ok(output)
+}
+
+/// Writes `NAME.stripped` beside a native fixture: the same code and
+/// layout, no symbol table, no DWARF (what a distribution ships).
+pub fn strip_copy(plain: &Path) -> Result<PathBuf> {
+    let mut name = plain.as_os_str().to_owned();
+    name.push(".stripped");
+    let stripped = PathBuf::from(name);
+    exec(
+        Command::new("strip")
+            .args(["--strip-all", "-o"])
+            .arg(&stripped)
+            .arg(plain),
+    )
+    .with_context(|| format!("stripping {} (binutils' strip is needed)", plain.display()))?;
+    Ok(stripped)
 }
 
 /// Builds one Rust fixture with rustc (`-O -g`, edition 2021).

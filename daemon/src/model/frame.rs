@@ -1,6 +1,6 @@
 //! Code positions: a stack frame, a source line, a place in a function.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use serde::{Serialize, Serializer};
 
@@ -45,6 +45,24 @@ pub struct Frame {
     pub inlined: bool,
     /// The runtime address the frame was resolved from.
     pub address: u64,
+    /// Where the code is in its module's file, for a frame no symbol
+    /// names (what `addr2line -e FILE` takes, with the debug file).
+    pub module: Option<ModuleOffset>,
+}
+
+/// A place in a module's file: its file name and the byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleOffset {
+    /// The module's file name (`memcached`, `libc.so.6`).
+    pub module: Arc<str>,
+    /// The offset in the file.
+    pub offset: u64,
+}
+
+impl fmt::Display for ModuleOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{:#x}", self.module, self.offset)
+    }
 }
 
 /// The functions of Go's runtime-internal lock that its callers inline
@@ -81,6 +99,7 @@ impl Frame {
             source: None,
             inlined: false,
             address,
+            module: None,
         }
     }
 
@@ -92,13 +111,17 @@ impl Frame {
 
 impl fmt::Display for Frame {
     /// `function (file:line)` for inlined frames, `function+0xOFF (file:line)`
-    /// for real ones, `0xADDRESS` when nothing names the code.
+    /// for real ones, `module+0xFILEOFFSET` when no symbol names the code
+    /// but its module is known, else `0xADDRESS`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.function, self.offset) {
             (Some(name), Some(offset)) if !self.inlined => write!(f, "{name}+{offset:#x}")?,
             (Some(name), _) => f.write_str(name)?,
             (None, _) if self.inlined => f.write_str("?")?,
-            (None, _) => write!(f, "{:#x}", self.address)?,
+            (None, _) => match &self.module {
+                Some(module) => write!(f, "{module}")?,
+                None => write!(f, "{:#x}", self.address)?,
+            },
         }
         if let Some(source) = &self.source {
             write!(f, " ({source})")?;
@@ -153,6 +176,7 @@ mod tests {
             source: line("/src/main.go", 12),
             inlined: false,
             address: 0x401a,
+            module: None,
         };
         assert_eq!(real.to_string(), "main.f+0x1a (/src/main.go:12)");
         let inlined = Frame {
@@ -161,12 +185,21 @@ mod tests {
             source: line("/go/src/sync/mutex.go", 46),
             inlined: true,
             address: 0x401a,
+            module: None,
         };
         assert_eq!(
             inlined.to_string(),
             "sync.(*Mutex).Lock (/go/src/sync/mutex.go:46)"
         );
         assert_eq!(Frame::unknown(0x4000).to_string(), "0x4000");
+        let stripped = Frame {
+            module: Some(ModuleOffset {
+                module: "memcached".into(),
+                offset: 0x1548b,
+            }),
+            ..Frame::unknown(0x55cc_d7fe_d48b)
+        };
+        assert_eq!(stripped.to_string(), "memcached+0x1548b");
         let bare = Frame {
             source: None,
             ..real

@@ -19,7 +19,9 @@ mod runqueue;
 mod snapshot;
 mod timeline;
 
-pub use frame::{own_frame, own_frame_index, CodeLocation, Frame, SourceLine, RUNTIME_LOCK_FRAMES};
+pub use frame::{
+    own_frame, own_frame_index, CodeLocation, Frame, ModuleOffset, SourceLine, RUNTIME_LOCK_FRAMES,
+};
 pub use gc::{GcReport, GcSecond, SpikeContext};
 pub use glob::glob_match;
 pub use heatmap::{bucket_label, Heatmap, HeatmapKind, RowLabel, MAX_COLUMNS};
@@ -293,6 +295,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         }),
         inlined,
         address: 0x401000,
+        module: None,
     };
     let mut ops = [0u64; MAP_OPS];
     ops[MapOp::Load as usize] = 100;

@@ -139,13 +139,48 @@ impl Executable {
     /// Names a link-time data address: the global variable it falls in
     /// (`main.hotMu`, or `main.locks+16` inside one), when symbols allow.
     pub fn global_name(&self, address: u64) -> Option<String> {
-        let (global, offset) = self.symbols.global_at(address)?;
+        let Some((global, offset)) = self.symbols.global_at(address) else {
+            return self.section_place(address);
+        };
         let name = demangle(&global.name);
         Some(if offset == 0 {
             name
         } else {
             format!("{name}+{offset}")
         })
+    }
+}
+
+impl Executable {
+    /// The file name of the executable (`memcached`), as reports name its
+    /// module.
+    pub fn file_name(&self) -> String {
+        std::path::Path::new(&self.name)
+            .file_name()
+            .map_or_else(|| self.name.clone(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// `module .bss+0xOFF`: where a native executable's data no symbol
+    /// names is (a stripped binary's globals), by its section. `None` for
+    /// Go programs (their stripped builds keep data addresses: reports say
+    /// those) and addresses outside the file's data sections (the heap).
+    fn section_place(&self, address: u64) -> Option<String> {
+        if self.go.is_some() {
+            return None;
+        }
+        let section = self.elf.sections().iter().find(|s| {
+            s.contains(address)
+                && matches!(
+                    s.name.as_str(),
+                    ".data" | ".bss" | ".tdata" | ".tbss" | ".data.rel.ro" | ".rodata"
+                )
+        })?;
+        Some(format!(
+            "{} {}+{:#x}",
+            self.file_name(),
+            section.name,
+            address - section.address
+        ))
     }
 }
 

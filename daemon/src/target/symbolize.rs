@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use super::{demangle, lines::SourceLines, Executable};
 use crate::{
     goruntime::{self, TYPE_SYMBOL_PREFIXES},
-    model::{Frame, MapOp, SourceLine},
+    model::{Frame, MapOp, ModuleOffset, SourceLine},
 };
 
 /// Resolves runtime addresses of an executable loaded with a given bias.
@@ -17,6 +17,8 @@ pub struct Symbolizer {
     exe: Arc<Executable>,
     load_bias: u64,
     lines: OnceLock<SourceLines>,
+    /// The executable's file name, as frames name their module.
+    module: OnceLock<Arc<str>>,
 }
 
 impl Symbolizer {
@@ -26,6 +28,7 @@ impl Symbolizer {
             exe,
             load_bias,
             lines: OnceLock::new(),
+            module: OnceLock::new(),
         }
     }
 
@@ -49,6 +52,17 @@ impl Symbolizer {
         self.lines.get_or_init(|| SourceLines::new(&self.exe.elf))
     }
 
+    /// Where link-time address `ip` is in the executable's file, when a
+    /// segment of it holds the address.
+    fn module_offset(&self, ip: u64) -> Option<ModuleOffset> {
+        let offset = self.exe.elf.vaddr_to_file_offset(ip)?;
+        let module = self.module.get_or_init(|| self.exe.file_name().into());
+        Some(ModuleOffset {
+            module: module.clone(),
+            offset,
+        })
+    }
+
     /// The logical frames at a return address, innermost first: the
     /// functions inlined at the call (from Go's inline tree), then the real
     /// function with the return address's offset in it. The positions are
@@ -65,9 +79,11 @@ impl Symbolizer {
                 source,
                 inlined: false,
                 address: runtime_ip,
+                module: None,
             },
             None => Frame {
                 source,
+                module: self.module_offset(ip),
                 ..Frame::unknown(runtime_ip)
             },
         };
@@ -91,6 +107,7 @@ impl Symbolizer {
                             source,
                             inlined: true,
                             address: runtime_ip,
+                            module: None,
                         }
                     }
                 })
