@@ -222,21 +222,30 @@ pub struct PromotionTrack {
     pub entries_copied: u64,
 }
 
+/// Promotions while a `sync.Map` made `copies` dirty copies, amended or not
+/// at the start and at the end (see [`PromotionTrack`]).
+fn promotions(copies: u64, amended_first: bool, amended_last: bool) -> u64 {
+    (copies + u64::from(amended_first)).saturating_sub(u64::from(amended_last))
+}
+
 impl PromotionTrack {
     /// Promotions while watched, given `copies` dirty copies counted in all
     /// (the first reading is taken as the map's state when watching began:
     /// exactly so for maps selected with `--map`, read before the probes
     /// count).
     pub fn promotions(&self, copies: u64) -> u64 {
-        (copies + u64::from(self.first.2)).saturating_sub(u64::from(self.last.2))
+        promotions(copies, self.first.2, self.last.2)
     }
 
     /// Promotions and entries copied per second between the first and the
     /// last reading (`None` before two readings a second apart).
     pub fn rates(&self) -> Option<(f64, f64)> {
         let seconds = self.last.0.checked_sub(self.first.0).filter(|&s| s > 0)? as f64;
-        let promotions = (self.last.1.saturating_sub(self.first.1) + u64::from(self.first.2))
-            .saturating_sub(u64::from(self.last.2));
+        let promotions = promotions(
+            self.last.1.saturating_sub(self.first.1),
+            self.first.2,
+            self.last.2,
+        );
         Some((
             promotions as f64 / seconds,
             self.entries_copied as f64 / seconds,
@@ -438,6 +447,18 @@ impl Default for MapAggregate {
 }
 
 impl MapAggregate {
+    /// The maps seen so far, busiest first (ties by address): the order
+    /// reports list them in and map health reads them in.
+    pub fn busiest(&self) -> Vec<(u64, &MapStats)> {
+        let mut ordered: Vec<(u64, &MapStats)> = self
+            .maps
+            .iter()
+            .map(|(&address, stats)| (address, stats))
+            .collect();
+        ordered.sort_by_key(|&(address, stats)| (std::cmp::Reverse(stats.total_ops()), address));
+        ordered
+    }
+
     /// An empty aggregate for the given sites.
     pub fn new(sites: Vec<MapSiteInfo>, resolver: Option<OpResolver>, key_capacity: usize) -> Self {
         Self {

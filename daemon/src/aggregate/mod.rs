@@ -370,28 +370,24 @@ impl Aggregator {
     /// The runtime maps whose type is known (from their events or the
     /// kernel's counts), busiest first.
     pub fn typed_runtime_maps(&self) -> Vec<u64> {
-        let mut maps: Vec<(&u64, &maps::MapStats)> = self
-            .maps
-            .maps
-            .iter()
+        self.maps
+            .busiest()
+            .into_iter()
             .filter(|(address, stats)| {
                 stats.kind == MapKind::Runtime && self.maps.map_types.contains_key(address)
             })
-            .collect();
-        maps.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
-        maps.into_iter().map(|(address, _)| *address).collect()
+            .map(|(address, _)| address)
+            .collect()
     }
 
     /// The `sync.Map`s seen so far, busiest first.
     pub fn sync_map_addresses(&self) -> Vec<u64> {
-        let mut maps: Vec<(&u64, &maps::MapStats)> = self
-            .maps
-            .maps
-            .iter()
+        self.maps
+            .busiest()
+            .into_iter()
             .filter(|(_, stats)| stats.kind == MapKind::SyncMap)
-            .collect();
-        maps.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
-        maps.into_iter().map(|(address, _)| *address).collect()
+            .map(|(address, _)| address)
+            .collect()
     }
 
     /// The addresses of the maps seen so far.

@@ -411,9 +411,7 @@ impl Aggregator {
     fn map_reports(&self, names: Option<&HashMap<u64, String>>) -> (Vec<MapReport>, Vec<Heatmap>) {
         let mut reports = Vec::new();
         let mut heatmaps = Vec::new();
-        let mut ordered: Vec<(&u64, &MapStats)> = self.maps.maps.iter().collect();
-        ordered.sort_by_key(|(address, stats)| (std::cmp::Reverse(stats.total_ops()), **address));
-        for (&address, stats) in ordered.into_iter().take(MAX_MAPS) {
+        for (address, stats) in self.maps.busiest().into_iter().take(MAX_MAPS) {
             let name = self.map_name(names, address);
             let mut top_keys = Vec::new();
             let (capacity, bound) = match &stats.keys {

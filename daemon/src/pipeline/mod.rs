@@ -418,16 +418,21 @@ impl State {
             self.selection
                 .read_health(self.aggregator.map_types(), &busiest, &sync_maps);
         let microseconds = started.elapsed().as_secs_f64() * 1e6;
-        self.map_reading = (!readings.is_empty()).then(|| MapReadingCost {
+        // A map found replaced was not read.
+        let read = readings
+            .iter()
+            .filter(|(_, _, reading)| !matches!(reading, HealthReading::Replaced));
+        let (maps, bytes) = read.fold((0, 0), |(maps, bytes), (_, _, reading)| {
+            let read = match reading {
+                HealthReading::Read { structure, .. } => structure.bytes_read,
+                _ => 0,
+            };
+            (maps + 1, bytes + read)
+        });
+        self.map_reading = (maps > 0).then_some(MapReadingCost {
             budget_bytes_per_second: maphealth::READ_BUDGET_PER_SECOND,
-            maps: readings.len() as u64,
-            bytes: readings
-                .iter()
-                .map(|(_, _, reading)| match reading {
-                    HealthReading::Read { structure, .. } => structure.bytes_read,
-                    _ => 0,
-                })
-                .sum(),
+            maps,
+            bytes,
             microseconds,
         });
         for (map, implementation, reading) in readings {
