@@ -79,7 +79,14 @@ fn the_long_holder_is_blamed_as_go_blames_it() {
             .expect("B among the holders");
         let hold = &b["contended_hold"];
         let count = hold["count"].as_u64().expect("contended holds of B");
-        assert!(count >= 100, "{what}: {hold:#}");
+        // How many of B's holds follow a wait depends on the scheduler (a
+        // loaded host gave 94 in 3 s); a median needs a few dozen, and no
+        // more of them than B took the lock.
+        let b_calls = truth["b_calls"].as_u64().expect("b_calls");
+        assert!(
+            count >= 30 && count <= b_calls,
+            "{what}: {count} of {b_calls} calls: {hold:#}"
+        );
         // The median contended hold's log2 bucket holds what B measured.
         // (Not the mean: a hold from a slow acquisition to a slow release
         // spans any fast release and fast re-acquisition in between, which
