@@ -64,6 +64,8 @@ pub struct DaemonOptions {
     pub metrics: SocketAddr,
     /// Export map keys as they are (else hashed).
     pub metrics_expose_keys: bool,
+    /// Where else to look for a stripped executable's debug file.
+    pub debug_dirs: Vec<std::path::PathBuf>,
     /// What to probe in each target.
     pub probes: PlanRequest,
     /// Pages per CPU ring buffer, per target.
@@ -493,12 +495,12 @@ async fn start(
     let ready = match prepared.get(&identity) {
         Some(ready) => ready.clone(),
         None => {
-            let exe_path = process.exe_path.clone();
-            let exe_display = process.exe_display.clone();
+            let seen = process.clone();
+            let debug_dirs = options.debug_dirs.clone();
             let request = options.probes.clone();
             let parsed = tokio::task::spawn_blocking(move || {
-                let exe = Executable::open(&exe_path, &exe_display)
-                    .with_context(|| format!("PID {pid}: {exe_display}"))
+                let exe = crate::process::open_executable(&seen, &debug_dirs)
+                    .with_context(|| format!("PID {pid}: {}", seen.exe_display))
                     .map_err(|e| (AttachFailure::Target, e))?;
                 let plan = plan::plan(&exe, &request)
                     .with_context(|| format!("PID {pid}"))

@@ -148,6 +148,12 @@ struct ProbeArgs {
     /// hashed (`h:` and 16 hex digits), since keys can be user data.
     #[arg(long)]
     metrics_expose_keys: bool,
+    /// Also look for a stripped executable's debug file under this
+    /// directory (repeatable), by build ID (`DIR/.build-id/ab/cdef….debug`)
+    /// or by its `.gnu_debuglink` name, before the process's and the host's
+    /// `/usr/lib/debug`.
+    #[arg(long, value_name = "DIR")]
+    debug_dir: Vec<PathBuf>,
     /// Keep the time the probes add to each target within this percentage
     /// of its own CPU time, by sampling when they would cost more (stacks
     /// first, then wait times, then keys, then windows of all probes);
@@ -349,6 +355,7 @@ fn run(cli: Cli) -> Result<()> {
         probes: args.probes.request()?,
         metrics: args.metrics,
         metrics_expose_keys: args.probes.metrics_expose_keys,
+        debug_dirs: args.probes.debug_dir.clone(),
         jsonl: args.jsonl,
         buffer_pages: args.probes.buffer_pages.unwrap_or(ATTACH_BUFFER_PAGES),
         overhead_budget: args
@@ -436,6 +443,7 @@ fn run_daemon(args: DaemonArgs) -> Result<()> {
         selectors: args.targets,
         metrics: args.metrics,
         metrics_expose_keys: args.probes.metrics_expose_keys,
+        debug_dirs: args.probes.debug_dir.clone(),
         probes: args.probes.request()?,
         buffer_pages: args
             .probes

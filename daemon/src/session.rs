@@ -42,6 +42,8 @@ pub struct AttachOptions {
     pub metrics: Option<std::net::SocketAddr>,
     /// Export map keys as they are (else as hashes: keys can be user data).
     pub metrics_expose_keys: bool,
+    /// Where else to look for a stripped executable's debug file.
+    pub debug_dirs: Vec<PathBuf>,
     /// Write one JSON snapshot per second to this file.
     pub jsonl: Option<PathBuf>,
     /// Pages per CPU ring buffer (a power of two).
@@ -60,7 +62,7 @@ pub async fn attach(options: &AttachOptions) -> Result<Session> {
     // The BPF object loads (maps made, programs verified) on another core
     // while the executable is read and planned.
     let loading = std::thread::spawn(LoadedObject::load);
-    let target = Target::open(pid)?;
+    let target = Target::open(pid, &options.debug_dirs)?;
     log::debug!("PID {pid}: executable read in {:?}", started.elapsed());
     let plan = plan::plan(&target.exe, &options.probes).with_context(|| format!("PID {pid}"))?;
     log::debug!("PID {pid}: planned in {:?}", started.elapsed());

@@ -44,13 +44,16 @@ pub fn fixtures_dir(root: &Path) -> PathBuf {
 /// the built paths.
 pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
+    let debug_dir = fixtures_dir(root).join("debug");
     for fixture in C_FIXTURES {
         let plain = build_c(root, fixture)?;
-        built.push(strip_copy(&plain)?);
+        built.extend(strip_copy(&plain, &debug_dir)?);
         built.push(plain);
     }
     for fixture in RUST_FIXTURES {
-        built.push(build_rust(root, fixture)?);
+        let plain = build_rust(root, fixture)?;
+        built.extend(strip_copy(&plain, &debug_dir)?);
+        built.push(plain);
     }
     for version in setup::GO_VERSIONS {
         for fixture in GO_FIXTURES {
@@ -112,20 +115,82 @@ pub fn build_c(root: &Path, fixture: &str) -> Result<PathBuf> {
     Ok(output)
 }
 
-/// Writes `NAME.stripped` beside a native fixture: the same code and
-/// layout, no symbol table, no DWARF (what a distribution ships).
-pub fn strip_copy(plain: &Path) -> Result<PathBuf> {
-    let mut name = plain.as_os_str().to_owned();
-    name.push(".stripped");
-    let stripped = PathBuf::from(name);
+/// Writes the stripped builds of a native fixture, as distributions ship
+/// them, and their debug files:
+/// - `NAME.stripped`: the same code and layout, no symbol table, no DWARF;
+///   its debug file (`objcopy --only-keep-debug`) goes under `debug_dir`
+///   by build ID (`debug_dir/.build-id/ab/cdef….debug`), which only a
+///   `--debug-dir debug_dir` finds;
+/// - `NAME.linked`: stripped too, with a `.gnu_debuglink` to
+///   `.debug/NAME.debug` beside it (where gdb and mapwatch look by default).
+pub fn strip_copy(plain: &Path, debug_dir: &Path) -> Result<Vec<PathBuf>> {
+    let sibling = |suffix: &str| {
+        let mut name = plain.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (stripped, linked) = (sibling(".stripped"), sibling(".linked"));
+    let name = plain
+        .file_name()
+        .context("a fixture's file name")?
+        .to_string_lossy()
+        .into_owned();
+    let dir = plain.parent().context("a fixture's directory")?;
+    let tool = "binutils' strip, objcopy and readelf are needed";
     exec(
         Command::new("strip")
             .args(["--strip-all", "-o"])
             .arg(&stripped)
             .arg(plain),
     )
-    .with_context(|| format!("stripping {} (binutils' strip is needed)", plain.display()))?;
-    Ok(stripped)
+    .with_context(|| format!("stripping {} ({tool})", plain.display()))?;
+    let id = build_id(plain)?;
+    let by_id = debug_dir
+        .join(".build-id")
+        .join(&id[..2])
+        .join(format!("{}.debug", &id[2..]));
+    let linked_debug = dir.join(".debug").join(format!("{name}.debug"));
+    for debug in [&by_id, &linked_debug] {
+        let parent = debug.parent().context("a debug file's directory")?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        exec(
+            Command::new("objcopy")
+                .arg("--only-keep-debug")
+                .arg(plain)
+                .arg(debug),
+        )
+        .with_context(|| format!("writing {} ({tool})", debug.display()))?;
+    }
+    exec(
+        Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(format!("--add-gnu-debuglink={}", linked_debug.display()))
+            .arg(plain)
+            .arg(&linked),
+    )
+    .with_context(|| format!("writing {} ({tool})", linked.display()))?;
+    Ok(vec![stripped, linked, by_id, linked_debug])
+}
+
+/// The GNU build ID of an ELF file, as hex, from `readelf -n`.
+fn build_id(file: &Path) -> Result<String> {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(file)
+        .output()
+        .with_context(|| format!("running readelf -n {}", file.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .map(|id| id.trim().to_string())
+        .filter(|id| id.len() > 2 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| {
+            format!(
+                "{} has no build ID (gcc and rustc link with one on Debian)",
+                file.display()
+            )
+        })
 }
 
 /// Builds one Rust fixture with rustc (`-O -g`, edition 2021).

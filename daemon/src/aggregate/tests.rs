@@ -17,6 +17,8 @@ fn aggregator(start_ns: u64) -> Aggregator {
         exe: "test".into(),
         comm: "test".into(),
         go_version: None,
+        build_id: None,
+        debug_file: None,
     };
     let catalog = Catalog::new(target, &plan, &symbolizer);
     Aggregator::new(catalog, plan, symbolizer, start_ns, 4)

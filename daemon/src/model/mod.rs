@@ -317,6 +317,8 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             exe: "/bin/x".into(),
             comm: "x".into(),
             go_version: Some("go1.27.3".into()),
+            build_id: None,
+            debug_file: None,
         },
         duration_seconds: 3.0,
         stopped_by: Some(StopReason::TargetExited),

@@ -140,6 +140,11 @@ pub struct TargetInfo {
     pub comm: String,
     /// Its Go version (`go1.23.9`), or null for non-Go targets.
     pub go_version: Option<String>,
+    /// Its executable's GNU build ID (hex), when it has one.
+    pub build_id: Option<String>,
+    /// The separate debug file its names and lines come from, when the
+    /// executable is stripped and one was found.
+    pub debug_file: Option<String>,
 }
 
 /// One attached probe.

@@ -170,6 +170,13 @@ impl Pipeline {
             exe: target.process.exe_display.clone(),
             comm: target.process.comm().unwrap_or_default(),
             go_version: target.exe.go.as_ref().map(|go| go.version.clone()),
+            build_id: target.exe.elf.build_id_hex(),
+            debug_file: target
+                .exe
+                .debug_file
+                .as_ref()
+                .and_then(|d| d.path())
+                .map(|p| p.display().to_string()),
         };
         let catalog = Catalog::new(info, &plan, &symbolizer);
         let aggregator = Aggregator::new(

@@ -3,12 +3,14 @@
 //! mapwatch's own resource use, and which processes a daemon's selectors
 //! select ([`select`]).
 
+pub mod debug;
 mod memory;
 mod proc;
 pub mod select;
 
 use std::{
     os::fd::{FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
@@ -59,10 +61,12 @@ pub struct Target {
 }
 
 impl Target {
-    /// Resolves the process with the given PID and reads its executable.
-    pub fn open(pid: u32) -> Result<Self, TargetError> {
+    /// Resolves the process with the given PID and reads its executable,
+    /// with its debug file from `debug_dirs` or the default places when it
+    /// is stripped (see [`open_executable`]).
+    pub fn open(pid: u32, debug_dirs: &[PathBuf]) -> Result<Self, TargetError> {
         let process = Process::open(pid)?;
-        let exe = Executable::open(&process.exe_path, &process.exe_display)
+        let exe = open_executable(&process, debug_dirs)
             .map_err(|source| TargetError::Executable { pid, source })?;
         Self::with_executable(process, Arc::new(exe))
     }
@@ -115,6 +119,34 @@ impl Target {
     }
 }
 
+/// Reads the executable of `process`; when it lacks a symbol table or
+/// DWARF lines, its separate debug file joins it if one is found (by build
+/// ID or `.gnu_debuglink`, under `debug_dirs`, the process's root and the
+/// host's `/usr/lib/debug`: [`debug::find`]).
+pub fn open_executable(
+    process: &Process,
+    debug_dirs: &[PathBuf],
+) -> Result<Executable, ExecutableError> {
+    let exe = Executable::open(&process.exe_path, &process.exe_display)?;
+    if exe.elf.has_symtab() && exe.elf.section(".debug_line").is_some() {
+        return Ok(exe);
+    }
+    let root = PathBuf::from(format!("/proc/{}/root", process.pid));
+    match debug::find(&exe.elf, Path::new(&process.exe_display), &root, debug_dirs) {
+        Some(file) => {
+            log::info!(
+                "PID {}: {} reads its symbols and lines from {}",
+                process.pid,
+                process.exe_display,
+                file.path()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+            exe.with_debug_file(file)
+        }
+        None => Ok(exe),
+    }
+}
+
 /// This process's peak resident set size (VmHWM), bytes, if `/proc` says.
 pub fn own_peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -140,7 +172,7 @@ mod tests {
 
     #[test]
     fn own_process_is_a_target() {
-        let target = Target::open(std::process::id()).expect("own process");
+        let target = Target::open(std::process::id(), &[]).expect("own process");
         assert!(target.process.is_alive());
         assert!(target.exe.symbols.function_count() > 0);
         assert!(own_peak_rss_bytes().unwrap_or(0) > 0);

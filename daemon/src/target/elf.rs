@@ -259,6 +259,19 @@ pub struct ElfImage {
     has_symtab: bool,
     functions: Vec<ElfSymbol>,
     objects: Vec<ElfSymbol>,
+    dynamic_functions: Vec<ElfSymbol>,
+    build_id: Option<Vec<u8>>,
+    debuglink: Option<DebugLink>,
+}
+
+/// A `.gnu_debuglink` section: the file name of the separate debug file
+/// and the CRC-32 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugLink {
+    /// The debug file's name (no directory), such as `memcached.debug`.
+    pub file_name: String,
+    /// The CRC-32 (IEEE, as `zlib`'s `crc32`) of the whole debug file.
+    pub crc: u32,
 }
 
 impl ElfImage {
@@ -297,6 +310,9 @@ impl ElfImage {
             has_symtab: parsed.has_symtab,
             functions: parsed.functions,
             objects: parsed.objects,
+            dynamic_functions: parsed.dynamic_functions,
+            build_id: parsed.build_id,
+            debuglink: parsed.debuglink,
             bytes,
         })
     }
@@ -425,6 +441,28 @@ impl ElfImage {
         &self.objects
     }
 
+    /// The defined `STT_FUNC` symbols of `.dynsym` (what a shared library
+    /// exports, and all a stripped one names), in table order. A name may
+    /// stand at several addresses, one per symbol version.
+    pub fn dynamic_functions(&self) -> &[ElfSymbol] {
+        &self.dynamic_functions
+    }
+
+    /// The GNU build ID (`NT_GNU_BUILD_ID`), when the file has one.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// The build ID as lowercase hex, as debug directories and pprof name it.
+    pub fn build_id_hex(&self) -> Option<String> {
+        self.build_id().map(hex)
+    }
+
+    /// The `.gnu_debuglink` section, when the file names its debug file.
+    pub fn debuglink(&self) -> Option<&DebugLink> {
+        self.debuglink.as_ref()
+    }
+
     /// The addend of the `R_X86_64_RELATIVE` dynamic relocation that patches
     /// the 8 bytes at link-time address `vaddr`, if there is one: the
     /// link-time value the loader stores there (plus the load bias). Found
@@ -467,6 +505,39 @@ impl ElfImage {
     }
 }
 
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The CRC-32 that `.gnu_debuglink` records (IEEE 802.3, reflected, as
+/// `zlib`'s `crc32`), of `bytes`.
+pub fn debuglink_crc(bytes: &[u8]) -> u32 {
+    const fn table() -> [u32; 256] {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    }
+    const TABLE: [u32; 256] = table();
+    !bytes.iter().fold(!0u32, |crc, &b| {
+        TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
+    })
+}
+
 fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     let b = bytes.get(at..at.checked_add(8)?)?;
     Some(u64::from_le_bytes(b.try_into().ok()?))
@@ -500,6 +571,9 @@ struct Parsed {
     has_symtab: bool,
     functions: Vec<ElfSymbol>,
     objects: Vec<ElfSymbol>,
+    dynamic_functions: Vec<ElfSymbol>,
+    build_id: Option<Vec<u8>>,
+    debuglink: Option<DebugLink>,
 }
 
 impl Parsed {
@@ -559,27 +633,43 @@ impl Parsed {
         let symbols = file.elf_symbol_table();
         let mut functions = Vec::new();
         let mut objects = Vec::new();
-        for sym in symbols.iter() {
-            let list = match sym.st_type() {
-                elf::STT_FUNC => &mut functions,
-                elf::STT_OBJECT => &mut objects,
-                _ => continue,
-            };
-            if sym.st_shndx(endian) == elf::SHN_UNDEF {
-                continue;
+        let mut dynamic_functions = Vec::new();
+        let dynsym = file.elf_dynamic_symbol_table();
+        for (table, in_dynsym) in [(&symbols, false), (&dynsym, true)] {
+            for sym in table.iter() {
+                let list = match (sym.st_type(), in_dynsym) {
+                    (elf::STT_FUNC, false) => &mut functions,
+                    (elf::STT_OBJECT, false) => &mut objects,
+                    (elf::STT_FUNC, true) => &mut dynamic_functions,
+                    _ => continue,
+                };
+                if sym.st_shndx(endian) == elf::SHN_UNDEF {
+                    continue;
+                }
+                let Ok(name) = table.symbol_name(endian, sym) else {
+                    continue;
+                };
+                if name.is_empty() {
+                    continue;
+                }
+                list.push(ElfSymbol {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    address: sym.st_value(endian),
+                    size: sym.st_size(endian),
+                });
             }
-            let Ok(name) = symbols.symbol_name(endian, sym) else {
-                continue;
-            };
-            if name.is_empty() {
-                continue;
-            }
-            list.push(ElfSymbol {
-                name: String::from_utf8_lossy(name).into_owned(),
-                address: sym.st_value(endian),
-                size: sym.st_size(endian),
-            });
         }
+        // Malformed notes or links are as good as none: they only help to
+        // find a debug file, and a wrong one is refused when it is checked.
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let debuglink = file
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, crc)| DebugLink {
+                file_name: String::from_utf8_lossy(name).into_owned(),
+                crc,
+            });
 
         Ok(Parsed {
             elf_type,
@@ -591,6 +681,9 @@ impl Parsed {
             has_symtab: symbols.len() > 1,
             functions,
             objects,
+            dynamic_functions,
+            build_id,
+            debuglink,
         })
     }
 }
@@ -632,6 +725,14 @@ mod tests {
             let _ = ElfImage::parse(bytes[..len.min(bytes.len())].to_vec());
         }
         assert!(ElfImage::parse(bytes[..40].to_vec()).is_err());
+    }
+
+    #[test]
+    fn debuglink_crc_is_zlibs_crc32() {
+        // The check value of CRC-32/ISO-HDLC.
+        assert_eq!(debuglink_crc(b"123456789"), 0xcbf4_3926);
+        assert_eq!(debuglink_crc(b""), 0);
+        assert_eq!(hex(&[0x0a, 0xff, 0x00]), "0aff00");
     }
 
     #[test]

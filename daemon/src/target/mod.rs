@@ -38,6 +38,20 @@ pub enum ExecutableError {
         #[source]
         source: ElfError,
     },
+    /// A debug file that is not the executable's (another build).
+    #[error(
+        "{debug} is not the debug file of {name}: build ID {found}, the executable's {wanted}"
+    )]
+    DebugMismatch {
+        /// The executable.
+        name: String,
+        /// The debug file.
+        debug: String,
+        /// The debug file's build ID (hex, or `none`).
+        found: String,
+        /// The executable's build ID (hex).
+        wanted: String,
+    },
     /// Its symbols could not be read.
     #[error("cannot read the symbols of {name}")]
     Symbols {
@@ -64,6 +78,9 @@ pub struct Executable {
     pub symbols: SymbolTable,
     /// Global variables of a lock type, from DWARF (empty without DWARF).
     pub global_locks: Vec<dwarf::GlobalLock>,
+    /// The separate debug file whose symbols and DWARF stand in for what
+    /// the executable was stripped of, when one was found.
+    pub debug_file: Option<ElfImage>,
 }
 
 impl Executable {
@@ -122,7 +139,52 @@ impl Executable {
             go,
             symbols,
             global_locks,
+            debug_file: None,
         })
+    }
+
+    /// The executable with its separate debug file (`objcopy
+    /// --only-keep-debug`, a distribution's `-dbgsym` package): functions,
+    /// globals, lock globals and source lines come from it wherever the
+    /// executable has none. A file of another build is refused: when the
+    /// executable has a build ID, the debug file must have the same.
+    pub fn with_debug_file(mut self, debug: ElfImage) -> Result<Self, ExecutableError> {
+        let debug_name = debug
+            .path()
+            .map_or_else(|| "the debug file".into(), |p| p.display().to_string());
+        if let Some(wanted) = self.elf.build_id() {
+            if debug.build_id() != Some(wanted) {
+                return Err(ExecutableError::DebugMismatch {
+                    name: self.name.clone(),
+                    debug: debug_name,
+                    found: debug.build_id_hex().unwrap_or_else(|| "none".into()),
+                    wanted: elf::hex(wanted),
+                });
+            }
+        }
+        if self.symbols.function_count() == 0 || self.symbols.global_count() == 0 {
+            match SymbolTable::from_elf(&debug) {
+                Ok(symbols) if symbols.function_count() >= self.symbols.function_count() => {
+                    self.symbols = symbols;
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("{}: {debug_name}: no usable symbols: {e}", self.name),
+            }
+        }
+        if self.global_locks.is_empty() {
+            self.global_locks = dwarf::global_locks(&debug).unwrap_or_else(|e| {
+                log::warn!("{}: {debug_name}: cannot read DWARF: {e}", self.name);
+                Vec::new()
+            });
+        }
+        self.debug_file = Some(debug);
+        Ok(self)
+    }
+
+    /// The image whose DWARF describes the code: the debug file when there
+    /// is one, else the executable.
+    pub fn dwarf_image(&self) -> &ElfImage {
+        self.debug_file.as_ref().unwrap_or(&self.elf)
     }
 
     /// The Go version as (major, minor), when it is a Go binary whose

@@ -49,7 +49,8 @@ impl Symbolizer {
     }
 
     fn lines(&self) -> &SourceLines {
-        self.lines.get_or_init(|| SourceLines::new(&self.exe.elf))
+        self.lines
+            .get_or_init(|| SourceLines::new(self.exe.dwarf_image()))
     }
 
     /// Where link-time address `ip` is in the executable's file, when a

@@ -145,6 +145,9 @@ pub fn render(report: &Report) -> String {
             None => "running".to_string(),
         }
     );
+    if let Some(debug) = &t.debug_file {
+        let _ = writeln!(out, "  names and lines from the debug file {debug}");
+    }
     if let Some(spike) = report.spikes.first() {
         let _ = writeln!(out, "  {}", spike_line(spike, report.spikes.len() - 1));
     }
