@@ -227,6 +227,9 @@ impl Recorder {
             events_lost: 0,
             probe_counters: ProbeCounters::default(),
             locks: last.locks.iter().map(zeroed_lock).collect(),
+            // Not recorded per second: the session's totals would pass for
+            // the window's.
+            signal_waits: Vec::new(),
             cas: last.cas.iter().map(zeroed_cas).collect(),
             maps: last.maps.iter().map(zeroed_map).collect(),
             map_events: 0,

@@ -11,15 +11,24 @@ use common::*;
 struct Named {
     lock: String,
     call_site: String,
+    /// The condition variable waited on, and where, when the fixture has one.
+    signal_wait: Option<(String, String)>,
 }
 
-fn check(
-    binary: &std::path::Path,
-    args: &[&str],
-    hot: &str,
-    cold: &str,
-    caller: &str,
-) -> (Named, Option<String>) {
+/// What a fixture is checked for: its hot lock, its cold one, the hot
+/// lock's caller, and the condition variable it waits on (if any) with the
+/// function that waits.
+struct Expect<'a> {
+    hot: &'a str,
+    cold: &'a str,
+    caller: &'a str,
+    signal: Option<(&'a str, &'a str)>,
+}
+
+fn check(binary: &std::path::Path, args: &[&str], expect: &Expect) -> (Named, Option<String>) {
+    let Expect {
+        hot, cold, caller, ..
+    } = *expect;
     assert!(
         binary.is_file(),
         "{} missing: run `cargo xtask test`",
@@ -73,9 +82,36 @@ fn check(
             .any(|l| l["name"].as_str().is_some_and(|n| n.contains(cold))),
         "{cold} must not wait: {context}"
     );
+    // A condition variable's waits are not contention: never a lock, and
+    // among the waits for other threads, at the function that waits.
+    let signal_wait = expect.signal.map(|(name, waiter)| {
+        assert!(
+            !locks
+                .iter()
+                .any(|l| l["name"].as_str().is_some_and(|n| n.contains(name))),
+            "{name} waits counted as contention: {context}"
+        );
+        let wait = report["signal_waits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"].as_str().is_some_and(|n| n.contains(name)))
+            .unwrap_or_else(|| panic!("{name} not among the waits for a signal: {context}"));
+        assert_eq!(wait["kind"], "condvar", "{context}");
+        assert!(wait["contentions"].as_u64().unwrap() > 0, "{context}");
+        let at = wait["top_call_sites"][0]["frames"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(at.contains(waiter), "{name} waited at {at}: {context}");
+        (
+            wait["name"].as_str().unwrap_or_default().to_string(),
+            at.to_string(),
+        )
+    });
     let named = Named {
         lock: lock["name"].as_str().unwrap_or_default().to_string(),
         call_site: frame.to_string(),
+        signal_wait,
     };
     let debug_file = report["target"]["debug_file"].as_str().map(str::to_string);
     (named, debug_file)
@@ -87,11 +123,11 @@ fn check(
 /// beside it. All three name the same lock and the same call site, frame
 /// for frame (function, offset, file and line), and say which debug file
 /// they read.
-fn stripped_builds_name_what_the_plain_one_names(dir: &str, hot: &str, cold: &str, caller: &str) {
+fn stripped_builds_name_what_the_plain_one_names(dir: &str, expect: Expect) {
     let plain = fixtures_dir().join(dir).join("lockloop");
     let debug_dir = fixtures_dir().join("debug");
     let debug_dir = debug_dir.to_str().expect("a UTF-8 path");
-    let (want, none) = check(&plain, &[], hot, cold, caller);
+    let (want, none) = check(&plain, &[], &expect);
     assert_eq!(none, None, "the plain build needs no debug file");
     for (build, args, debug) in [
         (
@@ -106,7 +142,7 @@ fn stripped_builds_name_what_the_plain_one_names(dir: &str, hot: &str, cold: &st
         ),
     ] {
         let binary = fixtures_dir().join(dir).join(build);
-        let (got, read) = check(&binary, &args, hot, cold, caller);
+        let (got, read) = check(&binary, &args, &expect);
         assert_eq!(got, want, "{build} with its debug file");
         let read = read.unwrap_or_else(|| panic!("{build}: no debug file read"));
         assert!(read.contains(&debug), "{build} read {read}, not {debug}");
@@ -115,16 +151,27 @@ fn stripped_builds_name_what_the_plain_one_names(dir: &str, hot: &str, cold: &st
 
 #[test]
 fn glibc_pthread_mutex_waits_are_seen_per_global() {
-    stripped_builds_name_what_the_plain_one_names("c", "hot_lock", "cold_lock", "hot_worker");
+    stripped_builds_name_what_the_plain_one_names(
+        "c",
+        Expect {
+            hot: "hot_lock",
+            cold: "cold_lock",
+            caller: "hot_worker",
+            signal: None,
+        },
+    );
 }
 
 #[test]
 fn rust_std_mutex_waits_are_seen_per_global() {
     stripped_builds_name_what_the_plain_one_names(
         "rust",
-        "HOT_LOCK",
-        "COLD_LOCK",
-        "lockloop::hot_worker",
+        Expect {
+            hot: "HOT_LOCK",
+            cold: "COLD_LOCK",
+            caller: "lockloop::hot_worker",
+            signal: Some(("lockloop::READY", "lockloop::queue_consumer")),
+        },
     );
 }
 
@@ -230,4 +277,114 @@ fn a_stripped_rust_binary_names_its_lock_and_call_site_by_place() {
         "lockloop::hot_worker",
         "std::sys::sync::mutex::",
     );
+}
+
+/// C++'s `std::shared_mutex` and `std::condition_variable` on glibc: the
+/// shared mutex is a pthread rwlock whose readers' and writers' waits are
+/// split (no more of either than the fixture's own lock calls), named
+/// `table_lock`, with every wait charged to it (not to the futex words
+/// inside); the condition variable's waits are reported apart, under
+/// `signal_waits`, at `queue_cv`'s own address, waited at in
+/// `queue_consumer`, and never as a lock; main's joins of its threads are
+/// waits for them too, at `main`. The stripped build, with its debug file,
+/// names the same.
+#[test]
+fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention() {
+    let debug_dir = fixtures_dir().join("debug");
+    let debug_dir = debug_dir.to_str().expect("a UTF-8 path");
+    for (build, args) in [
+        ("rwcond", vec![]),
+        ("rwcond.stripped", vec!["--debug-dir", debug_dir]),
+    ] {
+        let binary = fixtures_dir().join("cpp").join(build);
+        assert!(
+            binary.is_file(),
+            "{} missing: run `cargo xtask test`",
+            binary.display()
+        );
+        let workload = Workload::start(&binary, &["-iterations", "2000"]);
+        let mut tracer_args = vec!["--futex"];
+        tracer_args.extend_from_slice(&args);
+        let tracer = Tracer::attach(workload.pid, &tracer_args);
+        let truth = workload.run_to_end();
+        let report = tracer.report();
+        let context = format!("{build}: {report:#}\ntruth: {truth}");
+        assert_nothing_lost(&report);
+        let address = |field: &str| {
+            let text = truth[field].as_str().expect("an address");
+            u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex")
+        };
+        let hex = |a: u64| format!("{a:#x}");
+        let (table, cv) = (address("table_lock"), address("queue_cv"));
+        let locks = report["locks"].as_array().unwrap();
+
+        let rw = locks
+            .iter()
+            .find(|l| l["address"] == hex(table).as_str())
+            .unwrap_or_else(|| panic!("table_lock not among the locks: {context}"));
+        assert_eq!(rw["kind"], "rwlock", "{context}");
+        assert_eq!(rw["name"], "table_lock", "{context}");
+        let contentions = rw["contentions"].as_u64().unwrap();
+        let readers = rw["reader_contentions"].as_u64().unwrap();
+        let writers = contentions - readers;
+        assert!(readers > 0 && writers > 0, "{context}");
+        assert!(
+            readers <= truth["reader_calls"].as_u64().unwrap()
+                && writers <= truth["writer_calls"].as_u64().unwrap(),
+            "{context}"
+        );
+        assert_eq!(
+            rw["acquisitions"].as_u64().unwrap(),
+            contentions,
+            "{context}"
+        );
+        // No lock is a futex word inside the rwlock or the condition
+        // variable: their waits are theirs.
+        let inside = |base: u64, size: u64| {
+            locks.iter().any(|l| {
+                let a = l["address"].as_str().unwrap_or_default();
+                let a = u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap_or(0);
+                a > base && a < base + size
+            })
+        };
+        assert!(!inside(table, 56) && !inside(cv, 48), "{context}");
+        assert!(
+            !locks.iter().any(|l| l["address"] == hex(cv).as_str()),
+            "queue_cv's waits counted as contention: {context}"
+        );
+
+        // The only locks are the fixture's own: a join (main waiting for
+        // its threads' exits) is no lock either.
+        let mu = hex(address("queue_mu"));
+        for lock in locks {
+            assert!(
+                lock["address"] == hex(table).as_str() || lock["address"] == mu.as_str(),
+                "{} is none of the fixture's locks: {context}",
+                lock["address"]
+            );
+        }
+        let conds = report["signal_waits"].as_array().unwrap();
+        for join in conds.iter().filter(|w| w["kind"] == "thread_join") {
+            let frame = join["top_call_sites"][0]["frames"][0]
+                .as_str()
+                .unwrap_or_default();
+            assert!(frame.starts_with("main+"), "join at {frame}: {context}");
+        }
+        let cond = conds
+            .iter()
+            .find(|c| c["address"] == hex(cv).as_str())
+            .unwrap_or_else(|| panic!("queue_cv not among the condition variables: {context}"));
+        assert_eq!(cond["kind"], "condvar", "{context}");
+        assert_eq!(cond["name"], "queue_cv", "{context}");
+        assert!(cond["contentions"].as_u64().unwrap() > 0, "{context}");
+        assert_eq!(
+            cond["acquisitions"].as_u64().unwrap(),
+            cond["contentions"].as_u64().unwrap(),
+            "{context}"
+        );
+        let frame = cond["top_call_sites"][0]["frames"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(frame.contains("queue_consumer"), "{frame}: {context}");
+    }
 }

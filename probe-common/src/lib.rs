@@ -653,6 +653,18 @@ pub enum LockRole {
     /// semaphore table's runtime lock), so their in-flight state is kept
     /// apart ([`INFLIGHT_SPACE_RUNTIME`]).
     Runtime = 4,
+    /// A native thread's futex wait inside `pthread_cond_*wait`: a wait for
+    /// a signal, not for a lock ([`NativeCall`]).
+    CondWait = 5,
+    /// A futex wait inside `pthread_rwlock_*rdlock`: a reader of a native
+    /// rwlock waiting for a writer.
+    RwlockReader = 6,
+    /// A futex wait inside `pthread_rwlock_*wrlock`: a writer of a native
+    /// rwlock waiting.
+    RwlockWriter = 7,
+    /// A futex wait inside `pthread_*join*`: a thread waiting for another
+    /// to exit, not for a lock.
+    ThreadJoin = 8,
 }
 
 impl LockRole {
@@ -664,6 +676,10 @@ impl LockRole {
             2 => Some(Self::RwWriter),
             3 => Some(Self::Futex),
             4 => Some(Self::Runtime),
+            5 => Some(Self::CondWait),
+            6 => Some(Self::RwlockReader),
+            7 => Some(Self::RwlockWriter),
+            8 => Some(Self::ThreadJoin),
             _ => None,
         }
     }
@@ -1370,10 +1386,50 @@ pub struct NativeCode {
     pub text_end: u64,
     /// Functions skipped when looking for the caller: (start, end).
     pub skip: [[u64; 2]; NATIVE_SKIP_RANGES],
+    /// Functions that wait for a signal (Rust std's futex condition
+    /// variable and thread parker): a futex wait with a return into one of
+    /// them is a [`LockRole::CondWait`], and they are skipped too.
+    pub signal: [[u64; 2]; NATIVE_SIGNAL_RANGES],
 }
+
+/// A native thread's latest call of a pthread function whose futex waits
+/// are not a mutex's (`NATIVE_CALLS`, by thread id): the object it was
+/// called on, the object's size and the role its waits take. A futex wait
+/// of the thread on a word inside `[object, object + size)` takes that role
+/// and is charged to the object; any other wait is a plain futex wait.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NativeCall {
+    /// The condition variable's, rwlock's or joined thread's descriptor's
+    /// address (the call's first argument, RDI).
+    pub object: u64,
+    /// Its size in bytes ([`PTHREAD_COND_SIZE`], [`PTHREAD_RWLOCK_SIZE`],
+    /// [`PTHREAD_JOIN_SPAN`]).
+    pub size: u32,
+    /// The [`LockRole`] its waits take.
+    pub role: u32,
+}
+
+/// `sizeof(pthread_cond_t)` on x86-64 glibc: its futex words (`__g_signals`,
+/// `__g_refs`, `__wrefs`) lie inside.
+pub const PTHREAD_COND_SIZE: u32 = 48;
+/// `sizeof(pthread_rwlock_t)` on x86-64 glibc (`__readers`,
+/// `__writers_futex`, `__wrphase_futex` inside).
+pub const PTHREAD_RWLOCK_SIZE: u32 = 56;
+/// The span of a glibc thread descriptor (`struct pthread`, what a
+/// `pthread_t` points to) a joiner's futex wait lies in: its `tid` word,
+/// which the exiting thread clears (offset 720 in glibc 2.3x).
+pub const PTHREAD_JOIN_SPAN: u32 = 1024;
+/// Threads whose latest [`NativeCall`] is kept (an LRU map: a thread that
+/// calls none for long enough is forgotten, which only matters if it then
+/// waits inside a condition variable without having called in).
+pub const NATIVE_CALLS_MAX: u32 = 16384;
 
 /// Number of [`NativeCode::skip`] ranges.
 pub const NATIVE_SKIP_RANGES: usize = 8;
+
+/// Number of [`NativeCode::signal`] ranges.
+pub const NATIVE_SIGNAL_RANGES: usize = 8;
 
 /// Words of the user stack scanned, from its top, for a native waiter's
 /// return address into the executable.
@@ -1480,8 +1536,12 @@ const _: () = {
     assert!(offset_of!(Inflight, caller_ip) == 24);
     assert!(offset_of!(Inflight, stack_id) == 32);
 
-    assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES);
+    assert!(size_of::<NativeCode>() == 16 + 16 * NATIVE_SKIP_RANGES + 16 * NATIVE_SIGNAL_RANGES);
+    assert!(offset_of!(NativeCode, signal) == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
+    assert!(size_of::<NativeCall>() == 16);
+    assert!(offset_of!(NativeCall, size) == 8);
+    assert!(offset_of!(NativeCall, role) == 12);
 
     assert!(size_of::<Control>() == 32);
     assert!(size_of::<RunQueueStats>() == 32 + 8 * WAIT_HIST_BUCKETS);
@@ -1519,6 +1579,7 @@ mod user {
     unsafe impl aya::Pod for super::MapEvent {}
     unsafe impl aya::Pod for super::MapCounts {}
     unsafe impl aya::Pod for super::NativeCode {}
+    unsafe impl aya::Pod for super::NativeCall {}
     unsafe impl aya::Pod for super::GoLayout {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::Control {}

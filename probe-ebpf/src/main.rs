@@ -44,15 +44,16 @@ use probe_common::{
     ConvoyState, ConvoyStats, Counter, EventHeader, EventTag, GeneralRegister as R, GoLayout,
     HolderKey, HolderStats, Inflight, InflightKey, KeyCounts, KeyCountsKey, KeyKind, KeyShape,
     LockEvent, LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig,
-    NativeCode, OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats, RunnableSince,
-    RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending, COUNTER_SLOTS,
-    FUTEX_SITE, INFLIGHT_SPACE_LOCKS, INFLIGHT_SPACE_RUNTIME, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED,
-    MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT,
-    MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES,
-    MAX_STACKS, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON,
-    RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX, SCHED_SLEEP_STATES, SCHED_SWITCH_NEXT_PID,
-    SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY,
-    WAIT_HIST_BUCKETS,
+    NativeCall, NativeCode, OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats,
+    RunnableSince, RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending,
+    COUNTER_SLOTS, FUTEX_SITE, INFLIGHT_SPACE_LOCKS, INFLIGHT_SPACE_RUNTIME, KEY_HASH_BASIS,
+    MAP_OPS, MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES,
+    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS,
+    MAX_SITES, MAX_STACKS, NATIVE_CALLS_MAX, NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES,
+    NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON, PTHREAD_COND_SIZE,
+    PTHREAD_JOIN_SPAN, PTHREAD_RWLOCK_SIZE, RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX,
+    SCHED_SLEEP_STATES, SCHED_SWITCH_NEXT_PID, SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID,
+    STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -127,6 +128,13 @@ static NATIVE_CODE: Array<NativeCode> = Array::with_max_entries(1, 0);
 /// Per-CPU copy of the top of a native waiter's user stack.
 #[map]
 static NATIVE_STACK: PerCpuArray<[u64; NATIVE_STACK_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each native thread's latest call of a condition-variable wait or an
+/// rwlock lock (by thread id): its futex waits inside that object take the
+/// call's role.
+#[map]
+static NATIVE_CALLS: LruHashMap<u32, NativeCall> =
+    LruHashMap::with_max_entries(NATIVE_CALLS_MAX, 0);
 
 /// The traced process (index 0), for the system-wide futex tracepoints.
 #[map]
@@ -1725,14 +1733,16 @@ const PT_REGS_SP: u64 = 152;
 /// The native waiter's call site: the first return address into the
 /// executable's text, outside the skipped functions, among the top words of
 /// the user stack (read through the task's saved user registers: glibc has
-/// no frame pointers to walk). 0 when none is found.
+/// no frame pointers to walk). 0 when none is found. With it, whether the
+/// innermost return into the skipped functions is into one that waits for
+/// a signal.
 #[inline(always)]
-fn native_caller() -> u64 {
+fn native_caller() -> (u64, bool) {
     let Some(code) = NATIVE_CODE.get(0) else {
-        return 0;
+        return (0, false);
     };
     if code.text_start == 0 {
-        return 0;
+        return (0, false);
     }
     let regs = unsafe {
         aya_ebpf::helpers::generated::bpf_task_pt_regs(
@@ -1740,15 +1750,15 @@ fn native_caller() -> u64 {
         )
     } as u64;
     if regs == 0 {
-        return 0;
+        return (0, false);
     }
     let Ok(sp) =
         (unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) })
     else {
-        return 0;
+        return (0, false);
     };
     let Some(words) = NATIVE_STACK.get_ptr_mut(0) else {
-        return 0;
+        return (0, false);
     };
     // SAFETY: this CPU's scratch slot.
     let words = unsafe { &mut *words };
@@ -1760,24 +1770,57 @@ fn native_caller() -> u64 {
         )
     };
     if rc != 0 {
-        return 0;
+        return (0, false);
     }
+    // Whether the wait is for a signal is told by the innermost return
+    // into the lock machinery: Rust's condition variable takes its mutex
+    // again inside its wait, and that wait is the mutex's.
+    let mut signal = false;
+    let mut decided = false;
     for word in words.iter() {
         let w = *word;
         if w < code.text_start || w >= code.text_end {
             continue;
         }
-        let mut skipped = false;
+        let mut in_skip = false;
         for range in code.skip.iter().take(NATIVE_SKIP_RANGES) {
             if w >= range[0] && w < range[1] {
-                skipped = true;
+                in_skip = true;
             }
         }
-        if !skipped {
-            return w;
+        let mut in_signal = false;
+        for range in code.signal.iter().take(NATIVE_SIGNAL_RANGES) {
+            if w >= range[0] && w < range[1] {
+                in_signal = true;
+            }
+        }
+        if !follows_a_call(w) {
+            continue;
+        }
+        if !in_skip && !in_signal {
+            return (w, signal);
+        }
+        if !decided {
+            signal = in_signal;
+            decided = true;
         }
     }
-    0
+    (0, signal)
+}
+
+/// Whether the code before user address `w` ends with a call instruction,
+/// so that `w` is a return address and not some other pointer into the
+/// text left on the stack (a thread's start routine, a callback): `call
+/// rel32` (`e8`, 5 bytes) or `call r/m64` (`ff /2`
+/// with its ModRM, SIB and displacement: 2, 3, 4, 6 or 7 bytes).
+#[inline(always)]
+fn follows_a_call(w: u64) -> bool {
+    let Ok(before) = (unsafe { bpf_probe_read_user((w - 8) as *const [u8; 8]) }) else {
+        return false;
+    };
+    // `ff` with ModRM reg field 2, `len` bytes before `w`.
+    let indirect = |len: usize| before[8 - len] == 0xff && (before[9 - len] >> 3) & 7 == 2;
+    before[3] == 0xe8 || indirect(2) || indirect(3) || indirect(4) || indirect(6) || indirect(7)
 }
 
 /// The in-flight key of a native thread's futex wait.
@@ -1790,8 +1833,51 @@ fn thread_key(pid_tgid: u64) -> InflightKey {
     }
 }
 
+/// A thread of the target calls `pthread_cond_*`, `pthread_rwlock_*lock`
+/// or `pthread_*join*` (a uprobe in libc whose cookie is the
+/// [`LockRole`] of its waits): the object it works on is noted for the
+/// thread, so that the futex waits it makes inside are told apart from a
+/// mutex's.
+#[uprobe]
+pub fn native_lock_call(ctx: ProbeContext) -> u32 {
+    let Some(pid_tgid) = target_thread() else {
+        return 0;
+    };
+    let role = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let size = match LockRole::from_raw(role) {
+        Some(LockRole::CondWait) => PTHREAD_COND_SIZE,
+        Some(LockRole::RwlockReader | LockRole::RwlockWriter) => PTHREAD_RWLOCK_SIZE,
+        Some(LockRole::ThreadJoin) => PTHREAD_JOIN_SPAN,
+        _ => return 0,
+    };
+    let call = NativeCall {
+        object: register(&ctx, R::Rdi as u32),
+        size,
+        role,
+    };
+    if NATIVE_CALLS.insert(pid_tgid as u32, call, 0).is_err() {
+        bump(Counter::InflightErrors);
+    }
+    0
+}
+
+/// The lock a futex wait of thread `pid_tgid` on `uaddr` is charged to, and
+/// its role: the condition variable or rwlock of the thread's latest call
+/// when the word lies inside it, else the futex word itself.
+#[inline(always)]
+fn futex_owner(pid_tgid: u64, uaddr: u64) -> (u64, u32) {
+    let tid = pid_tgid as u32;
+    match unsafe { NATIVE_CALLS.get(tid) } {
+        Some(call) if uaddr.wrapping_sub(call.object) < u64::from(call.size) => {
+            (call.object, call.role)
+        }
+        _ => (uaddr, LockRole::Futex as u32),
+    }
+}
+
 /// A thread of the target enters a futex wait: one contention on the
-/// futex word's address; the wait is measured until the syscall returns.
+/// futex word's address (or on the condition variable or rwlock holding
+/// it); the wait is measured until the syscall returns.
 #[tracepoint]
 pub fn futex_enter(ctx: TracePointContext) -> u32 {
     let Some(pid_tgid) = target_thread() else {
@@ -1815,12 +1901,18 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
     let Ok(uaddr) = (unsafe { ctx.read_at::<u64>(FUTEX_UADDR_OFFSET) }) else {
         return 0;
     };
-    let caller_ip = native_caller();
+    let (lock_addr, role) = futex_owner(pid_tgid, uaddr);
+    let (caller_ip, signal) = native_caller();
+    let role = if signal && role == LockRole::Futex as u32 {
+        LockRole::CondWait as u32
+    } else {
+        role
+    };
     let now = unsafe { bpf_ktime_get_ns() };
     let value = Inflight {
         start_ns: now,
-        lock_addr: uaddr,
-        role: LockRole::Futex as u32,
+        lock_addr,
+        role,
         _pad: 0,
         caller_ip,
         stack_id: -1,
@@ -1829,22 +1921,22 @@ pub fn futex_enter(ctx: TracePointContext) -> u32 {
         bump(Counter::InflightErrors);
     }
     let stats_key = LockStatsKey {
-        lock_addr: uaddr,
+        lock_addr,
         caller_ip,
         stack_id: -1,
-        role: LockRole::Futex as u32,
+        role,
         _pad: 0,
     };
     record_lock(&ctx, &stats_key, None, || LockEvent {
         header: header(EventTag::Lock, pid_tgid, now),
-        lock_addr: uaddr,
+        lock_addr,
         goroutine: 0,
         wait_ns: 0,
         caller_ip,
         stack_id: -1,
         kind: SiteKind::LockSlowEntry as u32,
         site_index: FUTEX_SITE,
-        role: LockRole::Futex as u32,
+        role,
         _pad: 0,
     });
     0

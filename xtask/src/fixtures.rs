@@ -31,6 +31,10 @@ pub const GO_FIXTURES: &[&str] = &[
 /// into `target/fixtures/c/<NAME>`.
 pub const C_FIXTURES: &[&str] = &["casloop", "lockloop"];
 
+/// C++ fixture programs, one file each under `fixtures/cpp/`, built with
+/// g++ into `target/fixtures/cpp/<NAME>`.
+pub const CPP_FIXTURES: &[&str] = &["rwcond"];
+
 /// Rust fixture programs, one file each under `fixtures/rust/`, built with
 /// rustc into `target/fixtures/rust/<NAME>`.
 pub const RUST_FIXTURES: &[&str] = &["lockloop"];
@@ -47,6 +51,11 @@ pub fn build_all(root: &Path) -> Result<Vec<PathBuf>> {
     let debug_dir = fixtures_dir(root).join("debug");
     for fixture in C_FIXTURES {
         let plain = build_c(root, fixture)?;
+        built.extend(strip_copy(&plain, &debug_dir)?);
+        built.push(plain);
+    }
+    for fixture in CPP_FIXTURES {
+        let plain = build_cpp(root, fixture)?;
         built.extend(strip_copy(&plain, &debug_dir)?);
         built.push(plain);
     }
@@ -112,6 +121,30 @@ pub fn build_c(root: &Path, fixture: &str) -> Result<PathBuf> {
             .arg(root.join("fixtures/c").join(format!("{fixture}.c"))),
     )
     .with_context(|| format!("building C fixture {fixture} (gcc is needed)"))?;
+    Ok(output)
+}
+
+/// Builds one C++ fixture with g++ (`-O2 -g -pthread`, C++17).
+pub fn build_cpp(root: &Path, fixture: &str) -> Result<PathBuf> {
+    let out_dir = fixtures_dir(root).join("cpp");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let output = out_dir.join(fixture);
+    exec(
+        Command::new("g++")
+            .args([
+                "-O2",
+                "-g",
+                "-pthread",
+                "-std=c++17",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-o",
+            ])
+            .arg(&output)
+            .arg(root.join("fixtures/cpp").join(format!("{fixture}.cpp"))),
+    )
+    .with_context(|| format!("building C++ fixture {fixture} (g++ is needed)"))?;
     Ok(output)
 }
 

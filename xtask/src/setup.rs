@@ -31,6 +31,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/nm", "binutils"),
     // The C fixtures.
     ("/usr/bin/gcc", "gcc"),
+    // The C++ fixture.
+    ("/usr/bin/g++", "g++"),
     // The peer the map probe's cost is compared with (`cargo xtask bench`).
     ("/usr/bin/bpftrace", "bpftrace"),
     // The terminal the live view's test runs it in.

@@ -63,13 +63,20 @@ pub struct LockStats {
     pub wait_max_ns: u64,
     /// Waits by log2 bucket (see [`wait_bucket`]).
     pub wait_histogram: [u64; WAIT_BUCKETS],
-    /// Of the waits, those of RWMutex readers (`RLock`), ns.
+    /// Of the waits, those of readers (an RWMutex's `RLock`, a pthread
+    /// rwlock's `rdlock`), ns.
     pub reader_wait_total_ns: u64,
-    /// Of the contentions, those of RWMutex readers.
+    /// Of the contentions, those of readers.
     pub reader_contentions: u64,
     /// Whether an RWMutex semaphore wait was seen on this lock (it is then
     /// an RWMutex whatever DWARF says).
     pub rwmutex: bool,
+    /// Whether its waits were in a pthread rwlock's lock calls.
+    pub rwlock: bool,
+    /// Whether its waits were in a pthread condition variable's waits.
+    pub condvar: bool,
+    /// Whether its waits were joins of the thread it describes.
+    pub join: bool,
     /// Whether its waits were futex waits (a native lock or other futex).
     pub futex: bool,
     /// Whether it is a Go runtime-internal lock (`runtime.mutex`).
@@ -103,6 +110,9 @@ impl Default for LockStats {
             reader_wait_total_ns: 0,
             reader_contentions: 0,
             rwmutex: false,
+            rwlock: false,
+            condvar: false,
+            join: false,
             futex: false,
             runtime: false,
             call_sites: HashMap::new(),
@@ -114,13 +124,26 @@ impl Default for LockStats {
     }
 }
 
+/// Whether waits of `role` are a reader's: an RWMutex's `RLock`, a pthread
+/// rwlock's `rdlock`.
+fn is_reader(role: Option<LockRole>) -> bool {
+    matches!(role, Some(LockRole::RwReader | LockRole::RwlockReader))
+}
+
 impl LockStats {
     /// The lock's kind: an RWMutex when `known_rwmutex` (DWARF says so) or
-    /// a reader or writer semaphore wait was seen on it, a futex for futex
+    /// a reader or writer semaphore wait was seen on it, a pthread rwlock or
+    /// condition variable when its waits were in their calls, a futex for futex
     /// words, a runtime lock for `runtime.mutex`es, else a mutex.
     pub fn kind(&self, known_rwmutex: bool) -> LockKind {
         if known_rwmutex || self.rwmutex {
             LockKind::RwMutex
+        } else if self.rwlock {
+            LockKind::Rwlock
+        } else if self.condvar {
+            LockKind::Condvar
+        } else if self.join {
+            LockKind::ThreadJoin
         } else if self.futex {
             LockKind::Futex
         } else if self.runtime {
@@ -133,6 +156,9 @@ impl LockStats {
     /// Notes what a wait of `role` says of the lock's kind.
     fn note_role(&mut self, role: Option<LockRole>) {
         self.rwmutex |= matches!(role, Some(LockRole::RwReader | LockRole::RwWriter));
+        self.rwlock |= matches!(role, Some(LockRole::RwlockReader | LockRole::RwlockWriter));
+        self.condvar |= role == Some(LockRole::CondWait);
+        self.join |= role == Some(LockRole::ThreadJoin);
         self.futex |= role == Some(LockRole::Futex);
         self.runtime |= role == Some(LockRole::Runtime);
     }
@@ -279,7 +305,7 @@ impl Locks {
                 for (total, count) in stats.wait_histogram.iter_mut().zip(row.hist) {
                     *total += count;
                 }
-                if role == Some(LockRole::RwReader) {
+                if is_reader(role) {
                     stats.reader_contentions += row.contentions;
                     stats.reader_wait_total_ns =
                         stats.reader_wait_total_ns.saturating_add(row.wait_ns);
@@ -347,7 +373,7 @@ impl Locks {
     fn add_return(&mut self, event: &LockEvent, column: usize) {
         let stats = self.locks.entry(event.lock_addr).or_default();
         let role = LockRole::from_raw(event.role);
-        if role == Some(LockRole::RwReader) {
+        if is_reader(role) {
             stats.reader_wait_total_ns = stats.reader_wait_total_ns.saturating_add(event.wait_ns);
         }
         stats.note_role(role);
@@ -372,7 +398,7 @@ impl Locks {
     fn add_entry(&mut self, event: &LockEvent) {
         let stats = self.locks.entry(event.lock_addr).or_default();
         let role = LockRole::from_raw(event.role);
-        if role == Some(LockRole::RwReader) {
+        if is_reader(role) {
             stats.reader_contentions += 1;
         }
         stats.note_role(role);

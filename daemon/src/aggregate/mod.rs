@@ -20,7 +20,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use probe_common::{
     BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
-    LockStats as KernelStats, LockStatsKey, MapCounts, MapOp, RunQueueStats,
+    LockRole, LockStats as KernelStats, LockStatsKey, MapCounts, MapOp, RunQueueStats,
 };
 
 use crate::{
@@ -163,6 +163,16 @@ impl Watched {
     };
 }
 
+/// Whether a lock event or table row of kernel role `role` is a wait for
+/// another thread, in a condition variable or a join (reported apart from
+/// the locks).
+fn is_signal_wait(role: u32) -> bool {
+    matches!(
+        LockRole::from_raw(role),
+        Some(LockRole::CondWait | LockRole::ThreadJoin)
+    )
+}
+
 /// The state of one target.
 pub struct Aggregator {
     catalog: Catalog,
@@ -171,6 +181,9 @@ pub struct Aggregator {
     /// `CLOCK_MONOTONIC` ns when the session began (time column 0).
     start_ns: u64,
     locks: Locks,
+    /// Native threads' waits in condition variables and joins: kept apart
+    /// from the locks, since a wait for another thread is not contention.
+    signal_waits: Locks,
     maps: MapAggregate,
     cas: Option<CasTimeline>,
     /// The CAS time column the next sample goes to.
@@ -227,6 +240,7 @@ impl Aggregator {
             symbolizer,
             start_ns,
             locks: Locks::default(),
+            signal_waits: Locks::default(),
             maps: MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY),
             cas,
             cas_column: 0,
@@ -265,7 +279,12 @@ impl Aggregator {
                         continue;
                     }
                     let column = self.column(event.header.timestamp_ns);
-                    if !self.locks.add(&event, column) {
+                    let locks = if is_signal_wait(event.role) {
+                        &mut self.signal_waits
+                    } else {
+                        &mut self.locks
+                    };
+                    if !locks.add(&event, column) {
                         self.malformed += 1;
                     }
                 }
@@ -320,8 +339,13 @@ impl Aggregator {
         if let Some(counts) = &reading.map_counts {
             self.maps.set_kernel_counts(counts);
         }
-        self.locks
-            .set_tables(reading.lock_stats, reading.blocked, column);
+        let (signal_waits, locks): (Vec<_>, Vec<_>) = reading
+            .lock_stats
+            .into_iter()
+            .partition(|(key, _)| is_signal_wait(key.role));
+        self.locks.set_tables(locks, reading.blocked, column);
+        self.signal_waits
+            .set_tables(signal_waits, Vec::new(), column);
         self.locks.set_holders(reading.holders, reading.convoys);
         self.maps.apply_table(&reading.key_counts, column as u64);
         self.timeline.sample(

@@ -1,11 +1,12 @@
 //! The projection of the aggregate onto the model: a [`Snapshot`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use probe_common::ConvoyStats;
 
 use super::{
-    gc::Gc, locks::LockStats, locks::WAIT_BUCKETS, maps::MapStats, runqueue::RunQueue, Aggregator,
+    gc::Gc, locks::LockStats, locks::Locks, locks::WAIT_BUCKETS, maps::MapStats,
+    runqueue::RunQueue, Aggregator,
 };
 use crate::{
     advisor::{self, MapMix},
@@ -67,6 +68,7 @@ impl Aggregator {
             probes: self.catalog.probes.clone(),
             probe_counters: Default::default(),
             locks: Vec::new(),
+            signal_waits: Vec::new(),
             cas: Vec::new(),
             maps: Vec::new(),
             maps_hint: None,
@@ -99,7 +101,8 @@ impl Aggregator {
             heatmaps.push(cas.failures_by_site.clone());
         }
         let (maps, key_heatmaps) = self.map_reports(inputs.map_names);
-        let locks = self.lock_reports(inputs.stacks);
+        let locks = self.lock_reports(&self.locks, true, inputs.stacks);
+        let signal_waits = self.lock_reports(&self.signal_waits, false, inputs.stacks);
         let cas = self.cas_reports();
         heatmaps.extend(key_heatmaps);
         let counted: Vec<&MapReport> = maps.iter().filter(|m| !m.keyed && m.address != 0).collect();
@@ -139,6 +142,7 @@ impl Aggregator {
             probes: self.catalog.probes.clone(),
             probe_counters: self.counters,
             locks,
+            signal_waits,
             cas,
             maps_hint,
             maps,
@@ -158,11 +162,22 @@ impl Aggregator {
         }
     }
 
-    /// Every lock seen, plus every global lock DWARF knows of (with zero
-    /// contentions when never seen), most contended first.
-    fn lock_reports(&self, stacks: Option<&HashMap<i64, Vec<u64>>>) -> Vec<LockReport> {
-        let known = &self.catalog.global_locks;
-        let merged = self.locks.merged();
+    /// Every lock of `locks` seen, plus, `with_known`, every global lock
+    /// DWARF knows of (with zero contentions when never seen), most
+    /// contended first.
+    fn lock_reports(
+        &self,
+        locks: &Locks,
+        with_known: bool,
+        stacks: Option<&HashMap<i64, Vec<u64>>>,
+    ) -> Vec<LockReport> {
+        let none = BTreeMap::new();
+        let known = if with_known {
+            &self.catalog.global_locks
+        } else {
+            &none
+        };
+        let merged = locks.merged();
         let mut addresses: BTreeSet<u64> = merged.keys().copied().collect();
         addresses.extend(known.keys().copied());
         let blocked = self.catalog.blocked_time;
@@ -177,7 +192,7 @@ impl Aggregator {
                     None if known_rwmutex => LockKind::RwMutex,
                     None => LockKind::Mutex,
                 };
-                let rwmutex = kind == LockKind::RwMutex;
+                let rwmutex = matches!(kind, LockKind::RwMutex | LockKind::Rwlock);
                 // Runtime locks have no release probes.
                 let holders = holders && kind != LockKind::Runtime;
                 let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));

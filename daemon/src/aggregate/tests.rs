@@ -79,6 +79,45 @@ fn counts_per_lock_and_cpu_and_ignores_other_processes() {
 }
 
 #[test]
+fn signal_waits_stay_out_of_the_locks_and_rwlock_readers_are_split() {
+    let mut agg = aggregator(0);
+    let with = |role: LockRole, kind: SiteKind, lock: u64, wait_ns: u64| LockEvent {
+        role: role as u32,
+        kind: kind as u32,
+        wait_ns,
+        ..event(lock, 0, 7, 10)
+    };
+    agg.apply(IntakeMessage::Events(vec![
+        with(LockRole::CondWait, SiteKind::LockSlowEntry, 0x100, 0),
+        with(LockRole::CondWait, SiteKind::LockSlowReturn, 0x100, 5_000),
+        with(LockRole::RwlockReader, SiteKind::LockSlowEntry, 0x200, 0),
+        with(LockRole::RwlockReader, SiteKind::LockSlowEntry, 0x200, 0),
+        with(LockRole::RwlockWriter, SiteKind::LockSlowEntry, 0x200, 0),
+        with(LockRole::Futex, SiteKind::LockSlowEntry, 0x300, 0),
+        with(LockRole::ThreadJoin, SiteKind::LockSlowEntry, 0x400, 0),
+    ]));
+    let snapshot = agg.snapshot(&SnapshotInputs::default());
+    let kinds: Vec<(u64, LockKind)> = snapshot.locks.iter().map(|l| (l.address, l.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![(0x200, LockKind::Rwlock), (0x300, LockKind::Futex)]
+    );
+    assert_eq!(snapshot.locks[0].contentions, 3);
+    assert_eq!(snapshot.locks[0].reader_contentions, Some(2));
+    assert_eq!(snapshot.signal_waits.len(), 2);
+    assert_eq!(snapshot.signal_waits[1].kind, LockKind::ThreadJoin);
+    let cond = &snapshot.signal_waits[0];
+    assert_eq!((cond.address, cond.kind), (0x100, LockKind::Condvar));
+    assert_eq!((cond.contentions, cond.acquisitions), (1, 1));
+    assert_eq!(cond.wait_seconds_total, 5e-6);
+    // The condition variable's wait is in no lock timeline.
+    assert!(agg.locks.timeline.iter().flatten().all(|&n| n == 0));
+    let json = serde_json::to_value(&snapshot).unwrap();
+    assert_eq!(json["signal_waits"][0]["kind"], "condvar");
+    assert_eq!(json["locks"][0]["kind"], "rwlock");
+}
+
+#[test]
 fn returns_carry_waits_into_histograms_and_the_timeline() {
     let mut agg = aggregator(1_000_000_000);
     let ret = |wait_ns: u64, t: u64| LockEvent {

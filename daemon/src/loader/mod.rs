@@ -17,7 +17,8 @@ use probe_common::{
     BlockedStats, CasCounts, Control, ConvoyState, ConvoyStats, Counter, GeneralRegister,
     HolderKey, HolderStats, KeyCounts, KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter,
     MapSiteConfig, NativeCode, OutcomeSource, ReleaseLog, RunQueueStats, RunnableSince, SiteConfig,
-    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SKIP_RANGES, NO_REGISTER,
+    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES,
+    NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -28,8 +29,8 @@ use crate::{
     goruntime,
     model::{MapKind, ProbeCounters, SiteCost},
     plan::{
-        cas::Outcome, exits::ExitWhen, x86::general_register, LockProbe, Placement, PlannedSite,
-        ProbePlan, RuntimeSite, SiteProbe,
+        cas::Outcome, exits::ExitWhen, native::NativeLockCall, x86::general_register, LockProbe,
+        Placement, PlannedSite, ProbePlan, RuntimeSite, SiteProbe,
     },
 };
 
@@ -218,6 +219,9 @@ pub struct AttachedProbes {
     uprobe_links: Vec<(ProbeGroup, &'static str, UProbeLinkId)>,
     /// The futex tracepoints' links.
     tracepoint_links: Vec<(&'static str, TracePointLinkId)>,
+    /// The links of the uprobes in libc that tell condition-variable and
+    /// rwlock waits apart (attached with the futex tracepoints).
+    native_call_links: Vec<UProbeLinkId>,
     /// The scheduler tracepoints' links, while attached.
     sched_links: Vec<(&'static str, TracePointLinkId)>,
     /// Whether the plan times waits for a CPU (the scheduler tracepoints).
@@ -266,7 +270,8 @@ pub enum TracepointFamily {
 }
 
 /// Every uprobe program, for [`AttachedProbes::program_runs`].
-const UPROBE_PROGRAMS: [&str; 8] = [
+const UPROBE_PROGRAMS: [&str; 9] = [
+    NATIVE_CALL_PROGRAM,
     LOCK_SLOW_PROGRAM,
     LOCK_SLOW_RET_PROGRAM,
     LOCK_EXIT_PROGRAM,
@@ -276,6 +281,9 @@ const UPROBE_PROGRAMS: [&str; 8] = [
     GO_RUNTIME_PROGRAM,
     MAP_OP_PROGRAM,
 ];
+
+/// The uprobe program of [`crate::plan::native::NATIVE_LOCK_CALLS`].
+const NATIVE_CALL_PROGRAM: &str = "native_lock_call";
 
 /// The futex tracepoint programs.
 const FUTEX_PROGRAMS: [&str; 2] = ["futex_enter", "futex_exit"];
@@ -342,8 +350,10 @@ impl LoadedObject {
 impl AttachedProbes {
     /// Attaches every site of `plan` to process `pid` with the programs of
     /// `object`; the executable opens at `exe_path` (named `exe_name` in
-    /// errors) and is loaded at link-time address + `load_bias`. Counting
-    /// stays switched off until [`Self::set_control`] turns it on.
+    /// errors) and is loaded at link-time address + `load_bias`. With the
+    /// futex tracepoints go `native_calls`, uprobes in the modules at the
+    /// paths given (libc). Counting stays switched off until
+    /// [`Self::set_control`] turns it on.
     pub fn attach(
         object: LoadedObject,
         plan: &ProbePlan,
@@ -351,6 +361,7 @@ impl AttachedProbes {
         exe_path: &Path,
         exe_name: &str,
         load_bias: u64,
+        native_calls: &[(std::path::PathBuf, NativeLockCall)],
     ) -> Result<Self, LoadError> {
         for len in [plan.sites.len(), plan.map_sites.len()] {
             if len > MAX_SITES as usize {
@@ -398,6 +409,7 @@ impl AttachedProbes {
             }
         }
         let mut tracepoint_links = Vec::new();
+        let mut native_call_links = Vec::new();
         if plan.futex || plan.sched {
             write_target(&mut ebpf, pid)?;
             ensure_tracefs()?;
@@ -418,14 +430,33 @@ impl AttachedProbes {
                 .set(0, native_code(plan, load_bias), 0)
                 .map_err(map_error("NATIVE_CODE", "writing the native code ranges"))?;
             tracepoint_links = attach_futex_tracepoints(&mut ebpf)?;
+            if !native_calls.is_empty() {
+                // Loaded with the object, like every uprobe program.
+                let program: &mut UProbe = ebpf
+                    .program_mut(NATIVE_CALL_PROGRAM)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or(LoadError::Missing("the native call uprobe program"))?;
+                for (path, call) in native_calls {
+                    let name = path.display().to_string();
+                    native_call_links.push(attach_one(
+                        program,
+                        call.role as usize,
+                        &call.at,
+                        path,
+                        &name,
+                        scope,
+                    )?);
+                }
+            }
         }
         let mut probes = Self {
             ebpf,
             cpus: aya::util::nr_cpus().unwrap_or(1),
             sites,
             uprobe_links: Vec::new(),
-            attached: tracepoint_links.len(),
+            attached: tracepoint_links.len() + native_call_links.len(),
             tracepoint_links,
+            native_call_links,
             sched_links: Vec::new(),
             sched: plan.sched,
             pid,
@@ -669,6 +700,21 @@ impl AttachedProbes {
         links.extend(self.take_sched_links()?);
         let futex = std::mem::take(&mut self.tracepoint_links);
         links.extend(take_tracepoint_links(&mut self.ebpf, futex)?);
+        let native = std::mem::take(&mut self.native_call_links);
+        if !native.is_empty() {
+            let program: &mut UProbe = self
+                .ebpf
+                .program_mut(NATIVE_CALL_PROGRAM)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::Missing("the native call uprobe program"))?;
+            for id in native {
+                let link = program.take_link(id).map_err(|source| LoadError::Detach {
+                    name: NATIVE_CALL_PROGRAM.to_string(),
+                    source: Box::new(source),
+                })?;
+                links.push(Box::new(link));
+            }
+        }
         self.attached = 0;
         close_in_parallel(links);
         Ok(())
@@ -1075,8 +1121,24 @@ fn write_map_sites(ebpf: &mut Ebpf, plan: &ProbePlan) -> Result<(), LoadError> {
 }
 
 /// The plan's native code ranges as runtime addresses, for `NATIVE_CODE`.
+/// Ranges beyond the table's room are left out, and said so: call sites in
+/// them are then reported as the lock machinery's own code.
 fn native_code(plan: &ProbePlan, load_bias: u64) -> NativeCode {
     let mut code = NativeCode::default();
+    for (what, have, room) in [
+        ("lock", plan.native.skip.len(), NATIVE_SKIP_RANGES),
+        (
+            "signal-wait",
+            plan.native.signal.len(),
+            NATIVE_SIGNAL_RANGES,
+        ),
+    ] {
+        if have > room {
+            log::warn!(
+                "{have} {what} functions to look past in native stacks; the first {room} are"
+            );
+        }
+    }
     let Some((start, end)) = plan.native.text else {
         return code;
     };
@@ -1086,6 +1148,13 @@ fn native_code(plan: &ProbePlan, load_bias: u64) -> NativeCode {
         .skip
         .iter_mut()
         .zip(plan.native.skip.iter().take(NATIVE_SKIP_RANGES))
+    {
+        *slot = [start.wrapping_add(load_bias), end.wrapping_add(load_bias)];
+    }
+    for (slot, &(start, end)) in code
+        .signal
+        .iter_mut()
+        .zip(plan.native.signal.iter().take(NATIVE_SIGNAL_RANGES))
     {
         *slot = [start.wrapping_add(load_bias), end.wrapping_add(load_bias)];
     }

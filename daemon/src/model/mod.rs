@@ -55,9 +55,22 @@ pub enum LockKind {
     /// semaphore wait seen on it.
     #[serde(rename = "rwmutex")]
     RwMutex,
-    /// A futex word waited on (`--futex`): a native mutex, or another futex
-    /// user such as a condition variable.
+    /// A futex word waited on (`--futex`): a native mutex (glibc's
+    /// `pthread_mutex_t`, Rust's std Mutex, C++'s `std::mutex`), or another
+    /// futex user.
     Futex,
+    /// A glibc `pthread_rwlock_t` (C++'s `std::shared_mutex`), its readers'
+    /// and writers' waits apart (`--futex`).
+    Rwlock,
+    /// A glibc `pthread_cond_t` (C++'s `std::condition_variable`): its waits
+    /// are for a signal, not for a lock, and are reported apart from lock
+    /// contention (`signal_waits`).
+    Condvar,
+    /// A thread joined (`pthread_join`: C++'s `std::thread::join`, Rust's
+    /// `JoinHandle::join`), its descriptor's address: a wait for a thread's
+    /// exit, reported apart from lock contention (`signal_waits`).
+    #[serde(rename = "thread_join")]
+    ThreadJoin,
     /// A Go runtime-internal lock (`runtime.mutex`: a channel's, the
     /// scheduler's, a timer heap's, …), seen with `--probe rtlocks`.
     Runtime,
@@ -89,6 +102,9 @@ impl std::fmt::Display for LockKind {
             Self::Mutex => "mutex",
             Self::RwMutex => "rwmutex",
             Self::Futex => "futex",
+            Self::Rwlock => "rwlock",
+            Self::Condvar => "condvar",
+            Self::ThreadJoin => "thread_join",
             Self::Runtime => "runtime",
         })
     }
@@ -335,6 +351,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             hits: 24,
             ..ProbeCounters::default()
         },
+        signal_waits: Vec::new(),
         locks: vec![LockReport {
             name: Some("main.hotMu".into()),
             address: 0xc000_1000,

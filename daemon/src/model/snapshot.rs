@@ -40,6 +40,11 @@ pub struct Snapshot {
     pub probe_counters: ProbeCounters,
     /// Locks, most contended first.
     pub locks: Vec<LockReport>,
+    /// Native threads' waits for another thread (`--futex`): in condition
+    /// variables (kind `condvar`) and thread joins (`thread_join`), most
+    /// waits first. Never lock contention, and in none of the locks'
+    /// figures, timelines or findings.
+    pub signal_waits: Vec<LockReport>,
     /// Compare-and-swap sites, most failures first.
     pub cas: Vec<CasReport>,
     /// Maps, most operations first, with hot keys and the advisor's findings.
@@ -115,7 +120,7 @@ impl Snapshot {
         for map in &mut self.maps {
             map.scale(sampling.counting);
         }
-        for lock in &mut self.locks {
+        for lock in self.locks.iter_mut().chain(&mut self.signal_waits) {
             lock.scale(sampling);
         }
         for site in &mut self.cas {

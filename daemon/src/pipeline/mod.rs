@@ -39,9 +39,12 @@ use crate::{
     model::{MapImplementation, MapReadingCost, Snapshot, StopReason, TargetInfo},
     plan::{
         maps::{resolve_selector, MapSelector, SelectorError},
-        ProbePlan,
+        native::{native_lock_calls, NativeLockCall},
+        ProbePlan, SiteMode,
     },
-    process::{monotonic_ns, own_peak_rss_bytes, pointer_globals, Memory, MemoryError, Target},
+    process::{
+        monotonic_ns, own_peak_rss_bytes, pointer_globals, Memory, MemoryError, Process, Target,
+    },
 };
 
 /// How often the pipeline reads the kernel's counters and publishes a
@@ -124,6 +127,11 @@ impl Pipeline {
         let symbolizer = Arc::new(target.symbolizer());
         symbolizer.warm();
         log::debug!("PID {pid}: line tables read in {:?}", started.elapsed());
+        let native_calls = if plan.futex {
+            native_calls(&target.process)
+        } else {
+            Vec::new()
+        };
         let mut probes = match AttachedProbes::attach(
             object,
             &plan,
@@ -131,6 +139,7 @@ impl Pipeline {
             &target.process.exe_path,
             &target.process.exe_display,
             target.load_bias,
+            &native_calls,
         ) {
             Ok(probes) => probes,
             Err(_) if !target.process.is_alive() => return Err(PipelineError::Exited(pid)),
@@ -837,4 +846,40 @@ impl MapSelection {
         }
         Ok(())
     }
+}
+
+/// The uprobes that tell a native process's condition-variable and rwlock
+/// waits apart, in each glibc module it has mapped (`libc.so.6`, and
+/// `libpthread.so.0` before glibc 2.34), opened through the process's root.
+/// A module that cannot be read is logged and passed over: its waits stay
+/// plain futex waits.
+fn native_calls(process: &Process) -> Vec<(std::path::PathBuf, NativeLockCall)> {
+    let pid = process.pid;
+    let files = match process.mapped_code_files() {
+        Ok(files) => files,
+        Err(e) => {
+            log::warn!("PID {pid}: condition variables and rwlocks not told apart: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let name = std::path::Path::new(&file.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !(name.starts_with("libc.so") || name.starts_with("libpthread")) {
+            continue;
+        }
+        let path = std::path::PathBuf::from(format!("/proc/{pid}/root{}", file.path));
+        match crate::target::elf::ElfImage::open(&path) {
+            Ok(module) => {
+                let calls = native_lock_calls(&module, SiteMode::Auto);
+                log::debug!("PID {pid}: {} pthread waits probed in {name}", calls.len());
+                out.extend(calls.into_iter().map(|call| (path.clone(), call)));
+            }
+            Err(e) => log::warn!("PID {pid}: {name}: condition variables not told apart: {e}"),
+        }
+    }
+    out
 }

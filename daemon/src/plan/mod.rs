@@ -9,6 +9,7 @@
 pub mod cas;
 pub mod exits;
 pub mod maps;
+pub mod native;
 pub mod rtlock;
 pub mod site;
 pub mod x86;
@@ -210,6 +211,9 @@ pub struct NativeRanges {
     pub text: Option<(u64, u64)>,
     /// Functions to look past, `[start, end)`.
     pub skip: Vec<(u64, u64)>,
+    /// Functions that wait for a signal, `[start, end)`: a futex wait
+    /// below one of them is no lock's.
+    pub signal: Vec<(u64, u64)>,
 }
 
 /// What the Go runtime probes of a plan can tell.
@@ -943,27 +947,40 @@ fn exit_sites(
 }
 
 /// Where the futex tracepoints look for a native waiter's call site: the
-/// executable's text, minus Rust std's futex lock path (`std::sys::…`
-/// functions about mutexes and futexes), so the call site is the code that
-/// called `lock()`. C's path is all in libc, outside the text.
+/// executable's text, minus the lock machinery compiled into it (`std::…`
+/// functions about mutexes, futexes, rwlocks and condition variables: Rust
+/// std's lock paths, C++'s out-of-line wrappers), so the call site is the
+/// code that called `lock()`. C's path is all in libc, outside the text.
+/// Rust std's futex condition variable and thread parker (`std::…condvar…`,
+/// `std::…thread_parking…`) are looked past too, and mark the wait as one
+/// for a signal.
 pub fn native_ranges(exe: &Executable) -> NativeRanges {
     let Some(text) = exe.elf.text_section() else {
         return NativeRanges::default();
     };
-    let skip = exe
-        .symbols
-        .functions()
-        .iter()
-        .filter(|f| {
-            let name = demangle(&f.name);
-            let name = name.trim_start_matches('<');
-            name.starts_with("std::sys::") && (name.contains("futex") || name.contains("mutex"))
-        })
-        .map(|f| (f.start, f.end))
-        .collect();
+    let (mut skip, mut signal) = (Vec::new(), Vec::new());
+    for f in exe.symbols.functions() {
+        let name = demangle(&f.name);
+        let name = name.trim_start_matches('<');
+        if !name.starts_with("std::") {
+            continue;
+        }
+        let waits = name.contains("wait") || name.contains("park");
+        if waits && (name.contains("condvar") || name.contains("thread_parking")) {
+            signal.push((f.start, f.end));
+        } else if ["futex", "mutex", "condition_variable", "rwlock"]
+            .iter()
+            .any(|word| name.contains(word))
+        {
+            // Rust's std::sys lock paths; C++'s out-of-line std::mutex,
+            // std::shared_mutex and std::condition_variable wrappers.
+            skip.push((f.start, f.end));
+        }
+    }
     NativeRanges {
         text: Some((text.address, text.address + text.size)),
         skip,
+        signal,
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::io::{unix::AsyncFd, Interest};
 use crate::target::{Executable, ExecutableError, Symbolizer};
 
 pub use memory::{pointer_globals, Memory, MemoryError};
-pub use proc::{Process, ProcessError};
+pub use proc::{MappedFile, Process, ProcessError};
 
 /// Errors resolving a target.
 #[derive(Debug, Error)]

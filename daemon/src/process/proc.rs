@@ -120,6 +120,54 @@ impl Process {
     }
 }
 
+/// A file the process has mapped with execute permission (its
+/// executable, its shared libraries), from `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedFile {
+    /// The file's path as the process sees it.
+    pub path: String,
+    /// The lowest address of an executable mapping of it.
+    pub start: u64,
+}
+
+impl Process {
+    /// The files mapped with execute permission, each once, in address
+    /// order (deleted files and pseudo-files such as `[vdso]` left out).
+    pub fn mapped_code_files(&self) -> Result<Vec<MappedFile>, ProcessError> {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .map_err(|source| Self::unreadable(self.pid, "maps", source))?;
+        Ok(code_files(&maps))
+    }
+}
+
+/// The executable file mappings of `/proc/PID/maps` text, one per path.
+fn code_files(maps: &str) -> Vec<MappedFile> {
+    let mut out: Vec<MappedFile> = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        // offset, device, inode, then the path (which may hold spaces).
+        let path = fields.skip(3).collect::<Vec<_>>().join(" ");
+        let Some(start) = range
+            .split_once('-')
+            .and_then(|(start, _)| u64::from_str_radix(start, 16).ok())
+        else {
+            continue;
+        };
+        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        match out.iter_mut().find(|f| f.path == path) {
+            Some(file) => file.start = file.start.min(start),
+            None => out.push(MappedFile { path, start }),
+        }
+    }
+    out.sort_by_key(|f| f.start);
+    out
+}
+
 /// Parses `/proc/PID/maps` text for the start of the mapping of file offset 0
 /// of the file with the given device and inode.
 fn mapping_base(maps: &str, (dev, ino): (u64, u64)) -> Option<u64> {
@@ -176,6 +224,32 @@ mod tests {
 ";
         assert_eq!(mapping_base(maps, (dev, 999)), Some(0x55d0c1000000));
         assert_eq!(mapping_base(maps, (dev, 1000)), None);
+    }
+
+    #[test]
+    fn code_files_are_the_executable_mappings_once_each() {
+        let maps = "\
+55d0c1000000-55d0c1002000 r--p 00000000 fd:01 999 /usr/bin/target
+55d0c1002000-55d0c1008000 r-xp 00002000 fd:01 999 /usr/bin/target
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0
+7f1000000000-7f1000020000 r-xp 00028000 fd:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f2000000000-7f2000001000 r-xp 00000000 fd:01 78 /tmp/old lib.so (deleted)
+7fff00000000-7fff00002000 r-xp 00000000 00:00 0 [vdso]
+";
+        let files = code_files(maps);
+        assert_eq!(
+            files,
+            vec![
+                MappedFile {
+                    path: "/usr/bin/target".into(),
+                    start: 0x55d0c1002000
+                },
+                MappedFile {
+                    path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                    start: 0x7f1000000000
+                },
+            ]
+        );
     }
 
     #[test]

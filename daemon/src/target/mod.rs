@@ -246,11 +246,14 @@ impl Executable {
     }
 }
 
-/// Readable form of an Itanium-style nested name (`_ZN...E`, as Rust's
-/// legacy mangling and C++ use for plain paths): `_ZN8lockloop8HOT_LOCK17h…E`
-/// becomes `lockloop::HOT_LOCK` (Rust's trailing hash dropped); Rust's v0
-/// names (`_R…`) are demangled too, without their crate hashes. Anything
-/// else is returned as it is.
+/// Readable form of an Itanium-style name (as Rust's legacy mangling and
+/// C++ use): a nested name `_ZN…E` such as `_ZN8lockloop8HOT_LOCK17h…E`
+/// becomes `lockloop::HOT_LOCK` (Rust's trailing hash dropped), a C++
+/// function's parameter types are left out (`_ZL14queue_consumerv` is
+/// `queue_consumer`, `_ZNK3Foo3getEv` is `Foo::get`); Rust's v0 names
+/// (`_R…`) are demangled too, without their crate hashes. Templates and
+/// abbreviations (`I…E`, `S…`) are not decoded: such names, and anything
+/// else, are returned as they are.
 pub fn demangle(symbol: &str) -> String {
     if symbol.starts_with("_R") {
         // Rust's v0 mangling (what rustc gives std's own symbols).
@@ -258,9 +261,27 @@ pub fn demangle(symbol: &str) -> String {
             return format!("{name:#}");
         }
     }
-    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+    let Some(mangled) = symbol.strip_prefix("_Z") else {
         return symbol.to_string();
     };
+    // An internal-linkage name (`static` in C++) is marked `L`.
+    let mangled = mangled.strip_prefix('L').unwrap_or(mangled);
+    let Some(nested) = mangled.strip_prefix('N') else {
+        // One plain name, then the parameter types (left out):
+        // `_ZL14queue_consumerv` is `queue_consumer`.
+        let digits = mangled.len()
+            - mangled
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
+        return match mangled[..digits].parse::<usize>() {
+            Ok(len) => mangled
+                .get(digits..digits + len)
+                .map_or_else(|| symbol.to_string(), str::to_string),
+            Err(_) => symbol.to_string(),
+        };
+    };
+    // A const or volatile method's qualifiers come first.
+    let mut rest = nested.trim_start_matches(['K', 'V', 'r']);
     let mut parts: Vec<&str> = Vec::new();
     while !rest.starts_with('E') {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
@@ -299,6 +320,14 @@ mod tests {
         assert_eq!(demangle("main.hotMu"), "main.hotMu");
         assert_eq!(demangle("hot_lock"), "hot_lock");
         assert_eq!(demangle("_ZN3fooE"), "foo");
+        // C++ functions, parameters left out.
+        assert_eq!(demangle("_ZL14queue_consumerv"), "queue_consumer");
+        assert_eq!(demangle("_Z3addii"), "add");
+        assert_eq!(demangle("_ZNK3Foo3getEv"), "Foo::get");
+        assert_eq!(
+            demangle("_ZNSt6vectorIiSaIiEE9push_backEOi"),
+            "_ZNSt6vectorIiSaIiEE9push_backEOi"
+        );
         // Malformed: left as it is.
         assert_eq!(demangle("_ZN99fooE"), "_ZN99fooE");
         assert_eq!(demangle("_ZNxE"), "_ZNxE");

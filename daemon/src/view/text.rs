@@ -240,11 +240,18 @@ pub fn render(report: &Report) -> String {
                 seconds(lock.wait_seconds_max),
                 format!("{:#x}", lock.address),
                 lock.name.as_deref().unwrap_or("(not a global)"),
-                match lock.kind {
-                    LockKind::RwMutex => " (RWMutex)",
-                    LockKind::Futex => " (futex)",
-                    LockKind::Runtime => " (runtime)",
-                    LockKind::Mutex => "",
+                match (lock.kind, lock.reader_contentions) {
+                    (LockKind::RwMutex, _) => " (RWMutex)".to_string(),
+                    (LockKind::Rwlock, readers) => format!(
+                        " (pthread rwlock: {} reader, {} writer waits)",
+                        readers.unwrap_or(0),
+                        lock.contentions - readers.unwrap_or(0).min(lock.contentions)
+                    ),
+                    (LockKind::Futex, _) => " (futex)".to_string(),
+                    (LockKind::Runtime, _) => " (runtime)".to_string(),
+                    (LockKind::Condvar, _) => " (condition variable)".to_string(),
+                    (LockKind::ThreadJoin, _) => " (thread join)".to_string(),
+                    (LockKind::Mutex, _) => String::new(),
                 }
             );
         }
@@ -325,6 +332,37 @@ pub fn render(report: &Report) -> String {
         }
         if report.locks.len() > TOP_LOCKS {
             let _ = writeln!(out, "  … and {} more", report.locks.len() - TOP_LOCKS);
+        }
+    }
+    if !report.signal_waits.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWAITS FOR OTHER THREADS (condition variables, joins: not lock contention)"
+        );
+        let _ = writeln!(
+            out,
+            "  {:>12}  {:>12}  {:>10}  {:<18}  NAME, WAITED AT",
+            "WAITS", "WAIT TOTAL", "WAIT MAX", "ADDRESS"
+        );
+        for cond in report.signal_waits.iter().take(TOP_LOCKS) {
+            let at = cond
+                .top_call_sites
+                .first()
+                .and_then(|site| crate::model::own_frame(&site.frames))
+                .map_or_else(|| "(unknown)".to_string(), ToString::to_string);
+            let _ = writeln!(
+                out,
+                "  {:>12}  {:>12}  {:>10}  {:<18}  {}, at {at}",
+                cond.contentions,
+                seconds(cond.wait_seconds_total),
+                seconds(cond.wait_seconds_max),
+                format!("{:#x}", cond.address),
+                match (cond.kind, cond.name.as_deref()) {
+                    (LockKind::ThreadJoin, _) => "a thread's exit (join)".to_string(),
+                    (_, Some(name)) => format!("{name} (condition variable)"),
+                    (_, None) => "a condition variable (not a global)".to_string(),
+                },
+            );
         }
     }
     if !report.cas.is_empty() {

@@ -410,10 +410,12 @@ pub fn assert_nothing_lost(report: &Value) {
     assert_eq!(counters["run_queue_threads_full"], 0, "{report:#}");
     // Each lock event is an entry (a contention) or a return (an
     // acquisition with its wait).
+    // Waits for other threads are reported apart from the locks.
     let reported: u64 = report["locks"]
         .as_array()
         .expect("locks")
         .iter()
+        .chain(report["signal_waits"].as_array().expect("signal_waits"))
         .map(|l| {
             l["contentions"].as_u64().expect("contentions")
                 + l["acquisitions"].as_u64().expect("acquisitions")
