@@ -19,6 +19,7 @@ fn aggregator(start_ns: u64) -> Aggregator {
         go_version: None,
         build_id: None,
         debug_file: None,
+        modules: Vec::new(),
     };
     let catalog = Catalog::new(target, &plan, &symbolizer);
     Aggregator::new(catalog, plan, symbolizer, start_ns, 4)

@@ -38,8 +38,8 @@ pub use runqueue::{
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
     HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReadingCost, MapReport,
-    MapsHint, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket, WriterSite,
-    TOP_CALL_SITES, TOP_KEYS,
+    MapsHint, ModuleMapping, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket,
+    WriterSite, TOP_CALL_SITES, TOP_KEYS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -335,6 +335,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
             go_version: Some("go1.27.3".into()),
             build_id: None,
             debug_file: None,
+            modules: Vec::new(),
         },
         duration_seconds: 3.0,
         stopped_by: Some(StopReason::TargetExited),

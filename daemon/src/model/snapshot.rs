@@ -150,6 +150,30 @@ pub struct TargetInfo {
     /// The separate debug file its names and lines come from, when the
     /// executable is stripped and one was found.
     pub debug_file: Option<String>,
+    /// Where its code files are mapped (the executable), for symbolizing
+    /// frame addresses afterwards (pprof's mappings).
+    pub modules: Vec<ModuleMapping>,
+}
+
+/// A file of the target's code as mapped: runtime addresses `[start,
+/// limit)` hold the file from byte `file_offset` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleMapping {
+    /// The file as the process sees it.
+    pub file: String,
+    /// Its GNU build ID (hex), when it has one.
+    pub build_id: Option<String>,
+    /// The first runtime address.
+    #[serde(serialize_with = "hex")]
+    pub start: u64,
+    /// One past the last.
+    #[serde(serialize_with = "hex")]
+    pub limit: u64,
+    /// The file offset at `start`.
+    pub file_offset: u64,
+    /// Whether mapwatch named its functions (its symbols, or its debug
+    /// file's, were read): frames in it that are not named have no name.
+    pub has_functions: bool,
 }
 
 /// One attached probe.

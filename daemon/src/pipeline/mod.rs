@@ -186,6 +186,7 @@ impl Pipeline {
                 .as_ref()
                 .and_then(|d| d.path())
                 .map(|p| p.display().to_string()),
+            modules: vec![target.exe_mapping()],
         };
         let catalog = Catalog::new(info, &plan, &symbolizer);
         let aggregator = Aggregator::new(

@@ -18,7 +18,10 @@ use std::{
 use thiserror::Error;
 use tokio::io::{unix::AsyncFd, Interest};
 
-use crate::target::{Executable, ExecutableError, Symbolizer};
+use crate::{
+    model::ModuleMapping,
+    target::{Executable, ExecutableError, Symbolizer},
+};
 
 pub use memory::{pointer_globals, Memory, MemoryError};
 pub use proc::{MappedFile, Process, ProcessError};
@@ -89,6 +92,27 @@ impl Target {
             exe,
             load_bias,
         })
+    }
+
+    /// Where the executable's file lies in the process: from the runtime
+    /// address of its file offset 0 to the end of its last segment.
+    pub fn exe_mapping(&self) -> ModuleMapping {
+        let elf = &self.exe.elf;
+        let base = elf.first_load_vaddr().unwrap_or(0);
+        let end = elf
+            .load_segments()
+            .iter()
+            .map(|s| s.vaddr.saturating_add(s.mem_size))
+            .max()
+            .unwrap_or(base);
+        ModuleMapping {
+            file: self.process.exe_display.clone(),
+            build_id: elf.build_id_hex(),
+            start: base.wrapping_add(self.load_bias),
+            limit: end.wrapping_add(self.load_bias),
+            file_offset: 0,
+            has_functions: self.exe.symbols.function_count() > 0,
+        }
     }
 
     /// A symbolizer for this process's addresses.

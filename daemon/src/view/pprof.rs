@@ -5,6 +5,11 @@
 //! `delay`/nanoseconds, `cas_failures`/count, `cas_attempts`/count — so
 //! `go tool pprof -sample_index=delay` shows where goroutines waited and
 //! `-sample_index=cas_failures` where compare-and-swaps failed.
+//!
+//! Frames carry their runtime addresses in the executable's mapping, with
+//! its file name and build ID: a frame mapwatch could not name (a stripped
+//! binary without its debug file) has no line, and `pprof` names it later
+//! from the debug file (`PPROF_BINARY_PATH=/usr/lib/debug/.build-id`).
 
 use std::{collections::HashMap, io, io::Write as _};
 
@@ -25,12 +30,14 @@ impl Format for PprofReport {
     }
 }
 
-/// A location of the profile: a function at a line of a file.
+/// A location of the profile: a function at a line of a file, and the
+/// runtime address it was found at (0 for places of no code).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Place {
     function: String,
     file: String,
     line: i64,
+    address: u64,
 }
 
 impl Place {
@@ -41,12 +48,10 @@ impl Place {
             .as_ref()
             .map_or((String::new(), 0), |s| (s.file.clone(), i64::from(s.line)));
         Self {
-            function: frame
-                .function
-                .clone()
-                .unwrap_or_else(|| format!("{:#x}", frame.address)),
+            function: frame.function.clone().unwrap_or_default(),
             file,
             line,
+            address: frame.address,
         }
     }
 
@@ -56,6 +61,7 @@ impl Place {
             function: name,
             file: String::new(),
             line: 0,
+            address: 0,
         }
     }
 }
@@ -126,6 +132,7 @@ pub fn encode(report: &Snapshot) -> Vec<u8> {
                 function: cas.site.to_string(),
                 file: source.file.clone(),
                 line: i64::from(source.line),
+                address: 0,
             },
             None => Place::named(cas.site.to_string()),
         };
@@ -149,13 +156,43 @@ pub fn encode(report: &Snapshot) -> Vec<u8> {
         field_bytes(&mut s, 2, &vals);
         field_bytes(&mut out, 2, &s);
     }
-    for (id, function_id, line) in &p.locations {
+    let modules = &report.target.modules;
+    for (index, module) in modules.iter().enumerate() {
+        let mut m = Vec::new();
+        field_varint(&mut m, 1, index as u64 + 1);
+        field_varint(&mut m, 2, module.start);
+        field_varint(&mut m, 3, module.limit);
+        field_varint(&mut m, 4, module.file_offset);
+        field_varint(&mut m, 5, p.string(&module.file));
+        field_varint(
+            &mut m,
+            6,
+            p.string(module.build_id.as_deref().unwrap_or("")),
+        );
+        field_varint(&mut m, 7, u64::from(module.has_functions));
+        field_varint(&mut m, 8, u64::from(module.has_functions));
+        field_varint(&mut m, 9, u64::from(module.has_functions));
+        field_bytes(&mut out, 3, &m);
+    }
+    for (id, function_id, line, address) in &p.locations {
         let mut l = Vec::new();
         field_varint(&mut l, 1, *id);
-        let mut ln = Vec::new();
-        field_varint(&mut ln, 1, *function_id);
-        field_varint(&mut ln, 2, *line as u64);
-        field_bytes(&mut l, 4, &ln);
+        if *address != 0 {
+            if let Some(index) = modules
+                .iter()
+                .position(|m| (m.start..m.limit).contains(address))
+            {
+                field_varint(&mut l, 2, index as u64 + 1);
+            }
+            field_varint(&mut l, 3, *address);
+        }
+        // A frame mapwatch could not name is left for pprof to name.
+        if let Some(function_id) = function_id {
+            let mut ln = Vec::new();
+            field_varint(&mut ln, 1, *function_id);
+            field_varint(&mut ln, 2, *line as u64);
+            field_bytes(&mut l, 4, &ln);
+        }
         field_bytes(&mut out, 4, &l);
     }
     for (id, name, file) in &p.functions {
@@ -181,7 +218,8 @@ struct ProfileBuilder {
     string_ids: HashMap<String, u64>,
     functions: Vec<(u64, u64, u64)>,
     function_ids: HashMap<(String, String), u64>,
-    locations: Vec<(u64, u64, i64)>,
+    /// (id, function id unless unnamed, line, address).
+    locations: Vec<(u64, Option<u64>, i64, u64)>,
     location_ids: HashMap<Place, u64>,
 }
 
@@ -206,17 +244,19 @@ impl ProfileBuilder {
         }
         let key = (place.function.clone(), place.file.clone());
         let function_id = match self.function_ids.get(&key) {
-            Some(&id) => id,
+            _ if place.function.is_empty() => None,
+            Some(&id) => Some(id),
             None => {
                 let id = self.functions.len() as u64 + 1;
                 let (name, file_id) = (self.string(&place.function), self.string(&place.file));
                 self.functions.push((id, name, file_id));
                 self.function_ids.insert(key, id);
-                id
+                Some(id)
             }
         };
         let id = self.locations.len() as u64 + 1;
-        self.locations.push((id, function_id, place.line));
+        self.locations
+            .push((id, function_id, place.line, place.address));
         self.location_ids.insert(place, id);
         id
     }
@@ -261,10 +301,13 @@ mod tests {
             Place {
                 function: "main.worker".into(),
                 file: "/src/main.go".into(),
-                line: 12
+                line: 12,
+                address: frames[1].address,
             }
         );
-        assert_eq!(Place::of(&Frame::unknown(0x4000)).function, "0x4000");
+        // An unnamed frame is left to pprof: no function, its address.
+        let unknown = Place::of(&Frame::unknown(0x4000));
+        assert_eq!((unknown.function.as_str(), unknown.address), ("", 0x4000));
         let bytes = encode(&report);
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("lock main.hotMu") && text.contains("main.worker"));
