@@ -583,6 +583,7 @@ fn combine_counters(
         run_queue_threads_full,
         sched_target_runs,
         futex_target_runs,
+        thread_waits_full,
     } = *a;
     ProbeCounters {
         hits: f(hits, b.hits),
@@ -609,6 +610,7 @@ fn combine_counters(
         run_queue_threads_full: f(run_queue_threads_full, b.run_queue_threads_full),
         sched_target_runs: f(sched_target_runs, b.sched_target_runs),
         futex_target_runs: f(futex_target_runs, b.futex_target_runs),
+        thread_waits_full: f(thread_waits_full, b.thread_waits_full),
     }
 }
 
@@ -708,6 +710,9 @@ fn lock_delta(current: &LockReport, previous: Option<&LockReport>) -> Option<Loc
                 holder_delta(site, then)
             })
             .collect(),
+        // Not recorded per second: how many threads of a name waited in a
+        // window is not the difference of two totals.
+        threads: Vec::new(),
         exact: true,
         sampled_fraction: 1.0,
     })
@@ -732,6 +737,7 @@ fn zeroed_lock(lock: &LockReport) -> LockReport {
         wait_caused_seconds_total: lock.wait_caused_seconds_total.map(|_| 0.0),
         top_holder_sites: Vec::new(),
         convoys: None,
+        threads: Vec::new(),
         exact: true,
         sampled_fraction: 1.0,
         ..lock.clone()

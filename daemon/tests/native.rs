@@ -287,7 +287,7 @@ fn a_stripped_rust_binary_names_its_lock_and_call_site_by_place() {
 /// `signal_waits`, at `queue_cv`'s own address, waited at in
 /// `queue_consumer`, and never as a lock; main's joins of its threads are
 /// waits for them too, at `main`. The stripped build, with its debug file,
-/// names the same.
+/// names the same. Each wait is charged to its thread, by name.
 #[test]
 fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention() {
     let debug_dir = fixtures_dir().join("debug");
@@ -338,6 +338,37 @@ fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention
             contentions,
             "{context}"
         );
+        // Who waited, by thread name: the readers and the writer, every
+        // wait of theirs (the groups add up to the lock's waits).
+        let groups = |lock: &serde_json::Value| -> Vec<(String, u64, u64)> {
+            lock["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    (
+                        g["name"].as_str().unwrap_or_default().to_string(),
+                        g["threads"].as_u64().unwrap(),
+                        g["waits"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let rw_threads = groups(rw);
+        let mut names: Vec<&str> = rw_threads.iter().map(|(n, _, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["reader", "writer"], "{context}");
+        assert!(
+            rw_threads
+                .iter()
+                .all(|(name, threads, _)| match name.as_str() {
+                    "reader" => (1..=3).contains(threads),
+                    _ => *threads == 1,
+                }),
+            "{context}"
+        );
+        let waits: u64 = rw_threads.iter().map(|(_, _, w)| w).sum();
+        assert_eq!(waits, contentions, "{context}");
         // No lock is a futex word inside the rwlock or the condition
         // variable: their waits are theirs.
         let inside = |base: u64, size: u64| {
@@ -386,5 +417,22 @@ fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention
             .as_str()
             .unwrap_or_default();
         assert!(frame.contains("queue_consumer"), "{frame}: {context}");
+        // The consumers wait on it (and the producer, when its broadcast
+        // waits for the consumers to leave a group), every wait of theirs.
+        let cv_threads = groups(cond);
+        assert!(
+            cv_threads
+                .iter()
+                .any(|(name, threads, _)| name == "consumer" && (1..=2).contains(threads)),
+            "{context}"
+        );
+        assert!(
+            cv_threads
+                .iter()
+                .all(|(name, _, _)| name == "consumer" || name == "producer"),
+            "{context}"
+        );
+        let waits: u64 = cv_threads.iter().map(|(_, _, w)| w).sum();
+        assert_eq!(waits, cond["acquisitions"].as_u64().unwrap(), "{context}");
     }
 }

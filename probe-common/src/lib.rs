@@ -1092,10 +1092,13 @@ pub enum Counter {
     /// Runs of the futex tracepoint programs (host-wide) in the target's
     /// threads.
     FutexTargetRuns = 23,
+    /// Native futex waits whose thread could not be noted because
+    /// `THREAD_WAITS` was full (the lock's figures still have them).
+    ThreadWaitsFull = 24,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 24;
+pub const COUNTER_SLOTS: u32 = 25;
 
 /// Value of `RUNQ_THREADS`, by thread id: since when the thread has been
 /// runnable and not running (woken, or preempted), `CLOCK_MONOTONIC` ns;
@@ -1425,6 +1428,40 @@ pub const PTHREAD_JOIN_SPAN: u32 = 1024;
 /// waits inside a condition variable without having called in).
 pub const NATIVE_CALLS_MAX: u32 = 16384;
 
+/// A native thread's waits on one lock, in one role (`THREAD_WAITS`):
+/// which threads wait, so that reports can name them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ThreadWaitKey {
+    /// The lock (or condition variable, rwlock, joined thread).
+    pub lock_addr: u64,
+    /// The waiting thread's id.
+    pub tid: u32,
+    /// The waits' [`LockRole`].
+    pub role: u32,
+}
+
+/// The value of `THREAD_WAITS`: one thread's ended waits on one lock. Only
+/// the thread itself updates its entry, so no two CPUs add to it at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ThreadWaitStats {
+    /// Waits ended.
+    pub waits: u64,
+    /// Their total, ns.
+    pub wait_ns: u64,
+    /// The thread's name at its first wait (`comm`, NUL-padded: a server's
+    /// `worker-3`), read in the kernel so that threads gone before the
+    /// daemon looks are still named.
+    pub comm: [u8; THREAD_COMM_BYTES],
+}
+
+/// Bytes of a thread's name (the kernel's `TASK_COMM_LEN`).
+pub const THREAD_COMM_BYTES: usize = 16;
+
+/// Most (lock, thread, role) entries of `THREAD_WAITS`.
+pub const MAX_THREAD_WAITS: u32 = 8192;
+
 /// Number of [`NativeCode::skip`] ranges.
 pub const NATIVE_SKIP_RANGES: usize = 8;
 
@@ -1540,6 +1577,11 @@ const _: () = {
     assert!(offset_of!(NativeCode, signal) == 16 + 16 * NATIVE_SKIP_RANGES);
     assert!(offset_of!(NativeCode, skip) == 16);
     assert!(size_of::<NativeCall>() == 16);
+    assert!(size_of::<ThreadWaitKey>() == 16);
+    assert!(offset_of!(ThreadWaitKey, tid) == 8);
+    assert!(offset_of!(ThreadWaitKey, role) == 12);
+    assert!(size_of::<ThreadWaitStats>() == 16 + THREAD_COMM_BYTES);
+    assert!(offset_of!(ThreadWaitStats, comm) == 16);
     assert!(offset_of!(NativeCall, size) == 8);
     assert!(offset_of!(NativeCall, role) == 12);
 
@@ -1580,6 +1622,8 @@ mod user {
     unsafe impl aya::Pod for super::MapCounts {}
     unsafe impl aya::Pod for super::NativeCode {}
     unsafe impl aya::Pod for super::NativeCall {}
+    unsafe impl aya::Pod for super::ThreadWaitKey {}
+    unsafe impl aya::Pod for super::ThreadWaitStats {}
     unsafe impl aya::Pod for super::GoLayout {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::Control {}

@@ -46,14 +46,15 @@ use probe_common::{
     LockEvent, LockRole, LockStats, LockStatsKey, MapCounts, MapEvent, MapFilter, MapSiteConfig,
     NativeCall, NativeCode, OutcomeSource, PairKey, PairStack, ReleaseLog, RunQueueStats,
     RunnableSince, RuntimeEvent, RuntimeEventKind, SiteConfig, SiteKind, SkipWhen, StwPending,
-    COUNTER_SLOTS, FUTEX_SITE, INFLIGHT_SPACE_LOCKS, INFLIGHT_SPACE_RUNTIME, KEY_HASH_BASIS,
-    MAP_OPS, MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS, MAX_FILTERED_MAPS, MAX_HOLDER_SITES,
-    MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS, MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS,
-    MAX_SITES, MAX_STACKS, NATIVE_CALLS_MAX, NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES,
-    NATIVE_STACK_WORDS, NO_PREALLOC, NO_REGISTER, NO_STW_REASON, PTHREAD_COND_SIZE,
-    PTHREAD_JOIN_SPAN, PTHREAD_RWLOCK_SIZE, RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX,
-    SCHED_SLEEP_STATES, SCHED_SWITCH_NEXT_PID, SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID,
-    STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY, WAIT_HIST_BUCKETS,
+    ThreadWaitKey, ThreadWaitStats, COUNTER_SLOTS, FUTEX_SITE, INFLIGHT_SPACE_LOCKS,
+    INFLIGHT_SPACE_RUNTIME, KEY_HASH_BASIS, MAP_OPS, MAX_BLOCKED, MAX_CONVOYS, MAX_COUNTED_MAPS,
+    MAX_FILTERED_MAPS, MAX_HOLDER_SITES, MAX_INFLIGHT, MAX_KEY_BYTES, MAX_KEY_COUNTS,
+    MAX_LOCK_STATS, MAX_PAIRS, MAX_RELEASE_LOGS, MAX_SITES, MAX_STACKS, MAX_THREAD_WAITS,
+    NATIVE_CALLS_MAX, NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES, NATIVE_STACK_WORDS, NO_PREALLOC,
+    NO_REGISTER, NO_STW_REASON, PTHREAD_COND_SIZE, PTHREAD_JOIN_SPAN, PTHREAD_RWLOCK_SIZE,
+    RELEASE_LOG_SLOTS, RUNQ_THREADS_MAX, SCHED_SLEEP_STATES, SCHED_SWITCH_NEXT_PID,
+    SCHED_SWITCH_PREV_STATE, SCHED_WAKEUP_PID, STACK_RESAMPLE, SYNC_MAP_COUNT_FLAG, THREAD_KEY,
+    WAIT_HIST_BUCKETS,
 };
 
 /// Per-site configuration, indexed by the attachment's cookie.
@@ -135,6 +136,11 @@ static NATIVE_STACK: PerCpuArray<[u64; NATIVE_STACK_WORDS]> = PerCpuArray::with_
 #[map]
 static NATIVE_CALLS: LruHashMap<u32, NativeCall> =
     LruHashMap::with_max_entries(NATIVE_CALLS_MAX, 0);
+
+/// Each native thread's ended waits per lock and role.
+#[map]
+static THREAD_WAITS: HashMap<ThreadWaitKey, ThreadWaitStats> =
+    HashMap::with_max_entries(MAX_THREAD_WAITS, NO_PREALLOC);
 
 /// The traced process (index 0), for the system-wide futex tracepoints.
 #[map]
@@ -1958,6 +1964,28 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
     let _ = INFLIGHT.remove(key);
     let now = unsafe { bpf_ktime_get_ns() };
     let wait_ns = now.saturating_sub(inflight.start_ns);
+    let thread = ThreadWaitKey {
+        lock_addr: inflight.lock_addr,
+        tid: pid_tgid as u32,
+        role: inflight.role,
+    };
+    match THREAD_WAITS.get_ptr_mut(thread) {
+        // SAFETY: this thread's own entry: no other CPU writes it now.
+        Some(stats) => unsafe {
+            (*stats).waits += 1;
+            (*stats).wait_ns += wait_ns;
+        },
+        None => {
+            let first = ThreadWaitStats {
+                waits: 1,
+                wait_ns,
+                comm: aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default(),
+            };
+            if THREAD_WAITS.insert(thread, first, 0).is_err() {
+                bump(Counter::ThreadWaitsFull);
+            }
+        }
+    }
     let stats_key = LockStatsKey {
         lock_addr: inflight.lock_addr,
         caller_ip: inflight.caller_ip,

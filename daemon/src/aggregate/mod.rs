@@ -21,6 +21,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use probe_common::{
     BlockedStats, CasCounts, ConvoyStats, HolderKey, HolderStats, KeyCounts, KeyCountsKey,
     LockRole, LockStats as KernelStats, LockStatsKey, MapCounts, MapOp, RunQueueStats,
+    ThreadWaitKey, ThreadWaitStats,
 };
 
 use crate::{
@@ -135,6 +136,9 @@ pub struct KernelSample {
     pub lock_stats: Vec<(LockStatsKey, Vec<KernelStats>)>,
     /// The kernel's park table: per lock and CPU.
     pub blocked: Vec<(u64, Vec<BlockedStats>)>,
+    /// The kernel's table of native threads' waits: per (lock, thread,
+    /// role), cumulative (empty without `--futex`).
+    pub thread_waits: Vec<(ThreadWaitKey, ThreadWaitStats)>,
     /// The kernel's holder table: per (lock, holder call site) and CPU.
     pub holders: Vec<(HolderKey, Vec<HolderStats>)>,
     /// The kernel's convoy table: per (RWMutex, writer call site) and CPU.
@@ -184,6 +188,8 @@ pub struct Aggregator {
     /// Native threads' waits in condition variables and joins: kept apart
     /// from the locks, since a wait for another thread is not contention.
     signal_waits: Locks,
+    /// Native threads' waits per (lock, thread, role), as last read.
+    thread_waits: Vec<(ThreadWaitKey, ThreadWaitStats)>,
     maps: MapAggregate,
     cas: Option<CasTimeline>,
     /// The CAS time column the next sample goes to.
@@ -241,6 +247,7 @@ impl Aggregator {
             start_ns,
             locks: Locks::default(),
             signal_waits: Locks::default(),
+            thread_waits: Vec::new(),
             maps: MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY),
             cas,
             cas_column: 0,
@@ -346,6 +353,7 @@ impl Aggregator {
         self.locks.set_tables(locks, reading.blocked, column);
         self.signal_waits
             .set_tables(signal_waits, Vec::new(), column);
+        self.thread_waits = reading.thread_waits;
         self.locks.set_holders(reading.holders, reading.convoys);
         self.maps.apply_table(&reading.key_counts, column as u64);
         self.timeline.sample(

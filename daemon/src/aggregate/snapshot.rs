@@ -14,7 +14,7 @@ use crate::{
         log2_buckets, CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind,
         HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReadingCost, MapReport,
         MapsHint, OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason,
-        WaitBucket, WriterSite, TIMELINE_SECONDS,
+        ThreadGroup, WaitBucket, WriterSite, TIMELINE_SECONDS, TOP_THREAD_GROUPS,
     },
     spikes,
 };
@@ -171,6 +171,7 @@ impl Aggregator {
         with_known: bool,
         stacks: Option<&HashMap<i64, Vec<u64>>>,
     ) -> Vec<LockReport> {
+        let threads = self.thread_groups();
         let none = BTreeMap::new();
         let known = if with_known {
             &self.catalog.global_locks
@@ -221,6 +222,7 @@ impl Aggregator {
                     wait_seconds_total: stats.map_or(0.0, |s| s.wait_total_ns as f64 / 1e9),
                     wait_seconds_max: stats.map_or(0.0, |s| s.wait_max_ns as f64 / 1e9),
                     wait_histogram: stats.map(wait_buckets).unwrap_or_default(),
+                    threads: threads.get(&address).cloned().unwrap_or_default(),
                     exact: true,
                     sampled_fraction: 1.0,
                 }
@@ -232,6 +234,46 @@ impl Aggregator {
                 .then_with(|| a.address.cmp(&b.address))
         });
         locks
+    }
+
+    /// Each lock's waiting native threads grouped by name, most wait first
+    /// (at most [`TOP_THREAD_GROUPS`]).
+    fn thread_groups(&self) -> HashMap<u64, Vec<ThreadGroup>> {
+        // Per lock and name: the threads (one thread waiting in several
+        // roles, a rwlock's reader and writer, is one), waits and ns.
+        type Group = (BTreeSet<u32>, u64, u64);
+        let mut by_lock: HashMap<u64, BTreeMap<String, Group>> = HashMap::new();
+        for (key, stats) in &self.thread_waits {
+            let group = by_lock
+                .entry(key.lock_addr)
+                .or_default()
+                .entry(thread_name(&stats.comm, key.tid))
+                .or_default();
+            group.0.insert(key.tid);
+            group.1 += stats.waits;
+            group.2 = group.2.saturating_add(stats.wait_ns);
+        }
+        by_lock
+            .into_iter()
+            .map(|(lock, groups)| {
+                let mut groups: Vec<ThreadGroup> = groups
+                    .into_iter()
+                    .map(|(name, (tids, waits, ns))| ThreadGroup {
+                        name,
+                        threads: tids.len() as u64,
+                        waits,
+                        wait_seconds: ns as f64 / 1e9,
+                    })
+                    .collect();
+                groups.sort_by(|a, b| {
+                    b.wait_seconds
+                        .total_cmp(&a.wait_seconds)
+                        .then_with(|| a.name.cmp(&b.name))
+                });
+                groups.truncate(TOP_THREAD_GROUPS);
+                (lock, groups)
+            })
+            .collect()
     }
 
     /// A lock's waiting call sites, most wait first, symbolized.
@@ -543,4 +585,13 @@ fn mix_of(stats: &MapStats, hottest: Option<&KeyReport>) -> MapMix {
         mix.add_ops(op, ops[op as usize]);
     }
     mix
+}
+
+/// A thread's name from its NUL-padded `comm`, or `tid N` when it has none.
+fn thread_name(comm: &[u8], tid: u32) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    match String::from_utf8_lossy(&comm[..end]).trim() {
+        "" => format!("tid {tid}"),
+        name => name.to_string(),
+    }
 }

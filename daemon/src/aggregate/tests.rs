@@ -119,6 +119,56 @@ fn signal_waits_stay_out_of_the_locks_and_rwlock_readers_are_split() {
 }
 
 #[test]
+fn native_waits_are_grouped_by_thread_name() {
+    let mut agg = aggregator(0);
+    let comm = |name: &str| {
+        let mut comm = [0u8; probe_common::THREAD_COMM_BYTES];
+        comm[..name.len()].copy_from_slice(name.as_bytes());
+        comm
+    };
+    let row = |lock: u64, tid: u32, role: LockRole, name: &str, waits: u64, ns: u64| {
+        (
+            probe_common::ThreadWaitKey {
+                lock_addr: lock,
+                tid,
+                role: role as u32,
+            },
+            probe_common::ThreadWaitStats {
+                waits,
+                wait_ns: ns,
+                comm: comm(name),
+            },
+        )
+    };
+    agg.apply(IntakeMessage::Events(vec![LockEvent {
+        role: LockRole::RwlockReader as u32,
+        ..event(0x200, 0, 7, 10)
+    }]));
+    agg.sample(
+        KernelSample {
+            thread_waits: vec![
+                row(0x200, 11, LockRole::RwlockReader, "worker", 3, 3_000),
+                row(0x200, 12, LockRole::RwlockReader, "worker", 2, 1_000),
+                // One thread in two roles is one thread.
+                row(0x200, 12, LockRole::RwlockWriter, "worker", 1, 1_000),
+                row(0x200, 13, LockRole::RwlockWriter, "", 1, 9_000),
+            ],
+            ..KernelSample::default()
+        },
+        true,
+        Watched::ALL,
+    );
+    let snapshot = agg.snapshot(&SnapshotInputs::default());
+    let groups: Vec<(&str, u64, u64)> = snapshot.locks[0]
+        .threads
+        .iter()
+        .map(|g| (g.name.as_str(), g.threads, g.waits))
+        .collect();
+    assert_eq!(groups, vec![("tid 13", 1, 1), ("worker", 2, 6)]);
+    assert_eq!(snapshot.locks[0].threads[1].wait_seconds, 5e-6);
+}
+
+#[test]
 fn returns_carry_waits_into_histograms_and_the_timeline() {
     let mut agg = aggregator(1_000_000_000);
     let ret = |wait_ns: u64, t: u64| LockEvent {

@@ -17,8 +17,8 @@ use probe_common::{
     BlockedStats, CasCounts, Control, ConvoyState, ConvoyStats, Counter, GeneralRegister,
     HolderKey, HolderStats, KeyCounts, KeyCountsKey, LockStats, LockStatsKey, MapCounts, MapFilter,
     MapSiteConfig, NativeCode, OutcomeSource, ReleaseLog, RunQueueStats, RunnableSince, SiteConfig,
-    CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES, NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES,
-    NO_REGISTER,
+    ThreadWaitKey, ThreadWaitStats, CONDITION_NEGATED, COUNTER_SLOTS, MAP_OPS, MAX_SITES,
+    NATIVE_SIGNAL_RANGES, NATIVE_SKIP_RANGES, NO_REGISTER,
 };
 use thiserror::Error;
 
@@ -822,6 +822,18 @@ impl AttachedProbes {
         self.per_cpu_table("LOCK_STATS")
     }
 
+    /// Native threads' ended waits per (lock, thread, role), cumulative.
+    pub fn thread_waits(&self) -> Result<Vec<(ThreadWaitKey, ThreadWaitStats)>, LoadError> {
+        let name = "THREAD_WAITS";
+        let map = self.ebpf.map(name).ok_or(LoadError::Missing(name))?;
+        let table: aya::maps::HashMap<_, ThreadWaitKey, ThreadWaitStats> =
+            aya::maps::HashMap::try_from(map).map_err(map_error(name, "opening"))?;
+        table
+            .iter()
+            .map(|entry| entry.map_err(map_error(name, "reading")))
+            .collect()
+    }
+
     /// Releases, the waiting they ended and hold times per (lock, holder
     /// call site) and CPU.
     pub fn holder_stats(&self) -> Result<Vec<(HolderKey, Vec<HolderStats>)>, LoadError> {
@@ -909,6 +921,7 @@ impl AttachedProbes {
             run_queue_threads_full: sums[Counter::RunQueueThreadsFull as usize],
             sched_target_runs: sums[Counter::SchedTargetRuns as usize],
             futex_target_runs: sums[Counter::FutexTargetRuns as usize],
+            thread_waits_full: sums[Counter::ThreadWaitsFull as usize],
         })
     }
 }
@@ -1243,7 +1256,9 @@ fn attach_one(
 /// The per-target tables of the probe object: a copy of the object that
 /// runs none of the programs using them (the calibration's, the exec
 /// watcher's) has them cut to one entry.
-const PER_TARGET_TABLES: [&str; 18] = [
+const PER_TARGET_TABLES: [&str; 20] = [
+    "THREAD_WAITS",
+    "NATIVE_CALLS",
     "SITES",
     "MAP_SITES",
     "INFLIGHT",

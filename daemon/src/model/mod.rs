@@ -38,8 +38,8 @@ pub use runqueue::{
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
     HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReadingCost, MapReport,
-    MapsHint, ModuleMapping, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo, WaitBucket,
-    WriterSite, TOP_CALL_SITES, TOP_KEYS,
+    MapsHint, ModuleMapping, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo,
+    ThreadGroup, WaitBucket, WriterSite, TOP_CALL_SITES, TOP_KEYS, TOP_THREAD_GROUPS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -274,6 +274,9 @@ pub struct ProbeCounters {
     pub sched_target_runs: u64,
     /// Runs of the (host-wide) futex tracepoints in the target's threads.
     pub futex_target_runs: u64,
+    /// Native waits whose thread was not noted (its table was full): the
+    /// locks' thread lists miss them, their figures do not.
+    pub thread_waits_full: u64,
 }
 
 /// Serializes an address as `0x…` hex, as every report shows addresses.
@@ -416,6 +419,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
                     readers_stalled: 11,
                 }],
             }),
+            threads: Vec::new(),
             exact: true,
             sampled_fraction: 1.0,
         }],

@@ -249,6 +249,9 @@ pub struct LockReport {
     /// which a writer waited for readers to leave while readers queued
     /// behind it; else null.
     pub convoys: Option<ConvoyReport>,
+    /// For native locks (`--futex`): the threads that waited, grouped by
+    /// name (a server's worker threads share one), most wait first.
+    pub threads: Vec<ThreadGroup>,
     /// Whether the figures are exact counts (else scaled estimates from
     /// sampled windows; see `sampled_fraction`).
     pub exact: bool,
@@ -257,6 +260,22 @@ pub struct LockReport {
     /// probes' own fraction, when smaller).
     pub sampled_fraction: f64,
 }
+
+/// The threads of one name that waited on a lock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadGroup {
+    /// The threads' name (`comm`), or `tid N` for a thread that had none.
+    pub name: String,
+    /// How many threads of that name waited.
+    pub threads: u64,
+    /// Their waits.
+    pub waits: u64,
+    /// Their total wait, seconds.
+    pub wait_seconds: f64,
+}
+
+/// Most thread groups a lock report lists.
+pub const TOP_THREAD_GROUPS: usize = 5;
 
 impl LockReport {
     /// Scales what was seen while probes were on to the whole time.
@@ -290,6 +309,10 @@ impl LockReport {
         for site in &mut self.top_call_sites {
             site.count = scaled(site.count, waits);
             site.wait_seconds = scaled_seconds(site.wait_seconds, waits);
+        }
+        for group in &mut self.threads {
+            group.waits = scaled(group.waits, waits);
+            group.wait_seconds = scaled_seconds(group.wait_seconds, waits);
         }
         self.wait_caused_seconds_total = self
             .wait_caused_seconds_total

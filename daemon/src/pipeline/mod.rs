@@ -339,6 +339,11 @@ impl State {
                 None
             },
             lock_stats: self.probes.lock_stats()?,
+            thread_waits: if self.plan.futex {
+                self.probes.thread_waits()?
+            } else {
+                Vec::new()
+            },
             blocked: if self.plan.blocked_time() {
                 self.probes.blocked_stats()?
             } else {

@@ -299,6 +299,9 @@ pub fn render(report: &Report) -> String {
                     let _ = writeln!(out, "{:>32}{frame}", "from ");
                 }
             }
+            if !lock.threads.is_empty() {
+                let _ = writeln!(out, "    threads: {}", thread_groups(&lock.threads));
+            }
             if let Some(convoys) = &lock.convoys {
                 let _ = writeln!(out, "    {}", super::convoy_sentence(convoys));
             }
@@ -363,6 +366,9 @@ pub fn render(report: &Report) -> String {
                     (_, None) => "a condition variable (not a global)".to_string(),
                 },
             );
+            if !cond.threads.is_empty() {
+                let _ = writeln!(out, "{:>24}by {}", "", thread_groups(&cond.threads));
+            }
         }
     }
     if !report.cas.is_empty() {
@@ -565,6 +571,23 @@ fn render_maps(out: &mut String, report: &Report) {
     if let Some(hint) = &report.maps_hint {
         let _ = writeln!(out, "  {hint}");
     }
+}
+
+/// `worker ×4 (1234 waits, 1.20s), main ×1 (…)`: who waited, by name.
+fn thread_groups(groups: &[crate::model::ThreadGroup]) -> String {
+    groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{} ×{} ({} waits, {})",
+                g.name,
+                g.threads,
+                g.waits,
+                seconds(g.wait_seconds)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
