@@ -667,6 +667,7 @@ fn lock_delta(current: &LockReport, previous: Option<&LockReport>) -> Option<Loc
         .collect();
     Some(LockReport {
         name: current.name.clone(),
+        region: current.region,
         address: current.address,
         kind: current.kind,
         contentions,

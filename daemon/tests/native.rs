@@ -387,13 +387,24 @@ fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention
         // The only locks are the fixture's own: a join (main waiting for
         // its threads' exits) is no lock either.
         let mu = hex(address("queue_mu"));
+        let heap = hex(address("heap_mu"));
         for lock in locks {
             assert!(
-                lock["address"] == hex(table).as_str() || lock["address"] == mu.as_str(),
+                lock["address"] == hex(table).as_str()
+                    || lock["address"] == mu.as_str()
+                    || lock["address"] == heap.as_str(),
                 "{} is none of the fixture's locks: {context}",
                 lock["address"]
             );
         }
+        // A lock that is no global says where it is: the heap.
+        let on_heap = locks
+            .iter()
+            .find(|l| l["address"] == heap.as_str())
+            .unwrap_or_else(|| panic!("heap_mu not among the locks: {context}"));
+        assert_eq!(on_heap["name"], serde_json::Value::Null, "{context}");
+        assert_eq!(on_heap["region"], "heap", "{context}");
+        assert_eq!(on_heap["kind"], "futex", "{context}");
         let conds = report["signal_waits"].as_array().unwrap();
         for join in conds.iter().filter(|w| w["kind"] == "thread_join") {
             let frame = join["top_call_sites"][0]["frames"][0]

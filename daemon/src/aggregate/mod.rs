@@ -26,7 +26,7 @@ use probe_common::{
 
 use crate::{
     intake::IntakeMessage,
-    model::{CodeLocation, LockKind, MapKind, ProbeCounters, ProbeInfo, TargetInfo},
+    model::{CodeLocation, LockKind, MapKind, MemoryRegion, ProbeCounters, ProbeInfo, TargetInfo},
     plan::{GoRuntimeProbes, ProbePlan},
     target::Symbolizer,
 };
@@ -139,6 +139,9 @@ pub struct KernelSample {
     /// The kernel's table of native threads' waits: per (lock, thread,
     /// role), cumulative (empty without `--futex`).
     pub thread_waits: Vec<(ThreadWaitKey, ThreadWaitStats)>,
+    /// The target's writable mappings, in address order, when read (with
+    /// `--futex`: where native locks that are no globals lie).
+    pub memory_regions: Option<Vec<(u64, u64, MemoryRegion)>>,
     /// The kernel's holder table: per (lock, holder call site) and CPU.
     pub holders: Vec<(HolderKey, Vec<HolderStats>)>,
     /// The kernel's convoy table: per (RWMutex, writer call site) and CPU.
@@ -190,6 +193,8 @@ pub struct Aggregator {
     signal_waits: Locks,
     /// Native threads' waits per (lock, thread, role), as last read.
     thread_waits: Vec<(ThreadWaitKey, ThreadWaitStats)>,
+    /// The target's writable mappings, as last read.
+    memory_regions: Vec<(u64, u64, MemoryRegion)>,
     maps: MapAggregate,
     cas: Option<CasTimeline>,
     /// The CAS time column the next sample goes to.
@@ -248,6 +253,7 @@ impl Aggregator {
             locks: Locks::default(),
             signal_waits: Locks::default(),
             thread_waits: Vec::new(),
+            memory_regions: Vec::new(),
             maps: MapAggregate::new(sites, resolver, DEFAULT_KEY_CAPACITY),
             cas,
             cas_column: 0,
@@ -354,6 +360,9 @@ impl Aggregator {
         self.signal_waits
             .set_tables(signal_waits, Vec::new(), column);
         self.thread_waits = reading.thread_waits;
+        if let Some(regions) = reading.memory_regions {
+            self.set_memory_regions(regions);
+        }
         self.locks.set_holders(reading.holders, reading.convoys);
         self.maps.apply_table(&reading.key_counts, column as u64);
         self.timeline.sample(
@@ -365,6 +374,13 @@ impl Aggregator {
         if advance {
             self.cas_column += 1;
         }
+    }
+
+    /// Where the target's writable memory is (`/proc/PID/maps`, in address
+    /// order), for the locks no global names: read at attach, then with
+    /// each sample while the target lives.
+    pub fn set_memory_regions(&mut self, regions: Vec<(u64, u64, MemoryRegion)>) {
+        self.memory_regions = regions;
     }
 
     /// The plan indexes of the CAS sites, in the order

@@ -13,8 +13,8 @@ use crate::{
     model::{
         log2_buckets, CallSite, CasReport, ConvoyReport, Frame, GcReport, Heatmap, HeatmapKind,
         HoldTimes, HolderSite, KeyReport, LockKind, LockReport, MapOp, MapReadingCost, MapReport,
-        MapsHint, OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot, StopReason,
-        ThreadGroup, WaitBucket, WriterSite, TIMELINE_SECONDS, TOP_THREAD_GROUPS,
+        MapsHint, MemoryRegion, OpCounts, OverheadReport, RowLabel, RunQueueReport, Snapshot,
+        StopReason, ThreadGroup, WaitBucket, WriterSite, TIMELINE_SECONDS, TOP_THREAD_GROUPS,
     },
     spikes,
 };
@@ -197,8 +197,11 @@ impl Aggregator {
                 // Runtime locks have no release probes.
                 let holders = holders && kind != LockKind::Runtime;
                 let rw = |f: &dyn Fn(&LockStats) -> f64| rwmutex.then(|| stats.map_or(0.0, f));
+                let name = self.symbolizer.global_name(address);
+                let region = name.is_none().then(|| self.region_of(address)).flatten();
                 LockReport {
-                    name: self.symbolizer.global_name(address),
+                    name,
+                    region,
                     address,
                     kind,
                     reader_wait_seconds_total: rw(&|s| s.reader_wait_total_ns as f64 / 1e9),
@@ -234,6 +237,14 @@ impl Aggregator {
                 .then_with(|| a.address.cmp(&b.address))
         });
         locks
+    }
+
+    /// The kind of memory `address` lies in, when the mappings were read.
+    fn region_of(&self, address: u64) -> Option<MemoryRegion> {
+        let regions = &self.memory_regions;
+        let at = regions.partition_point(|&(start, _, _)| start <= address);
+        let &(_, end, kind) = regions.get(at.checked_sub(1)?)?;
+        (address < end).then_some(kind)
     }
 
     /// Each lock's waiting native threads grouped by name, most wait first

@@ -38,8 +38,8 @@ pub use runqueue::{
 pub use snapshot::{
     Advice, CallSite, CasCondition, CasProbe, CasReport, ConvoyReport, Finding, HoldTimes,
     HolderSite, KeyReport, LockReport, MapHealth, MapImplementation, MapReadingCost, MapReport,
-    MapsHint, ModuleMapping, OpCounts, ProbeInfo, RecordedWindow, Snapshot, TargetInfo,
-    ThreadGroup, WaitBucket, WriterSite, TOP_CALL_SITES, TOP_KEYS, TOP_THREAD_GROUPS,
+    MapsHint, MemoryRegion, ModuleMapping, OpCounts, ProbeInfo, RecordedWindow, Snapshot,
+    TargetInfo, ThreadGroup, WaitBucket, WriterSite, TOP_CALL_SITES, TOP_KEYS, TOP_THREAD_GROUPS,
 };
 pub use timeline::{outside, LockSecond, SecondRange, Spike, TIMELINE_LOCKS, TIMELINE_SECONDS};
 
@@ -358,6 +358,7 @@ pub(crate) fn sample_snapshot() -> Snapshot {
         signal_waits: Vec::new(),
         locks: vec![LockReport {
             name: Some("main.hotMu".into()),
+            region: None,
             address: 0xc000_1000,
             kind: LockKind::Mutex,
             contentions: 12,

@@ -200,6 +200,11 @@ pub struct ProbeInfo {
 pub struct LockReport {
     /// Name of the global variable it is (`main.hotMu`), or null.
     pub name: Option<String>,
+    /// For a native lock that is no global (`--futex`): the memory it lies
+    /// in, from the latest reading of `/proc/PID/maps` (at attach, then
+    /// each second); null for globals, Go locks, and memory mapped after
+    /// the latest reading (a thread started and gone within the second).
+    pub region: Option<MemoryRegion>,
     /// Its runtime address.
     #[serde(serialize_with = "hex")]
     pub address: u64,
@@ -259,6 +264,32 @@ pub struct LockReport {
     /// figures are what was seen divided by it (wait figures by the wait
     /// probes' own fraction, when smaller).
     pub sampled_fraction: f64,
+}
+
+/// Where in a process's memory an address lies, as `/proc/PID/maps` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryRegion {
+    /// The main heap (`[heap]`, grown by `brk`).
+    Heap,
+    /// The main thread's stack (`[stack]`).
+    Stack,
+    /// Anonymous memory: other threads' malloc arenas and stacks, and
+    /// anything else mapped without a file.
+    Anonymous,
+    /// A file's mapping (a shared library's data).
+    File,
+}
+
+impl std::fmt::Display for MemoryRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Heap => "heap",
+            Self::Stack => "main stack",
+            Self::Anonymous => "anonymous memory: malloc arenas, thread stacks",
+            Self::File => "a file's mapping",
+        })
+    }
 }
 
 /// The threads of one name that waited on a lock.

@@ -196,6 +196,7 @@ impl Pipeline {
             monotonic_ns(),
             possible_cpus(),
         );
+        let plan_futex = plan.futex;
         let mut state = State {
             aggregator,
             probes,
@@ -205,7 +206,13 @@ impl Pipeline {
             started: Instant::now(),
             overhead,
             map_reading: None,
+            process: target.process.clone(),
         };
+        if plan_futex {
+            if let Ok(regions) = target.process.memory_regions() {
+                state.aggregator.set_memory_regions(regions);
+            }
+        }
         // The `sync.Map`s selected by name are read before the work goes
         // on: their promotions are counted from this state.
         state.read_health();
@@ -325,6 +332,8 @@ struct State {
     overhead: Option<Overhead>,
     /// The last second's readings of maps' structure.
     map_reading: Option<MapReadingCost>,
+    /// The target process (its mappings, read each tick with `--futex`).
+    process: Process,
 }
 
 impl State {
@@ -343,6 +352,12 @@ impl State {
                 self.probes.thread_waits()?
             } else {
                 Vec::new()
+            },
+            // Gone (the target exited): the last reading stands.
+            memory_regions: if self.plan.futex {
+                self.process.memory_regions().ok()
+            } else {
+                None
             },
             blocked: if self.plan.blocked_time() {
                 self.probes.blocked_stats()?

@@ -1,6 +1,7 @@
 //! The traced process as `/proc` shows it: its executable, where that
 //! executable is mapped, and whether it is still alive.
 
+use crate::model::MemoryRegion;
 use std::{
     fs,
     os::unix::fs::MetadataExt as _,
@@ -140,6 +141,39 @@ impl Process {
     }
 }
 
+impl Process {
+    /// The process's writable mappings, by kind, in address order.
+    pub fn memory_regions(&self) -> Result<Vec<(u64, u64, MemoryRegion)>, ProcessError> {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .map_err(|source| Self::unreadable(self.pid, "maps", source))?;
+        Ok(memory_regions(&maps))
+    }
+}
+
+/// The writable mappings of `/proc/PID/maps` text: `[start, end)` and kind.
+fn memory_regions(maps: &str) -> Vec<(u64, u64, MemoryRegion)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?;
+            let path = fields.nth(3).unwrap_or("");
+            if !perms.starts_with("rw") {
+                return None;
+            }
+            let kind = match path {
+                "[heap]" => MemoryRegion::Heap,
+                "[stack]" => MemoryRegion::Stack,
+                "" => MemoryRegion::Anonymous,
+                p if p.starts_with('/') => MemoryRegion::File,
+                _ => return None,
+            };
+            let start = u64::from_str_radix(start, 16).ok()?;
+            Some((start, u64::from_str_radix(end, 16).ok()?, kind))
+        })
+        .collect()
+}
+
 /// The executable file mappings of `/proc/PID/maps` text, one per path.
 fn code_files(maps: &str) -> Vec<MappedFile> {
     let mut out: Vec<MappedFile> = Vec::new();
@@ -224,6 +258,27 @@ mod tests {
 ";
         assert_eq!(mapping_base(maps, (dev, 999)), Some(0x55d0c1000000));
         assert_eq!(mapping_base(maps, (dev, 1000)), None);
+    }
+
+    #[test]
+    fn writable_mappings_are_told_apart_by_kind() {
+        let maps = "\
+55d0c1000000-55d0c1002000 r--p 00000000 fd:01 999 /usr/bin/target
+55d0c1010000-55d0c1011000 rw-p 00010000 fd:01 999 /usr/bin/target
+55d0c2000000-55d0c2100000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0004000000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd10000000-7ffd10002000 r--p 00000000 00:00 0 [vvar]
+";
+        assert_eq!(
+            memory_regions(maps),
+            vec![
+                (0x55d0c1010000, 0x55d0c1011000, MemoryRegion::File),
+                (0x55d0c2000000, 0x55d0c2100000, MemoryRegion::Heap),
+                (0x7f0000000000, 0x7f0004000000, MemoryRegion::Anonymous),
+                (0x7ffd00000000, 0x7ffd00021000, MemoryRegion::Stack),
+            ]
+        );
     }
 
     #[test]

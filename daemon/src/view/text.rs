@@ -239,7 +239,11 @@ pub fn render(report: &Report) -> String {
                 seconds(lock.wait_seconds_total),
                 seconds(lock.wait_seconds_max),
                 format!("{:#x}", lock.address),
-                lock.name.as_deref().unwrap_or("(not a global)"),
+                match (&lock.name, lock.region) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(region)) => format!("(not a global: {region})"),
+                    (None, None) => "(not a global)".to_string(),
+                },
                 match (lock.kind, lock.reader_contentions) {
                     (LockKind::RwMutex, _) => " (RWMutex)".to_string(),
                     (LockKind::Rwlock, readers) => format!(
