@@ -32,8 +32,8 @@ use tokio::{
 use crate::{
     duration,
     model::{
-        hash::stable_hash, AttachFailure, GcReport, Key, LockKind, MapImplementation, MapKind,
-        MapOp, Snapshot,
+        hash::stable_hash, AttachFailure, GcReport, Key, LockKind, LockReport, MapImplementation,
+        MapKind, MapOp, Snapshot,
     },
     view::ReportFormat,
 };
@@ -70,6 +70,29 @@ pub struct LockFigures {
     /// Prometheus buckets: (upper bound in seconds, count in the bucket).
     #[serde(skip)]
     pub buckets: Vec<(f64, u64)>,
+}
+
+impl LockFigures {
+    /// The figures of a lock (or a wait for a signal).
+    fn of(lock: &LockReport) -> Self {
+        LockFigures {
+            lock: lock
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{:#x}", lock.address)),
+            kind: lock.kind,
+            contentions: lock.contentions,
+            acquisitions: lock.acquisitions,
+            wait_seconds: lock.wait_seconds_total,
+            buckets: histogram_buckets(
+                &lock
+                    .wait_histogram
+                    .iter()
+                    .map(|b| (b.ns_min, b.count))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
 }
 
 /// One CAS site's figures.
@@ -129,6 +152,8 @@ pub struct Figures {
     pub go_version: String,
     /// Locks, most contended first.
     pub locks: Vec<LockFigures>,
+    /// Native waits for another thread (condition variables, joins).
+    pub signal_waits: Vec<LockFigures>,
     /// CAS sites, most failures first.
     pub cas: Vec<CasFigures>,
     /// Maps, busiest first.
@@ -177,23 +202,13 @@ impl Figures {
                 .locks
                 .iter()
                 .take(MAX_LOCKS)
-                .map(|lock| LockFigures {
-                    lock: lock
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("{:#x}", lock.address)),
-                    kind: lock.kind,
-                    contentions: lock.contentions,
-                    acquisitions: lock.acquisitions,
-                    wait_seconds: lock.wait_seconds_total,
-                    buckets: histogram_buckets(
-                        &lock
-                            .wait_histogram
-                            .iter()
-                            .map(|b| (b.ns_min, b.count))
-                            .collect::<Vec<_>>(),
-                    ),
-                })
+                .map(LockFigures::of)
+                .collect(),
+            signal_waits: snapshot
+                .signal_waits
+                .iter()
+                .take(MAX_LOCKS)
+                .map(LockFigures::of)
                 .collect(),
             cas: snapshot
                 .cas
@@ -757,6 +772,30 @@ pub fn families(s: &Figures) -> Vec<Family> {
                 .collect(),
         ),
     ];
+    if !s.signal_waits.is_empty() {
+        out.push(family(
+            "signal_wait_seconds",
+            "Native waits for another thread (a condition variable's signal, a thread's exit): not lock contention.",
+            Some("seconds"),
+            Kind::Histogram,
+            s.signal_waits
+                .iter()
+                .map(|wait| {
+                    sample(
+                        vec![
+                            ("object", wait.lock.clone()),
+                            ("kind", wait.kind.to_string()),
+                        ],
+                        Value::Histogram {
+                            buckets: wait.buckets.clone(),
+                            sum: wait.wait_seconds,
+                            count: wait.acquisitions,
+                        },
+                    )
+                })
+                .collect(),
+        ));
+    }
     for (name, help, value) in [
         (
             "cas_attempts",
@@ -1043,6 +1082,24 @@ mod tests {
         assert_eq!(buckets.last().map(|b| b.1), Some(5));
         assert_eq!(buckets.last().map(|b| b.0), Some(f64::MAX));
         assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn waits_for_a_signal_are_their_own_family() {
+        let mut snapshot = crate::view::sample_snapshot();
+        let mut cond = snapshot.locks[0].clone();
+        cond.name = Some("queue_cv".into());
+        cond.kind = LockKind::Condvar;
+        snapshot.signal_waits = vec![cond];
+        let families = families(&Figures::of(&snapshot, false));
+        let text =
+            super::exposition::Exposition::render(&super::exposition::OpenMetrics, &families);
+        assert!(
+            text.contains(r#"mapwatch_signal_wait_seconds_count{pid="7",comm="x",object="queue_cv",kind="condvar"} 12"#),
+            "{text}"
+        );
+        // Not a lock.
+        assert!(!text.contains(r#"lock="queue_cv""#), "{text}");
     }
 
     #[test]
