@@ -292,6 +292,7 @@ fn a_stripped_rust_binary_names_its_lock_and_call_site_by_place() {
 fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention() {
     let debug_dir = fixtures_dir().join("debug");
     let debug_dir = debug_dir.to_str().expect("a UTF-8 path");
+    let mut writer_sites: Vec<Vec<String>> = Vec::new();
     for (build, args) in [
         ("rwcond", vec![]),
         ("rwcond.stripped", vec!["--debug-dir", debug_dir]),
@@ -324,6 +325,37 @@ fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention
             .unwrap_or_else(|| panic!("table_lock not among the locks: {context}"));
         assert_eq!(rw["kind"], "rwlock", "{context}");
         assert_eq!(rw["name"], "table_lock", "{context}");
+        // The writers' call site, through DWARF's inlined subroutines: the
+        // libstdc++ code inlined at the lock call, then table_writer at
+        // the fixture's own line.
+        let writer: Vec<String> = rw["top_call_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|site| {
+                site["frames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<String>>()
+            })
+            .find(|frames| frames.iter().any(|f| f.starts_with("table_writer+")))
+            .unwrap_or_else(|| panic!("no call site in table_writer: {context}"));
+        let own = writer
+            .iter()
+            .position(|f| f.starts_with("table_writer+"))
+            .unwrap_or(0);
+        assert!(
+            own > 0
+                && writer[..own].iter().all(|f| f.contains("/c++/"))
+                && writer[..own]
+                    .iter()
+                    .any(|f| f.starts_with("std::shared_mutex::lock "))
+                && writer[own].contains("rwcond.cpp:"),
+            "{writer:#?}: {context}"
+        );
+        writer_sites.push(writer);
         let contentions = rw["contentions"].as_u64().unwrap();
         let readers = rw["reader_contentions"].as_u64().unwrap();
         let writers = contentions - readers;
@@ -446,4 +478,6 @@ fn cpp_rwlock_readers_and_writers_are_split_and_condvar_waits_are_not_contention
         let waits: u64 = cv_threads.iter().map(|(_, _, w)| w).sum();
         assert_eq!(waits, cond["acquisitions"].as_u64().unwrap(), "{context}");
     }
+    // The stripped build, with its debug file, unwinds the same inlining.
+    assert_eq!(writer_sites[0], writer_sites[1]);
 }

@@ -70,9 +70,22 @@ impl fmt::Display for ModuleOffset {
 pub const RUNTIME_LOCK_FRAMES: [&str; 3] =
     ["runtime.lock", "runtime.lockWithRank", "runtime.lock2"];
 
+/// Prefixes of native lock machinery's functions, inlined into a caller's
+/// code from C++'s and glibc's headers or Rust's std (`std::…` covers
+/// both standard libraries' namespaces).
+pub const NATIVE_LOCK_PREFIXES: [&str; 5] =
+    ["std::", "__gthread_", "__glibcxx_", "pthread_", "__lll_"];
+
+/// Where the standard libraries' inlined code comes from: libstdc++'s
+/// headers and Rust's std sources (whose template and generic instances
+/// DWARF names without their namespace: `lock_guard`, `unique_lock`).
+pub const NATIVE_LIBRARY_PATHS: [&str; 2] = ["/c++/", "/rustc/"];
+
 /// The first of `frames` (innermost first) outside the lock
 /// implementations (`sync.`, `internal/`, the runtime's
-/// [`RUNTIME_LOCK_FRAMES`]), else the first.
+/// [`RUNTIME_LOCK_FRAMES`]; for native code, inlined standard-library
+/// frames: [`NATIVE_LOCK_PREFIXES`], [`NATIVE_LIBRARY_PATHS`]), else the
+/// first.
 pub fn own_frame(frames: &[Frame]) -> Option<&Frame> {
     own_frame_index(frames).map(|i| &frames[i])
 }
@@ -82,10 +95,16 @@ pub fn own_frame_index(frames: &[Frame]) -> Option<usize> {
     frames
         .iter()
         .position(|f| {
-            let name = f.function_name();
+            let name = f.function_name().trim_start_matches('<');
+            let library_source = f.inlined
+                && f.source
+                    .as_ref()
+                    .is_some_and(|s| NATIVE_LIBRARY_PATHS.iter().any(|p| s.file.contains(p)));
             !name.starts_with("sync.")
                 && !name.starts_with("internal/")
                 && !RUNTIME_LOCK_FRAMES.contains(&name)
+                && !NATIVE_LOCK_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !library_source
         })
         .or((!frames.is_empty()).then_some(0))
 }
@@ -166,6 +185,49 @@ mod tests {
             file: file.into(),
             line,
         })
+    }
+
+    #[test]
+    fn a_native_call_site_is_the_first_frame_past_inlined_library_code() {
+        let inlined = |name: &str, file: &str| Frame {
+            function: Some(name.into()),
+            offset: None,
+            source: line(file, 9),
+            inlined: true,
+            address: 0x401a,
+            module: None,
+        };
+        let own = Frame {
+            function: Some("table_writer".into()),
+            offset: Some(0x48),
+            source: line("/src/rwcond.cpp", 71),
+            inlined: false,
+            address: 0x401a,
+            module: None,
+        };
+        let frames = [
+            inlined(
+                "__glibcxx_rwlock_wrlock",
+                "/usr/include/c++/12/shared_mutex",
+            ),
+            inlined(
+                "std::shared_mutex::lock",
+                "/usr/include/c++/12/shared_mutex",
+            ),
+            // A template instance DWARF names without its namespace.
+            inlined("unique_lock", "/usr/include/c++/12/bits/unique_lock.h"),
+            own.clone(),
+        ];
+        assert_eq!(own_frame_index(&frames), Some(3));
+        let rust = [
+            inlined(
+                "<std::sync::poison::mutex::Mutex<u64>>::lock",
+                "/rustc/abc/library/std/src/sync/poison/mutex.rs",
+            ),
+            inlined("lockloop::helper", "/src/lockloop.rs"),
+            own,
+        ];
+        assert_eq!(own_frame_index(&rust), Some(1));
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! tables (`.debug_line`). [`SourceLines`] reads both once per binary and
 //! answers any number of lookups. All addresses are link-time addresses.
 //!
-//! For Go code, [`SourceLines::inline_frames`] also unwinds inlining: the pclntab
-//! gives the inlined calls at an address through each function's inline
-//! tree, which lies in the `go:func.*` data (found through `.symtab`).
+//! [`SourceLines::inline_frames`] also unwinds inlining. For Go code the
+//! pclntab gives the inlined calls at an address through each function's
+//! inline tree, which lies in the `go:func.*` data (found through
+//! `.symtab`); for native code, DWARF's inlined subroutines
+//! (`DW_TAG_inlined_subroutine`: their code ranges, the function each is
+//! an instance of, and where it was called).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ const MODULEDATA_WORDS: usize = 64;
 pub struct SourceLines {
     go: Option<GoLines>,
     dwarf: DwarfLines,
+    inlines: DwarfInlines,
 }
 
 impl SourceLines {
@@ -41,7 +45,17 @@ impl SourceLines {
             log::debug!("cannot read the DWARF line tables: {e}");
             DwarfLines::default()
         });
-        SourceLines { go, dwarf }
+        // Go's own inline trees are the pclntab's; a Go binary's DWARF is
+        // not read for them (a cgo binary's C code goes without).
+        let inlines = if go.is_some() {
+            DwarfInlines::default()
+        } else {
+            DwarfInlines::read(elf).unwrap_or_else(|e| {
+                log::debug!("cannot read DWARF's inlined subroutines: {e}");
+                DwarfInlines::default()
+            })
+        };
+        SourceLines { go, dwarf, inlines }
     }
 
     /// Whether there is no line information at all.
@@ -61,16 +75,16 @@ impl SourceLines {
 
     /// The logical frames at link-time `address`, innermost first, from Go's
     /// inline tree (the pclntab and its funcdata: the `go:func.*` symbol, or
-    /// the module data in stripped binaries): one per inlined call, then
-    /// the function holding the code (the position of the address for the
-    /// innermost, of the call site for the others; `?` and 0 for what the
-    /// tables do not give). Empty without an inline tree (not Go code, or
-    /// no funcdata found).
+    /// the module data in stripped binaries) or DWARF's inlined
+    /// subroutines: one per inlined call, then the function holding the
+    /// code (the position of the address for the innermost, of the call
+    /// site for the others; `?` and 0 for what the tables do not give).
+    /// Empty without an inline tree (no funcdata found, no DWARF).
     pub fn inline_frames(&self, address: u64) -> Vec<InlineFrame> {
-        self.go
-            .as_ref()
-            .and_then(|go| go.frames(address))
-            .unwrap_or_default()
+        if let Some(frames) = self.go.as_ref().and_then(|go| go.frames(address)) {
+            return frames;
+        }
+        self.inlines.frames(address, self.line(address))
     }
 }
 
@@ -347,6 +361,211 @@ impl DwarfLines {
         }
         Some((self.files.get(row.file as usize)?.clone(), row.line))
     }
+}
+
+/// One inlined call's code range, from a `DW_TAG_inlined_subroutine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inlined {
+    /// `[low, high)`, link-time.
+    low: u64,
+    high: u64,
+    /// Nesting depth in its unit's tree: deeper is inlined into shallower.
+    depth: u32,
+    /// The function inlined (index into [`DwarfInlines::names`]).
+    name: u32,
+    /// Where it was called: file (index into [`DwarfInlines::files`], or
+    /// `u32::MAX` if unknown) and line (0 if unknown).
+    call_file: u32,
+    call_line: u32,
+}
+
+/// Every inlined call of a native binary's DWARF, by start address.
+#[derive(Debug, Clone, Default)]
+struct DwarfInlines {
+    ranges: Vec<Inlined>,
+    names: Vec<String>,
+    files: Vec<String>,
+    /// The longest range, bounding how far back a lookup looks.
+    longest: u64,
+}
+
+impl DwarfInlines {
+    /// Reads the inlined subroutines of every unit of `elf`.
+    fn read(elf: &ElfImage) -> gimli::Result<DwarfInlines> {
+        let mut inlines = DwarfInlines::default();
+        if elf.section(".debug_info").is_none() {
+            return Ok(inlines);
+        }
+        let sections = gimli::DwarfSections::load(|id| Ok::<_, gimli::Error>(load(elf, id)))?;
+        let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
+        let mut names: HashMap<String, u32> = HashMap::new();
+        let mut files: HashMap<String, u32> = HashMap::new();
+        let mut units = dwarf.units();
+        while let Some(header) = units.next()? {
+            let Ok(unit) = dwarf.unit(header) else {
+                continue;
+            };
+            // A unit that does not read is passed over, not the rest.
+            if let Err(e) = inlines.read_unit(&dwarf, &unit, &mut names, &mut files) {
+                log::debug!("stopping in a DWARF unit's inlined subroutines: {e}");
+            }
+        }
+        inlines.ranges.sort_by_key(|r| (r.low, r.depth));
+        Ok(inlines)
+    }
+
+    /// Reads the inlined subroutines of one unit.
+    fn read_unit(
+        &mut self,
+        dwarf: &gimli::Dwarf<Slice<'_>>,
+        unit: &gimli::Unit<Slice<'_>>,
+        names: &mut HashMap<String, u32>,
+        files: &mut HashMap<String, u32>,
+    ) -> gimli::Result<()> {
+        let mut entries = unit.entries();
+        let mut depth: isize = 0;
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            if entry.tag() != gimli::DW_TAG_inlined_subroutine {
+                continue;
+            }
+            let Some(name) = origin_name(dwarf, unit, entry) else {
+                continue;
+            };
+            let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+            let name = *names.entry(name).or_insert_with_key(|name| {
+                self.names.push(name.clone());
+                next
+            });
+            let call_file = match (
+                entry.attr_value(gimli::DW_AT_call_file)?,
+                &unit.line_program,
+            ) {
+                (Some(gimli::AttributeValue::FileIndex(index)), Some(program)) => {
+                    file_path(dwarf, unit, program.header(), index).map(|path| {
+                        let next = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+                        *files.entry(path).or_insert_with_key(|path| {
+                            self.files.push(path.clone());
+                            next
+                        })
+                    })
+                }
+                _ => None,
+            }
+            .unwrap_or(u32::MAX);
+            let call_line = entry
+                .attr_value(gimli::DW_AT_call_line)?
+                .and_then(|v| v.udata_value())
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(0);
+            let mut ranges = dwarf.die_ranges(unit, entry)?;
+            while let Some(range) = ranges.next()? {
+                if range.begin == 0 || range.end <= range.begin {
+                    continue; // discarded by the linker, or empty
+                }
+                self.longest = self.longest.max(range.end - range.begin);
+                self.ranges.push(Inlined {
+                    low: range.begin,
+                    high: range.end,
+                    depth: u32::try_from(depth).unwrap_or(0),
+                    name,
+                    call_file,
+                    call_line,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The logical frames at `address` (see [`SourceLines::inline_frames`]):
+    /// the inlined calls covering it, innermost first, at `line` for the
+    /// innermost and at the next one's call site for the others, then the
+    /// real function (named `?`: the symbol table names it) at the
+    /// outermost call's site. Empty when no inlined call covers it.
+    fn frames(&self, address: u64, line: Option<SourceLine>) -> Vec<InlineFrame> {
+        let end = self.ranges.partition_point(|r| r.low <= address);
+        let mut covering: Vec<&Inlined> = self.ranges[..end]
+            .iter()
+            .rev()
+            .take_while(|r| address - r.low <= self.longest)
+            .filter(|r| address < r.high)
+            .collect();
+        if covering.is_empty() {
+            return Vec::new();
+        }
+        covering.sort_by_key(|r| std::cmp::Reverse(r.depth));
+        let file = |index: u32| {
+            self.files
+                .get(index as usize)
+                .cloned()
+                .unwrap_or_else(|| "?".into())
+        };
+        let (mut at_file, mut at_line) =
+            line.map_or_else(|| ("?".to_string(), 0), |l| (l.file, l.line));
+        let mut frames = Vec::with_capacity(covering.len() + 1);
+        for inlined in covering {
+            frames.push(InlineFrame {
+                function: self
+                    .names
+                    .get(inlined.name as usize)
+                    .cloned()
+                    .unwrap_or_else(|| "?".into()),
+                file: at_file,
+                line: at_line,
+            });
+            at_file = file(inlined.call_file);
+            at_line = inlined.call_line;
+        }
+        frames.push(InlineFrame {
+            function: "?".into(),
+            file: at_file,
+            line: at_line,
+        });
+        frames
+    }
+}
+
+/// The name of the function an inlined subroutine is an instance of: its
+/// abstract origin's linkage name when it demangles (a C++ template's does
+/// not: see [`super::demangle`]), else its plain name, following origins
+/// and specifications a few steps.
+fn origin_name(
+    dwarf: &gimli::Dwarf<Slice<'_>>,
+    unit: &gimli::Unit<Slice<'_>>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Slice<'_>>,
+) -> Option<String> {
+    let mut offset = match entry.attr_value(gimli::DW_AT_abstract_origin).ok()?? {
+        gimli::AttributeValue::UnitRef(offset) => offset,
+        _ => return None,
+    };
+    for _ in 0..4 {
+        let origin = unit.entry(offset).ok()?;
+        for attr in [gimli::DW_AT_linkage_name, gimli::DW_AT_MIPS_linkage_name] {
+            if let Some(value) = origin.attr_value(attr).ok().flatten() {
+                if let Ok(name) = dwarf.attr_string(unit, value) {
+                    let name = super::demangle(&name.to_string_lossy());
+                    if !name.starts_with("_Z") {
+                        return Some(name);
+                    }
+                }
+            }
+        }
+        let next = [gimli::DW_AT_specification, gimli::DW_AT_abstract_origin]
+            .iter()
+            .find_map(|&attr| match origin.attr_value(attr).ok().flatten() {
+                Some(gimli::AttributeValue::UnitRef(next)) => Some(next),
+                _ => None,
+            });
+        match next {
+            Some(next) => offset = next,
+            None => {
+                let value = origin.attr_value(gimli::DW_AT_name).ok()??;
+                let name = dwarf.attr_string(unit, value).ok()?;
+                return Some(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    None
 }
 
 /// One debug section's bytes (decompressed), empty when absent.

@@ -255,7 +255,9 @@ impl Executable {
 /// abbreviations (`I…E`, `S…`) are not decoded: such names, and anything
 /// else, are returned as they are.
 pub fn demangle(symbol: &str) -> String {
-    if symbol.starts_with("_R") {
+    // Rust's legacy names escape what a path may not hold (`$LT$`, `$u20$`):
+    // its own demangler reads them.
+    if symbol.starts_with("_R") || (symbol.starts_with("_ZN") && symbol.contains('$')) {
         // Rust's v0 mangling (what rustc gives std's own symbols).
         if let Ok(name) = rustc_demangle::try_demangle(symbol) {
             return format!("{name:#}");
@@ -283,6 +285,11 @@ pub fn demangle(symbol: &str) -> String {
     // A const or volatile method's qualifiers come first.
     let mut rest = nested.trim_start_matches(['K', 'V', 'r']);
     let mut parts: Vec<&str> = Vec::new();
+    // `St` abbreviates the `std` namespace.
+    if let Some(after) = rest.strip_prefix("St") {
+        parts.push("std");
+        rest = after;
+    }
     while !rest.starts_with('E') {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         let Ok(len) = rest[..digits].parse::<usize>() else {
@@ -320,6 +327,10 @@ mod tests {
         assert_eq!(demangle("main.hotMu"), "main.hotMu");
         assert_eq!(demangle("hot_lock"), "hot_lock");
         assert_eq!(demangle("_ZN3fooE"), "foo");
+        assert_eq!(
+            demangle("_ZN4core4iter5range101_$LT$impl$u20$core..iter..traits..iterator..Iterator$u20$for$u20$core..ops..range..Range$LT$A$GT$$GT$4next17h0123456789abcdefE"),
+            "core::iter::range::<impl core::iter::traits::iterator::Iterator for core::ops::range::Range<A>>::next"
+        );
         // C++ functions, parameters left out.
         assert_eq!(demangle("_ZL14queue_consumerv"), "queue_consumer");
         assert_eq!(demangle("_Z3addii"), "add");
@@ -327,6 +338,10 @@ mod tests {
         assert_eq!(
             demangle("_ZNSt6vectorIiSaIiEE9push_backEOi"),
             "_ZNSt6vectorIiSaIiEE9push_backEOi"
+        );
+        assert_eq!(
+            demangle("_ZNSt22__shared_mutex_pthread4lockEv"),
+            "std::__shared_mutex_pthread::lock"
         );
         // Malformed: left as it is.
         assert_eq!(demangle("_ZN99fooE"), "_ZN99fooE");
