@@ -177,19 +177,24 @@ fn rust_std_mutex_waits_are_seen_per_global() {
 
 /// A stripped build with no debug file names what the unstripped one
 /// names by symbol by where it is: the hot lock as
-/// `lockloop.stripped .bss+0xOFF` at the offset of the hot lock in `.bss`,
-/// the call site as `lockloop.stripped+0xFILEOFFSET` inside the hot
+/// `NAME.stripped .bss+0xOFF` at the offset of the hot lock in `.bss`,
+/// the call site as `NAME.stripped+0xFILEOFFSET` inside the hot
 /// worker's code, both read off the unstripped twin (same code, same
 /// layout). Counts stay exact.
-fn a_stripped_binary_names_by_place(dir: &str, hot: &str, worker: &str, lock_code: &str) {
-    let plain = fixtures_dir().join(dir).join("lockloop");
-    let stripped = fixtures_dir().join(dir).join("lockloop.stripped");
+fn a_stripped_binary_names_by_place(
+    (dir, name, args): (&str, &str, &[&str]),
+    hot: &str,
+    worker: &str,
+    lock_code: &str,
+) {
+    let plain = fixtures_dir().join(dir).join(name);
+    let stripped = fixtures_dir().join(dir).join(format!("{name}.stripped"));
     assert!(
         stripped.is_file(),
         "{} missing: run `cargo xtask test`",
         stripped.display()
     );
-    let twin = mapwatch::target::Executable::open(&plain, "lockloop").expect("the unstripped twin");
+    let twin = mapwatch::target::Executable::open(&plain, name).expect("the unstripped twin");
     let hot = twin
         .symbols
         .globals()
@@ -202,7 +207,7 @@ fn a_stripped_binary_names_by_place(dir: &str, hot: &str, worker: &str, lock_cod
         .find(|s| s.contains(hot.address))
         .expect("the hot lock in .bss or .data");
     let want_lock = format!(
-        "lockloop.stripped {}+{:#x}",
+        "{name}.stripped {}+{:#x}",
         section.name,
         hot.address - section.address
     );
@@ -215,7 +220,7 @@ fn a_stripped_binary_names_by_place(dir: &str, hot: &str, worker: &str, lock_cod
     let code = twin.elf.vaddr_to_file_offset(worker.start).unwrap()
         ..twin.elf.vaddr_to_file_offset(worker.end).unwrap();
 
-    let workload = Workload::start(&stripped, &["-workers", "4", "-iterations", "2000"]);
+    let workload = Workload::start(&stripped, args);
     let tracer = Tracer::attach(workload.pid, &["--futex"]);
     let truth = workload.run_to_end();
     let report = tracer.report();
@@ -242,7 +247,7 @@ fn a_stripped_binary_names_by_place(dir: &str, hot: &str, worker: &str, lock_cod
         .as_str()
         .unwrap_or_default();
     let offset = frame
-        .strip_prefix("lockloop.stripped+0x")
+        .strip_prefix(&format!("{name}.stripped+0x"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .unwrap_or_else(|| panic!("call site {frame:?} is not module+offset: {context}"));
     // Without symbols no frame is known to be the lock's own code: a
@@ -263,19 +268,36 @@ fn a_stripped_binary_names_by_place(dir: &str, hot: &str, worker: &str, lock_cod
     );
 }
 
+/// The lockloop fixtures as [`a_stripped_binary_names_by_place`] runs them.
+const LOCKLOOP_ARGS: &[&str] = &["-workers", "4", "-iterations", "2000"];
+const LOCKLOOP_C: (&str, &str, &[&str]) = ("c", "lockloop", LOCKLOOP_ARGS);
+const LOCKLOOP_RUST: (&str, &str, &[&str]) = ("rust", "lockloop", LOCKLOOP_ARGS);
+
 #[test]
 fn a_stripped_c_binary_names_its_lock_and_call_site_by_place() {
     // glibc's lock code is in libc, never in the executable.
-    a_stripped_binary_names_by_place("c", "hot_lock", "hot_worker", "hot_worker");
+    a_stripped_binary_names_by_place(LOCKLOOP_C, "hot_lock", "hot_worker", "hot_worker");
 }
 
 #[test]
 fn a_stripped_rust_binary_names_its_lock_and_call_site_by_place() {
     a_stripped_binary_names_by_place(
-        "rust",
+        LOCKLOOP_RUST,
         "lockloop::HOT_LOCK",
         "lockloop::hot_worker",
         "std::sys::sync::mutex::",
+    );
+}
+
+#[test]
+fn a_stripped_cpp_binary_names_its_lock_and_call_site_by_place() {
+    // The shared mutex's inlined wrappers are inside its callers: the
+    // readers' and the writer's functions.
+    a_stripped_binary_names_by_place(
+        ("cpp", "rwcond", &["-iterations", "2000"]),
+        "table_lock",
+        "table_writer",
+        "table_",
     );
 }
 

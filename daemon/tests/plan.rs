@@ -467,14 +467,31 @@ fn native_targets_plan_futex_waits_and_say_what_is_missing() {
         !plan_rust.native.skip.is_empty(),
         "Rust std's futex lock path is looked past"
     );
-    for (start, end) in &plan_rust.native.skip {
-        let name = rust
-            .symbols
-            .function_at(*start)
-            .map(|f| mapwatch::target::demangle(&f.name))
-            .unwrap();
-        assert!(name.contains("std::sys::"), "{name}");
-        assert!(end > start);
+    // std's own sys layer first (the kernel side has 8 slots), and the
+    // contended path among them.
+    let names: Vec<String> = plan_rust
+        .native
+        .skip
+        .iter()
+        .map(|(start, end)| {
+            assert!(end > start);
+            rust.symbols
+                .function_at(*start)
+                .map(|f| mapwatch::target::demangle(&f.name))
+                .unwrap()
+        })
+        .collect();
+    assert!(names[0].contains("std::sys::"), "{names:#?}");
+    assert!(
+        names
+            .iter()
+            .take(probe_common::NATIVE_SKIP_RANGES)
+            .any(|n| n.contains("lock_contended")),
+        "{names:#?}"
+    );
+    for name in &names {
+        // A function whose type arguments mention a mutex is no lock code.
+        assert!(!name.contains("OnceLock"), "{names:#?}");
     }
 
     // Without --futex a native binary has nothing to probe, and says what

@@ -958,30 +958,59 @@ pub fn native_ranges(exe: &Executable) -> NativeRanges {
     let Some(text) = exe.elf.text_section() else {
         return NativeRanges::default();
     };
+    // (std's own sys layer first, as the slots are few), start, end.
     let (mut skip, mut signal) = (Vec::new(), Vec::new());
     for f in exe.symbols.functions() {
-        let name = demangle(&f.name);
-        let name = name.trim_start_matches('<');
-        if !name.starts_with("std::") {
+        let path = without_generics(&demangle(&f.name));
+        if !path.starts_with("std::") {
             continue;
         }
-        let waits = name.contains("wait") || name.contains("park");
-        if waits && (name.contains("condvar") || name.contains("thread_parking")) {
-            signal.push((f.start, f.end));
+        let first = u8::from(!path.starts_with("std::sys::"));
+        let waits = path.contains("wait") || path.contains("park");
+        if waits && (path.contains("condvar") || path.contains("thread_parking")) {
+            signal.push((first, f.start, f.end));
         } else if ["futex", "mutex", "condition_variable", "rwlock"]
             .iter()
-            .any(|word| name.contains(word))
+            .any(|word| path.contains(word))
         {
             // Rust's std::sys lock paths; C++'s out-of-line std::mutex,
             // std::shared_mutex and std::condition_variable wrappers.
-            skip.push((f.start, f.end));
+            skip.push((first, f.start, f.end));
         }
     }
+    let ranges = |mut list: Vec<(u8, u64, u64)>| {
+        list.sort_by_key(|&(first, start, _)| (first, start));
+        list.into_iter()
+            .map(|(_, start, end)| (start, end))
+            .collect()
+    };
     NativeRanges {
         text: Some((text.address, text.address + text.size)),
-        skip,
-        signal,
+        skip: ranges(skip),
+        signal: ranges(signal),
     }
+}
+
+/// A demangled name's path without generic arguments or the brackets of
+/// a qualified type: `<std::sys::sync::mutex::futex::Mutex>::lock_contended`
+/// is `std::sys::sync::mutex::futex::Mutex::lock_contended`, and
+/// `<OnceLock<Mutex<T>>>::initialize` is `OnceLock::initialize` (a function
+/// whose type arguments name a mutex is no lock code).
+fn without_generics(name: &str) -> String {
+    let name = name.strip_prefix('<').unwrap_or(name);
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            // The qualified type's own closing bracket.
+            '>' => {}
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Sites for blocked time: the mutex semaphore wait's entry (the RWMutex
@@ -1210,6 +1239,24 @@ fn entry_placement(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_paths_are_told_by_their_path_not_their_type_arguments() {
+        assert_eq!(
+            without_generics("<std::sys::sync::mutex::futex::Mutex>::lock_contended"),
+            "std::sys::sync::mutex::futex::Mutex::lock_contended"
+        );
+        assert_eq!(
+            without_generics(
+                "<std::sync::once_lock::OnceLock<std::sync::poison::mutex::Mutex<u8>>>::initialize::<F, !>"
+            ),
+            "std::sync::once_lock::OnceLock::initialize::"
+        );
+        assert_eq!(
+            without_generics("std::sync::poison::mutex::Mutex<T>::lock"),
+            "std::sync::poison::mutex::Mutex::lock"
+        );
+    }
 
     #[test]
     fn globs_match_like_a_shell() {
