@@ -19,9 +19,28 @@ impl Format for HtmlReport {
 
 /// A lock's name, or its address.
 fn lock_label(lock: &LockReport) -> String {
-    lock.name
-        .clone()
-        .unwrap_or_else(|| format!("{:#x}", lock.address))
+    match (&lock.name, lock.region) {
+        (Some(name), _) => name.clone(),
+        (None, Some(region)) => format!("{:#x} ({region})", lock.address),
+        (None, None) => format!("{:#x}", lock.address),
+    }
+}
+
+/// `worker ×4: 1234 waits, 1.2 ms; …`: who waited, by thread name.
+fn thread_line(lock: &LockReport) -> String {
+    lock.threads
+        .iter()
+        .map(|g| {
+            format!(
+                "{} ×{}: {} waits, {}",
+                g.name,
+                g.threads,
+                g.waits,
+                dur(g.wait_seconds)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Escapes text for HTML.
@@ -175,6 +194,9 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                         .join("<br>")
                 );
             }
+            if !lock.threads.is_empty() {
+                let _ = write!(h, "<p><b>Threads:</b> {}</p>", esc(&thread_line(lock)));
+            }
             if let Some(convoys) = &lock.convoys {
                 let _ = write!(
                     h,
@@ -202,6 +224,29 @@ td.l,th.l{{text-align:left}}code{{font-size:90%}}h2{{margin-top:2em}}.muted{{col
                 }
             }
         }
+    }
+
+    if !report.signal_waits.is_empty() {
+        h.push_str("<h2>Waits for other threads</h2><p class=\"muted\">Condition variables and joins: waits for a signal or a thread's exit, not lock contention.</p>");
+        h.push_str("<table><tr><th class=\"l\">object</th><th class=\"l\">kind</th><th>waits</th><th>wait total</th><th>wait max</th><th class=\"l\">waited at</th><th class=\"l\">threads</th></tr>");
+        for wait in &report.signal_waits {
+            let at = wait
+                .top_call_sites
+                .first()
+                .and_then(|s| s.own_frame())
+                .map_or(String::new(), |f| esc(&f.to_string()));
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><code>{at}</code></td><td class=\"l\">{}</td></tr>",
+                esc(&lock_label(wait)),
+                wait.kind,
+                wait.contentions,
+                esc(&dur(wait.wait_seconds_total)),
+                esc(&dur(wait.wait_seconds_max)),
+                esc(&thread_line(wait)),
+            );
+        }
+        h.push_str("</table>");
     }
 
     if !report.timeline.is_empty() {
@@ -438,6 +483,30 @@ mod tests {
             html.contains("<b>Structure:</b> 1000 entries (peak 1200) in 2000 slots"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn waits_for_a_signal_have_their_own_table() {
+        let mut snapshot = crate::view::sample_snapshot();
+        let mut cond = snapshot.locks[0].clone();
+        cond.name = Some("queue_cv".into());
+        cond.kind = crate::model::LockKind::Condvar;
+        cond.threads = vec![crate::model::ThreadGroup {
+            name: "consumer".into(),
+            threads: 2,
+            waits: 12,
+            wait_seconds: 0.5,
+        }];
+        snapshot.signal_waits = vec![cond];
+        let html = render(&snapshot);
+        let table = &html[html
+            .find("<h2>Waits for other threads</h2>")
+            .expect("the table")..];
+        assert!(
+            table.contains("<code>queue_cv</code></td><td class=\"l\">condvar</td><td>12</td>"),
+            "{table}"
+        );
+        assert!(table.contains("consumer ×2: 12 waits"), "{table}");
     }
 
     #[test]
